@@ -1,0 +1,5 @@
+//! nodemedic
+pub mod diagnose;
+pub mod evidence;
+pub mod intake;
+pub mod plan;

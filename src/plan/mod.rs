@@ -1,0 +1,486 @@
+//! Planning: pure translation of findings into steps, each naming the exact AWS API call and its
+//! parameters, plus notes saying why a fix was not planned. No I/O.
+
+pub mod key_policy;
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::diagnose::{Diagnosis, Finding, Subject};
+use crate::evidence::{Evidence, NatGatewayFacts, NetworkFacts, Scaling};
+use key_policy::{KeyPolicyError, KeyPolicyPatch};
+
+/// Fix kinds: stable names used in audit records, metrics labels and docs/catalog.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FixKind {
+    AddNatRoute,
+    PatchKmsKeyPolicy,
+    CycleNodegroup,
+}
+
+impl FixKind {
+    pub const ALL: [FixKind; 3] = [
+        FixKind::AddNatRoute,
+        FixKind::PatchKmsKeyPolicy,
+        FixKind::CycleNodegroup,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            FixKind::AddNatRoute => "add_nat_route",
+            FixKind::PatchKmsKeyPolicy => "patch_kms_key_policy",
+            FixKind::CycleNodegroup => "cycle_nodegroup",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            FixKind::AddNatRoute => {
+                "ec2:CreateRoute 0.0.0.0/0 to an available public NAT gateway of the subnet's VPC, preferring \
+                 the subnet's zone and a NAT gateway the cluster's node subnets already use. Never replaces an \
+                 existing default route. Rollback: ec2:DeleteRoute."
+            }
+            FixKind::PatchKmsKeyPolicy => {
+                "kms:PutKeyPolicy with the current policy plus the two statements the EC2 Auto Scaling guide \
+                 requires for AWSServiceRoleForAutoScaling (CreateGrant only with kms:GrantIsForAWSResource). \
+                 The previous policy is recorded for rollback; a policy that changed since diagnosis is not \
+                 overwritten."
+            }
+            FixKind::CycleNodegroup => {
+                "eks:UpdateNodegroupConfig to desired 0 (and min 0 when min > 0), wait for ACTIVE, then restore \
+                 the original min and desired so that a fresh instance launches with the fix in place. Skipped \
+                 when the nodegroup has healthy capacity a cycle would destroy."
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for FixKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A change of a nodegroup's scaling configuration: the fields an UpdateNodegroupConfig sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalingUpdate {
+    pub min_size: Option<i32>,
+    pub desired_size: i32,
+}
+
+/// One AWS mutation, with everything needed to perform, verify and undo it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Action {
+    CreateRoute {
+        route_table_id: String,
+        destination_cidr_block: String,
+        nat_gateway_id: String,
+    },
+    PutKeyPolicy {
+        key_id: String,
+        policy_name: String,
+        policy: String,
+        /// The policy the plan was made against; applying refuses if the key's policy differs.
+        previous_policy: String,
+    },
+    CycleNodegroup {
+        cluster: String,
+        nodegroup: String,
+        original: Scaling,
+        scale_down: ScalingUpdate,
+        restore: ScalingUpdate,
+    },
+}
+
+impl Action {
+    /// The API calls this action makes, as an operator would type them.
+    pub fn api_calls(&self) -> Vec<ApiCall> {
+        match self {
+            Action::CreateRoute {
+                route_table_id,
+                destination_cidr_block,
+                nat_gateway_id,
+            } => vec![ApiCall {
+                operation: "ec2:CreateRoute".into(),
+                parameters: json!({
+                    "RouteTableId": route_table_id,
+                    "DestinationCidrBlock": destination_cidr_block,
+                    "NatGatewayId": nat_gateway_id,
+                }),
+            }],
+            Action::PutKeyPolicy {
+                key_id,
+                policy_name,
+                policy,
+                ..
+            } => vec![ApiCall {
+                operation: "kms:PutKeyPolicy".into(),
+                parameters: json!({
+                    "KeyId": key_id,
+                    "PolicyName": policy_name,
+                    "Policy": policy,
+                    "BypassPolicyLockoutSafetyCheck": false,
+                }),
+            }],
+            Action::CycleNodegroup {
+                cluster,
+                nodegroup,
+                scale_down,
+                restore,
+                ..
+            } => [scale_down, restore]
+                .into_iter()
+                .map(|update| ApiCall {
+                    operation: "eks:UpdateNodegroupConfig".into(),
+                    parameters: json!({
+                        "clusterName": cluster,
+                        "nodegroupName": nodegroup,
+                        "scalingConfig": scaling_json(update),
+                    }),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn scaling_json(update: &ScalingUpdate) -> Value {
+    match update.min_size {
+        Some(min) => json!({"minSize": min, "desiredSize": update.desired_size}),
+        None => json!({"desiredSize": update.desired_size}),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiCall {
+    pub operation: String,
+    pub parameters: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub fix: FixKind,
+    pub action: Action,
+    /// Why this step, in a sentence.
+    pub reason: String,
+}
+
+/// Why a fix was not planned (or what a human must do instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub fix: Option<FixKind>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Content address: a hash of the steps (calls, parameters and the state they rest on).
+    pub id: String,
+    pub steps: Vec<Step>,
+    pub notes: Vec<Note>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// Plans the fixes for a diagnosis.
+pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
+    let mut steps = Vec::new();
+    let mut notes = Vec::new();
+    let mut affected_subnets = BTreeSet::new();
+    let mut planned_keys = BTreeSet::new();
+
+    for finding in &diagnosis.findings {
+        match &finding.subject {
+            Subject::Key { key_arn, .. } if !planned_keys.insert(key_arn.clone()) => {}
+            Subject::Key { .. } => match plan_key_policy(finding) {
+                Ok(Some(step)) => steps.push(step),
+                Ok(None) => {}
+                Err(text) => notes.push(Note {
+                    fix: Some(FixKind::PatchKmsKeyPolicy),
+                    text,
+                }),
+            },
+            Subject::Subnet { subnet_id, .. } => {
+                affected_subnets.insert(subnet_id.clone());
+                match plan_nat_route(finding, evidence) {
+                    Ok(step) => steps.push(step),
+                    Err(text) => notes.push(Note {
+                        fix: Some(FixKind::AddNatRoute),
+                        text,
+                    }),
+                }
+            }
+            Subject::UnusableKey { reference, state } => notes.push(Note {
+                fix: None,
+                text: format!(
+                    "KMS key {reference} is {state}: no automatic fix. Enable it (aws kms enable-key --key-id {reference}), \
+                     cancel its deletion (aws kms cancel-key-deletion --key-id {reference}), or use another key in the \
+                     launch template."
+                ),
+            }),
+            Subject::None => notes.push(Note {
+                fix: None,
+                text: "No rule matched, so nothing is planned; the evidence is recorded for review.".into(),
+            }),
+        }
+    }
+
+    // A key that cannot be used blocks every launch whatever else is fixed: cycling would only
+    // produce another failure.
+    let launches_still_blocked = diagnosis
+        .findings
+        .iter()
+        .any(|f| matches!(f.subject, Subject::UnusableKey { .. }));
+    if !steps.is_empty() {
+        if launches_still_blocked {
+            notes.push(Note {
+                fix: Some(FixKind::CycleNodegroup),
+                text: "Cycle skipped: a KMS key the launch template uses is unusable, so new instances would fail too."
+                    .into(),
+            });
+        } else {
+            match plan_cycle(evidence, &affected_subnets) {
+                Ok(step) => steps.push(step),
+                Err(text) => notes.push(Note {
+                    fix: Some(FixKind::CycleNodegroup),
+                    text,
+                }),
+            }
+        }
+    }
+
+    Plan {
+        id: plan_id(&steps),
+        steps,
+        notes,
+    }
+}
+
+fn plan_id(steps: &[Step]) -> String {
+    let canonical = serde_json::to_vec(steps).unwrap_or_default();
+    let digest = Sha256::digest(&canonical);
+    format!("plan-{}", &hex::encode(digest)[..16])
+}
+
+fn plan_key_policy(finding: &Finding) -> Result<Option<Step>, String> {
+    let Subject::Key {
+        key_arn,
+        policy,
+        service_linked_role,
+        cross_account,
+        explicit_deny,
+    } = &finding.subject
+    else {
+        return Ok(None);
+    };
+    if *cross_account {
+        let owner = key_arn.split(':').nth(4).unwrap_or("another account");
+        return Err(format!(
+            "Key {key_arn} belongs to account {owner}: nodemedic does not change another account's key policy. Its \
+             owner must allow this account in the key policy, then create a grant for the service-linked role: \
+             aws kms create-grant --key-id {key_arn} --grantee-principal {service_linked_role} --operations Encrypt \
+             Decrypt ReEncryptFrom ReEncryptTo GenerateDataKey GenerateDataKeyWithoutPlaintext DescribeKey CreateGrant"
+        ));
+    }
+    if let Some(deny) = explicit_deny {
+        return Err(format!(
+            "Key {key_arn}: {deny}. Adding allow statements cannot override an explicit deny; a human must decide \
+             whether that statement should change."
+        ));
+    }
+    let Some(previous) = policy else {
+        return Err(format!(
+            "The policy of key {key_arn} could not be read, so it cannot be patched safely."
+        ));
+    };
+    match key_policy::patch(previous, service_linked_role) {
+        Ok(KeyPolicyPatch::AlreadyGranted) => Ok(None),
+        Ok(KeyPolicyPatch::Patched { policy, added_sids }) => Ok(Some(Step {
+            fix: FixKind::PatchKmsKeyPolicy,
+            action: Action::PutKeyPolicy {
+                key_id: key_arn.clone(),
+                policy_name: "default".into(),
+                policy,
+                previous_policy: previous.clone(),
+            },
+            reason: format!(
+                "Add statements {} so that {service_linked_role} can use key {key_arn} for encrypted volumes.",
+                added_sids.join(" and ")
+            ),
+        })),
+        Err(error @ KeyPolicyError::ExplicitDeny { .. }) => Err(format!("Key {key_arn}: {error}.")),
+        Err(error) => Err(format!(
+            "Key {key_arn}: {error}; the policy is left unchanged."
+        )),
+    }
+}
+
+fn plan_nat_route(finding: &Finding, evidence: &Evidence) -> Result<Step, String> {
+    let Subject::Subnet {
+        subnet_id,
+        route_table_id,
+        availability_zone,
+        vpc_id,
+    } = &finding.subject
+    else {
+        return Err("internal: a route fix needs a subnet finding".into());
+    };
+    let network = evidence
+        .network
+        .as_ref()
+        .ok_or_else(|| "No network evidence was collected; no route can be planned.".to_string())?;
+    let route_table_id = route_table_id.clone().ok_or_else(|| {
+        format!("Subnet {subnet_id} has no route table; no route can be planned.")
+    })?;
+    let table = network.route_tables.iter().find(|t| t.id == route_table_id);
+    if table.is_some_and(|t| t.routes.iter().any(|r| r.is_default_ipv4())) {
+        return Err(format!(
+            "Route table {route_table_id} already has a 0.0.0.0/0 route; nodemedic never replaces an existing default route."
+        ));
+    }
+    if table.is_some_and(|t| t.main) {
+        return Err(format!(
+            "Subnet {subnet_id} uses the VPC's main route table {route_table_id}; adding a default route there would \
+             change every subnet without its own table. Associate {subnet_id} with its own route table first."
+        ));
+    }
+    let (nat, why) = choose_nat_gateway(network, availability_zone.as_deref()).ok_or_else(|| {
+        format!(
+            "No available public NAT gateway in {vpc_id}: no route can be added. Create a NAT gateway in a public \
+             subnet (aws ec2 create-nat-gateway --subnet-id <public-subnet> --allocation-id <eip>), or the VPC \
+             endpoints ec2, ecr.api, ecr.dkr, s3 and sts."
+        )
+    })?;
+    Ok(Step {
+        fix: FixKind::AddNatRoute,
+        action: Action::CreateRoute {
+            route_table_id: route_table_id.clone(),
+            destination_cidr_block: "0.0.0.0/0".into(),
+            nat_gateway_id: nat.id.clone(),
+        },
+        reason: format!(
+            "Route 0.0.0.0/0 from {route_table_id} (subnet {subnet_id}) to {}: {why}.",
+            nat.id
+        ),
+    })
+}
+
+/// Picks the NAT gateway for a default route: available and public, then same zone, then one
+/// the cluster's other node subnets already use, then by id for a stable answer.
+pub fn choose_nat_gateway<'a>(
+    network: &'a NetworkFacts,
+    availability_zone: Option<&str>,
+) -> Option<(&'a NatGatewayFacts, String)> {
+    let used = network.nat_gateways_used_by_cluster();
+    let zone_of = |nat: &NatGatewayFacts| {
+        network
+            .subnet(&nat.subnet_id)
+            .map(|s| s.availability_zone.clone())
+    };
+    network
+        .nat_gateways
+        .iter()
+        .filter(|nat| nat.state == "available" && nat.connectivity != "private")
+        .map(|nat| {
+            let same_zone =
+                availability_zone.is_some() && zone_of(nat).as_deref() == availability_zone;
+            let used_by_cluster = used.contains(nat.id.as_str());
+            (nat, same_zone, used_by_cluster)
+        })
+        .min_by_key(|(nat, same_zone, used_by_cluster)| {
+            (!same_zone, !used_by_cluster, nat.id.clone())
+        })
+        .map(|(nat, same_zone, used_by_cluster)| {
+            let mut reasons = vec!["available, public".to_string()];
+            match (same_zone, zone_of(nat)) {
+                (true, Some(zone)) => reasons.push(format!("in the subnet's zone {zone}")),
+                (false, Some(zone)) => reasons.push(format!(
+                    "in zone {zone} (none available in the subnet's zone)"
+                )),
+                _ => {}
+            }
+            if used_by_cluster {
+                reasons.push("already used by the cluster's node subnets".into());
+            }
+            (nat, reasons.join(", "))
+        })
+}
+
+fn plan_cycle(evidence: &Evidence, affected_subnets: &BTreeSet<String>) -> Result<Step, String> {
+    let nodegroup = &evidence.nodegroup;
+    let original = nodegroup.scaling;
+    if original.desired == 0 {
+        return Err(format!(
+            "Cycle skipped: nodegroup {} has desired size 0; new instances launch with the fix when it scales up.",
+            nodegroup.name
+        ));
+    }
+    if !matches!(nodegroup.status.as_str(), "ACTIVE" | "DEGRADED") {
+        return Err(format!(
+            "Cycle skipped: nodegroup {} is {}, not ACTIVE or DEGRADED; nodemedic does not interfere with another update.",
+            nodegroup.name, nodegroup.status
+        ));
+    }
+    let (healthy, affected): (Vec<_>, Vec<_>) = evidence
+        .group
+        .instances
+        .iter()
+        .filter(|instance| instance.is_in_service_and_healthy())
+        .partition(|instance| {
+            !instance
+                .subnet_id
+                .as_ref()
+                .is_some_and(|subnet| affected_subnets.contains(subnet))
+        });
+    if !healthy.is_empty() {
+        let ids: Vec<&str> = healthy.iter().map(|i| i.id.as_str()).collect();
+        let mut text = format!(
+            "Cycle skipped: nodegroup {} has {} healthy instance(s) outside the affected subnets ({}) that scaling to 0 \
+             would terminate.",
+            nodegroup.name,
+            ids.len(),
+            ids.join(", ")
+        );
+        for instance in &affected {
+            text.push_str(&format!(
+                " Replace {} instead: aws autoscaling terminate-instance-in-auto-scaling-group --instance-id {} \
+                 --no-should-decrement-desired-capacity.",
+                instance.id, instance.id
+            ));
+        }
+        return Err(text);
+    }
+    let scale_down = ScalingUpdate {
+        min_size: (original.min > 0).then_some(0),
+        desired_size: 0,
+    };
+    let restore = ScalingUpdate {
+        min_size: (original.min > 0).then_some(original.min),
+        desired_size: original.desired,
+    };
+    Ok(Step {
+        fix: FixKind::CycleNodegroup,
+        action: Action::CycleNodegroup {
+            cluster: nodegroup.cluster.clone(),
+            nodegroup: nodegroup.name.clone(),
+            original,
+            scale_down,
+            restore,
+        },
+        reason: format!(
+            "Scale {} to 0 and back to {} so that a new instance launches with the fix in place.",
+            nodegroup.name, original.desired
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,487 @@
+#!/usr/bin/env python3
+"""moto_server with the EKS and Auto Scaling behaviour nodemedic needs, and nothing else.
+
+moto 5.2 cannot express several states an EKS managed nodegroup goes through (see
+shared/reference/rust-stack.md). This launcher imports moto's own server application and
+patches its backends so that tests and the demo can build worlds with the same API calls a
+user would make:
+
+* CreateNodegroup creates the nodegroup's Auto Scaling group (named `eks-<nodegroup>-<uuid>`,
+  tagged `eks:cluster-name` / `eks:nodegroup-name`, using the nodegroup's launch template and
+  subnets), so instances really launch into the nodegroup's subnet.
+* Each nodegroup gets its own scaling config and health (moto shares one default dict).
+* UpdateNodegroupConfig validates min <= desired <= max like EKS, refuses a second update while
+  one is in progress (ResourceInUseException), reports UPDATING for a short while, propagates the
+  scaling change to the Auto Scaling group, and is visible through ListUpdates / DescribeUpdate.
+* Launches are gated on the launch template's KMS keys: a customer managed key that is not
+  Enabled, or whose policy does not let AWSServiceRoleForAutoScaling use it, makes the launch
+  fail the way AWS does (instance terminated, a Cancelled scaling activity with
+  Client.InvalidKMSKey.InvalidState, nodegroup DEGRADED with AsgInstanceLaunchFailures).
+  A later successful scale-out clears that health issue, as EKS does.
+* DescribeScalingActivities returns the activities recorded above.
+
+Test-only endpoints (never part of AWS) under /_emulator/:
+  GET  /_emulator/ping
+  POST /_emulator/nodegroup-health  {"region","cluster","nodegroup","status","issues":[...]}
+  POST /_emulator/scaling-activities {"region","asg","activities":[...]}
+
+Run: python3 nodemedic_emulator.py --port 5000 [--host 127.0.0.1] [--update-seconds 1.0]
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+from werkzeug.serving import run_simple
+from werkzeug.wrappers import Request, Response
+
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+import moto.eks.models as eks_models
+import moto.eks.responses as eks_responses
+import moto.eks.urls as eks_urls
+import moto.autoscaling.models as asg_models
+import moto.autoscaling.responses as asg_responses
+from moto.eks.exceptions import InvalidParameterException, ResourceInUseException, ResourceNotFoundException
+
+UPDATE_SECONDS = float(os.environ.get("NODEMEDIC_EMULATOR_UPDATE_SECONDS", "1.0"))
+SLR_SUFFIX = ":role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+KMS_FAILURE = (
+    "Instance became unhealthy while waiting for instance to be in InService state. "
+    "Termination Reason: Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"
+)
+
+_lock = threading.RLock()
+# (account, region, asg name) -> list of activity dicts, newest first
+_activities = {}
+# (account, region, cluster, nodegroup) -> list of update dicts
+_updates = {}
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+def _backend(module_backends, account, region):
+    return module_backends[account][region]
+
+
+# --------------------------------------------------------------------------- nodegroups
+
+_original_nodegroup_init = eks_models.Nodegroup.__init__
+
+
+def _nodegroup_init(self, *args, **kwargs):
+    _original_nodegroup_init(self, *args, **kwargs)
+    # moto shares one default dict between nodegroups: give each its own.
+    self.scaling_config = dict(self.scaling_config)
+    self.health = {"issues": []}
+    self.resources = dict(self.resources)
+    self.resources["autoScalingGroups"] = [{"name": f"eks-{self.nodegroup_name}-{self.uuid}"}]
+    self.updating_until = 0.0
+    self.settled_status = "ACTIVE"
+
+
+eks_models.Nodegroup.__init__ = _nodegroup_init
+
+_original_create_nodegroup = eks_models.EKSBackend.create_nodegroup
+
+
+def _create_nodegroup(self, *args, **kwargs):
+    nodegroup = _original_create_nodegroup(self, *args, **kwargs)
+    _create_nodegroup_asg(self, nodegroup)
+    return nodegroup
+
+
+def _create_nodegroup_asg(eks_backend, nodegroup):
+    from moto.ec2.models import ec2_backends
+
+    account, region = eks_backend.account_id, eks_backend.region_name
+    autoscaling = _backend(asg_models.autoscaling_backends, account, region)
+    ec2 = _backend(ec2_backends, account, region)
+    asg_name = nodegroup.resources["autoScalingGroups"][0]["name"]
+    if nodegroup.launch_template and nodegroup.launch_template.get("id"):
+        template = {
+            "LaunchTemplateId": nodegroup.launch_template["id"],
+            "Version": str(nodegroup.launch_template.get("version") or "$Default"),
+        }
+    else:
+        # EKS creates a launch template of its own when the user gives none.
+        created = ec2.create_launch_template(
+            f"eks-{nodegroup.uuid}",
+            "created by EKS for the managed nodegroup",
+            {"ImageId": "ami-12c6146b", "InstanceType": nodegroup.instance_types[0]},
+            tag_spec={},
+        )
+        template = {"LaunchTemplateId": created.id, "Version": "1"}
+    tags = [
+        {"ResourceId": asg_name, "ResourceType": "auto-scaling-group", "Key": key,
+         "Value": value, "PropagateAtLaunch": True}
+        for key, value in (
+            ("eks:cluster-name", nodegroup.cluster_name),
+            ("eks:nodegroup-name", nodegroup.nodegroup_name),
+            (f"kubernetes.io/cluster/{nodegroup.cluster_name}", "owned"),
+            (f"k8s.io/cluster-autoscaler/{nodegroup.cluster_name}", "owned"),
+            ("k8s.io/cluster-autoscaler/enabled", "true"),
+        )
+    ]
+    scaling = nodegroup.scaling_config
+    autoscaling.create_auto_scaling_group(
+        name=asg_name,
+        availability_zones=[],
+        desired_capacity=scaling.get("desiredSize", 0),
+        max_size=scaling.get("maxSize", 1),
+        min_size=scaling.get("minSize", 0),
+        launch_config_name=None,
+        launch_template=template,
+        vpc_zone_identifier=",".join(nodegroup.subnets),
+        default_cooldown=None,
+        health_check_period=None,
+        health_check_type=None,
+        load_balancers=[],
+        target_group_arns=[],
+        placement_group=None,
+        termination_policies=[],
+        tags=tags,
+    )
+
+
+eks_models.EKSBackend.create_nodegroup = _create_nodegroup
+
+_original_describe_nodegroup = eks_models.EKSBackend.describe_nodegroup
+
+
+def _settle(nodegroup):
+    if nodegroup.status == "UPDATING" and time.time() >= nodegroup.updating_until:
+        nodegroup.status = "DEGRADED" if nodegroup.health["issues"] else nodegroup.settled_status
+        if nodegroup.status == "DEGRADED" and not nodegroup.health["issues"]:
+            nodegroup.status = "ACTIVE"
+
+
+def _describe_nodegroup(self, cluster_name, nodegroup_name):
+    with _lock:
+        nodegroup = _original_describe_nodegroup(self, cluster_name, nodegroup_name)
+        _settle(nodegroup)
+        return nodegroup
+
+
+eks_models.EKSBackend.describe_nodegroup = _describe_nodegroup
+
+
+def _find_nodegroup(eks_backend, cluster_name, nodegroup_name):
+    cluster = eks_backend.clusters.get(cluster_name)
+    if cluster is None:
+        raise ResourceNotFoundException(
+            clusterName=cluster_name, nodegroupName=nodegroup_name, fargateProfileName=None,
+            addonName=None, message=f"No cluster found for name: {cluster_name}.")
+    nodegroup = cluster.nodegroups.get(nodegroup_name)
+    if nodegroup is None:
+        raise ResourceNotFoundException(
+            clusterName=cluster_name, nodegroupName=nodegroup_name, fargateProfileName=None,
+            addonName=None, message=f"No node group found for name: {nodegroup_name}.")
+    return nodegroup
+
+
+def _update_nodegroup_config(self, cluster_name, nodegroup_name, labels=None, taints=None,
+                             scaling_config=None, update_config=None, node_repair_config=None,
+                             client_request_token=None):
+    with _lock:
+        nodegroup = _find_nodegroup(self, cluster_name, nodegroup_name)
+        _settle(nodegroup)
+        if nodegroup.status == "UPDATING":
+            raise ResourceInUseException(
+                clusterName=cluster_name, nodegroupName=nodegroup_name, addonName=None,
+                message=f"Nodegroup {nodegroup_name} in cluster {cluster_name} currently has an update in progress")
+        params = []
+        if scaling_config:
+            merged = dict(nodegroup.scaling_config)
+            merged.update({k: int(v) for k, v in scaling_config.items()})
+            if merged["minSize"] > merged["desiredSize"]:
+                raise InvalidParameterException(
+                    message=f"Minimum capacity {merged['minSize']} can't be greater than desired size {merged['desiredSize']}")
+            if merged["desiredSize"] > merged["maxSize"]:
+                raise InvalidParameterException(message="desiredSize can't be greater than maxSize")
+            for key, kind in (("minSize", "MinSize"), ("maxSize", "MaxSize"), ("desiredSize", "DesiredSize")):
+                if key in scaling_config:
+                    params.append({"type": kind, "value": str(scaling_config[key])})
+            nodegroup.scaling_config = merged
+        if labels:
+            params.append({"type": "LabelsToAdd", "value": json.dumps(labels)})
+        if update_config:
+            nodegroup.update_config = update_config
+        update = {
+            "id": str(uuid.uuid4()),
+            "status": "InProgress",
+            "type": "ConfigUpdate",
+            "params": params,
+            "createdAt": _now(),
+            "errors": [],
+            "_done_at": time.time() + UPDATE_SECONDS,
+        }
+        _updates.setdefault((self.account_id, self.region_name, cluster_name, nodegroup_name), []).append(update)
+        nodegroup.status = "UPDATING"
+        nodegroup.updating_until = update["_done_at"]
+        nodegroup.modified_at = _now()
+        if scaling_config:
+            _apply_scaling(self, nodegroup)
+        return _public_update(update)
+
+
+def _public_update(update):
+    view = {k: v for k, v in update.items() if not k.startswith("_")}
+    if update["status"] == "InProgress" and time.time() >= update["_done_at"]:
+        update["status"] = view["status"] = "Successful"
+    return view
+
+
+eks_models.EKSBackend.update_nodegroup_config = _update_nodegroup_config
+
+
+def _apply_scaling(eks_backend, nodegroup):
+    autoscaling = _backend(asg_models.autoscaling_backends, eks_backend.account_id, eks_backend.region_name)
+    asg_name = nodegroup.resources["autoScalingGroups"][0]["name"]
+    group = autoscaling.autoscaling_groups.get(asg_name)
+    if group is None:
+        return
+    scaling = nodegroup.scaling_config
+    group.min_size = scaling["minSize"]
+    group.max_size = scaling["maxSize"]
+    group.set_desired_capacity(scaling["desiredSize"])
+
+
+def _list_updates(self):
+    cluster_name = self._get_param("name")
+    nodegroup_name = self.querystring.get("nodegroupName", [None])[0]
+    backend = self.eks_backend
+    with _lock:
+        updates = _updates.get((backend.account_id, backend.region_name, cluster_name, nodegroup_name), [])
+        ids = [u["id"] for u in updates]
+    return eks_responses.ActionResult({"updateIds": ids})
+
+
+def _describe_update(self):
+    cluster_name = self._get_param("name")
+    update_id = self._get_param("updateId")
+    nodegroup_name = self.querystring.get("nodegroupName", [None])[0]
+    backend = self.eks_backend
+    with _lock:
+        for update in _updates.get((backend.account_id, backend.region_name, cluster_name, nodegroup_name), []):
+            if update["id"] == update_id:
+                return eks_responses.ActionResult({"update": _public_update(update)})
+    raise ResourceNotFoundException(
+        clusterName=cluster_name, nodegroupName=nodegroup_name, fargateProfileName=None,
+        addonName=None, message=f"No update found for ID: {update_id}")
+
+
+eks_responses.EKSResponse.list_updates = _list_updates
+eks_responses.EKSResponse.describe_update = _describe_update
+eks_urls.url_paths["{0}/clusters/(?P<name>[^/]+)/updates$"] = eks_urls.response.dispatch
+eks_urls.url_paths["{0}/clusters/(?P<name>[^/]+)/updates/(?P<updateId>[^/]+)$"] = eks_urls.response.dispatch
+
+# --------------------------------------------------------------------------- launches
+
+_original_replace = asg_models.FakeAutoScalingGroup.replace_autoscaling_group_instances
+
+
+def _nodegroup_of(group):
+    tags = {t["key"]: t["value"] for t in group.tags} if group.tags and "key" in group.tags[0] else {
+        t.get("Key"): t.get("Value") for t in (group.tags or [])}
+    cluster_name, nodegroup_name = tags.get("eks:cluster-name"), tags.get("eks:nodegroup-name")
+    if not cluster_name or not nodegroup_name:
+        return None
+    eks_backend = eks_models.eks_backends[group.account_id][group.region]
+    cluster = eks_backend.clusters.get(cluster_name)
+    return cluster.nodegroups.get(nodegroup_name) if cluster else None
+
+
+def _launch_blocker(group):
+    """Returns the failure message AWS would give for this group's launches, or None."""
+    from moto.ec2.models import ec2_backends
+    from moto.kms.models import kms_backends
+
+    template = group.ec2_launch_template
+    if template is None:
+        return None
+    version = template.get_version(group.provided_launch_template_version or template.default_version_number)
+    data = version.data if version else {}
+    mappings = data.get("BlockDeviceMapping") or data.get("BlockDeviceMappings") or []
+    kms = kms_backends[group.account_id][group.region]
+    for mapping in mappings:
+        ebs = mapping.get("Ebs") or {}
+        key_ref = ebs.get("KmsKeyId")
+        if not key_ref:
+            continue
+        try:
+            key = kms.describe_key(key_ref)
+        except Exception:
+            return KMS_FAILURE
+        if key.key_state != "Enabled":
+            return KMS_FAILURE
+        if key.key_manager == "AWS":
+            continue
+        if not _policy_grants_autoscaling(key.policy, group.account_id):
+            return KMS_FAILURE
+    return None
+
+
+def _policy_grants_autoscaling(policy_text, account_id):
+    try:
+        policy = json.loads(policy_text)
+    except (TypeError, ValueError):
+        return False
+    statements = policy.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    slr = f"arn:aws:iam::{account_id}{SLR_SUFFIX}"
+    granted = set()
+    for statement in statements:
+        if statement.get("Effect") != "Allow":
+            continue
+        principal = statement.get("Principal", {})
+        principals = principal.get("AWS", []) if isinstance(principal, dict) else principal
+        if isinstance(principals, str):
+            principals = [principals]
+        if slr not in principals:
+            continue
+        actions = statement.get("Action", [])
+        if isinstance(actions, str):
+            actions = [actions]
+        granted.update(actions)
+    use = {"kms:*"} & granted or {"kms:Decrypt", "kms:GenerateDataKey*"} <= granted
+    grant = "kms:*" in granted or "kms:CreateGrant" in granted
+    return bool(use) and grant
+
+
+def _record_activity(group, status_code, description, status_message=""):
+    now = _now().isoformat()
+    activity = {
+        "ActivityId": str(uuid.uuid4()),
+        "AutoScalingGroupName": group.name,
+        "Description": description,
+        "Cause": f"At {now} an instance was started in response to a difference between desired and actual capacity.",
+        "StartTime": now,
+        "EndTime": now,
+        "StatusCode": status_code,
+        "StatusMessage": status_message,
+        "Progress": 100,
+        "Details": "{}",
+    }
+    with _lock:
+        _activities.setdefault((group.account_id, group.region, group.name), []).insert(0, activity)
+
+
+def _replace_autoscaling_group_instances(self, count_needed, propagated_tags):
+    before = {state.instance.id for state in self.instance_states}
+    _original_replace(self, count_needed, propagated_tags)
+    launched = [s for s in self.instance_states if s.instance.id not in before]
+    nodegroup = _nodegroup_of(self)
+    blocker = _launch_blocker(self) if nodegroup is not None else None
+    if blocker is None:
+        for state in launched:
+            _record_activity(self, "Successful", f"Launching a new EC2 instance: {state.instance.id}")
+        if nodegroup is not None and launched:
+            with _lock:
+                nodegroup.health["issues"] = [
+                    i for i in nodegroup.health["issues"] if i.get("code") != "AsgInstanceLaunchFailures"]
+                if nodegroup.status == "DEGRADED" and not nodegroup.health["issues"]:
+                    nodegroup.status = "ACTIVE"
+        return
+    ids = [state.instance.id for state in launched]
+    if ids:
+        self.autoscaling_backend.ec2_backend.terminate_instances(ids)
+    self.instance_states = [s for s in self.instance_states if s.instance.id not in ids]
+    for instance_id in ids:
+        _record_activity(
+            self, "Cancelled",
+            f"Launching a new EC2 instance: {instance_id}.  Status Reason: {blocker}", blocker)
+    with _lock:
+        nodegroup.health["issues"] = [
+            i for i in nodegroup.health["issues"] if i.get("code") != "AsgInstanceLaunchFailures"
+        ] + [{"code": "AsgInstanceLaunchFailures", "message": blocker, "resourceIds": [self.name]}]
+        nodegroup.settled_status = "DEGRADED"
+        if nodegroup.status != "UPDATING":
+            nodegroup.status = "DEGRADED"
+
+
+asg_models.FakeAutoScalingGroup.replace_autoscaling_group_instances = _replace_autoscaling_group_instances
+
+
+def _describe_scaling_activities(self):
+    group_name = self._get_param("AutoScalingGroupName")
+    backend = self.autoscaling_backend
+    with _lock:
+        activities = list(_activities.get((backend.account_id, backend.region_name, group_name), []))
+    return asg_responses.ActionResult({"Activities": activities})
+
+
+asg_responses.AutoScalingResponse.describe_scaling_activities = _describe_scaling_activities
+
+# --------------------------------------------------------------------------- test endpoints
+
+
+def _emulator_endpoint(request):
+    if request.path == "/_emulator/ping":
+        return Response("ok")
+    body = json.loads(request.get_data() or b"{}")
+    account = body.get("account", DEFAULT_ACCOUNT_ID)
+    region = body.get("region", "us-west-2")
+    if request.path == "/_emulator/nodegroup-health":
+        eks_backend = eks_models.eks_backends[account][region]
+        with _lock:
+            nodegroup = _find_nodegroup(eks_backend, body["cluster"], body["nodegroup"])
+            nodegroup.health["issues"] = body.get("issues", [])
+            nodegroup.status = body.get("status", "DEGRADED" if nodegroup.health["issues"] else "ACTIVE")
+            nodegroup.settled_status = nodegroup.status
+        return Response("ok")
+    if request.path == "/_emulator/scaling-activities":
+        with _lock:
+            _activities[(account, region, body["asg"])] = body.get("activities", [])
+        return Response("ok")
+    return Response("unknown emulator endpoint", status=404)
+
+
+def _reset_emulator_state():
+    with _lock:
+        _activities.clear()
+        _updates.clear()
+
+
+class EmulatorApp:
+    def __init__(self, moto_app):
+        self.moto_app = moto_app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_emulator/"):
+            try:
+                response = _emulator_endpoint(Request(environ))
+            except Exception as error:  # a test asked for something that does not exist
+                response = Response(f"{type(error).__name__}: {error}", status=400)
+            return response(environ, start_response)
+        if path == "/moto-api/reset":
+            _reset_emulator_state()
+        return self.moto_app(environ, start_response)
+
+
+def main(argv=None):
+    global UPDATE_SECONDS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, required=True)
+    parser.add_argument("--update-seconds", type=float, default=UPDATE_SECONDS)
+    args = parser.parse_args(argv)
+    UPDATE_SECONDS = args.update_seconds
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    app = EmulatorApp(DomainDispatcherApplication(create_backend_app))
+    print(f"nodemedic emulator listening on http://{args.host}:{args.port}", flush=True)
+    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
