@@ -1,5 +1,41 @@
-//! nodemedic
+//! nodemedic finds out why Amazon EKS worker nodes fail to join their cluster and fixes the
+//! cause, safely, with a record of everything it did.
+//!
+//! # Layout
+//!
+//! One straight path, each stage knowing only the types of the stage before it:
+//!
+//! ```text
+//! SQS ─▶ intake ─▶ resolve ─▶ evidence ─▶ diagnose ─▶ plan ─▶ guard ─▶ act
+//!                                     every stage writes to ─▶ audit
+//! ```
+//!
+//! - [`intake`]: the SQS loop and parsing message bodies into [`intake::Trigger`]s.
+//! - [`resolve`]: from an Auto Scaling group to its EKS managed nodegroup, or "not ours".
+//! - [`evidence`]: the AWS state an incident rests on; [`evidence::collect`] fetches it.
+//! - [`diagnose`]: pure rules, evidence in, findings with stable cause codes out.
+//! - [`plan`]: pure translation of findings into steps naming exact API calls.
+//! - [`guard`]: the only place that decides whether a mutation may happen.
+//! - [`act`]: applies steps through the [`act::Actuator`] seam, idempotently.
+//! - [`audit`]: the append-only, hash-chained audit trail in SQLite.
+//! - [`pipeline`]: runs one message through all of the above.
+//! - Edges: [`config`], [`telemetry`], [`aws`], [`daemon`], [`cli`], [`report`].
+//! - [`lab`] and [`demo`]: the seed labs as emulator worlds, for the demo and tests.
+
+pub mod act;
+pub mod audit;
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod diagnose;
 pub mod evidence;
+pub mod guard;
 pub mod intake;
+pub mod lab;
+pub mod pipeline;
 pub mod plan;
+pub mod report;
+pub mod resolve;
+pub mod telemetry;

@@ -1,1 +1,159 @@
-fn main() {}
+//! The `nodemedic` binary: parses the command line and wires the library together.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use nodemedic::audit::AuditStore;
+use nodemedic::audit::store::query;
+use nodemedic::cli::{AuditCommand, Cli, Command, SettingsArgs};
+use nodemedic::config::{ConfigError, LogSettings, Overrides, Settings};
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for settings that cannot be used (clap uses 2 for bad usage too).
+const EXIT_BAD_SETTINGS: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("nodemedic: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("nodemedic: {error:#}");
+            if error.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(EXIT_BAD_SETTINGS)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => {
+            let settings = Settings::load(&Overrides {
+                config_file: args.settings.config,
+                queue_url: args.queue_url,
+                mode: args.mode,
+                audit_db: args.settings.audit_db,
+            })?;
+            settings.require_queue()?;
+            nodemedic::telemetry::init(&settings.log);
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            nodemedic::daemon::run(settings, args.once, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command } => audit(command).await,
+        Command::Demo(args) => {
+            nodemedic::telemetry::init(&LogSettings {
+                format: "text".into(),
+                level: "warn".into(),
+            });
+            nodemedic::demo::run(&args).await.context("demo failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Catalog => {
+            print!("{}", nodemedic::report::catalog_markdown());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn open_store(settings: SettingsArgs) -> anyhow::Result<AuditStore> {
+    let settings = Settings::load(&Overrides {
+        config_file: settings.config,
+        audit_db: settings.audit_db,
+        ..Overrides::default()
+    })?;
+    let path = &settings.audit.path;
+    anyhow::ensure!(
+        path.exists(),
+        "no audit database at {} (set --audit-db or audit.path)",
+        path.display()
+    );
+    Ok(AuditStore::open(path)?)
+}
+
+async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::List {
+            settings,
+            json,
+            limit,
+        } => {
+            let store = open_store(settings)?;
+            let incidents = store.read(move |c| query::list(c, limit)).await?;
+            if json {
+                for incident in &incidents {
+                    println!("{}", nodemedic::report::incident_json(incident));
+                }
+            } else {
+                print!("{}", nodemedic::report::list_text(&incidents));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Show { id, settings, json } => {
+            let store = open_store(settings)?;
+            let wanted = id.clone();
+            let incident = store
+                .read(move |c| query::incident(c, &wanted))
+                .await?
+                .with_context(|| format!("no incident {id}"))?;
+            let records = store.read(move |c| query::records(c, &id)).await?;
+            if json {
+                println!("{}", nodemedic::report::show_json(&incident, &records));
+            } else {
+                print!("{}", nodemedic::report::show_text(&incident, &records));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify { settings } => {
+            let store = open_store(settings)?;
+            match store.read(query::verify_chain).await? {
+                Ok(count) => {
+                    println!("audit chain intact: {count} records");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err((seq, why)) => {
+                    println!("audit chain BROKEN at record {seq}: {why}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM (ECS, Kubernetes) or Ctrl-C: stop receiving, finish what is in flight, exit 0.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("stop requested: finishing messages in flight");
+    shutdown.cancel();
+}

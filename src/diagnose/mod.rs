@@ -196,6 +196,41 @@ fn key_findings(evidence: &Evidence) -> Vec<Finding> {
                     state: metadata.state.clone(),
                 },
             }),
+            KeyLookup::Unreadable { reason } if seen => {
+                let owner = key.reference.split(':').nth(4).filter(|a| a.len() == 12);
+                let cross_account = owner.is_some_and(|a| a != evidence.trigger.account);
+                findings.push(Finding {
+                    cause: Cause::KmsKeyPolicyBlocksAutoscaling,
+                    summary: format!("KMS key {} cannot be described; it probably does not let Auto Scaling use it", key.reference),
+                    explanation: format!(
+                        "Launches fail with a KMS error and the launch template uses key {}, which nodemedic may not \
+                         describe ({reason}). {}",
+                        key.reference,
+                        match owner {
+                            Some(account) if cross_account => format!(
+                                "The key belongs to account {account}: its owner must allow account {} in the key policy \
+                                 and create a grant for the Auto Scaling service-linked role.",
+                                evidence.trigger.account
+                            ),
+                            _ => "Check that the key exists and that its policy allows AWSServiceRoleForAutoScaling.".into(),
+                        }
+                    ),
+                    evidence: [Some(uses), Some(Fact::new(&key.reference, format!("DescribeKey: {reason}"))), failure_fact()]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    subject: Subject::Key {
+                        key_arn: key.reference.clone(),
+                        policy: None,
+                        service_linked_role: evidence.group.service_linked_role_arn.clone().unwrap_or_else(|| {
+                            key_policy::default_autoscaling_role("aws", &evidence.trigger.account)
+                        }),
+                        cross_account,
+                        explicit_deny: None,
+                    },
+                });
+            }
+            KeyLookup::Unreadable { .. } => {}
             KeyLookup::Found(metadata) if metadata.is_customer_managed() => {
                 if let Some(finding) = policy_finding(evidence, metadata, uses, failure_fact(), seen) {
                     findings.push(finding);

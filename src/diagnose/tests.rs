@@ -307,3 +307,26 @@ fn every_cause_has_a_unique_code_and_documentation() {
         );
     }
 }
+
+#[test]
+fn a_key_nodemedic_may_not_describe_is_suspected_only_when_launches_fail_on_kms() {
+    let mut evidence = Evidence::lab_002();
+    evidence.keys[0].reference = "arn:aws:kms:us-west-2:444455556666:key/abc".into();
+    evidence.keys[0].lookup = crate::evidence::KeyLookup::Unreadable {
+        reason: "AccessDeniedException: not authorized".into(),
+    };
+    let finding = diagnose(&evidence).primary().cloned().unwrap();
+    assert_eq!(finding.cause, Cause::KmsKeyPolicyBlocksAutoscaling);
+    assert!(matches!(
+        finding.subject,
+        Subject::Key {
+            cross_account: true,
+            policy: None,
+            ..
+        }
+    ));
+    assert!(finding.explanation.contains("444455556666"));
+    let quiet =
+        evidence.status_message("There is no Spot capacity available that matches your request.");
+    assert_eq!(causes(&quiet), vec![Cause::Unknown]);
+}

@@ -1,7 +1,7 @@
 //! Evidence: the AWS state an incident rests on, collected once per incident and shared by every
 //! diagnosis rule. The types here are plain data; `collect` fills them from AWS.
 
-// pub mod collect;
+pub mod collect;
 #[cfg(test)]
 pub mod fixtures;
 
@@ -117,8 +117,13 @@ pub struct KeyFacts {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum KeyLookup {
     Found(KeyMetadata),
-    /// DescribeKey said the key does not exist (or is not visible to nodemedic).
+    /// DescribeKey said the key does not exist.
     NotFound {
+        reason: String,
+    },
+    /// DescribeKey was denied: the key exists somewhere nodemedic may not look (often another
+    /// account that has not shared it).
+    Unreadable {
         reason: String,
     },
 }

@@ -6,3 +6,4 @@ pub use envelope::{
     EnvelopeError, IgnoredEvent, LAUNCH_SUCCESSFUL, LAUNCH_UNSUCCESSFUL, LaunchOutcome, Parsed,
     Trigger, parse_message,
 };
+pub mod queue;

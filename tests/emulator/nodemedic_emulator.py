@@ -19,6 +19,8 @@ user would make:
   Client.InvalidKMSKey.InvalidState, nodegroup DEGRADED with AsgInstanceLaunchFailures).
   A later successful scale-out clears that health issue, as EKS does.
 * DescribeScalingActivities returns the activities recorded above.
+* EventBridge deliveries to SQS carry the envelope's `account` field, as AWS's do (moto's default
+  input template leaves it out).
 
 Test-only endpoints (never part of AWS) under /_emulator/:
   GET  /_emulator/ping
@@ -48,9 +50,10 @@ import moto.eks.responses as eks_responses
 import moto.eks.urls as eks_urls
 import moto.autoscaling.models as asg_models
 import moto.autoscaling.responses as asg_responses
+import moto.events.utils as events_utils
 from moto.eks.exceptions import InvalidParameterException, ResourceInUseException, ResourceNotFoundException
 
-UPDATE_SECONDS = float(os.environ.get("NODEMEDIC_EMULATOR_UPDATE_SECONDS", "1.0"))
+UPDATE_SECONDS = 1.0
 SLR_SUFFIX = ":role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
 KMS_FAILURE = (
     "Instance became unhealthy while waiting for instance to be in InService state. "
@@ -421,6 +424,14 @@ def _describe_scaling_activities(self):
 
 
 asg_responses.AutoScalingResponse.describe_scaling_activities = _describe_scaling_activities
+
+# --------------------------------------------------------------------------- EventBridge
+
+events_utils.EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = (
+    '{"version": "0", "id": "<id>", "detail-type": "<detail-type>", "source": "<source>", '
+    '"account": "<account>", "time": <time>, "region": "<region>", "resources": <resources>, '
+    '"detail": <detail>}'
+)
 
 # --------------------------------------------------------------------------- test endpoints
 

@@ -1,0 +1,193 @@
+//! The audit trail: an append-only, hash-chained log of everything nodemedic saw, decided and did,
+//! in an embedded SQLite database, plus the incident index the pipeline and the CLI query.
+
+mod schema;
+pub mod store;
+
+pub use store::{AuditStore, Tx};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What a record says happened. Stable names: they appear in `audit show` and exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// A message body that is not a valid event; left for the dead-letter queue.
+    MessageRejected,
+    /// A well-formed event nodemedic does not act on, or a group that is not a managed nodegroup's.
+    EventIgnored,
+    /// A second delivery of an event already handled.
+    EventDuplicate,
+    /// An event that opened or joined an incident.
+    EventReceived,
+    /// A launch event whose instance has nothing wrong.
+    EventHealthy,
+    /// An event from before a fix that was already applied.
+    EventSuperseded,
+    /// Evidence could not be collected; the message is retried.
+    CollectionFailed,
+    Evidence,
+    Diagnosis,
+    Plan,
+    GuardDecision,
+    /// Written before a mutation: what is about to be done.
+    StepIntent,
+    /// Written after a mutation: what was done, with before and after.
+    StepResult,
+    Outcome,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::MessageRejected => "message_rejected",
+            RecordKind::EventIgnored => "event_ignored",
+            RecordKind::EventDuplicate => "event_duplicate",
+            RecordKind::EventReceived => "event_received",
+            RecordKind::EventHealthy => "event_healthy",
+            RecordKind::EventSuperseded => "event_superseded",
+            RecordKind::CollectionFailed => "collection_failed",
+            RecordKind::Evidence => "evidence",
+            RecordKind::Diagnosis => "diagnosis",
+            RecordKind::Plan => "plan",
+            RecordKind::GuardDecision => "guard_decision",
+            RecordKind::StepIntent => "step_intent",
+            RecordKind::StepResult => "step_result",
+            RecordKind::Outcome => "outcome",
+        }
+    }
+}
+
+/// How an incident ended (or that it has not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    InProgress,
+    /// Every planned step was applied.
+    Fixed,
+    /// The plan was recorded and nothing applied (dry-run, or the guard held it).
+    Planned,
+    /// A cause was found but nothing safe can fix it automatically; the report says what to do.
+    NoFix,
+    /// A step failed.
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::InProgress => "in_progress",
+            Outcome::Fixed => "fixed",
+            Outcome::Planned => "planned",
+            Outcome::NoFix => "no_fix",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Outcome> {
+        [
+            Outcome::InProgress,
+            Outcome::Fixed,
+            Outcome::Planned,
+            Outcome::NoFix,
+            Outcome::Failed,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+}
+
+/// Which nodegroup an incident is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodegroupKey {
+    pub account: String,
+    pub region: String,
+    pub cluster: String,
+    pub nodegroup: String,
+}
+
+impl std::fmt::Display for NodegroupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.account, self.region, self.cluster, self.nodegroup
+        )
+    }
+}
+
+/// One planned step's current state, as `audit list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionSummary {
+    pub kind: String,
+    pub status: String,
+    pub detail: String,
+}
+
+/// One incident as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentSummary {
+    pub incident_id: String,
+    pub account: String,
+    pub region: String,
+    pub cluster: String,
+    pub nodegroup: String,
+    pub cause: String,
+    pub mode: String,
+    pub outcome: String,
+    pub summary: String,
+    pub plan_id: Option<String>,
+    pub opened_at: String,
+    pub updated_at: String,
+    pub events: u32,
+    pub actions: Vec<ActionSummary>,
+}
+
+impl IncidentSummary {
+    pub fn key(&self) -> NodegroupKey {
+        NodegroupKey {
+            account: self.account.clone(),
+            region: self.region.clone(),
+            cluster: self.cluster.clone(),
+            nodegroup: self.nodegroup.clone(),
+        }
+    }
+}
+
+/// One audit record as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub seq: i64,
+    pub at: String,
+    pub incident_id: Option<String>,
+    pub event_id: Option<String>,
+    pub kind: String,
+    pub body: Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// What happened to an event id, for duplicate detection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSeen {
+    pub disposition: String,
+    pub incident_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("audit database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("audit record body: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("audit store task failed: {0}")]
+    Task(String),
+    #[error("no incident {0}")]
+    NoSuchIncident(String),
+}

@@ -1,0 +1,96 @@
+//! The command line: a stable contract that tests and operators rely on.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nodemedic",
+    version,
+    about = "Finds out why EKS worker nodes fail to join their cluster and fixes the cause, safely, with an audit trail."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume Auto Scaling events from SQS: diagnose, plan, and in auto mode fix.
+    Run(RunArgs),
+    /// Read the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// The local demo: start the emulator, break nodegroups like the seed labs, watch nodemedic
+    /// diagnose them in dry-run and then fix them in auto mode.
+    Demo(DemoArgs),
+    /// Print the catalog of cause codes and fix kinds as Markdown.
+    Catalog,
+}
+
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// A TOML settings file, layered over the built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The SQLite audit database.
+    #[arg(long, value_name = "PATH")]
+    pub audit_db: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// The SQS queue URL EventBridge delivers to.
+    #[arg(long, value_name = "URL")]
+    pub queue_url: Option<String>,
+    /// dry-run (default) or auto.
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+    /// Exit 0 once the queue is empty and every message in flight is done.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Incidents, newest first.
+    List {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// At most this many incidents.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One incident: diagnosis, evidence, plan, decisions, results and timeline.
+    Show {
+        /// The incident id (inc-…).
+        id: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Walk the hash chain and report the first broken link.
+    Verify {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Which seed lab to break: 000 (subnet without a NAT route), 002 (KMS key policy), or both.
+    #[arg(long, default_value = "both", value_parser = ["000", "002", "both"])]
+    pub lab: String,
+    /// Keep the demo's audit database here instead of a temporary directory.
+    #[arg(long, value_name = "PATH")]
+    pub audit_db: Option<PathBuf>,
+}

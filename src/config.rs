@@ -1,0 +1,452 @@
+//! Settings: config/default.toml (embedded), then an optional file, then `NODEMEDIC_*`
+//! environment variables, then command-line flags; validated once, with every problem named
+//! by its key.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::guard::Mode;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+pub const ENV_PREFIX: &str = "NODEMEDIC";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub mode: Mode,
+    pub queue_url: String,
+    pub region: Option<String>,
+    pub intake: IntakeSettings,
+    pub audit: AuditSettings,
+    pub remediation: RemediationSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeSettings {
+    pub wait_time_secs: u64,
+    pub max_messages: i32,
+    pub visibility_timeout_secs: i32,
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemediationSettings {
+    pub nodegroup_poll_secs: f64,
+    pub nodegroup_timeout_secs: u64,
+    pub route_verdict_ttl_secs: u64,
+    pub incident_window_secs: u64,
+}
+
+impl RemediationSettings {
+    pub fn wait_policy(&self) -> crate::act::WaitPolicy {
+        crate::act::WaitPolicy {
+            poll: Duration::from_secs_f64(self.nodegroup_poll_secs),
+            timeout: Duration::from_secs(self.nodegroup_timeout_secs),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: String,
+    pub level: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    mode: String,
+    queue_url: String,
+    region: String,
+    intake: IntakeSettings,
+    audit: AuditSettings,
+    remediation: RemediationSettings,
+    log: LogSettings,
+}
+
+/// Values given on the command line; they win over every other source.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub queue_url: Option<String>,
+    pub mode: Option<String>,
+    pub audit_db: Option<PathBuf>,
+}
+
+/// One thing wrong with the settings, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub problem: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read settings: {0}")]
+    Load(String),
+    #[error("invalid settings:\n{}", .0.iter().map(|p| format!("  - {}: {}", p.key, p.problem)).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            ConfigError::Invalid(problems) => problems.clone(),
+            ConfigError::Load(text) => vec![Problem {
+                key: "(source)".into(),
+                problem: text.clone(),
+            }],
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings from the process environment.
+    pub fn load(overrides: &Overrides) -> Result<Settings, ConfigError> {
+        Self::load_with_env(overrides, None)
+    }
+
+    /// Loads settings with an explicit environment (`None` reads the process environment).
+    pub fn load_with_env(
+        overrides: &Overrides,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = &overrides.config_file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(vec![Problem {
+                    key: "--config".into(),
+                    problem: format!("file {} does not exist", path.display()),
+                }]));
+            }
+            builder = builder.add_source(config::File::from(path.as_path()).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(env),
+        );
+        let set = |builder: config::ConfigBuilder<config::builder::DefaultState>,
+                   key: &str,
+                   value: Option<String>| {
+            builder
+                .set_override_option(key, value)
+                .map_err(|e| ConfigError::Load(e.to_string()))
+        };
+        builder = set(builder, "queue_url", overrides.queue_url.clone())?;
+        builder = set(builder, "mode", overrides.mode.clone())?;
+        builder = set(
+            builder,
+            "audit.path",
+            overrides.audit_db.as_ref().map(|p| p.display().to_string()),
+        )?;
+        let raw: RawSettings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Invalid(vec![problem_from_load_error(&e.to_string())]))?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, text: String| {
+            problems.push(Problem {
+                key: key.into(),
+                problem: text,
+            })
+        };
+        let mode = Mode::parse(&raw.mode).unwrap_or_else(|| {
+            problem(
+                "mode",
+                format!(
+                    "unknown mode {:?}; expected one of: {}",
+                    raw.mode,
+                    Mode::ALL.map(Mode::as_str).join(", ")
+                ),
+            );
+            Mode::DryRun
+        });
+        if !raw.queue_url.is_empty() && !raw.queue_url.starts_with("http") {
+            problem(
+                "queue_url",
+                format!(
+                    "{:?} is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)",
+                    raw.queue_url
+                ),
+            );
+        }
+        let intake = &raw.intake;
+        if intake.wait_time_secs > 20 {
+            problem(
+                "intake.wait_time_secs",
+                format!("{} is over SQS's maximum of 20", intake.wait_time_secs),
+            );
+        }
+        if !(1..=10).contains(&intake.max_messages) {
+            problem(
+                "intake.max_messages",
+                format!("{} is outside 1-10", intake.max_messages),
+            );
+        }
+        if !(1..=43_200).contains(&intake.visibility_timeout_secs) {
+            problem(
+                "intake.visibility_timeout_secs",
+                format!("{} is outside 1-43200", intake.visibility_timeout_secs),
+            );
+        }
+        if intake.max_in_flight == 0 {
+            problem("intake.max_in_flight", "must be at least 1".into());
+        }
+        if raw.audit.path.as_os_str().is_empty() {
+            problem("audit.path", "must not be empty".into());
+        }
+        let remediation = &raw.remediation;
+        if !(remediation.nodegroup_poll_secs > 0.0 && remediation.nodegroup_poll_secs <= 300.0) {
+            problem(
+                "remediation.nodegroup_poll_secs",
+                format!("{} is outside (0, 300]", remediation.nodegroup_poll_secs),
+            );
+        }
+        if remediation.nodegroup_timeout_secs == 0 {
+            problem(
+                "remediation.nodegroup_timeout_secs",
+                "must be at least 1".into(),
+            );
+        }
+        if !matches!(raw.log.format.as_str(), "text" | "json") {
+            problem(
+                "log.format",
+                format!("{:?} is neither \"text\" nor \"json\"", raw.log.format),
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+            problem(
+                "log.level",
+                format!("{:?} is not a tracing filter", raw.log.level),
+            );
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        Ok(Settings {
+            mode,
+            queue_url: raw.queue_url,
+            region: Some(raw.region).filter(|r| !r.is_empty()),
+            intake: raw.intake,
+            audit: raw.audit,
+            remediation: raw.remediation,
+            log: raw.log,
+        })
+    }
+
+    /// `run` needs a queue; other commands do not.
+    pub fn require_queue(&self) -> Result<&str, ConfigError> {
+        if self.queue_url.is_empty() {
+            return Err(ConfigError::Invalid(vec![Problem {
+                key: "queue_url".into(),
+                problem: "no queue URL: set --queue-url, NODEMEDIC_QUEUE_URL or queue_url in the config file".into(),
+            }]));
+        }
+        Ok(&self.queue_url)
+    }
+}
+
+/// The `config` crate reports `... for key `a.b`` or `unknown field `x``; keep the key first.
+fn problem_from_load_error(text: &str) -> Problem {
+    let key = text
+        .split("for key `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .or_else(|| {
+            text.split("unknown field `")
+                .nth(1)
+                .and_then(|rest| rest.split('`').next())
+        })
+        .unwrap_or("(settings)");
+    Problem {
+        key: key.to_string(),
+        problem: text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)], overrides: Overrides) -> Result<Settings, ConfigError> {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_with_env(&overrides, Some(env))
+    }
+
+    fn keys(error: ConfigError) -> Vec<String> {
+        error.problems().into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn the_embedded_defaults_are_valid_and_safe() {
+        let settings = load(&[], Overrides::default()).unwrap();
+        assert_eq!(settings.mode, Mode::DryRun);
+        assert_eq!(settings.intake.wait_time_secs, 20);
+        assert_eq!(settings.intake.max_messages, 10);
+        assert!(settings.queue_url.is_empty());
+        assert!(settings.require_queue().is_err());
+    }
+
+    #[test]
+    fn environment_variables_override_defaults_with_nested_keys() {
+        let settings = load(
+            &[
+                (
+                    "NODEMEDIC_QUEUE_URL",
+                    "http://localhost:5000/123456789012/q",
+                ),
+                ("NODEMEDIC_AUDIT__PATH", "/tmp/a.db"),
+                ("NODEMEDIC_INTAKE__WAIT_TIME_SECS", "2"),
+                ("NODEMEDIC_MODE", "auto"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(settings.queue_url, "http://localhost:5000/123456789012/q");
+        assert_eq!(settings.audit.path, PathBuf::from("/tmp/a.db"));
+        assert_eq!(settings.intake.wait_time_secs, 2);
+        assert_eq!(settings.mode, Mode::Auto);
+    }
+
+    #[test]
+    fn flags_win_over_the_environment() {
+        let settings = load(
+            &[
+                ("NODEMEDIC_MODE", "auto"),
+                ("NODEMEDIC_AUDIT__PATH", "/tmp/env.db"),
+            ],
+            Overrides {
+                mode: Some("dry-run".into()),
+                audit_db: Some("/tmp/flag.db".into()),
+                queue_url: Some("https://sqs.us-west-2.amazonaws.com/1/q".into()),
+                config_file: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(settings.mode, Mode::DryRun);
+        assert_eq!(settings.audit.path, PathBuf::from("/tmp/flag.db"));
+        assert_eq!(
+            settings.require_queue().unwrap(),
+            "https://sqs.us-west-2.amazonaws.com/1/q"
+        );
+    }
+
+    #[test]
+    fn a_file_sits_between_defaults_and_environment() {
+        let dir = std::env::temp_dir().join(format!("nodemedic-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("nodemedic.toml");
+        std::fs::write(&file, "mode = \"auto\"\n[intake]\nmax_in_flight = 2\n").unwrap();
+        let overrides = Overrides {
+            config_file: Some(file.clone()),
+            ..Overrides::default()
+        };
+        let settings = load(&[], overrides.clone()).unwrap();
+        assert_eq!(settings.mode, Mode::Auto);
+        assert_eq!(settings.intake.max_in_flight, 2);
+        assert_eq!(
+            settings.intake.max_messages, 10,
+            "unset keys keep their defaults"
+        );
+        let settings = load(&[("NODEMEDIC_MODE", "dry-run")], overrides).unwrap();
+        assert_eq!(settings.mode, Mode::DryRun);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_mode_is_refused_and_named() {
+        let error = load(&[("NODEMEDIC_MODE", "yolo")], Overrides::default()).unwrap_err();
+        assert_eq!(keys(error), vec!["mode"]);
+        let error = load(
+            &[],
+            Overrides {
+                mode: Some("fix-everything".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("fix-everything"));
+        assert!(error.to_string().contains("dry-run"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let error = load(
+            &[
+                ("NODEMEDIC_INTAKE__MAX_MESSAGES", "50"),
+                ("NODEMEDIC_INTAKE__WAIT_TIME_SECS", "21"),
+                ("NODEMEDIC_LOG__FORMAT", "xml"),
+                ("NODEMEDIC_QUEUE_URL", "my-queue"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        let mut found = keys(error);
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                "intake.max_messages",
+                "intake.wait_time_secs",
+                "log.format",
+                "queue_url"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wrongly_typed_value_names_its_key() {
+        let error = load(
+            &[("NODEMEDIC_INTAKE__MAX_IN_FLIGHT", "lots")],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(keys(error), vec!["intake.max_in_flight"]);
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let error = load(
+            &[("NODEMEDIC_AUDIT__PATHH", "/tmp/x.db")],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("pathh"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_named() {
+        let error = load(
+            &[],
+            Overrides {
+                config_file: Some("/nonexistent/nodemedic.toml".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(keys(error), vec!["--config"]);
+    }
+}

@@ -1,0 +1,250 @@
+//! The SQS loop: long-polls, hands each message to the pipeline with bounded concurrency, keeps
+//! a message invisible while it is worked on, and deletes it only when the pipeline says its
+//! outcome is recorded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::aws::{AwsError, AwsResultExt};
+use crate::config::IntakeSettings;
+use crate::pipeline::{Disposition, Inbound, Pipeline};
+
+/// What one run of the loop did.
+#[derive(Debug, Default)]
+pub struct IntakeStats {
+    pub received: AtomicU64,
+    pub deleted: AtomicU64,
+    pub kept: AtomicU64,
+    pub receive_errors: AtomicU64,
+}
+
+impl IntakeStats {
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.received.load(Ordering::Relaxed),
+            self.deleted.load(Ordering::Relaxed),
+            self.kept.load(Ordering::Relaxed),
+            self.receive_errors.load(Ordering::Relaxed),
+        )
+    }
+}
+
+pub struct QueueLoop {
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    pub settings: IntakeSettings,
+    pub pipeline: Arc<Pipeline>,
+    pub stats: Arc<IntakeStats>,
+}
+
+impl QueueLoop {
+    /// Runs until `shutdown` is cancelled, or, with `once`, until a receive finds the queue empty
+    /// and nothing is in flight. In-flight messages always finish before this returns.
+    pub async fn run(&self, shutdown: CancellationToken, once: bool) {
+        let slots = Arc::new(Semaphore::new(self.settings.max_in_flight));
+        let tasks = TaskTracker::new();
+        // A drain-once run should not sit in a 20 s long poll on an empty queue.
+        let wait = if once {
+            self.settings.wait_time_secs.min(1)
+        } else {
+            self.settings.wait_time_secs
+        };
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let first_slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                _ = shutdown.cancelled() => break,
+            };
+            let batch =
+                (1 + slots.available_permits()).min(self.settings.max_messages as usize) as i32;
+            let received = tokio::select! {
+                received = self.receive(batch, wait) => received,
+                _ = shutdown.cancelled() => break,
+            };
+            let messages = match received {
+                Ok(messages) => {
+                    backoff = Duration::from_millis(500);
+                    messages
+                }
+                Err(error) => {
+                    self.stats.receive_errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(%error, retry_in_ms = backoff.as_millis() as u64, "receive failed");
+                    drop(first_slot);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {},
+                        _ = shutdown.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                drop(first_slot);
+                if once && tasks.is_empty() {
+                    debug!("queue empty and nothing in flight");
+                    break;
+                }
+                if once {
+                    // Let in-flight work finish before deciding the queue is drained.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                continue;
+            }
+            self.stats
+                .received
+                .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            let mut first_slot = Some(first_slot);
+            for message in messages {
+                let slot = match first_slot.take() {
+                    Some(slot) => slot,
+                    None => match slots.clone().acquire_owned().await {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                };
+                let worker = Worker {
+                    sqs: self.sqs.clone(),
+                    queue_url: self.queue_url.clone(),
+                    visibility_timeout: self.settings.visibility_timeout_secs,
+                    pipeline: self.pipeline.clone(),
+                    stats: self.stats.clone(),
+                };
+                tasks.spawn(async move {
+                    worker.work(message).await;
+                    drop(slot);
+                });
+            }
+        }
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    async fn receive(&self, batch: i32, wait: u64) -> Result<Vec<Message>, AwsError> {
+        let output = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(batch.clamp(1, 10))
+            .wait_time_seconds(wait as i32)
+            .visibility_timeout(self.settings.visibility_timeout_secs)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .op("sqs:ReceiveMessage")?;
+        Ok(output.messages.unwrap_or_default())
+    }
+}
+
+struct Worker {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    visibility_timeout: i32,
+    pipeline: Arc<Pipeline>,
+    stats: Arc<IntakeStats>,
+}
+
+impl Worker {
+    async fn work(self, message: Message) {
+        let inbound = Inbound {
+            message_id: message.message_id().map(str::to_string),
+            body: message.body().unwrap_or_default().to_string(),
+            receive_count: message
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|count| count.parse().ok())
+                .unwrap_or(1),
+        };
+        let Some(receipt) = message.receipt_handle().map(str::to_string) else {
+            warn!(message_id = ?inbound.message_id, "message without a receipt handle");
+            return;
+        };
+        let span = info_span!("message", message_id = ?inbound.message_id, receive_count = inbound.receive_count);
+        async {
+            let heartbeat = CancellationToken::new();
+            let extender = tokio::spawn(extend_visibility(
+                self.sqs.clone(),
+                self.queue_url.clone(),
+                receipt.clone(),
+                self.visibility_timeout,
+                heartbeat.clone(),
+            ));
+            let disposition = self.pipeline.handle(&inbound).await;
+            heartbeat.cancel();
+            let _ = extender.await;
+            match disposition {
+                Disposition::Delete => self.delete(&receipt).await,
+                Disposition::Keep { reason } => {
+                    self.stats.kept.fetch_add(1, Ordering::Relaxed);
+                    info!(%reason, "message kept for redelivery");
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn delete(&self, receipt: &str) {
+        for attempt in 1..=3 {
+            let deleted = self
+                .sqs
+                .delete_message()
+                .queue_url(&self.queue_url)
+                .receipt_handle(receipt)
+                .send()
+                .await
+                .op("sqs:DeleteMessage");
+            match deleted {
+                Ok(_) => {
+                    self.stats.deleted.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                // A redelivery is harmless: the event id is recorded and will be seen as a duplicate.
+                Err(error) => {
+                    warn!(%error, attempt, "delete failed");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps a message hidden while it is worked on, renewing a third of the way into each timeout.
+async fn extend_visibility(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    receipt: String,
+    timeout_secs: i32,
+    done: CancellationToken,
+) {
+    let every = Duration::from_secs((timeout_secs.max(3) / 3) as u64);
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let extended = sqs
+            .change_message_visibility()
+            .queue_url(&queue_url)
+            .receipt_handle(&receipt)
+            .visibility_timeout(timeout_secs)
+            .send()
+            .await
+            .op("sqs:ChangeMessageVisibility");
+        match extended {
+            Ok(_) => debug!(timeout_secs, "visibility extended"),
+            Err(error) => {
+                warn!(%error, "could not extend visibility; the message may be delivered again")
+            }
+        }
+    }
+}

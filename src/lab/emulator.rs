@@ -1,0 +1,188 @@
+//! The local AWS emulator: moto_server plus nodemedic's launcher (tests/emulator), started on a
+//! free loopback port for the demo and the integration tests.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use super::LabError;
+
+const LAUNCHER: &str = include_str!("../../tests/emulator/nodemedic_emulator.py");
+pub const REGION: &str = "us-west-2";
+
+/// A running emulator; stopped when dropped.
+pub struct Emulator {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Emulator {
+    /// Starts the emulator with `python3` (or `$PYTHON`); nodegroup updates settle after
+    /// `update_seconds`.
+    pub async fn start(update_seconds: f64) -> Result<Emulator, LabError> {
+        let dir = std::env::temp_dir().join(format!(
+            "nodemedic-emulator-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| LabError::Emulator(format!("{}: {e}", dir.display())))?;
+        let script = dir.join("nodemedic_emulator.py");
+        std::fs::write(&script, LAUNCHER).map_err(|e| LabError::Emulator(e.to_string()))?;
+        let port = free_port()?;
+        let log = std::fs::File::create(dir.join("emulator.log"))
+            .map_err(|e| LabError::Emulator(e.to_string()))?;
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let child = Command::new(&python)
+            .arg(&script)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--update-seconds",
+                &update_seconds.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| LabError::Emulator(format!("cannot run {python}: {e}")))?;
+        let mut emulator = Emulator { child, port, dir };
+        emulator.wait_ready().await?;
+        Ok(emulator)
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), LabError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(LabError::Emulator(format!(
+                    "the emulator exited ({status}); is moto installed? (pip install \"moto[server]\")\n{}",
+                    self.log_tail()
+                )));
+            }
+            if self.request("GET", "/_emulator/ping", "").await.is_ok() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(LabError::Emulator(format!(
+                    "the emulator did not start in 60 s\n{}",
+                    self.log_tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The last lines the emulator logged, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("emulator.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// SDK configuration pointed at the emulator, with fixed test credentials and region.
+    pub fn sdk_config(&self) -> SdkConfig {
+        let credentials =
+            aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "emulator");
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+                credentials,
+            ))
+            .build()
+    }
+
+    /// Environment for a child process (the daemon) that should talk to this emulator.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Sets a nodegroup's status and health issues, which moto cannot express on its own.
+    pub async fn set_nodegroup_health(
+        &self,
+        cluster: &str,
+        nodegroup: &str,
+        status: &str,
+        issues: serde_json::Value,
+    ) -> Result<(), LabError> {
+        let body = serde_json::json!({
+            "region": REGION, "cluster": cluster, "nodegroup": nodegroup, "status": status, "issues": issues,
+        });
+        self.request("POST", "/_emulator/nodegroup-health", &body.to_string())
+            .await
+            .map(|_| ())
+    }
+
+    /// A minimal HTTP/1.1 exchange on loopback; returns the body of a 2xx answer.
+    async fn request(&self, method: &str, path: &str, body: &str) -> Result<String, LabError> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .map_err(|e| LabError::Emulator(e.to_string()))?;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| LabError::Emulator(e.to_string()))?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .map_err(|e| LabError::Emulator(e.to_string()))?;
+        let status_ok = response
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|code| code.starts_with('2'));
+        let body = response
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        if status_ok {
+            Ok(body)
+        } else {
+            Err(LabError::Emulator(format!(
+                "{method} {path}: {}",
+                response.lines().next().unwrap_or("")
+            )))
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> Result<u16, LabError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| LabError::Emulator(e.to_string()))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| LabError::Emulator(e.to_string()))
+}

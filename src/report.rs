@@ -1,0 +1,421 @@
+//! Rendering the audit trail for people (text) and machines (JSON lines).
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::audit::{IncidentSummary, Record};
+use crate::plan::key_policy;
+
+/// One JSON object per incident, the stable `audit list --json` contract.
+pub fn incident_json(incident: &IncidentSummary) -> Value {
+    json!({
+        "incident_id": incident.incident_id,
+        "account": incident.account,
+        "region": incident.region,
+        "cluster": incident.cluster,
+        "nodegroup": incident.nodegroup,
+        "cause": incident.cause,
+        "mode": incident.mode,
+        "outcome": incident.outcome,
+        "summary": incident.summary,
+        "plan_id": incident.plan_id,
+        "opened_at": incident.opened_at,
+        "updated_at": incident.updated_at,
+        "events": incident.events,
+        "actions": incident.actions.iter().map(|a| json!({"kind": a.kind, "status": a.status, "detail": a.detail})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn list_text(incidents: &[IncidentSummary]) -> String {
+    if incidents.is_empty() {
+        return "no incidents recorded\n".into();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<17} {:<24} {:<32} {:<34} {:<8} {:<11} ACTIONS",
+        "INCIDENT", "OPENED", "CLUSTER/NODEGROUP", "CAUSE", "MODE", "OUTCOME"
+    );
+    for incident in incidents {
+        let actions: Vec<String> = incident
+            .actions
+            .iter()
+            .map(|a| format!("{}:{}", a.kind, a.status))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<17} {:<24} {:<32} {:<34} {:<8} {:<11} {}",
+            incident.incident_id,
+            incident.opened_at,
+            format!("{}/{}", incident.cluster, incident.nodegroup),
+            incident.cause,
+            incident.mode,
+            incident.outcome,
+            if actions.is_empty() {
+                "-".to_string()
+            } else {
+                actions.join(" ")
+            }
+        );
+    }
+    out
+}
+
+pub fn show_json(incident: &IncidentSummary, records: &[Record]) -> Value {
+    json!({ "incident": incident_json(incident), "records": records })
+}
+
+/// The report an engineer reads at 3 a.m.: what is wrong, the proof, what was planned and done.
+pub fn show_text(incident: &IncidentSummary, records: &[Record]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Incident {}  ({})",
+        incident.incident_id,
+        incident.outcome.to_uppercase()
+    );
+    let _ = writeln!(
+        out,
+        "  nodegroup  {}/{}  (account {}, {})",
+        incident.cluster, incident.nodegroup, incident.account, incident.region
+    );
+    let _ = writeln!(out, "  cause      {}", incident.cause);
+    let _ = writeln!(out, "  mode       {}", incident.mode);
+    let _ = writeln!(
+        out,
+        "  opened     {}   updated {}",
+        incident.opened_at, incident.updated_at
+    );
+    let _ = writeln!(out, "  events     {}", incident.events);
+
+    let last = |kind: &str| records.iter().rev().find(|r| r.kind == kind);
+    if let Some(diagnosis) = last("diagnosis") {
+        let _ = writeln!(out, "\nDiagnosis");
+        for finding in diagnosis.body["findings"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  [{}] {}",
+                text(&finding["cause"]),
+                text(&finding["summary"])
+            );
+            let _ = writeln!(
+                out,
+                "{}",
+                indent(&wrap(text(&finding["explanation"]), 92), 6)
+            );
+            for fact in finding["evidence"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "      - {}: {}",
+                    text(&fact["resource"]),
+                    text(&fact["observed"])
+                );
+            }
+        }
+    }
+    if let Some(evidence) = last("evidence") {
+        let calls = &evidence.body["calls"]["by_operation"];
+        if let Some(calls) = calls.as_object() {
+            let total: u64 = calls.values().filter_map(Value::as_u64).sum();
+            let list: Vec<String> = calls.iter().map(|(op, n)| format!("{op} x{n}")).collect();
+            let _ = writeln!(out, "  evidence: {total} AWS calls ({})", list.join(", "));
+        }
+    }
+    if let Some(plan) = last("plan") {
+        let _ = writeln!(out, "\nPlan {}", text(&plan.body["id"]));
+        let steps = plan.body["steps"].as_array().cloned().unwrap_or_default();
+        if steps.is_empty() {
+            let _ = writeln!(out, "  (no steps)");
+        }
+        for (position, step) in steps.iter().enumerate() {
+            let status = incident
+                .actions
+                .get(position)
+                .map(|a| a.status.as_str())
+                .unwrap_or("planned");
+            let _ = writeln!(
+                out,
+                "  {}. {} [{}]",
+                position + 1,
+                text(&step["fix"]),
+                status
+            );
+            let _ = writeln!(out, "{}", indent(&wrap(text(&step["reason"]), 90), 6));
+            for call in api_calls(step) {
+                let _ = writeln!(out, "      {call}");
+            }
+        }
+        for note in plan.body["notes"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  note: {}",
+                wrap(text(&note["text"]), 90).replace('\n', "\n        ")
+            );
+        }
+    }
+    let _ = writeln!(out, "\nTimeline");
+    for record in records {
+        let _ = writeln!(
+            out,
+            "  {}  {:<17} {}",
+            record.at,
+            record.kind,
+            describe(record)
+        );
+        if record.kind == "step_result" {
+            for line in policy_change(&record.body["result"]) {
+                let _ = writeln!(out, "        {line}");
+            }
+        }
+    }
+    out
+}
+
+fn api_calls(step: &Value) -> Vec<String> {
+    let action: Option<crate::plan::Action> = serde_json::from_value(step["action"].clone()).ok();
+    action
+        .map(|a| {
+            a.api_calls()
+                .into_iter()
+                .map(|call| {
+                    let mut parameters = call.parameters.clone();
+                    if let Some(policy) = parameters.get_mut("Policy") {
+                        *policy = json!(format!(
+                            "<{} bytes, see the step result>",
+                            policy.as_str().map(str::len).unwrap_or(0)
+                        ));
+                    }
+                    format!("{} {}", call.operation, parameters)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn describe(record: &Record) -> String {
+    let body = &record.body;
+    match record.kind.as_str() {
+        "event_received" => format!(
+            "{} for {} (event {})",
+            text(&body["trigger"]["outcome"]).replace('_', " "),
+            text(&body["trigger"]["asg_name"]),
+            record.event_id.as_deref().unwrap_or("?")
+        ),
+        "event_duplicate" => format!(
+            "duplicate delivery of {}",
+            record.event_id.as_deref().unwrap_or("?")
+        ),
+        "event_superseded" => format!(
+            "event from {} predates the fix at {}",
+            text(&body["event_time"]),
+            text(&body["fix_applied_at"])
+        ),
+        "evidence" => format!(
+            "{} AWS calls",
+            body["calls"]["by_operation"]
+                .as_object()
+                .map(|m| m.values().filter_map(Value::as_u64).sum::<u64>())
+                .unwrap_or(0)
+        ),
+        "diagnosis" => body["findings"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .map(|f| text(&f["cause"]).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default(),
+        "plan" => format!(
+            "{} ({} steps)",
+            text(&body["id"]),
+            body["steps"].as_array().map(Vec::len).unwrap_or(0)
+        ),
+        "guard_decision" => match body["decision"]["decision"].as_str() {
+            Some("apply") => format!("{}: allowed", text(&body["fix"])),
+            Some("hold") => format!(
+                "{}: held: {}",
+                text(&body["fix"]),
+                text(&body["decision"]["reason"])
+            ),
+            _ => format!(
+                "{}: refused: {}",
+                text(&body["fix"]),
+                text(&body["decision"]["reason"])
+            ),
+        },
+        "step_intent" => format!(
+            "{}: about to call {}",
+            text(&body["fix"]),
+            body["calls"]
+                .as_array()
+                .map(|c| c
+                    .iter()
+                    .map(|c| text(&c["operation"]).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+        "step_result" => format!(
+            "{}: {}: {}",
+            text(&body["fix"]),
+            text(&body["result"]["status"]),
+            text(&body["result"]["detail"])
+        ),
+        "outcome" => format!("{} (mode {})", text(&body["outcome"]), text(&body["mode"])),
+        _ => String::new(),
+    }
+}
+
+/// For a key-policy step: the statements the change added, so a reviewer sees the diff.
+fn policy_change(result: &Value) -> Vec<String> {
+    let (Some(before), Some(after)) = (
+        result["before"]["policy"].as_str(),
+        result["after"]["policy"].as_str(),
+    ) else {
+        return Vec::new();
+    };
+    key_policy::added_statements(before, after)
+        .into_iter()
+        .map(|statement| format!("+ {}", Value::Object(statement)))
+        .collect()
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("")
+}
+
+fn indent(text: &str, by: usize) -> String {
+    let pad = " ".repeat(by);
+    text.lines()
+        .map(|l| format!("{pad}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn wrap(text: &str, width: usize) -> String {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + word.len() + 1 > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines.join("\n")
+}
+
+/// docs/catalog.md: every cause code and fix kind, generated from the code that defines them.
+pub fn catalog_markdown() -> String {
+    let mut out = String::from(
+        "# nodemedic catalog\n\nCause codes and fix kinds are part of nodemedic's public interface: they appear in \
+         audit records, JSON output and metrics labels, and never change meaning. This file is generated by \
+         `nodemedic catalog`; a test keeps it in step with the code.\n\n## Cause codes\n",
+    );
+    for cause in crate::diagnose::Cause::ALL {
+        let doc = cause.doc();
+        let _ = write!(
+            out,
+            "\n### `{}`\n\n{}.\n\n- **Evidence:** {}\n- **Remedy:** {}\n",
+            cause.code(),
+            doc.title,
+            doc.evidence,
+            doc.remedy
+        );
+    }
+    out.push_str("\n## Fix kinds\n");
+    for fix in crate::plan::FixKind::ALL {
+        let _ = write!(out, "\n### `{}`\n\n{}\n", fix.code(), fix.describe());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::ActionSummary;
+
+    #[test]
+    fn docs_catalog_md_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/catalog.md");
+        let written = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            written == catalog_markdown(),
+            "docs/catalog.md is out of date: run `cargo run -- catalog > docs/catalog.md`"
+        );
+    }
+
+    fn incident() -> IncidentSummary {
+        IncidentSummary {
+            incident_id: "inc-1".into(),
+            account: "123456789012".into(),
+            region: "us-west-2".into(),
+            cluster: "eks-workshop".into(),
+            nodegroup: "new_nodegroup_1".into(),
+            cause: "kms_key_policy_blocks_autoscaling".into(),
+            mode: "auto".into(),
+            outcome: "fixed".into(),
+            summary: "s".into(),
+            plan_id: Some("plan-1".into()),
+            opened_at: "2026-01-01T00:00:00.000Z".into(),
+            updated_at: "2026-01-01T00:00:01.000Z".into(),
+            events: 1,
+            actions: vec![ActionSummary {
+                kind: "patch_kms_key_policy".into(),
+                status: "applied".into(),
+                detail: String::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_json_line_has_the_contracted_fields() {
+        let line = incident_json(&incident());
+        for field in [
+            "incident_id",
+            "cluster",
+            "nodegroup",
+            "cause",
+            "mode",
+            "actions",
+            "outcome",
+        ] {
+            assert!(line.get(field).is_some(), "{field}");
+        }
+        assert_eq!(
+            line["actions"][0],
+            json!({"kind": "patch_kms_key_policy", "status": "applied", "detail": ""})
+        );
+    }
+
+    #[test]
+    fn a_key_policy_result_shows_the_added_statements() {
+        let before = crate::evidence::fixtures::ROOT_ONLY_POLICY;
+        let after = match key_policy::patch(before, crate::evidence::fixtures::ROLE).unwrap() {
+            key_policy::KeyPolicyPatch::Patched { policy, .. } => policy,
+            key_policy::KeyPolicyPatch::AlreadyGranted => unreachable!(),
+        };
+        let lines =
+            policy_change(&json!({"before": {"policy": before}, "after": {"policy": after}}));
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("+ ") && lines[0].contains("AllowAutoScalingServiceRole"));
+    }
+
+    #[test]
+    fn the_list_says_when_there_is_nothing() {
+        assert_eq!(list_text(&[]), "no incidents recorded\n");
+        assert!(list_text(&[incident()]).contains("patch_kms_key_policy:applied"));
+    }
+
+    #[test]
+    fn wrapping_keeps_words_whole() {
+        assert_eq!(wrap("aaa bbb ccc", 7), "aaa bbb\nccc");
+    }
+}
