@@ -1,6 +1,8 @@
 //! Telemetry: structured logs through `tracing`, as text for terminals or JSON for containers,
 //! always on standard error so that command output on standard out stays machine-readable.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogSettings;
@@ -12,7 +14,8 @@ pub fn init(log: &LogSettings) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests, the demo) keeps the first subscriber.
     let _ = if log.format == "json" {
         builder

@@ -1,0 +1,339 @@
+//! The test harness: a fresh emulator per test (moto_server on a free loopback port), the queue
+//! and EventBridge rule that feed nodemedic, and the real `nodemedic` binary run against them.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use nodemedic::aws::AwsResultExt;
+use nodemedic::lab::{self, Emulator, EventQueue, LabClients, Network};
+use serde_json::Value;
+
+pub struct World {
+    pub emulator: Emulator,
+    pub clients: LabClients,
+    pub queue: EventQueue,
+    pub network: Network,
+    dir: PathBuf,
+}
+
+impl World {
+    /// The workshop cluster with its healthy `default` nodegroup, and the event queue
+    /// (dead-letter after `max_receives`).
+    pub async fn new(max_receives: u32) -> World {
+        let emulator = Emulator::start(0.5).await.expect("emulator starts");
+        let clients = LabClients::new(&emulator.sdk_config());
+        let queue = lab::event_queue(&clients, "nodemedic-events", max_receives)
+            .await
+            .expect("queue");
+        let network = lab::workshop(&clients).await.expect("workshop");
+        let dir =
+            std::env::temp_dir().join(format!("nodemedic-it-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        World {
+            emulator,
+            clients,
+            queue,
+            network,
+            dir,
+        }
+    }
+
+    pub fn audit_db(&self) -> PathBuf {
+        self.dir.join("audit.db")
+    }
+
+    /// Runs `nodemedic` with the emulator's environment and fast test timings.
+    pub fn nodemedic(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nodemedic"));
+        command.args(args).env_clear();
+        if let Ok(path) = std::env::var("PATH") {
+            command.env("PATH", path);
+        }
+        for (key, value) in self.emulator.env() {
+            command.env(key, value);
+        }
+        command
+            .env("NODEMEDIC_INTAKE__WAIT_TIME_SECS", "1")
+            .env("NODEMEDIC_INTAKE__VISIBILITY_TIMEOUT_SECS", "5")
+            .env("NODEMEDIC_REMEDIATION__NODEGROUP_POLL_SECS", "0.2")
+            .env("NODEMEDIC_REMEDIATION__NODEGROUP_TIMEOUT_SECS", "30")
+            .env("NODEMEDIC_LOG__LEVEL", "info");
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        command.output().expect("nodemedic runs")
+    }
+
+    /// `nodemedic run --once` in `mode`; asserts it exits 0 and returns its output.
+    pub fn run_once(&self, mode: &str) -> Output {
+        self.run_once_with(mode, &[])
+    }
+
+    pub fn run_once_with(&self, mode: &str, extra_env: &[(&str, &str)]) -> Output {
+        let audit = self.audit_db();
+        let output = self.nodemedic(
+            &[
+                "run",
+                "--once",
+                "--mode",
+                mode,
+                "--queue-url",
+                &self.queue.url,
+                "--audit-db",
+                audit.to_str().expect("utf-8 path"),
+            ],
+            extra_env,
+        );
+        assert!(
+            output.status.success(),
+            "nodemedic run failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// `nodemedic audit list --json`, one object per incident.
+    pub fn incidents(&self) -> Vec<Value> {
+        let audit = self.audit_db();
+        let output = self.nodemedic(
+            &[
+                "audit",
+                "list",
+                "--json",
+                "--audit-db",
+                audit.to_str().expect("utf-8"),
+            ],
+            &[],
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("each line is a JSON object"))
+            .collect()
+    }
+
+    /// `nodemedic audit show ID --json`.
+    pub fn show(&self, incident: &str) -> Value {
+        let audit = self.audit_db();
+        let output = self.nodemedic(
+            &[
+                "audit",
+                "show",
+                incident,
+                "--json",
+                "--audit-db",
+                audit.to_str().expect("utf-8"),
+            ],
+            &[],
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("JSON")
+    }
+
+    /// Records that belong to no incident, read straight from the audit database.
+    pub fn loose_records(&self) -> Vec<nodemedic::audit::Record> {
+        let store = nodemedic::audit::AuditStore::open(&self.audit_db()).expect("audit db");
+        store
+            .read_blocking(|c| nodemedic::audit::store::query::loose_records(c, 1000))
+            .expect("records")
+    }
+
+    pub async fn messages_waiting(&self, queue_url: &str) -> u64 {
+        let attributes = self
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .op("sqs:GetQueueAttributes")
+            .expect("queue attributes");
+        let count = |name| {
+            attributes
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        count(QueueAttributeName::ApproximateNumberOfMessages)
+            + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+    }
+
+    /// Sends a raw body to the event queue, as a redelivery or a hand-made message would arrive.
+    pub async fn send_raw(&self, body: &str) {
+        self.clients
+            .sqs
+            .send_message()
+            .queue_url(&self.queue.url)
+            .message_body(body)
+            .send()
+            .await
+            .op("sqs:SendMessage")
+            .expect("send");
+    }
+
+    /// Takes the bodies waiting on the queue without consuming them for good.
+    pub async fn peek_bodies(&self) -> Vec<String> {
+        let received = self
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue.url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .op("sqs:ReceiveMessage")
+            .expect("receive");
+        received
+            .messages()
+            .iter()
+            .filter_map(|m| m.body().map(str::to_string))
+            .collect()
+    }
+
+    pub async fn key_policy(&self, key: &str) -> Value {
+        let output = self
+            .clients
+            .kms
+            .get_key_policy()
+            .key_id(key)
+            .policy_name("default")
+            .send()
+            .await
+            .op("kms:GetKeyPolicy")
+            .expect("policy");
+        serde_json::from_str(output.policy().expect("a policy")).expect("policy JSON")
+    }
+
+    pub async fn routes(&self, table: &str) -> Vec<(String, String, String)> {
+        let output = self
+            .clients
+            .ec2
+            .describe_route_tables()
+            .route_table_ids(table)
+            .send()
+            .await
+            .op("ec2:DescribeRouteTables")
+            .expect("route table");
+        output
+            .route_tables()
+            .iter()
+            .flat_map(|t| nodemedic::evidence::collect::route_table_facts(t).routes)
+            .map(|r| (r.destination, r.target, r.state))
+            .collect()
+    }
+
+    /// The scaling updates EKS recorded for a nodegroup, oldest first, as "Type=value" lists.
+    pub async fn nodegroup_updates(&self, nodegroup: &str) -> Vec<Vec<String>> {
+        let listed = self
+            .clients
+            .eks
+            .list_updates()
+            .name(lab::CLUSTER)
+            .nodegroup_name(nodegroup)
+            .send()
+            .await
+            .op("eks:ListUpdates")
+            .expect("updates");
+        let mut updates = Vec::new();
+        for id in listed.update_ids() {
+            let described = self
+                .clients
+                .eks
+                .describe_update()
+                .name(lab::CLUSTER)
+                .nodegroup_name(nodegroup)
+                .update_id(id)
+                .send()
+                .await
+                .op("eks:DescribeUpdate")
+                .expect("update");
+            updates.push(
+                described
+                    .update()
+                    .map(|u| u.params())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}={}",
+                            p.r#type().map(|t| t.as_str()).unwrap_or("?"),
+                            p.value().unwrap_or("?")
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        updates
+    }
+
+    pub async fn nodegroup_status(&self, nodegroup: &str) -> (String, i32) {
+        let described = self
+            .clients
+            .eks
+            .describe_nodegroup()
+            .cluster_name(lab::CLUSTER)
+            .nodegroup_name(nodegroup)
+            .send()
+            .await
+            .op("eks:DescribeNodegroup")
+            .expect("nodegroup");
+        let nodegroup = described.nodegroup().expect("nodegroup");
+        (
+            nodegroup
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            nodegroup
+                .scaling_config()
+                .and_then(|s| s.desired_size())
+                .unwrap_or(-1),
+        )
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The statuses of an incident's actions, as `audit list --json` reports them.
+pub fn actions(incident: &Value) -> Vec<(String, String)> {
+    incident["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap_or("").to_string(),
+                a["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
