@@ -15,6 +15,7 @@ pub struct AwsClients {
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub eks: aws_sdk_eks::Client,
+    pub iam: aws_sdk_iam::Client,
     pub kms: aws_sdk_kms::Client,
 }
 
@@ -25,6 +26,7 @@ impl AwsClients {
             autoscaling: aws_sdk_autoscaling::Client::new(config),
             ec2: aws_sdk_ec2::Client::new(config),
             eks: aws_sdk_eks::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
             kms: aws_sdk_kms::Client::new(config),
         }
     }
@@ -90,6 +92,16 @@ pub fn sqs_client(config: &SdkConfig, wait: Duration) -> aws_sdk_sqs::Client {
         .timeout_config(timeouts)
         .build();
     aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// The account the credentials belong to.
+pub async fn caller_account(sts: &aws_sdk_sts::Client) -> Result<String, AwsError> {
+    let identity = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .op("sts:GetCallerIdentity")?;
+    Ok(identity.account().unwrap_or_default().to_string())
 }
 
 /// How an AWS call failed, in the terms the daemon decides on.

@@ -27,8 +27,29 @@ pub enum Command {
     /// The local demo: start the emulator, break nodegroups like the seed labs, watch nodemedic
     /// diagnose them in dry-run and then fix them in auto mode.
     Demo(DemoArgs),
+    /// Run the whole join checklist on a cluster's nodegroups now, read-only: what is wrong, the
+    /// proof, and what to run. Exit 0 when healthy, 3 when a blocking cause is found, 1 on errors.
+    Diagnose(DiagnoseArgs),
     /// Print the catalog of cause codes and fix kinds as Markdown.
     Catalog,
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    #[arg(long)]
+    pub cluster: String,
+    /// One nodegroup; every nodegroup of the cluster when omitted.
+    #[arg(long)]
+    pub nodegroup: Option<String>,
+    /// Examine this instance's subnet, and whether EKS reports that it failed to join.
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// The region; the SDK's usual chain when omitted.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,28 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub remediation: RemediationSettings,
     pub log: LogSettings,
+    pub watch: WatchSettings,
+    pub join: JoinSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSettings {
+    /// Cluster names, or `*` for every cluster; empty turns the watcher off.
+    pub clusters: Vec<String>,
+    pub interval_secs: u64,
+}
+
+impl WatchSettings {
+    pub fn enabled(&self) -> bool {
+        !self.clusters.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinSettings {
+    pub deadline_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -74,6 +96,8 @@ struct RawSettings {
     audit: AuditSettings,
     remediation: RemediationSettings,
     log: LogSettings,
+    watch: WatchSettings,
+    join: JoinSettings,
 }
 
 /// Values given on the command line; they win over every other source.
@@ -139,6 +163,8 @@ impl Settings {
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("watch.clusters")
                 .source(env),
         );
         let set = |builder: config::ConfigBuilder<config::builder::DefaultState>,
@@ -240,6 +266,12 @@ impl Settings {
                 format!("{:?} is not a tracing filter", raw.log.level),
             );
         }
+        if raw.watch.interval_secs == 0 {
+            problem("watch.interval_secs", "must be at least 1".into());
+        }
+        if raw.watch.clusters.iter().any(|c| c.trim().is_empty()) {
+            problem("watch.clusters", "contains an empty cluster name".into());
+        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -251,6 +283,8 @@ impl Settings {
             audit: raw.audit,
             remediation: raw.remediation,
             log: raw.log,
+            watch: raw.watch,
+            join: raw.join,
         })
     }
 
@@ -435,6 +469,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("pathh"), "{error}");
+    }
+
+    #[test]
+    fn watched_clusters_come_as_a_comma_separated_list() {
+        let settings = load(
+            &[("NODEMEDIC_WATCH__CLUSTERS", "prod,staging")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(settings.watch.clusters, vec!["prod", "staging"]);
+        assert!(settings.watch.enabled());
+        assert!(
+            !load(&[], Overrides::default()).unwrap().watch.enabled(),
+            "off by default"
+        );
+        assert_eq!(
+            load(&[], Overrides::default()).unwrap().join.deadline_secs,
+            900
+        );
     }
 
     #[test]

@@ -10,8 +10,10 @@ use tracing::info;
 use crate::audit::{AuditError, AuditStore};
 use crate::aws::{self, ClientPool};
 use crate::config::{ConfigError, Settings};
+use crate::intake::publish::Publisher;
 use crate::intake::queue::{IntakeStats, QueueLoop};
 use crate::pipeline::Pipeline;
+use crate::watch::Watcher;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -21,6 +23,8 @@ pub enum DaemonError {
     Audit(#[from] AuditError),
     #[error("no AWS region: set `region` in the config, NODEMEDIC_REGION or AWS_REGION")]
     NoRegion,
+    #[error("cannot tell which AWS account the credentials belong to: {0}")]
+    Identity(#[from] crate::aws::AwsError),
 }
 
 /// What a run did, printed when it stops.
@@ -51,17 +55,45 @@ pub async fn run_with(
 ) -> Result<RunSummary, DaemonError> {
     let queue_url = settings.require_queue()?.to_string();
     let store = AuditStore::open(&settings.audit.path)?;
-    if sdk.region().is_none() {
+    let Some(region) = sdk.region().map(|r| r.to_string()) else {
         return Err(DaemonError::NoRegion);
-    }
+    };
     let sqs = aws::sqs_client(&sdk, Duration::from_secs(settings.intake.wait_time_secs));
+    let publisher = Publisher {
+        sqs: sqs.clone(),
+        queue_url: queue_url.clone(),
+    };
+    let sts = aws_sdk_sts::Client::new(&sdk);
     let clients = Arc::new(ClientPool::new(sdk));
-    let pipeline = Arc::new(Pipeline::new(
+    let mut pipeline = Pipeline::new(
         settings.mode,
         settings.remediation.clone(),
         store,
-        clients,
-    ));
+        clients.clone(),
+    );
+    if settings.join.deadline_secs > 0 {
+        pipeline = pipeline.with_join_checks(
+            publisher.clone(),
+            Duration::from_secs(settings.join.deadline_secs),
+        );
+    }
+    let pipeline = Arc::new(pipeline);
+    // The watcher stops with the queue loop, whichever way that ends.
+    let watch_stop = shutdown.child_token();
+    let watcher = if settings.watch.enabled() {
+        let watcher = Watcher {
+            clients: clients.for_region(&region),
+            account: aws::caller_account(&sts).await?,
+            region: region.clone(),
+            clusters: settings.watch.clusters.clone(),
+            interval: Duration::from_secs(settings.watch.interval_secs),
+            publisher,
+        };
+        info!(clusters = ?settings.watch.clusters, interval_secs = settings.watch.interval_secs, "health watcher on");
+        Some(tokio::spawn(watcher.run(watch_stop.clone())))
+    } else {
+        None
+    };
     let stats = Arc::new(IntakeStats::default());
     let intake = QueueLoop {
         sqs,
@@ -72,6 +104,10 @@ pub async fn run_with(
     };
     info!(queue = %queue_url, mode = %settings.mode, audit = %settings.audit.path.display(), once, "nodemedic running");
     intake.run(shutdown, once).await;
+    watch_stop.cancel();
+    if let Some(watcher) = watcher {
+        let _ = watcher.await;
+    }
     let (received, deleted, kept, receive_errors) = stats.snapshot();
     info!(received, deleted, kept, receive_errors, "nodemedic stopped");
     Ok(RunSummary {

@@ -89,6 +89,14 @@ pub fn decide(mode: Mode, step: &Step, history: &History) -> Decision {
             ),
         };
     }
+    if step.fix.needs_approval_by_default() {
+        return Decision::Hold {
+            reason: format!(
+                "{} changes shared infrastructure and waits for approval",
+                step.fix
+            ),
+        };
+    }
     Decision::Apply
 }
 
@@ -143,6 +151,19 @@ mod tests {
             ..History::default()
         };
         assert!(!decide(Mode::Auto, &step(), &history).allows());
+    }
+
+    #[test]
+    fn fixes_of_shared_infrastructure_wait_for_approval_even_in_auto() {
+        let mut step = step();
+        step.fix = FixKind::EnableVpcDns;
+        step.action = Action::ModifyVpcAttribute {
+            vpc_id: "vpc-1".into(),
+            attribute: "enableDnsSupport".into(),
+        };
+        assert!(
+            matches!(decide(Mode::Auto, &step, &History::default()), Decision::Hold { reason } if reason.contains("approval"))
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! - [`audit`]: the append-only, hash-chained audit trail in SQLite.
 //! - [`pipeline`]: runs one message through all of the above.
 //! - Edges: [`config`], [`telemetry`], [`aws`], [`daemon`], [`cli`], [`report`].
+//! - [`watch`]: the nodegroup health watcher, publishing what EKS sends no event for.
+//! - [`inspect`]: the one-shot `nodemedic diagnose` report.
 //! - [`lab`] and [`demo`]: the seed labs as emulator worlds, for the demo and tests.
 
 pub mod act;
@@ -32,6 +34,7 @@ pub mod demo;
 pub mod diagnose;
 pub mod evidence;
 pub mod guard;
+pub mod inspect;
 pub mod intake;
 pub mod lab;
 pub mod pipeline;
@@ -39,3 +42,4 @@ pub mod plan;
 pub mod report;
 pub mod resolve;
 pub mod telemetry;
+pub mod watch;

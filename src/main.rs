@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use nodemedic::audit::AuditStore;
 use nodemedic::audit::store::query;
-use nodemedic::cli::{AuditCommand, Cli, Command, SettingsArgs};
+use nodemedic::cli::{AuditCommand, Cli, Command, DiagnoseArgs, SettingsArgs};
 use nodemedic::config::{ConfigError, LogSettings, Overrides, Settings};
 use tokio_util::sync::CancellationToken;
 
@@ -67,7 +67,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", nodemedic::report::catalog_markdown());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Diagnose(args) => diagnose(args).await,
     }
+}
+
+/// Exit code of `diagnose` when a nodegroup has a blocking cause.
+const EXIT_BLOCKED: u8 = 3;
+
+async fn diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
+    let sdk = nodemedic::aws::load_config(args.region.as_deref()).await;
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .context("no AWS region: pass --region or set AWS_REGION")?;
+    let account = nodemedic::aws::caller_account(&aws_sdk_sts::Client::new(&sdk)).await?;
+    let clients = nodemedic::aws::AwsClients::new(&sdk);
+    let request = nodemedic::inspect::Request {
+        account,
+        region,
+        cluster: args.cluster,
+        nodegroup: args.nodegroup,
+        instance: args.instance,
+    };
+    let reports = nodemedic::inspect::inspect(&clients, &request).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        print!("{}", nodemedic::report::diagnose_text(&reports));
+    }
+    Ok(if reports.iter().all(|r| r.healthy) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_BLOCKED)
+    })
 }
 
 fn open_store(settings: SettingsArgs) -> anyhow::Result<AuditStore> {

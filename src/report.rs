@@ -312,6 +312,65 @@ fn wrap(text: &str, width: usize) -> String {
     lines.join("\n")
 }
 
+/// The `nodemedic diagnose` report: per nodegroup, what is wrong, the proof, what to run, and
+/// what nodemedic would do.
+pub fn diagnose_text(reports: &[crate::inspect::Report]) -> String {
+    let mut out = String::new();
+    for report in reports {
+        let blocking: Vec<&crate::diagnose::Finding> = report.diagnosis.blocking().collect();
+        let _ = writeln!(
+            out,
+            "{}/{}: {} ({} AWS calls)",
+            report.cluster,
+            report.nodegroup,
+            if report.healthy {
+                "HEALTHY".to_string()
+            } else {
+                format!("BLOCKED by {} cause(s)", blocking.len())
+            },
+            report.aws_calls.total()
+        );
+        for finding in &report.diagnosis.findings {
+            let label = if finding.blocking { "" } else { "warning " };
+            let _ = writeln!(out, "  {label}[{}] {}", finding.cause, finding.summary);
+            let _ = writeln!(out, "{}", indent(&wrap(&finding.explanation, 92), 6));
+            for fact in &finding.evidence {
+                let _ = writeln!(out, "      - {}: {}", fact.resource, fact.observed);
+            }
+            if let Some(remedy) = &finding.remedy {
+                let _ = writeln!(out, "      fix by hand:");
+                for line in remedy.lines() {
+                    let _ = writeln!(out, "        {line}");
+                }
+            }
+        }
+        for step in &report.plan.steps {
+            let approval = if step.fix.needs_approval_by_default() {
+                "needs approval"
+            } else {
+                "automatic in auto mode"
+            };
+            let _ = writeln!(out, "  nodemedic would: {} ({approval})", step.fix);
+            for call in step.action.api_calls() {
+                let mut parameters = call.parameters.clone();
+                if let Some(policy) = parameters.get_mut("Policy") {
+                    *policy = json!(format!(
+                        "<{} bytes>",
+                        policy.as_str().map(str::len).unwrap_or(0)
+                    ));
+                }
+                let _ = writeln!(out, "    {} {}", call.operation, parameters);
+            }
+        }
+        for note in &report.plan.notes {
+            if note.fix == Some(crate::plan::FixKind::CycleNodegroup) {
+                let _ = writeln!(out, "  note: {}", note.text);
+            }
+        }
+    }
+    out
+}
+
 /// docs/catalog.md: every cause code and fix kind, generated from the code that defines them.
 pub fn catalog_markdown() -> String {
     let mut out = String::from(

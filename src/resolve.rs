@@ -14,7 +14,9 @@ pub const NODEGROUP_TAG: &str = "eks:nodegroup-name";
 pub struct Target {
     pub cluster: String,
     pub nodegroup: String,
-    pub group: GroupFacts,
+    /// The group, when the trigger named it (launch events); otherwise looked up from the
+    /// nodegroup during collection.
+    pub group: Option<GroupFacts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +72,7 @@ pub fn classify(group: &AutoScalingGroup) -> Resolution {
         (Some(cluster), Some(nodegroup)) => Resolution::Nodegroup(Target {
             cluster,
             nodegroup,
-            group: group_facts(group),
+            group: Some(group_facts(group)),
         }),
         _ => {
             let self_managed = group
@@ -92,7 +94,8 @@ pub fn classify(group: &AutoScalingGroup) -> Resolution {
     }
 }
 
-fn group_facts(group: &AutoScalingGroup) -> GroupFacts {
+/// Pure conversion of an Auto Scaling group description.
+pub fn group_facts(group: &AutoScalingGroup) -> GroupFacts {
     let template = group
         .launch_template()
         .or_else(|| {
@@ -162,9 +165,10 @@ mod tests {
         };
         assert_eq!(target.cluster, "eks-workshop");
         assert_eq!(target.nodegroup, "ng-1");
-        assert_eq!(target.group.instances[0].lifecycle_state, "InService");
+        let group = target.group.expect("the group");
+        assert_eq!(group.instances[0].lifecycle_state, "InService");
         assert_eq!(
-            target.group.service_linked_role_arn.as_deref(),
+            group.service_linked_role_arn.as_deref(),
             Some("arn:aws:iam::1:role/slr")
         );
     }

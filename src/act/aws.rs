@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use aws_sdk_ec2::types::AttributeBooleanValue;
+use aws_sdk_ec2::types::VpcAttributeName;
 use aws_sdk_eks::types::NodegroupScalingConfig;
 
 use super::{Actuator, NodegroupState};
@@ -137,5 +139,159 @@ impl Actuator for AwsActuator {
             .and_then(|u| u.id())
             .unwrap_or_default()
             .to_string())
+    }
+
+    async fn replace_route(
+        &self,
+        route_table_id: &str,
+        destination: &str,
+        nat_gateway_id: &str,
+    ) -> Result<(), AwsError> {
+        self.clients
+            .ec2
+            .replace_route()
+            .route_table_id(route_table_id)
+            .destination_cidr_block(destination)
+            .nat_gateway_id(nat_gateway_id)
+            .send()
+            .await
+            .op("ec2:ReplaceRoute")?;
+        Ok(())
+    }
+
+    async fn vpc_attribute(&self, vpc_id: &str, attribute: &str) -> Result<bool, AwsError> {
+        let output = self
+            .clients
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(vpc_id)
+            .attribute(VpcAttributeName::from(attribute))
+            .send()
+            .await
+            .op("ec2:DescribeVpcAttribute")?;
+        let value = if attribute == "enableDnsSupport" {
+            output.enable_dns_support()
+        } else {
+            output.enable_dns_hostnames()
+        };
+        Ok(value.and_then(|v| v.value()).unwrap_or(false))
+    }
+
+    async fn enable_vpc_attribute(&self, vpc_id: &str, attribute: &str) -> Result<(), AwsError> {
+        let on = AttributeBooleanValue::builder().value(true).build();
+        let request = self.clients.ec2.modify_vpc_attribute().vpc_id(vpc_id);
+        let request = if attribute == "enableDnsSupport" {
+            request.enable_dns_support(on)
+        } else {
+            request.enable_dns_hostnames(on)
+        };
+        request.send().await.op("ec2:ModifyVpcAttribute")?;
+        Ok(())
+    }
+
+    async fn subnet_maps_public_ip(&self, subnet_id: &str) -> Result<bool, AwsError> {
+        let output = self
+            .clients
+            .ec2
+            .describe_subnets()
+            .subnet_ids(subnet_id)
+            .send()
+            .await
+            .op("ec2:DescribeSubnets")?;
+        Ok(output
+            .subnets()
+            .first()
+            .and_then(|s| s.map_public_ip_on_launch())
+            .unwrap_or(false))
+    }
+
+    async fn enable_subnet_public_ip(&self, subnet_id: &str) -> Result<(), AwsError> {
+        self.clients
+            .ec2
+            .modify_subnet_attribute()
+            .subnet_id(subnet_id)
+            .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
+            .send()
+            .await
+            .op("ec2:ModifySubnetAttribute")?;
+        Ok(())
+    }
+
+    async fn attached_role_policies(&self, role_name: &str) -> Result<Vec<String>, AwsError> {
+        let mut pages = self
+            .clients
+            .iam
+            .list_attached_role_policies()
+            .role_name(role_name)
+            .into_paginator()
+            .send();
+        let mut arns = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.op("iam:ListAttachedRolePolicies")?;
+            arns.extend(
+                page.attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn())
+                    .map(str::to_string),
+            );
+        }
+        Ok(arns)
+    }
+
+    async fn attach_role_policy(&self, role_name: &str, policy_arn: &str) -> Result<(), AwsError> {
+        self.clients
+            .iam
+            .attach_role_policy()
+            .role_name(role_name)
+            .policy_arn(policy_arn)
+            .send()
+            .await
+            .op("iam:AttachRolePolicy")?;
+        Ok(())
+    }
+
+    async fn access_entry(
+        &self,
+        cluster: &str,
+        principal_arn: &str,
+    ) -> Result<Option<String>, AwsError> {
+        let described = self
+            .clients
+            .eks
+            .describe_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(principal_arn)
+            .send()
+            .await
+            .op("eks:DescribeAccessEntry");
+        match described {
+            Ok(output) => Ok(Some(
+                output
+                    .access_entry()
+                    .and_then(|e| e.r#type())
+                    .unwrap_or("STANDARD")
+                    .to_string(),
+            )),
+            Err(error) if error.is_code("ResourceNotFoundException") => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn create_access_entry(
+        &self,
+        cluster: &str,
+        principal_arn: &str,
+        entry_type: &str,
+    ) -> Result<(), AwsError> {
+        self.clients
+            .eks
+            .create_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(principal_arn)
+            .r#type(entry_type)
+            .send()
+            .await
+            .op("eks:CreateAccessEntry")?;
+        Ok(())
     }
 }

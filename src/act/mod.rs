@@ -46,6 +46,51 @@ pub trait Actuator: Send + Sync {
         nodegroup: &str,
         update: ScalingUpdate,
     ) -> impl Future<Output = Result<String, AwsError>> + Send;
+    fn replace_route(
+        &self,
+        route_table_id: &str,
+        destination: &str,
+        nat_gateway_id: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn vpc_attribute(
+        &self,
+        vpc_id: &str,
+        attribute: &str,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    fn enable_vpc_attribute(
+        &self,
+        vpc_id: &str,
+        attribute: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn subnet_maps_public_ip(
+        &self,
+        subnet_id: &str,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    fn enable_subnet_public_ip(
+        &self,
+        subnet_id: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn attached_role_policies(
+        &self,
+        role_name: &str,
+    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    fn attach_role_policy(
+        &self,
+        role_name: &str,
+        policy_arn: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// The type of the principal's access entry, or `None` when it has none.
+    fn access_entry(
+        &self,
+        cluster: &str,
+        principal_arn: &str,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    fn create_access_entry(
+        &self,
+        cluster: &str,
+        principal_arn: &str,
+        entry_type: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +203,257 @@ pub async fn apply<A: Actuator>(actuator: &A, step: &Step, wait: WaitPolicy) -> 
             )
             .await
         }
+        Action::ReplaceRoute {
+            route_table_id,
+            destination_cidr_block,
+            nat_gateway_id,
+            previous_target,
+        } => {
+            replace_route(
+                actuator,
+                route_table_id,
+                destination_cidr_block,
+                nat_gateway_id,
+                previous_target,
+            )
+            .await
+        }
+        Action::ModifyVpcAttribute { vpc_id, attribute } => {
+            let label = format!("{attribute} of {vpc_id}");
+            set_flag(
+                &label,
+                || actuator.vpc_attribute(vpc_id, attribute),
+                || actuator.enable_vpc_attribute(vpc_id, attribute),
+            )
+            .await
+        }
+        Action::ModifySubnetAttribute { subnet_id } => {
+            let label = format!("MapPublicIpOnLaunch of {subnet_id}");
+            set_flag(
+                &label,
+                || actuator.subnet_maps_public_ip(subnet_id),
+                || actuator.enable_subnet_public_ip(subnet_id),
+            )
+            .await
+        }
+        Action::AttachRolePolicy {
+            role_name,
+            policy_arn,
+        } => attach_policy(actuator, role_name, policy_arn).await,
+        Action::CreateAccessEntry {
+            cluster,
+            principal_arn,
+            entry_type,
+        } => create_access_entry(actuator, cluster, principal_arn, entry_type).await,
+    }
+}
+
+async fn replace_route<A: Actuator>(
+    actuator: &A,
+    table: &str,
+    destination: &str,
+    nat: &str,
+    previous_target: &str,
+) -> StepResult {
+    let before = match actuator.routes(table).await {
+        Ok(routes) => routes,
+        Err(error) => {
+            return StepResult::failed(
+                format!("could not read {table}: {error}"),
+                Value::Null,
+                Value::Null,
+            );
+        }
+    };
+    let current = before
+        .iter()
+        .find(|r| r.destination == destination)
+        .cloned();
+    match &current {
+        Some(route) if route.target == nat && route.is_active() => {
+            return StepResult::applied(
+                format!("{table} already routes {destination} to {nat}"),
+                routes_json(&before),
+                routes_json(&before),
+            );
+        }
+        Some(route) if route.target == previous_target => {}
+        other => {
+            return StepResult::failed(
+                format!(
+                    "the {destination} route of {table} changed since the plan was made (now {}); not replaced",
+                    other
+                        .as_ref()
+                        .map(|r| format!("{} ({})", r.target, r.state))
+                        .unwrap_or_else(|| "absent".into())
+                ),
+                routes_json(&before),
+                routes_json(&before),
+            );
+        }
+    }
+    let replaced = actuator.replace_route(table, destination, nat).await;
+    let after = actuator.routes(table).await.unwrap_or_default();
+    let now = after.iter().find(|r| r.destination == destination);
+    match (replaced, now) {
+        (Ok(()), Some(route)) if route.target == nat => StepResult::applied(
+            format!(
+                "replaced {destination} of {table}: {previous_target} -> {nat} (state {})",
+                route.state
+            ),
+            routes_json(&before),
+            routes_json(&after),
+        ),
+        (Err(error), _) => StepResult::failed(
+            format!("ReplaceRoute failed: {error}"),
+            routes_json(&before),
+            routes_json(&after),
+        ),
+        (Ok(()), _) => StepResult::failed(
+            format!("ReplaceRoute succeeded but {table} does not route {destination} to {nat}"),
+            routes_json(&before),
+            routes_json(&after),
+        ),
+    }
+}
+
+/// Turns a boolean setting on: read, set, read back.
+async fn set_flag<R, S, RF, SF>(label: &str, read: R, set: S) -> StepResult
+where
+    R: Fn() -> RF,
+    S: FnOnce() -> SF,
+    RF: Future<Output = Result<bool, AwsError>>,
+    SF: Future<Output = Result<(), AwsError>>,
+{
+    let before = match read().await {
+        Ok(value) => value,
+        Err(error) => {
+            return StepResult::failed(
+                format!("could not read {label}: {error}"),
+                Value::Null,
+                Value::Null,
+            );
+        }
+    };
+    if before {
+        return StepResult::applied(format!("{label} is already true"), json!(true), json!(true));
+    }
+    if let Err(error) = set().await {
+        return StepResult::failed(
+            format!("could not set {label}: {error}"),
+            json!(false),
+            Value::Null,
+        );
+    }
+    match read().await {
+        Ok(true) => StepResult::applied(format!("set {label} to true"), json!(false), json!(true)),
+        Ok(false) => StepResult::failed(
+            format!("{label} still reads false after the change"),
+            json!(false),
+            json!(false),
+        ),
+        Err(error) => StepResult::failed(
+            format!("set {label}, but could not read it back: {error}"),
+            json!(false),
+            Value::Null,
+        ),
+    }
+}
+
+async fn attach_policy<A: Actuator>(actuator: &A, role: &str, arn: &str) -> StepResult {
+    let before = match actuator.attached_role_policies(role).await {
+        Ok(list) => list,
+        Err(error) => {
+            return StepResult::failed(
+                format!("could not list policies of {role}: {error}"),
+                Value::Null,
+                Value::Null,
+            );
+        }
+    };
+    if before.iter().any(|a| a == arn) {
+        return StepResult::applied(
+            format!("{arn} is already attached to {role}"),
+            json!(before),
+            json!(before),
+        );
+    }
+    if let Err(error) = actuator.attach_role_policy(role, arn).await {
+        return StepResult::failed(
+            format!("AttachRolePolicy failed: {error}"),
+            json!(before),
+            Value::Null,
+        );
+    }
+    match actuator.attached_role_policies(role).await {
+        Ok(after) if after.iter().any(|a| a == arn) => StepResult::applied(
+            format!("attached {arn} to {role}"),
+            json!(before),
+            json!(after),
+        ),
+        Ok(after) => StepResult::failed(
+            format!("{arn} is not listed on {role} after attaching"),
+            json!(before),
+            json!(after),
+        ),
+        Err(error) => StepResult::failed(
+            format!("attached {arn}, but could not list it: {error}"),
+            json!(before),
+            Value::Null,
+        ),
+    }
+}
+
+async fn create_access_entry<A: Actuator>(
+    actuator: &A,
+    cluster: &str,
+    principal: &str,
+    entry_type: &str,
+) -> StepResult {
+    match actuator.access_entry(cluster, principal).await {
+        Ok(Some(kind)) => {
+            return StepResult::applied(
+                format!("{principal} already has a {kind} access entry in {cluster}"),
+                json!({ "type": kind }),
+                json!({ "type": kind }),
+            );
+        }
+        Ok(None) => {}
+        Err(error) => {
+            return StepResult::failed(
+                format!("could not read access entries of {cluster}: {error}"),
+                Value::Null,
+                Value::Null,
+            );
+        }
+    }
+    if let Err(error) = actuator
+        .create_access_entry(cluster, principal, entry_type)
+        .await
+        && !error.is_code("ResourceInUseException")
+    {
+        return StepResult::failed(
+            format!("CreateAccessEntry failed: {error}"),
+            Value::Null,
+            Value::Null,
+        );
+    }
+    match actuator.access_entry(cluster, principal).await {
+        Ok(Some(kind)) => StepResult::applied(
+            format!("created a {kind} access entry for {principal} in {cluster}"),
+            Value::Null,
+            json!({ "type": kind }),
+        ),
+        Ok(None) => StepResult::failed(
+            "the access entry does not read back".to_string(),
+            Value::Null,
+            Value::Null,
+        ),
+        Err(error) => StepResult::failed(
+            format!("created, but could not read it back: {error}"),
+            Value::Null,
+            Value::Null,
+        ),
     }
 }
 

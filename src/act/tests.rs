@@ -16,6 +16,9 @@ struct FakeWorld {
     updating_reads: Mutex<u32>,
     updates: Mutex<Vec<ScalingUpdate>>,
     fail: Mutex<HashMap<&'static str, String>>,
+    flags: Mutex<HashMap<String, bool>>,
+    role_policies: Mutex<HashMap<String, Vec<String>>>,
+    access_entries: Mutex<HashMap<String, String>>,
 }
 
 fn error(operation: &'static str, code: &str) -> AwsError {
@@ -149,6 +152,95 @@ impl Actuator for FakeWorld {
         let mut updates = self.updates.lock().unwrap();
         updates.push(update);
         Ok(format!("update-{}", updates.len()))
+    }
+
+    async fn replace_route(
+        &self,
+        table: &str,
+        destination: &str,
+        nat: &str,
+    ) -> Result<(), AwsError> {
+        self.check("replace_route")?;
+        let mut routes = self.routes.lock().unwrap();
+        let route = routes
+            .get_mut(table)
+            .and_then(|t| t.iter_mut().find(|r| r.destination == destination))
+            .ok_or_else(|| error("ec2:ReplaceRoute", "InvalidRoute.NotFound"))?;
+        route.target = nat.into();
+        route.state = "active".into();
+        Ok(())
+    }
+
+    async fn vpc_attribute(&self, vpc: &str, attribute: &str) -> Result<bool, AwsError> {
+        self.check("vpc_attribute")?;
+        Ok(*self
+            .flags
+            .lock()
+            .unwrap()
+            .get(&format!("{vpc}/{attribute}"))
+            .unwrap_or(&false))
+    }
+
+    async fn enable_vpc_attribute(&self, vpc: &str, attribute: &str) -> Result<(), AwsError> {
+        self.check("enable_vpc_attribute")?;
+        self.flags
+            .lock()
+            .unwrap()
+            .insert(format!("{vpc}/{attribute}"), true);
+        Ok(())
+    }
+
+    async fn subnet_maps_public_ip(&self, subnet: &str) -> Result<bool, AwsError> {
+        self.vpc_attribute(subnet, "public-ip").await
+    }
+
+    async fn enable_subnet_public_ip(&self, subnet: &str) -> Result<(), AwsError> {
+        self.enable_vpc_attribute(subnet, "public-ip").await
+    }
+
+    async fn attached_role_policies(&self, role: &str) -> Result<Vec<String>, AwsError> {
+        self.check("attached_role_policies")?;
+        Ok(self
+            .role_policies
+            .lock()
+            .unwrap()
+            .get(role)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn attach_role_policy(&self, role: &str, arn: &str) -> Result<(), AwsError> {
+        self.check("attach_role_policy")?;
+        self.role_policies
+            .lock()
+            .unwrap()
+            .entry(role.into())
+            .or_default()
+            .push(arn.into());
+        Ok(())
+    }
+
+    async fn access_entry(
+        &self,
+        _cluster: &str,
+        principal: &str,
+    ) -> Result<Option<String>, AwsError> {
+        self.check("access_entry")?;
+        Ok(self.access_entries.lock().unwrap().get(principal).cloned())
+    }
+
+    async fn create_access_entry(
+        &self,
+        _cluster: &str,
+        principal: &str,
+        kind: &str,
+    ) -> Result<(), AwsError> {
+        self.check("create_access_entry")?;
+        self.access_entries
+            .lock()
+            .unwrap()
+            .insert(principal.into(), kind.into());
+        Ok(())
     }
 }
 
@@ -384,5 +476,116 @@ async fn a_refused_scale_down_fails_and_changes_nothing() {
             .scaling
             .desired,
         1
+    );
+}
+
+#[tokio::test]
+async fn a_blackholed_default_route_is_replaced_only_if_it_still_points_where_the_plan_saw() {
+    let blackhole = RouteFacts {
+        destination: "0.0.0.0/0".into(),
+        target: "nat-gone".into(),
+        state: "blackhole".into(),
+    };
+    let step = Step {
+        fix: FixKind::ReplaceDefaultRoute,
+        action: Action::ReplaceRoute {
+            route_table_id: "rtb-1".into(),
+            destination_cidr_block: "0.0.0.0/0".into(),
+            nat_gateway_id: "nat-new".into(),
+            previous_target: "nat-gone".into(),
+        },
+        reason: String::new(),
+    };
+    let world = FakeWorld::default().with_table("rtb-1", vec![local(), blackhole.clone()]);
+    let result = apply(&world, &step, WAIT).await;
+    assert_eq!(result.status, StepStatus::Applied, "{}", result.detail);
+    assert_eq!(world.routes.lock().unwrap()["rtb-1"][1].target, "nat-new");
+    assert_eq!(
+        apply(&world, &step, WAIT).await.status,
+        StepStatus::Applied,
+        "idempotent"
+    );
+
+    let mut moved = blackhole;
+    moved.target = "igw-someone-else".into();
+    moved.state = "active".into();
+    let world = FakeWorld::default().with_table("rtb-1", vec![local(), moved]);
+    let result = apply(&world, &step, WAIT).await;
+    assert_eq!(result.status, StepStatus::Failed);
+    assert!(result.detail.contains("changed since the plan"));
+    assert_eq!(
+        world.routes.lock().unwrap()["rtb-1"][1].target,
+        "igw-someone-else"
+    );
+}
+
+#[tokio::test]
+async fn vpc_dns_is_turned_on_and_read_back() {
+    let step = Step {
+        fix: FixKind::EnableVpcDns,
+        action: Action::ModifyVpcAttribute {
+            vpc_id: "vpc-1".into(),
+            attribute: "enableDnsHostnames".into(),
+        },
+        reason: String::new(),
+    };
+    let world = FakeWorld::default();
+    let result = apply(&world, &step, WAIT).await;
+    assert_eq!(result.status, StepStatus::Applied, "{}", result.detail);
+    assert_eq!(
+        (result.before.clone(), result.after.clone()),
+        (json!(false), json!(true))
+    );
+    assert!(
+        apply(&world, &step, WAIT)
+            .await
+            .detail
+            .contains("already true")
+    );
+    let refused = FakeWorld::default().failing("enable_vpc_attribute", "UnauthorizedOperation");
+    assert_eq!(
+        apply(&refused, &step, WAIT).await.status,
+        StepStatus::Failed
+    );
+}
+
+#[tokio::test]
+async fn a_missing_policy_is_attached_once_and_an_access_entry_created_once() {
+    let attach = Step {
+        fix: FixKind::AttachNodeRolePolicy,
+        action: Action::AttachRolePolicy {
+            role_name: "eks-node".into(),
+            policy_arn: "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy".into(),
+        },
+        reason: String::new(),
+    };
+    let world = FakeWorld::default();
+    assert_eq!(
+        apply(&world, &attach, WAIT).await.status,
+        StepStatus::Applied
+    );
+    assert_eq!(
+        apply(&world, &attach, WAIT).await.status,
+        StepStatus::Applied
+    );
+    assert_eq!(world.role_policies.lock().unwrap()["eks-node"].len(), 1);
+
+    let entry = Step {
+        fix: FixKind::CreateAccessEntry,
+        action: Action::CreateAccessEntry {
+            cluster: "c".into(),
+            principal_arn: "arn:aws:iam::1:role/eks-node".into(),
+            entry_type: "EC2_LINUX".into(),
+        },
+        reason: String::new(),
+    };
+    let result = apply(&world, &entry, WAIT).await;
+    assert_eq!(result.status, StepStatus::Applied, "{}", result.detail);
+    assert_eq!(result.after["type"], "EC2_LINUX");
+    assert!(
+        apply(&world, &entry, WAIT)
+            .await
+            .detail
+            .contains("already has")
     );
 }

@@ -1,14 +1,20 @@
-//! Collecting evidence from AWS for one incident: each Describe call once, filtered by VPC or
-//! group rather than per resource, and every call counted.
+//! Collecting evidence from AWS for one incident: each Describe call once, filtered by VPC or id
+//! list rather than per resource, and every call counted. What is collected depends on the
+//! [`Scope`]: a failed launch needs the launch template, a launched instance the network, a
+//! nodegroup-wide check everything.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{Filter, VpcAttributeName};
+use base64::Engine;
 
 use super::*;
 use crate::aws::{AwsClients, AwsError, AwsResultExt};
-use crate::intake::{LaunchOutcome, Trigger};
-use crate::resolve::{CLUSTER_TAG, Target};
+use crate::intake::{LaunchOutcome, Trigger, TriggerKind};
+use crate::resolve::{CLUSTER_TAG, Target, group_facts};
+
+/// User data beyond this is not needed to recognise a bootstrap call.
+const USER_DATA_LIMIT: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -18,57 +24,165 @@ pub enum CollectError {
     Aws(#[from] AwsError),
 }
 
-/// Collects the evidence a trigger needs: launch evidence (activities, launch template, KMS keys)
-/// for a failed launch, network evidence (subnet, routes, NAT gateways, endpoints) for a launched
-/// instance.
+/// Which parts of the checklist to collect evidence for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    /// Scaling activities, the launch template, its AMI, security groups and KMS keys.
+    pub launch: bool,
+    /// Subnets, routes, NAT gateways, endpoints, network ACLs, security groups, VPC DNS.
+    pub network: bool,
+    /// The node role's policies and access entry.
+    pub identity: bool,
+}
+
+impl Scope {
+    pub const LAUNCH: Scope = Scope {
+        launch: true,
+        network: false,
+        identity: false,
+    };
+    pub const NETWORK: Scope = Scope {
+        launch: false,
+        network: true,
+        identity: false,
+    };
+    pub const FULL: Scope = Scope {
+        launch: true,
+        network: true,
+        identity: true,
+    };
+
+    /// A failed launch is about what launches; a launched instance about where it runs;
+    /// anything nodegroup-wide about everything.
+    pub fn for_trigger(trigger: &Trigger) -> Scope {
+        match &trigger.kind {
+            TriggerKind::Launch(launch) if launch.outcome == LaunchOutcome::Unsuccessful => {
+                Scope::LAUNCH
+            }
+            TriggerKind::Launch(_) => Scope::NETWORK,
+            TriggerKind::Health(_) | TriggerKind::JoinCheck(_) | TriggerKind::Preflight(_) => {
+                Scope::FULL
+            }
+        }
+    }
+}
+
+/// Collects the evidence `scope` asks for.
 pub async fn collect(
     clients: &AwsClients,
     trigger: &Trigger,
     target: Target,
+    scope: Scope,
     mut calls: CallLog,
 ) -> Result<Evidence, CollectError> {
     let nodegroup = describe_nodegroup(clients, &target, &mut calls).await?;
-    let mut group = target.group;
+    let mut group = match target.group {
+        Some(group) => Some(group),
+        None => describe_group(clients, &nodegroup.group_names, &mut calls).await?,
+    };
+    let cluster = if scope.network || scope.identity {
+        describe_cluster(clients, &nodegroup.cluster, &mut calls).await?
+    } else {
+        None
+    };
     let mut evidence = Evidence {
         trigger: trigger.clone(),
         nodegroup,
-        group: group.clone(),
+        group: None,
         activities: Vec::new(),
+        cluster,
         launch_template: None,
+        image: None,
         keys: Vec::new(),
         network: None,
+        identity: None,
+        instance: None,
         calls: CallLog::default(),
     };
-    match trigger.outcome {
-        LaunchOutcome::Unsuccessful => {
+    if scope.launch {
+        if let Some(group) = &group {
             evidence.activities = scaling_activities(clients, &group.name, &mut calls).await?;
-            let template = evidence
-                .nodegroup
-                .launch_template
-                .clone()
-                .or_else(|| group.launch_template.clone());
-            if let Some(template) = template {
-                let facts = launch_template(clients, &template, &mut calls).await?;
-                if let Some(facts) = &facts {
-                    evidence.keys = keys(clients, facts, &trigger.account, &mut calls).await?;
-                }
-                evidence.launch_template = facts;
-            }
         }
-        LaunchOutcome::Successful => {
-            if let Some((network, instance_subnets)) =
-                network(clients, trigger, &evidence.nodegroup, &mut calls).await?
-            {
-                for instance in &mut group.instances {
-                    instance.subnet_id = instance_subnets.get(&instance.id).cloned();
-                }
-                evidence.group = group;
-                evidence.network = Some(network);
+        let template = evidence
+            .nodegroup
+            .launch_template
+            .clone()
+            .or_else(|| group.as_ref().and_then(|g| g.launch_template.clone()));
+        if let Some(template) = template {
+            evidence.launch_template = launch_template(clients, &template, &mut calls).await?;
+        }
+        if let Some(TemplateLookup::Found(facts)) = &mut evidence.launch_template {
+            evidence.keys = keys(clients, facts, &trigger.account, &mut calls).await?;
+            if let Some(image_id) = &facts.image_id {
+                evidence.image = Some(image(clients, image_id, &mut calls).await?);
+            }
+            if !facts.security_group_ids.is_empty() && !scope.network {
+                let found = security_groups(clients, &facts.security_group_ids, &mut calls).await?;
+                facts.missing_security_group_ids = missing(&facts.security_group_ids, &found);
             }
         }
     }
+    if scope.network
+        && let Some((network, instances)) = network(clients, &evidence, &mut calls).await?
+    {
+        if let Some(group) = group.as_mut() {
+            for instance in &mut group.instances {
+                instance.subnet_id = instances
+                    .get(&instance.id)
+                    .and_then(|i| i.subnet_id.clone());
+            }
+        }
+        if let Some(TemplateLookup::Found(facts)) = &mut evidence.launch_template {
+            facts.missing_security_group_ids =
+                missing(&facts.security_group_ids, &network.security_groups);
+        }
+        let wanted = instance_of(trigger);
+        evidence.instance = match wanted {
+            Some(id) => match instances.get(&id) {
+                Some(found) => Some(found.clone()),
+                None => Some(describe_instance(clients, &id, &mut calls).await?),
+            },
+            None => None,
+        };
+        evidence.network = Some(network);
+    }
+    if scope.identity
+        && let Some(role) = evidence.nodegroup.node_role.clone()
+    {
+        let authentication = evidence
+            .cluster
+            .as_ref()
+            .and_then(|c| c.authentication_mode.clone());
+        evidence.identity = Some(
+            identity(
+                clients,
+                &evidence.nodegroup.cluster,
+                &role,
+                authentication.as_deref(),
+                &mut calls,
+            )
+            .await?,
+        );
+    }
+    evidence.group = group;
     evidence.calls = calls;
     Ok(evidence)
+}
+
+fn missing(wanted: &[String], found: &[SecurityGroupFacts]) -> Vec<String> {
+    wanted
+        .iter()
+        .filter(|id| !found.iter().any(|g| &g.id == *id))
+        .cloned()
+        .collect()
+}
+
+fn instance_of(trigger: &Trigger) -> Option<String> {
+    match &trigger.kind {
+        TriggerKind::Launch(launch) => launch.instance_id.clone(),
+        TriggerKind::JoinCheck(check) => Some(check.instance_id.clone()),
+        _ => None,
+    }
 }
 
 async fn describe_nodegroup(
@@ -133,7 +247,83 @@ pub fn nodegroup_facts(cluster: &str, nodegroup: &aws_sdk_eks::types::Nodegroup)
             name: t.name().map(str::to_string),
             version: t.version().map(str::to_string),
         }),
+        ami_type: nodegroup.ami_type().map(|a| a.as_str().to_string()),
+        capacity_type: nodegroup.capacity_type().map(|c| c.as_str().to_string()),
+        instance_types: nodegroup.instance_types().to_vec(),
+        group_names: nodegroup
+            .resources()
+            .map(|r| r.auto_scaling_groups())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|g| g.name())
+            .map(str::to_string)
+            .collect(),
     }
+}
+
+async fn describe_group(
+    clients: &AwsClients,
+    names: &[String],
+    calls: &mut CallLog,
+) -> Result<Option<GroupFacts>, AwsError> {
+    let Some(name) = names.first() else {
+        return Ok(None);
+    };
+    calls.record("autoscaling:DescribeAutoScalingGroups");
+    let output = clients
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .op("autoscaling:DescribeAutoScalingGroups")?;
+    Ok(output.auto_scaling_groups().first().map(group_facts))
+}
+
+async fn describe_cluster(
+    clients: &AwsClients,
+    name: &str,
+    calls: &mut CallLog,
+) -> Result<Option<ClusterFacts>, AwsError> {
+    calls.record("eks:DescribeCluster");
+    let output = match clients
+        .eks
+        .describe_cluster()
+        .name(name)
+        .send()
+        .await
+        .op("eks:DescribeCluster")
+    {
+        Err(error) if error.is_code("ResourceNotFoundException") => return Ok(None),
+        other => other?,
+    };
+    Ok(output.cluster().map(|cluster| {
+        let vpc = cluster.resources_vpc_config();
+        ClusterFacts {
+            name: cluster.name().unwrap_or(name).to_string(),
+            status: cluster
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            vpc_id: vpc.and_then(|v| v.vpc_id()).map(str::to_string),
+            subnet_ids: vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default(),
+            cluster_security_group_id: vpc
+                .and_then(|v| v.cluster_security_group_id())
+                .map(str::to_string),
+            security_group_ids: vpc
+                .map(|v| v.security_group_ids().to_vec())
+                .unwrap_or_default(),
+            endpoint_public_access: vpc.map(|v| v.endpoint_public_access()).unwrap_or(true),
+            endpoint_private_access: vpc.map(|v| v.endpoint_private_access()).unwrap_or(false),
+            public_access_cidrs: vpc
+                .map(|v| v.public_access_cidrs().to_vec())
+                .unwrap_or_default(),
+            authentication_mode: cluster
+                .access_config()
+                .and_then(|a| a.authentication_mode())
+                .map(|m| m.as_str().to_string()),
+        }
+    }))
 }
 
 async fn scaling_activities(
@@ -171,7 +361,7 @@ async fn launch_template(
     clients: &AwsClients,
     template: &TemplateRef,
     calls: &mut CallLog,
-) -> Result<Option<LaunchTemplateFacts>, AwsError> {
+) -> Result<Option<TemplateLookup>, AwsError> {
     let version = template
         .version
         .clone()
@@ -180,9 +370,15 @@ async fn launch_template(
         .ec2
         .describe_launch_template_versions()
         .versions(&version);
-    request = match (&template.id, &template.name) {
-        (Some(id), _) => request.launch_template_id(id),
-        (None, Some(name)) => request.launch_template_name(name),
+    let reference = match (&template.id, &template.name) {
+        (Some(id), _) => {
+            request = request.launch_template_id(id);
+            id.clone()
+        }
+        (None, Some(name)) => {
+            request = request.launch_template_name(name);
+            name.clone()
+        }
         (None, None) => return Ok(None),
     };
     calls.record("ec2:DescribeLaunchTemplateVersions");
@@ -191,15 +387,23 @@ async fn launch_template(
         .await
         .op("ec2:DescribeLaunchTemplateVersions")
     {
-        Err(error) if error.code.starts_with("InvalidLaunchTemplate") => return Ok(None),
+        Err(error) if error.code.starts_with("InvalidLaunchTemplate") => {
+            return Ok(Some(TemplateLookup::NotFound {
+                reference: format!("{reference} version {version}"),
+                reason: format!("{}: {}", error.code, error.message),
+            }));
+        }
         other => other?,
     };
     let Some(found) = output.launch_template_versions().first() else {
-        return Ok(None);
+        return Ok(Some(TemplateLookup::NotFound {
+            reference: format!("{reference} version {version}"),
+            reason: "DescribeLaunchTemplateVersions returned no version".into(),
+        }));
     };
-    let volumes = found
-        .launch_template_data()
-        .map(|data| data.block_device_mappings())
+    let data = found.launch_template_data();
+    let volumes = data
+        .map(|d| d.block_device_mappings())
         .unwrap_or_default()
         .iter()
         .filter_map(|mapping| {
@@ -211,14 +415,80 @@ async fn launch_template(
             })
         })
         .collect();
-    Ok(Some(LaunchTemplateFacts {
+    let mut security_group_ids: Vec<String> = data
+        .map(|d| d.security_group_ids().to_vec())
+        .unwrap_or_default();
+    for interface in data.map(|d| d.network_interfaces()).unwrap_or_default() {
+        security_group_ids.extend(interface.groups().iter().cloned());
+    }
+    security_group_ids.dedup();
+    Ok(Some(TemplateLookup::Found(LaunchTemplateFacts {
         id: found.launch_template_id().unwrap_or_default().to_string(),
         version: found
             .version_number()
             .map(|v| v.to_string())
             .unwrap_or(version),
         volumes,
-    }))
+        image_id: data
+            .and_then(|d| d.image_id())
+            .filter(|i| !i.is_empty())
+            .map(str::to_string),
+        user_data: data.and_then(|d| d.user_data()).map(decode_user_data),
+        security_group_ids,
+        missing_security_group_ids: Vec::new(),
+        key_name: data.and_then(|d| d.key_name()).map(str::to_string),
+    })))
+}
+
+/// Launch template user data is base64; keep what decodes, as text.
+fn decode_user_data(encoded: &str) -> String {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .unwrap_or_else(|_| encoded.as_bytes().to_vec());
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if text.len() > USER_DATA_LIMIT {
+        let mut cut = USER_DATA_LIMIT;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+async fn image(
+    clients: &AwsClients,
+    image_id: &str,
+    calls: &mut CallLog,
+) -> Result<ImageLookup, AwsError> {
+    calls.record("ec2:DescribeImages");
+    let output = match clients
+        .ec2
+        .describe_images()
+        .image_ids(image_id)
+        .send()
+        .await
+        .op("ec2:DescribeImages")
+    {
+        Err(error) if error.code.starts_with("InvalidAMIID") => {
+            return Ok(ImageLookup::NotFound {
+                image_id: image_id.into(),
+            });
+        }
+        other => other?,
+    };
+    Ok(match output.images().first() {
+        Some(found) => ImageLookup::Found {
+            image_id: image_id.into(),
+            state: found
+                .state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+        },
+        None => ImageLookup::NotFound {
+            image_id: image_id.into(),
+        },
+    })
 }
 
 async fn keys(
@@ -272,20 +542,18 @@ async fn keys(
             .map(str::to_string)
             .or_else(|| arn.split(':').nth(4).map(str::to_string))
             .unwrap_or_default();
-        let state = metadata
-            .key_state()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|| "Unknown".into());
-        let manager = metadata
-            .key_manager()
-            .map(|m| m.as_str().to_string())
-            .unwrap_or_else(|| "CUSTOMER".into());
         let mut facts = KeyMetadata {
             arn: arn.clone(),
             key_id: metadata.key_id().to_string(),
             account: owner.clone(),
-            state,
-            manager,
+            state: metadata
+                .key_state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "Unknown".into()),
+            manager: metadata
+                .key_manager()
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_else(|| "CUSTOMER".into()),
             policy: None,
             policy_unreadable: None,
         };
@@ -329,125 +597,254 @@ fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Fi
     builder.build()
 }
 
-/// Network evidence for the subnet the trigger's instance launched into; also returns the subnet
-/// of every running instance of the cluster, by instance id.
+/// The subnets a check is about: the instance's when the trigger names one (an empty list means
+/// "look the instance up"), else the nodegroup's.
+fn examined_subnets(evidence: &Evidence) -> Vec<String> {
+    match &evidence.trigger.kind {
+        TriggerKind::Launch(launch) => match &launch.subnet_id {
+            Some(subnet) => vec![subnet.clone()],
+            None if launch.instance_id.is_some() => Vec::new(),
+            None => evidence.nodegroup.subnets.clone(),
+        },
+        TriggerKind::JoinCheck(check) => check.subnet_id.iter().cloned().collect(),
+        _ => evidence.nodegroup.subnets.clone(),
+    }
+}
+
+/// Network evidence for the examined subnets, and the cluster's running instances by id.
 async fn network(
     clients: &AwsClients,
-    trigger: &Trigger,
-    nodegroup: &NodegroupFacts,
+    evidence: &Evidence,
     calls: &mut CallLog,
-) -> Result<Option<(NetworkFacts, BTreeMap<String, String>)>, AwsError> {
-    let subnet_id = match (&trigger.subnet_id, &trigger.instance_id) {
-        (Some(subnet), _) => subnet.clone(),
-        (None, Some(instance)) => {
-            calls.record("ec2:DescribeInstances");
-            let output = clients
-                .ec2
-                .describe_instances()
-                .instance_ids(instance)
-                .send()
-                .await
-                .op("ec2:DescribeInstances")?;
-            match output
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .find_map(|i| i.subnet_id())
-            {
-                Some(subnet) => subnet.to_string(),
-                None => return Ok(None),
-            }
-        }
-        (None, None) => return Ok(None),
-    };
-
-    calls.record("eks:DescribeCluster");
-    let cluster = clients
-        .eks
-        .describe_cluster()
-        .name(&nodegroup.cluster)
-        .send()
-        .await
-        .op("eks:DescribeCluster")?;
-    let vpc_config = cluster.cluster().and_then(|c| c.resources_vpc_config());
-    let cluster_subnets: Vec<String> = vpc_config
-        .map(|v| v.subnet_ids().to_vec())
-        .unwrap_or_default();
-    let cluster_vpc = vpc_config.and_then(|v| v.vpc_id()).map(str::to_string);
-
+) -> Result<Option<(NetworkFacts, BTreeMap<String, InstanceFacts>)>, AwsError> {
+    let mut subnet_ids = examined_subnets(evidence);
+    if subnet_ids.is_empty()
+        && let Some(instance) = instance_of(&evidence.trigger)
+    {
+        let found = describe_instance(clients, &instance, calls).await?;
+        subnet_ids.extend(found.subnet_id);
+    }
+    if subnet_ids.is_empty() {
+        return Ok(None);
+    }
+    let cluster_vpc = evidence.cluster.as_ref().and_then(|c| c.vpc_id.clone());
     let mut subnets = match &cluster_vpc {
-        Some(vpc) => describe_subnets(clients, Some(vpc), None, calls).await?,
+        Some(vpc) => describe_subnets(clients, Some(vpc), &[], calls).await?,
         None => Vec::new(),
     };
-    let vpc_id = match subnets.iter().find(|(s, _)| s.id == subnet_id) {
-        Some((_, vpc)) => vpc.clone(),
-        None => {
-            // The instance's subnet is not in the cluster's VPC: look at its own VPC instead.
-            let own = describe_subnets(clients, None, Some(&subnet_id), calls).await?;
-            let Some((_, vpc)) = own.into_iter().next() else {
-                return Ok(None);
-            };
-            subnets = describe_subnets(clients, Some(&vpc), None, calls).await?;
-            vpc
+    let unknown: Vec<String> = subnet_ids
+        .iter()
+        .filter(|id| !subnets.iter().any(|s| &s.id == *id))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        // Subnets outside the cluster's VPC (or a cluster whose VPC is not known).
+        let extra = describe_subnets(clients, None, &unknown, calls).await?;
+        if cluster_vpc.is_none()
+            && let Some(vpc) = extra.first().map(|s| s.vpc_id.clone())
+        {
+            subnets = describe_subnets(clients, Some(&vpc), &[], calls).await?;
+        } else {
+            subnets.extend(extra);
         }
-    };
+    }
+    let vpc_id = cluster_vpc
+        .or_else(|| {
+            subnets
+                .iter()
+                .find(|s| subnet_ids.contains(&s.id))
+                .map(|s| s.vpc_id.clone())
+        })
+        .unwrap_or_default();
+    if vpc_id.is_empty() {
+        return Ok(None);
+    }
 
+    let vpc = vpc_facts(clients, &vpc_id, calls).await?;
     let route_tables = route_tables(clients, &vpc_id, calls).await?;
     let nat_gateways = nat_gateways(clients, &vpc_id, calls).await?;
     let endpoints = endpoints(clients, &vpc_id, calls).await?;
-    let instance_subnets = cluster_instance_subnets(clients, &nodegroup.cluster, calls).await?;
+    let network_acls = network_acls(clients, &vpc_id, calls).await?;
+    let instances = cluster_instances(clients, &evidence.nodegroup.cluster, calls).await?;
 
-    let mut cluster_node_subnets: BTreeSet<String> = cluster_subnets.into_iter().collect();
-    cluster_node_subnets.extend(instance_subnets.values().cloned());
+    let template_groups: Vec<String> = evidence
+        .launch_template_facts()
+        .map(|t| t.security_group_ids.clone())
+        .unwrap_or_default();
+    let cluster_groups: Vec<String> = evidence
+        .cluster
+        .as_ref()
+        .map(|c| {
+            c.control_plane_security_groups()
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    // EKS puts the cluster security group on managed nodes unless the launch template names groups.
+    let node_security_group_ids = if template_groups.is_empty() {
+        evidence
+            .cluster
+            .as_ref()
+            .and_then(|c| c.cluster_security_group_id.clone())
+            .into_iter()
+            .collect()
+    } else {
+        template_groups.clone()
+    };
+    let mut wanted: Vec<String> = node_security_group_ids.clone();
+    wanted.extend(cluster_groups);
+    wanted.extend(template_groups);
+    wanted.extend(
+        endpoints
+            .iter()
+            .flat_map(|e| e.security_group_ids.iter().cloned()),
+    );
+    wanted.sort();
+    wanted.dedup();
+    let security_groups = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        security_groups(clients, &wanted, calls).await?
+    };
+
+    let mut cluster_node_subnets: BTreeSet<String> = evidence
+        .cluster
+        .as_ref()
+        .map(|c| c.subnet_ids.iter().cloned().collect())
+        .unwrap_or_default();
+    cluster_node_subnets.extend(instances.values().filter_map(|i| i.subnet_id.clone()));
     Ok(Some((
         NetworkFacts {
-            subnet_id,
-            vpc_id,
-            subnets: subnets.into_iter().map(|(s, _)| s).collect(),
+            subnet_ids,
+            vpc,
+            subnets,
             route_tables,
             nat_gateways,
             endpoints,
+            network_acls,
+            security_groups,
+            node_security_group_ids,
             cluster_node_subnets,
         },
-        instance_subnets,
+        instances,
     )))
 }
 
 async fn describe_subnets(
     clients: &AwsClients,
     vpc: Option<&str>,
-    subnet: Option<&str>,
+    ids: &[String],
     calls: &mut CallLog,
-) -> Result<Vec<(SubnetFacts, String)>, AwsError> {
+) -> Result<Vec<SubnetFacts>, AwsError> {
     let mut request = clients.ec2.describe_subnets();
     if let Some(vpc) = vpc {
         request = request.filters(filter("vpc-id", [vpc]));
     }
-    if let Some(subnet) = subnet {
-        request = request.subnet_ids(subnet);
+    if !ids.is_empty() {
+        request = request.filters(filter("subnet-id", ids.iter().cloned()));
     }
     let mut pages = request.into_paginator().send();
     let mut found = Vec::new();
     while let Some(page) = pages.next().await {
         calls.record("ec2:DescribeSubnets");
-        let page = match page.op("ec2:DescribeSubnets") {
-            Err(error) if error.code == "InvalidSubnetID.NotFound" => break,
-            other => other?,
-        };
-        for subnet in page.subnets() {
-            found.push((
-                SubnetFacts {
-                    id: subnet.subnet_id().unwrap_or_default().to_string(),
-                    availability_zone: subnet.availability_zone().unwrap_or_default().to_string(),
-                    cidr: subnet.cidr_block().unwrap_or_default().to_string(),
-                    available_ips: subnet.available_ip_address_count().unwrap_or(0),
-                    map_public_ip_on_launch: subnet.map_public_ip_on_launch().unwrap_or(false),
-                },
-                subnet.vpc_id().unwrap_or_default().to_string(),
-            ));
-        }
+        let page = page.op("ec2:DescribeSubnets")?;
+        found.extend(page.subnets().iter().map(|subnet| SubnetFacts {
+            id: subnet.subnet_id().unwrap_or_default().to_string(),
+            vpc_id: subnet.vpc_id().unwrap_or_default().to_string(),
+            availability_zone: subnet.availability_zone().unwrap_or_default().to_string(),
+            cidr: subnet.cidr_block().unwrap_or_default().to_string(),
+            available_ips: subnet.available_ip_address_count().unwrap_or(0),
+            map_public_ip_on_launch: subnet.map_public_ip_on_launch().unwrap_or(false),
+        }));
     }
     Ok(found)
+}
+
+async fn vpc_facts(
+    clients: &AwsClients,
+    vpc_id: &str,
+    calls: &mut CallLog,
+) -> Result<VpcFacts, AwsError> {
+    calls.record("ec2:DescribeVpcs");
+    let described = clients
+        .ec2
+        .describe_vpcs()
+        .vpc_ids(vpc_id)
+        .send()
+        .await
+        .op("ec2:DescribeVpcs")?;
+    let vpc = described.vpcs().first();
+    let mut facts = VpcFacts {
+        id: vpc_id.to_string(),
+        cidr_blocks: vpc
+            .map(|v| {
+                v.cidr_block_association_set()
+                    .iter()
+                    .filter_map(|a| a.cidr_block())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|list| !list.is_empty())
+            .or_else(|| {
+                vpc.and_then(|v| v.cidr_block())
+                    .map(|c| vec![c.to_string()])
+            })
+            .unwrap_or_default(),
+        dhcp_options_id: vpc.and_then(|v| v.dhcp_options_id()).map(str::to_string),
+        ..VpcFacts::default()
+    };
+    for attribute in [
+        VpcAttributeName::EnableDnsSupport,
+        VpcAttributeName::EnableDnsHostnames,
+    ] {
+        calls.record("ec2:DescribeVpcAttribute");
+        let output = clients
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(vpc_id)
+            .attribute(attribute.clone())
+            .send()
+            .await
+            .op("ec2:DescribeVpcAttribute")?;
+        match attribute {
+            VpcAttributeName::EnableDnsSupport => {
+                facts.dns_support = output.enable_dns_support().and_then(|v| v.value())
+            }
+            _ => facts.dns_hostnames = output.enable_dns_hostnames().and_then(|v| v.value()),
+        }
+    }
+    match facts.dhcp_options_id.as_deref() {
+        // "default" means no options set: instances use AmazonProvidedDNS.
+        Some("default") | None => {
+            facts.domain_name_servers = Some(vec!["AmazonProvidedDNS".into()])
+        }
+        Some(options) => {
+            calls.record("ec2:DescribeDhcpOptions");
+            let output = clients
+                .ec2
+                .describe_dhcp_options()
+                .dhcp_options_ids(options)
+                .send()
+                .await
+                .op("ec2:DescribeDhcpOptions")?;
+            let servers: Vec<String> = output
+                .dhcp_options()
+                .iter()
+                .flat_map(|o| o.dhcp_configurations())
+                .filter(|c| c.key() == Some("domain-name-servers"))
+                .flat_map(|c| c.values())
+                .filter_map(|v| v.value())
+                .map(str::to_string)
+                .collect();
+            facts.domain_name_servers = Some(if servers.is_empty() {
+                vec!["AmazonProvidedDNS".into()]
+            } else {
+                servers
+            });
+        }
+    }
+    Ok(facts)
 }
 
 async fn route_tables(
@@ -545,6 +942,12 @@ async fn nat_gateways(
                     .connectivity_type()
                     .map(|c| c.as_str().to_string())
                     .unwrap_or_else(|| "public".into()),
+                public_ips: nat
+                    .nat_gateway_addresses()
+                    .iter()
+                    .filter_map(|a| a.public_ip())
+                    .map(str::to_string)
+                    .collect(),
             }
         }));
     }
@@ -578,18 +981,180 @@ async fn endpoints(
                     .state()
                     .map(|s| s.as_str().to_string())
                     .unwrap_or_default(),
+                security_group_ids: endpoint
+                    .groups()
+                    .iter()
+                    .filter_map(|g| g.group_id())
+                    .map(str::to_string)
+                    .collect(),
+                route_table_ids: endpoint.route_table_ids().to_vec(),
+                private_dns_enabled: endpoint.private_dns_enabled().unwrap_or(false),
             }
         }));
     }
     Ok(found)
 }
 
-/// Running and pending instances of the cluster, by id, with their subnets.
-async fn cluster_instance_subnets(
+async fn network_acls(
+    clients: &AwsClients,
+    vpc: &str,
+    calls: &mut CallLog,
+) -> Result<Vec<NetworkAclFacts>, AwsError> {
+    let mut pages = clients
+        .ec2
+        .describe_network_acls()
+        .filters(filter("vpc-id", [vpc]))
+        .into_paginator()
+        .send();
+    let mut found = Vec::new();
+    while let Some(page) = pages.next().await {
+        calls.record("ec2:DescribeNetworkAcls");
+        let page = page.op("ec2:DescribeNetworkAcls")?;
+        found.extend(page.network_acls().iter().map(|acl| {
+            NetworkAclFacts {
+                id: acl.network_acl_id().unwrap_or_default().to_string(),
+                default: acl.is_default().unwrap_or(false),
+                subnet_ids: acl
+                    .associations()
+                    .iter()
+                    .filter_map(|a| a.subnet_id())
+                    .map(str::to_string)
+                    .collect(),
+                entries: acl
+                    .entries()
+                    .iter()
+                    .map(|entry| AclEntry {
+                        rule_number: entry.rule_number().unwrap_or(32767),
+                        egress: entry.egress().unwrap_or(false),
+                        protocol: entry.protocol().unwrap_or("-1").to_string(),
+                        action: entry
+                            .rule_action()
+                            .map(|a| a.as_str().to_string())
+                            .unwrap_or_default(),
+                        cidr: entry.cidr_block().unwrap_or("0.0.0.0/0").to_string(),
+                        port_from: entry.port_range().and_then(|p| p.from()),
+                        port_to: entry.port_range().and_then(|p| p.to()),
+                    })
+                    .collect(),
+            }
+        }));
+    }
+    Ok(found)
+}
+
+/// The groups among `ids` that exist, in one call (a `group-id` filter, unlike `GroupIds`, does
+/// not fail on a deleted group).
+async fn security_groups(
+    clients: &AwsClients,
+    ids: &[String],
+    calls: &mut CallLog,
+) -> Result<Vec<SecurityGroupFacts>, AwsError> {
+    let mut pages = clients
+        .ec2
+        .describe_security_groups()
+        .filters(filter("group-id", ids.iter().cloned()))
+        .into_paginator()
+        .send();
+    let rules = |permissions: &[aws_sdk_ec2::types::IpPermission]| -> Vec<SecurityGroupRule> {
+        permissions
+            .iter()
+            .map(|p| SecurityGroupRule {
+                protocol: p.ip_protocol().unwrap_or("-1").to_string(),
+                from_port: p.from_port(),
+                to_port: p.to_port(),
+                cidrs: p
+                    .ip_ranges()
+                    .iter()
+                    .filter_map(|r| r.cidr_ip())
+                    .map(str::to_string)
+                    .collect(),
+                source_groups: p
+                    .user_id_group_pairs()
+                    .iter()
+                    .filter_map(|g| g.group_id())
+                    .map(str::to_string)
+                    .collect(),
+            })
+            .collect()
+    };
+    let mut found = Vec::new();
+    while let Some(page) = pages.next().await {
+        calls.record("ec2:DescribeSecurityGroups");
+        let page = page.op("ec2:DescribeSecurityGroups")?;
+        found.extend(
+            page.security_groups()
+                .iter()
+                .map(|group| SecurityGroupFacts {
+                    id: group.group_id().unwrap_or_default().to_string(),
+                    name: group.group_name().unwrap_or_default().to_string(),
+                    ingress: rules(group.ip_permissions()),
+                    egress: rules(group.ip_permissions_egress()),
+                }),
+        );
+    }
+    Ok(found)
+}
+
+fn instance_facts(instance: &aws_sdk_ec2::types::Instance) -> InstanceFacts {
+    InstanceFacts {
+        id: instance.instance_id().unwrap_or_default().to_string(),
+        state: instance
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default(),
+        subnet_id: instance.subnet_id().map(str::to_string),
+        public_ip: instance.public_ip_address().map(str::to_string),
+        security_group_ids: instance
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_id())
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+async fn describe_instance(
+    clients: &AwsClients,
+    id: &str,
+    calls: &mut CallLog,
+) -> Result<InstanceFacts, AwsError> {
+    calls.record("ec2:DescribeInstances");
+    let output = match clients
+        .ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .op("ec2:DescribeInstances")
+    {
+        Err(error) if error.code.starts_with("InvalidInstanceID") => None,
+        other => Some(other?),
+    };
+    Ok(output
+        .as_ref()
+        .and_then(|o| {
+            o.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .next()
+                .map(instance_facts)
+        })
+        .unwrap_or_else(|| InstanceFacts {
+            id: id.into(),
+            state: "missing".into(),
+            subnet_id: None,
+            public_ip: None,
+            security_group_ids: vec![],
+        }))
+}
+
+/// Running and pending instances of the cluster, by id.
+async fn cluster_instances(
     clients: &AwsClients,
     cluster: &str,
     calls: &mut CallLog,
-) -> Result<BTreeMap<String, String>, AwsError> {
+) -> Result<BTreeMap<String, InstanceFacts>, AwsError> {
     let mut pages = clients
         .ec2
         .describe_instances()
@@ -602,10 +1167,101 @@ async fn cluster_instance_subnets(
         calls.record("ec2:DescribeInstances");
         let page = page.op("ec2:DescribeInstances")?;
         for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-            if let (Some(id), Some(subnet)) = (instance.instance_id(), instance.subnet_id()) {
-                found.insert(id.to_string(), subnet.to_string());
-            }
+            let facts = instance_facts(instance);
+            found.insert(facts.id.clone(), facts);
         }
     }
     Ok(found)
+}
+
+async fn identity(
+    clients: &AwsClients,
+    cluster: &str,
+    role_arn: &str,
+    authentication_mode: Option<&str>,
+    calls: &mut CallLog,
+) -> Result<IdentityFacts, AwsError> {
+    let name = role_arn.rsplit('/').next().unwrap_or(role_arn).to_string();
+    calls.record("iam:GetRole");
+    let role = match clients
+        .iam
+        .get_role()
+        .role_name(&name)
+        .send()
+        .await
+        .op("iam:GetRole")
+    {
+        Err(error) if error.is_code("NoSuchEntity") => RoleLookup::NotFound { name: name.clone() },
+        Err(error) if !error.is_transient() => RoleLookup::Unreadable {
+            reason: format!("{}: {}", error.code, error.message),
+        },
+        Err(error) => return Err(error),
+        Ok(_) => {
+            let mut attached = Vec::new();
+            let mut pages = clients
+                .iam
+                .list_attached_role_policies()
+                .role_name(&name)
+                .into_paginator()
+                .send();
+            let mut unreadable = None;
+            while let Some(page) = pages.next().await {
+                calls.record("iam:ListAttachedRolePolicies");
+                match page.op("iam:ListAttachedRolePolicies") {
+                    Ok(page) => attached.extend(
+                        page.attached_policies()
+                            .iter()
+                            .filter_map(|p| p.policy_arn())
+                            .map(str::to_string),
+                    ),
+                    Err(error) if !error.is_transient() => {
+                        unreadable = Some(format!("{}: {}", error.code, error.message));
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            match unreadable {
+                Some(reason) => RoleLookup::Unreadable { reason },
+                None => RoleLookup::Found {
+                    name: name.clone(),
+                    attached_policy_arns: attached,
+                },
+            }
+        }
+    };
+    // With API_AND_CONFIG_MAP the aws-auth ConfigMap may admit the role; only API relies on
+    // access entries alone.
+    let access_entry = if authentication_mode == Some("API") {
+        calls.record("eks:DescribeAccessEntry");
+        match clients
+            .eks
+            .describe_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(role_arn)
+            .send()
+            .await
+            .op("eks:DescribeAccessEntry")
+        {
+            Ok(output) => AccessEntryLookup::Present {
+                kind: output
+                    .access_entry()
+                    .and_then(|e| e.r#type())
+                    .unwrap_or("STANDARD")
+                    .to_string(),
+            },
+            Err(error) if error.is_code("ResourceNotFoundException") => AccessEntryLookup::Absent,
+            Err(error) if !error.is_transient() => AccessEntryLookup::Unreadable {
+                reason: format!("{}: {}", error.code, error.message),
+            },
+            Err(error) => return Err(error),
+        }
+    } else {
+        AccessEntryLookup::NotApplicable
+    };
+    Ok(IdentityFacts {
+        node_role_arn: role_arn.to_string(),
+        role,
+        access_entry,
+    })
 }

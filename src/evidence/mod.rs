@@ -11,21 +11,37 @@ use serde::{Deserialize, Serialize};
 
 use crate::intake::Trigger;
 
-/// Everything known about one incident, as observed.
+/// Everything known about one incident, as observed. Parts that were not collected are `None`
+/// (or empty); rules only judge what they were given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     pub trigger: Trigger,
     pub nodegroup: NodegroupFacts,
-    pub group: GroupFacts,
+    /// The nodegroup's Auto Scaling group, when it exists.
+    pub group: Option<GroupFacts>,
     /// Recent scaling activities of the group, newest first.
     pub activities: Vec<ActivityFacts>,
-    pub launch_template: Option<LaunchTemplateFacts>,
+    pub cluster: Option<ClusterFacts>,
+    pub launch_template: Option<TemplateLookup>,
+    /// The launch template's AMI, when it names one.
+    pub image: Option<ImageLookup>,
     /// One entry per distinct KMS key the launch template's volumes name.
     pub keys: Vec<KeyFacts>,
-    /// Present when the incident concerns a subnet an instance was launched into.
     pub network: Option<NetworkFacts>,
+    pub identity: Option<IdentityFacts>,
+    /// The instance a launch or join check is about.
+    pub instance: Option<InstanceFacts>,
     /// AWS API calls made to collect this evidence, by `service:Operation`.
     pub calls: CallLog,
+}
+
+impl Evidence {
+    pub fn launch_template_facts(&self) -> Option<&LaunchTemplateFacts> {
+        match &self.launch_template {
+            Some(TemplateLookup::Found(facts)) => Some(facts),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +61,11 @@ pub struct NodegroupFacts {
     pub health_issues: Vec<HealthIssue>,
     pub node_role: Option<String>,
     pub launch_template: Option<TemplateRef>,
+    /// `AL2_x86_64`, `AL2023_x86_64_STANDARD`, `BOTTLEROCKET_x86_64`, `CUSTOM`, …
+    pub ami_type: Option<String>,
+    pub capacity_type: Option<String>,
+    pub instance_types: Vec<String>,
+    pub group_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,11 +112,58 @@ pub struct ActivityFacts {
     pub description: Option<String>,
 }
 
+/// The cluster as DescribeCluster shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterFacts {
+    pub name: String,
+    pub status: String,
+    pub vpc_id: Option<String>,
+    pub subnet_ids: Vec<String>,
+    pub cluster_security_group_id: Option<String>,
+    pub security_group_ids: Vec<String>,
+    pub endpoint_public_access: bool,
+    pub endpoint_private_access: bool,
+    pub public_access_cidrs: Vec<String>,
+    /// `CONFIG_MAP`, `API_AND_CONFIG_MAP` or `API`; `None` when the cluster does not say.
+    pub authentication_mode: Option<String>,
+}
+
+impl ClusterFacts {
+    /// Only reachable from inside the VPC (or connected networks).
+    pub fn is_private_only(&self) -> bool {
+        self.endpoint_private_access && !self.endpoint_public_access
+    }
+
+    /// Security groups on the control plane's network interfaces.
+    pub fn control_plane_security_groups(&self) -> Vec<&str> {
+        self.cluster_security_group_id
+            .iter()
+            .map(String::as_str)
+            .chain(self.security_group_ids.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum TemplateLookup {
+    Found(LaunchTemplateFacts),
+    NotFound { reference: String, reason: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchTemplateFacts {
     pub id: String,
     pub version: String,
     pub volumes: Vec<VolumeFacts>,
+    /// A launch template that names an AMI makes the nodegroup a custom-AMI nodegroup.
+    pub image_id: Option<String>,
+    /// Decoded user data (truncated), `None` when the template has none.
+    pub user_data: Option<String>,
+    pub security_group_ids: Vec<String>,
+    /// Security groups the template names that DescribeSecurityGroups did not find.
+    pub missing_security_group_ids: Vec<String>,
+    pub key_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +172,13 @@ pub struct VolumeFacts {
     pub encrypted: bool,
     /// As written in the launch template: a key id, key ARN, alias name or alias ARN.
     pub kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ImageLookup {
+    Found { image_id: String, state: String },
+    NotFound { image_id: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,23 +227,42 @@ impl KeyMetadata {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkFacts {
-    /// The subnet the incident is about (where the instance launched).
-    pub subnet_id: String,
-    pub vpc_id: String,
-    /// Every subnet of the VPC, so that NAT gateways can be placed in their zone.
+    /// The subnets under examination: the launched instance's, else the nodegroup's.
+    pub subnet_ids: Vec<String>,
+    pub vpc: VpcFacts,
+    /// Every subnet of the VPC (plus examined subnets of another VPC).
     pub subnets: Vec<SubnetFacts>,
     /// Every route table of the VPC.
     pub route_tables: Vec<RouteTableFacts>,
     pub nat_gateways: Vec<NatGatewayFacts>,
     pub endpoints: Vec<EndpointFacts>,
+    pub network_acls: Vec<NetworkAclFacts>,
+    /// The security groups involved: the nodes', the control plane's and the endpoints'.
+    pub security_groups: Vec<SecurityGroupFacts>,
+    /// Security groups the nodes use: the instance's, else the launch template's, else the
+    /// cluster security group EKS adds.
+    pub node_security_group_ids: Vec<String>,
     /// Subnets the cluster's nodes already use: the cluster's own subnets and those of its
     /// running instances.
     pub cluster_node_subnets: BTreeSet<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VpcFacts {
+    pub id: String,
+    pub cidr_blocks: Vec<String>,
+    /// `None` when not looked at.
+    pub dns_support: Option<bool>,
+    pub dns_hostnames: Option<bool>,
+    pub dhcp_options_id: Option<String>,
+    /// The DHCP options' `domain-name-servers`, when read.
+    pub domain_name_servers: Option<Vec<String>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubnetFacts {
     pub id: String,
+    pub vpc_id: String,
     pub availability_zone: String,
     pub cidr: String,
     pub available_ips: i32,
@@ -209,6 +303,7 @@ pub struct NatGatewayFacts {
     pub state: String,
     /// `public` or `private`; only a public NAT gateway reaches the internet.
     pub connectivity: String,
+    pub public_ips: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +313,48 @@ pub struct EndpointFacts {
     /// `Interface` or `Gateway`.
     pub kind: String,
     pub state: String,
+    pub security_group_ids: Vec<String>,
+    pub route_table_ids: Vec<String>,
+    pub private_dns_enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAclFacts {
+    pub id: String,
+    pub default: bool,
+    pub subnet_ids: Vec<String>,
+    pub entries: Vec<AclEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclEntry {
+    pub rule_number: i32,
+    pub egress: bool,
+    /// `-1` (all), `6` (TCP), `17` (UDP), …
+    pub protocol: String,
+    /// `allow` or `deny`.
+    pub action: String,
+    pub cidr: String,
+    pub port_from: Option<i32>,
+    pub port_to: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroupFacts {
+    pub id: String,
+    pub name: String,
+    pub ingress: Vec<SecurityGroupRule>,
+    pub egress: Vec<SecurityGroupRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroupRule {
+    /// `-1` (all), `tcp`, `udp`, `icmp`, or a protocol number.
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub cidrs: Vec<String>,
+    pub source_groups: Vec<String>,
 }
 
 impl NetworkFacts {
@@ -229,15 +366,31 @@ impl NetworkFacts {
             .or_else(|| self.route_tables.iter().find(|table| table.main))
     }
 
+    /// The network ACL of a subnet: its association, else the VPC's default ACL.
+    pub fn network_acl_for(&self, subnet_id: &str) -> Option<&NetworkAclFacts> {
+        self.network_acls
+            .iter()
+            .find(|acl| acl.subnet_ids.iter().any(|s| s == subnet_id))
+            .or_else(|| self.network_acls.iter().find(|acl| acl.default))
+    }
+
     pub fn subnet(&self, subnet_id: &str) -> Option<&SubnetFacts> {
         self.subnets.iter().find(|s| s.id == subnet_id)
     }
 
-    /// NAT gateways that route tables of the cluster's node subnets already send traffic to.
+    pub fn nat_gateway(&self, id: &str) -> Option<&NatGatewayFacts> {
+        self.nat_gateways.iter().find(|n| n.id == id)
+    }
+
+    pub fn security_group(&self, id: &str) -> Option<&SecurityGroupFacts> {
+        self.security_groups.iter().find(|g| g.id == id)
+    }
+
+    /// NAT gateways that route tables of the cluster's other node subnets already send traffic to.
     pub fn nat_gateways_used_by_cluster(&self) -> BTreeSet<&str> {
         self.cluster_node_subnets
             .iter()
-            .filter(|subnet| subnet.as_str() != self.subnet_id)
+            .filter(|subnet| !self.subnet_ids.contains(subnet))
             .filter_map(|subnet| self.route_table_for(subnet))
             .flat_map(|table| table.routes.iter())
             .filter(|route| route.is_default_ipv4() && route.is_active())
@@ -245,6 +398,54 @@ impl NetworkFacts {
             .map(|route| route.target.as_str())
             .collect()
     }
+}
+
+/// The node role and how the cluster admits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityFacts {
+    pub node_role_arn: String,
+    pub role: RoleLookup,
+    pub access_entry: AccessEntryLookup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum RoleLookup {
+    Found {
+        name: String,
+        attached_policy_arns: Vec<String>,
+    },
+    NotFound {
+        name: String,
+    },
+    Unreadable {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum AccessEntryLookup {
+    /// The cluster does not authenticate through access entries only, so none was looked up.
+    NotApplicable,
+    Present {
+        kind: String,
+    },
+    Absent,
+    Unreadable {
+        reason: String,
+    },
+}
+
+/// The instance a launch or join check concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceFacts {
+    pub id: String,
+    /// pending, running, stopping, stopped, shutting-down, terminated; `missing` when not found.
+    pub state: String,
+    pub subnet_id: Option<String>,
+    pub public_ip: Option<String>,
+    pub security_group_ids: Vec<String>,
 }
 
 /// Counts the AWS API calls one collection made.

@@ -10,6 +10,14 @@ use time::format_description::well_known::Rfc3339;
 pub const LAUNCH_UNSUCCESSFUL: &str = "EC2 Instance Launch Unsuccessful";
 pub const LAUNCH_SUCCESSFUL: &str = "EC2 Instance Launch Successful";
 const AUTOSCALING_SOURCE: &str = "aws.autoscaling";
+/// Events nodemedic publishes to its own queue.
+pub const NODEMEDIC_SOURCE: &str = "nodemedic";
+pub const HEALTH_ISSUE: &str = "Nodegroup Health Issue";
+pub const JOIN_CHECK: &str = "Node Join Check";
+const EKS_SOURCE: &str = "aws.eks";
+pub const CLOUDTRAIL_API_CALL: &str = "AWS API Call via CloudTrail";
+/// EKS API calls after which nodemedic checks the nodegroup at once.
+pub const PREFLIGHT_CALLS: [&str; 2] = ["CreateNodegroup", "UpdateNodegroupConfig"];
 
 /// Why a message body could not be read as an event. Such a message is left on the queue so
 /// that its redrive policy moves it to the dead-letter queue.
@@ -38,15 +46,33 @@ pub enum LaunchOutcome {
     Successful,
 }
 
-/// A launch event for an Auto Scaling group: the input of every incident.
+/// Why nodemedic is looking at a nodegroup: the input of every incident.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Trigger {
     pub event_id: String,
-    pub outcome: LaunchOutcome,
     pub account: String,
     pub region: String,
     #[serde(with = "time::serde::rfc3339")]
     pub time: OffsetDateTime,
+    pub kind: TriggerKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TriggerKind {
+    /// An Auto Scaling launch event from EventBridge.
+    Launch(LaunchEvent),
+    /// nodemedic's health watcher saw a nodegroup DEGRADED or with health issues.
+    Health(HealthEvent),
+    /// A launched instance's join deadline passed: check whether it joined.
+    JoinCheck(JoinCheck),
+    /// A CloudTrail record of CreateNodegroup or UpdateNodegroupConfig: check before anything fails.
+    Preflight(NodegroupApiCall),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LaunchEvent {
+    pub outcome: LaunchOutcome,
     pub asg_name: String,
     pub instance_id: Option<String>,
     pub subnet_id: Option<String>,
@@ -56,6 +82,89 @@ pub struct Trigger {
     pub description: Option<String>,
     pub cause: Option<String>,
     pub activity_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HealthEvent {
+    pub cluster: String,
+    pub nodegroup: String,
+    pub status: String,
+    pub issues: Vec<HealthEventIssue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HealthEventIssue {
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, rename = "resourceIds")]
+    pub resource_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JoinCheck {
+    pub cluster: String,
+    pub nodegroup: String,
+    pub asg_name: String,
+    pub instance_id: String,
+    pub subnet_id: Option<String>,
+    /// When the instance was launched (the launch event's time).
+    #[serde(with = "time::serde::rfc3339")]
+    pub launched_at: OffsetDateTime,
+    /// When the check is due; a check that arrives early is delayed again.
+    #[serde(with = "time::serde::rfc3339")]
+    pub due_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodegroupApiCall {
+    pub cluster: String,
+    pub nodegroup: String,
+    /// CreateNodegroup or UpdateNodegroupConfig.
+    pub event_name: String,
+}
+
+impl Trigger {
+    pub fn launch(&self) -> Option<&LaunchEvent> {
+        match &self.kind {
+            TriggerKind::Launch(launch) => Some(launch),
+            _ => None,
+        }
+    }
+
+    /// The nodegroup the trigger names directly; launch events name only their group.
+    pub fn nodegroup(&self) -> Option<(&str, &str)> {
+        match &self.kind {
+            TriggerKind::Launch(_) => None,
+            TriggerKind::Health(h) => Some((&h.cluster, &h.nodegroup)),
+            TriggerKind::JoinCheck(j) => Some((&j.cluster, &j.nodegroup)),
+            TriggerKind::Preflight(p) => Some((&p.cluster, &p.nodegroup)),
+        }
+    }
+
+    /// A short name of what happened, for records and logs.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            TriggerKind::Launch(l) => format!(
+                "launch {} for {}",
+                match l.outcome {
+                    LaunchOutcome::Successful => "successful",
+                    LaunchOutcome::Unsuccessful => "unsuccessful",
+                },
+                l.asg_name
+            ),
+            TriggerKind::Health(h) => {
+                format!("nodegroup {}/{} is {}", h.cluster, h.nodegroup, h.status)
+            }
+            TriggerKind::JoinCheck(j) => format!(
+                "join deadline of {} in {}/{}",
+                j.instance_id, j.cluster, j.nodegroup
+            ),
+            TriggerKind::Preflight(p) => {
+                format!("{} of {}/{}", p.event_name, p.cluster, p.nodegroup)
+            }
+        }
+    }
 }
 
 /// A well-formed event nodemedic does not act on; it is acknowledged and recorded.
@@ -138,6 +247,13 @@ fn unwrap_sns(value: Value) -> Result<Value, EnvelopeError> {
     serde_json::from_str(message).map_err(|e| EnvelopeError::NotJson(format!("SNS Message: {e}")))
 }
 
+enum Known {
+    Launch(LaunchOutcome),
+    Health,
+    JoinCheck,
+    CloudTrail,
+}
+
 fn parse_envelope(value: Value) -> Result<Parsed, EnvelopeError> {
     let raw: RawEnvelope = serde_json::from_value(value)
         .map_err(|e| EnvelopeError::NotJson(format!("envelope: {e}")))?;
@@ -146,17 +262,25 @@ fn parse_envelope(value: Value) -> Result<Parsed, EnvelopeError> {
         non_empty(raw.detail_type).ok_or(EnvelopeError::MissingField("detail-type"))?;
     let source = non_empty(raw.source).ok_or(EnvelopeError::MissingField("source"))?;
     let detail = raw.detail.ok_or(EnvelopeError::MissingField("detail"))?;
+    let ignored = |reason: String| {
+        Ok(Parsed::Ignored(IgnoredEvent {
+            event_id: event_id.clone(),
+            source: source.clone(),
+            detail_type: detail_type.clone(),
+            reason,
+        }))
+    };
 
-    let outcome = match (source.as_str(), detail_type.as_str()) {
-        (AUTOSCALING_SOURCE, LAUNCH_UNSUCCESSFUL) => LaunchOutcome::Unsuccessful,
-        (AUTOSCALING_SOURCE, LAUNCH_SUCCESSFUL) => LaunchOutcome::Successful,
+    let known = match (source.as_str(), detail_type.as_str()) {
+        (AUTOSCALING_SOURCE, LAUNCH_UNSUCCESSFUL) => Known::Launch(LaunchOutcome::Unsuccessful),
+        (AUTOSCALING_SOURCE, LAUNCH_SUCCESSFUL) => Known::Launch(LaunchOutcome::Successful),
+        (NODEMEDIC_SOURCE, HEALTH_ISSUE) => Known::Health,
+        (NODEMEDIC_SOURCE, JOIN_CHECK) => Known::JoinCheck,
+        (EKS_SOURCE, CLOUDTRAIL_API_CALL) => Known::CloudTrail,
         _ => {
-            return Ok(Parsed::Ignored(IgnoredEvent {
-                event_id,
-                reason: format!("nodemedic does not act on `{source}` / `{detail_type}` events"),
-                source,
-                detail_type,
-            }));
+            return ignored(format!(
+                "nodemedic does not act on `{source}` / `{detail_type}` events"
+            ));
         }
     };
 
@@ -168,6 +292,39 @@ fn parse_envelope(value: Value) -> Result<Parsed, EnvelopeError> {
             field: "time",
             problem: format!("`{time_text}` is not RFC 3339: {e}"),
         })?;
+    let invalid_detail = |e: serde_json::Error| EnvelopeError::InvalidField {
+        field: "detail",
+        problem: e.to_string(),
+    };
+    let kind = match known {
+        Known::Launch(outcome) => TriggerKind::Launch(parse_launch(detail, outcome)?),
+        Known::Health => {
+            let health: HealthEvent = serde_json::from_value(detail).map_err(invalid_detail)?;
+            if health.cluster.is_empty() || health.nodegroup.is_empty() {
+                return Err(EnvelopeError::MissingField(
+                    "detail.cluster / detail.nodegroup",
+                ));
+            }
+            TriggerKind::Health(health)
+        }
+        Known::JoinCheck => {
+            TriggerKind::JoinCheck(serde_json::from_value(detail).map_err(invalid_detail)?)
+        }
+        Known::CloudTrail => match parse_cloudtrail(&detail)? {
+            Ok(call) => TriggerKind::Preflight(call),
+            Err(reason) => return ignored(reason),
+        },
+    };
+    Ok(Parsed::Trigger(Box::new(Trigger {
+        event_id,
+        account,
+        region,
+        time,
+        kind,
+    })))
+}
+
+fn parse_launch(detail: Value, outcome: LaunchOutcome) -> Result<LaunchEvent, EnvelopeError> {
     let detail: RawLaunchDetail =
         serde_json::from_value(detail).map_err(|e| EnvelopeError::InvalidField {
             field: "detail",
@@ -176,13 +333,8 @@ fn parse_envelope(value: Value) -> Result<Parsed, EnvelopeError> {
     let asg_name = non_empty(detail.asg_name)
         .ok_or(EnvelopeError::MissingField("detail.AutoScalingGroupName"))?;
     let placement = parse_placement(detail.details)?;
-
-    Ok(Parsed::Trigger(Box::new(Trigger {
-        event_id,
+    Ok(LaunchEvent {
         outcome,
-        account,
-        region,
-        time,
         asg_name,
         instance_id: non_empty(detail.instance_id),
         subnet_id: non_empty(placement.subnet_id),
@@ -192,7 +344,41 @@ fn parse_envelope(value: Value) -> Result<Parsed, EnvelopeError> {
         description: non_empty(detail.description),
         cause: non_empty(detail.cause),
         activity_id: non_empty(detail.activity_id),
-    })))
+    })
+}
+
+/// A CloudTrail record of an EKS API call: the nodegroup it created or changed, or why it is
+/// not one nodemedic checks.
+fn parse_cloudtrail(detail: &Value) -> Result<Result<NodegroupApiCall, String>, EnvelopeError> {
+    let text = |value: &Value| value.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let event_name =
+        text(&detail["eventName"]).ok_or(EnvelopeError::MissingField("detail.eventName"))?;
+    if !PREFLIGHT_CALLS.contains(&event_name.as_str()) {
+        return Ok(Err(format!(
+            "nodemedic does not check after `{event_name}`"
+        )));
+    }
+    if let Some(error) = text(&detail["errorCode"]) {
+        return Ok(Err(format!(
+            "`{event_name}` failed with {error}; nothing changed"
+        )));
+    }
+    let request = &detail["requestParameters"];
+    let created = &detail["responseElements"]["nodegroup"];
+    let cluster = text(&request["name"])
+        .or_else(|| text(&request["clusterName"]))
+        .or_else(|| text(&created["clusterName"]))
+        .ok_or(EnvelopeError::MissingField("detail.requestParameters.name"))?;
+    let nodegroup = text(&request["nodegroupName"])
+        .or_else(|| text(&created["nodegroupName"]))
+        .ok_or(EnvelopeError::MissingField(
+            "detail.requestParameters.nodegroupName",
+        ))?;
+    Ok(Ok(NodegroupApiCall {
+        cluster,
+        nodegroup,
+        event_name,
+    }))
 }
 
 /// `Details` is an object in EventBridge events but a JSON-encoded string in the Auto Scaling
@@ -256,15 +442,20 @@ mod tests {
         }
     }
 
+    fn launch_of(value: &Value) -> LaunchEvent {
+        trigger_of(value).launch().cloned().expect("a launch event")
+    }
+
     #[test]
     fn reads_the_documented_unsuccessful_event() {
         let trigger = trigger_of(&unsuccessful());
+        assert_eq!(trigger.account, "123456789012");
+        let trigger = trigger.launch().cloned().unwrap();
         assert_eq!(trigger.outcome, LaunchOutcome::Unsuccessful);
         assert_eq!(trigger.asg_name, "eks-new_nodegroup_1-abcd");
         assert_eq!(trigger.subnet_id.as_deref(), Some("subnet-12345678"));
         assert_eq!(trigger.availability_zone.as_deref(), Some("us-west-2b"));
         assert_eq!(trigger.instance_id.as_deref(), Some("i-1234567890abcdef0"));
-        assert_eq!(trigger.account, "123456789012");
         assert!(trigger.status_message.unwrap().contains("InvalidKMSKey"));
     }
 
@@ -275,7 +466,7 @@ mod tests {
         event["detail"]["StatusCode"] = json!("InProgress");
         event["detail"]["StatusMessage"] = json!("");
         event["detail"]["Description"] = json!("Launching a new EC2 instance: i-12345678");
-        let trigger = trigger_of(&event);
+        let trigger = launch_of(&event);
         assert_eq!(trigger.outcome, LaunchOutcome::Successful);
         assert_eq!(trigger.status_message, None, "an empty message means none");
         assert_eq!(
@@ -288,12 +479,12 @@ mod tests {
     fn an_empty_or_missing_instance_id_means_no_instance() {
         let mut event = unsuccessful();
         event["detail"]["EC2InstanceId"] = json!("");
-        assert_eq!(trigger_of(&event).instance_id, None);
+        assert_eq!(launch_of(&event).instance_id, None);
         event["detail"]
             .as_object_mut()
             .unwrap()
             .remove("EC2InstanceId");
-        assert_eq!(trigger_of(&event).instance_id, None);
+        assert_eq!(launch_of(&event).instance_id, None);
     }
 
     #[test]
@@ -302,7 +493,7 @@ mod tests {
         event["detail"]["Details"] =
             json!("{\"Subnet ID\":\"subnet-5ea0c127\",\"Availability Zone\":\"us-west-2b\"}");
         assert_eq!(
-            trigger_of(&event).subnet_id.as_deref(),
+            launch_of(&event).subnet_id.as_deref(),
             Some("subnet-5ea0c127")
         );
     }
@@ -413,5 +604,94 @@ mod tests {
                 "body {body:?}: error {error} should mention {expected}"
             );
         }
+    }
+
+    fn envelope(source: &str, detail_type: &str, detail: Value) -> Value {
+        json!({"version": "0", "id": "e-1", "detail-type": detail_type, "source": source,
+            "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-west-2",
+            "resources": [], "detail": detail})
+    }
+
+    #[test]
+    fn reads_nodemedics_own_health_and_join_check_events() {
+        let health = trigger_of(&envelope(
+            NODEMEDIC_SOURCE,
+            HEALTH_ISSUE,
+            json!({
+                "cluster": "c", "nodegroup": "ng", "status": "DEGRADED",
+                "issues": [{"code": "NodeCreationFailure", "message": "Instances failed to join the kubernetes cluster", "resourceIds": ["i-1"]}]
+            }),
+        ));
+        assert_eq!(health.nodegroup(), Some(("c", "ng")));
+        let TriggerKind::Health(event) = health.kind else {
+            panic!("health")
+        };
+        assert_eq!(event.issues[0].resource_ids, vec!["i-1"]);
+
+        let check = trigger_of(&envelope(
+            NODEMEDIC_SOURCE,
+            JOIN_CHECK,
+            json!({
+                "cluster": "c", "nodegroup": "ng", "asg_name": "eks-ng", "instance_id": "i-1", "subnet_id": "subnet-1",
+                "launched_at": "2026-01-01T00:00:00Z", "due_at": "2026-01-01T00:15:00Z"
+            }),
+        ));
+        assert!(matches!(check.kind, TriggerKind::JoinCheck(ref j) if j.instance_id == "i-1"));
+
+        let bad = envelope(
+            NODEMEDIC_SOURCE,
+            HEALTH_ISSUE,
+            json!({"cluster": "", "nodegroup": "ng", "status": "x", "issues": []}),
+        );
+        assert!(parse_message(&bad.to_string()).is_err());
+    }
+
+    #[test]
+    fn a_cloudtrail_nodegroup_call_is_a_preflight() {
+        let created = trigger_of(&envelope(
+            "aws.eks",
+            CLOUDTRAIL_API_CALL,
+            json!({
+                "eventSource": "eks.amazonaws.com", "eventName": "CreateNodegroup",
+                "requestParameters": {"name": "eks-workshop", "nodegroupName": "new_nodegroup_2"},
+                "responseElements": {"nodegroup": {"nodegroupName": "new_nodegroup_2", "clusterName": "eks-workshop"}}
+            }),
+        ));
+        assert_eq!(
+            created.kind,
+            TriggerKind::Preflight(NodegroupApiCall {
+                cluster: "eks-workshop".into(),
+                nodegroup: "new_nodegroup_2".into(),
+                event_name: "CreateNodegroup".into()
+            })
+        );
+        let other = envelope(
+            "aws.eks",
+            CLOUDTRAIL_API_CALL,
+            json!({"eventName": "DescribeCluster", "requestParameters": {"name": "c"}}),
+        );
+        assert!(
+            matches!(parse_message(&other.to_string()), Ok(Parsed::Ignored(i)) if i.reason.contains("DescribeCluster"))
+        );
+        let failed = envelope(
+            "aws.eks",
+            CLOUDTRAIL_API_CALL,
+            json!({"eventName": "UpdateNodegroupConfig", "errorCode": "InvalidParameterException",
+            "requestParameters": {"name": "c", "nodegroupName": "ng"}}),
+        );
+        assert!(
+            matches!(parse_message(&failed.to_string()), Ok(Parsed::Ignored(i)) if i.reason.contains("InvalidParameterException"))
+        );
+        let nameless = envelope(
+            "aws.eks",
+            CLOUDTRAIL_API_CALL,
+            json!({"eventName": "CreateNodegroup", "requestParameters": {"name": "c"}}),
+        );
+        assert!(
+            parse_message(&nameless.to_string())
+                .unwrap_err()
+                .to_string()
+                .contains("nodegroupName")
+        );
     }
 }

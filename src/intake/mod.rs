@@ -3,7 +3,9 @@
 mod envelope;
 
 pub use envelope::{
-    EnvelopeError, IgnoredEvent, LAUNCH_SUCCESSFUL, LAUNCH_UNSUCCESSFUL, LaunchOutcome, Parsed,
-    Trigger, parse_message,
+    CLOUDTRAIL_API_CALL, EnvelopeError, HEALTH_ISSUE, HealthEvent, HealthEventIssue, IgnoredEvent,
+    JOIN_CHECK, JoinCheck, LAUNCH_SUCCESSFUL, LAUNCH_UNSUCCESSFUL, LaunchEvent, LaunchOutcome,
+    NODEMEDIC_SOURCE, NodegroupApiCall, Parsed, Trigger, TriggerKind, parse_message,
 };
+pub mod publish;
 pub mod queue;

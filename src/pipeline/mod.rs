@@ -17,12 +17,15 @@ use crate::audit::{AuditError, AuditStore, NodegroupKey, Outcome, RecordKind};
 use crate::aws::ClientPool;
 use crate::config::RemediationSettings;
 use crate::diagnose::{Diagnosis, diagnose};
-use crate::evidence::collect::{CollectError, collect};
+use crate::evidence::collect::{CollectError, Scope, collect};
 use crate::evidence::{CallLog, Evidence};
 use crate::guard::{self, Decision, History, Mode};
-use crate::intake::{IgnoredEvent, LaunchOutcome, Parsed, Trigger, parse_message};
-use crate::plan::{Action, Plan, plan};
-use crate::resolve::{Resolution, resolve};
+use crate::intake::publish::{Publisher, nodemedic_event};
+use crate::intake::{
+    IgnoredEvent, JOIN_CHECK, JoinCheck, LaunchOutcome, Parsed, Trigger, TriggerKind, parse_message,
+};
+use crate::plan::{Action, FixKind, Plan, plan};
+use crate::resolve::{Resolution, Target, resolve};
 pub use state::{NodegroupLocks, RouteVerdicts};
 
 /// One received message.
@@ -56,6 +59,9 @@ pub struct Pipeline {
     clients: Arc<ClientPool>,
     locks: NodegroupLocks,
     routes: RouteVerdicts,
+    /// Where nodemedic's own events (join checks) go; `None` disables them.
+    publisher: Option<Publisher>,
+    join_deadline: Duration,
 }
 
 /// How the incident an event belongs to was found.
@@ -80,7 +86,16 @@ impl Pipeline {
             clients,
             locks: NodegroupLocks::default(),
             routes,
+            publisher: None,
+            join_deadline: Duration::ZERO,
         }
+    }
+
+    /// Schedules a join check `deadline` after every healthy launch, through `publisher`.
+    pub fn with_join_checks(mut self, publisher: Publisher, deadline: Duration) -> Self {
+        self.publisher = Some(publisher);
+        self.join_deadline = deadline;
+        self
     }
 
     pub fn store(&self) -> &AuditStore {
@@ -124,8 +139,7 @@ impl Pipeline {
                 Ok(Disposition::Delete)
             }
             Ok(Parsed::Trigger(trigger)) => {
-                let span =
-                    info_span!("event", event_id = %trigger.event_id, asg = %trigger.asg_name);
+                let span = info_span!("event", event_id = %trigger.event_id, trigger = %trigger.describe());
                 self.handle_trigger(*trigger, message)
                     .instrument(span)
                     .await
@@ -194,26 +208,48 @@ impl Pipeline {
         if self.already_handled(&trigger, message).await? {
             return Ok(Disposition::Delete);
         }
+        if let TriggerKind::JoinCheck(check) = &trigger.kind
+            && let Some(remaining) = seconds_until(check.due_at)
+            && remaining > 5
+        {
+            // Deadlines longer than SQS's 15-minute delay are reached in hops.
+            return self.publish_join_check(&trigger, check, remaining).await;
+        }
         let clients = self.clients.for_region(&trigger.region);
         let mut calls = CallLog::default();
-        let target = match resolve(&clients, &trigger.asg_name, &mut calls).await {
-            Ok(Resolution::Nodegroup(target)) => target,
-            Ok(Resolution::NotOurs { reason }) => {
-                self.record_ignored(
-                    &trigger.event_id,
-                    message,
-                    json!(IgnoredEvent {
-                        event_id: trigger.event_id.clone(),
-                        source: "aws.autoscaling".into(),
-                        detail_type: trigger_detail_type(&trigger).into(),
-                        reason: reason.clone(),
-                    }),
-                    &reason,
-                )
-                .await?;
+        let target = match (&trigger.kind, trigger.nodegroup()) {
+            (TriggerKind::Launch(launch), _) => {
+                match resolve(&clients, &launch.asg_name, &mut calls).await {
+                    Ok(Resolution::Nodegroup(target)) => target,
+                    Ok(Resolution::NotOurs { reason }) => {
+                        self.record_ignored(
+                            &trigger.event_id,
+                            message,
+                            json!(IgnoredEvent {
+                                event_id: trigger.event_id.clone(),
+                                source: "aws.autoscaling".into(),
+                                detail_type: launch_detail_type(launch.outcome).into(),
+                                reason: reason.clone(),
+                            }),
+                            &reason,
+                        )
+                        .await?;
+                        return Ok(Disposition::Delete);
+                    }
+                    Err(error) => return self.collection_failed(&trigger, error.to_string()).await,
+                }
+            }
+            (_, Some((cluster, nodegroup))) => Target {
+                cluster: cluster.to_string(),
+                nodegroup: nodegroup.to_string(),
+                group: None,
+            },
+            (_, None) => {
+                let reason = "the event names no nodegroup".to_string();
+                self.record_ignored(&trigger.event_id, message, json!(trigger), &reason)
+                    .await?;
                 return Ok(Disposition::Delete);
             }
-            Err(error) => return self.collection_failed(&trigger, error.to_string()).await,
         };
         let key = NodegroupKey {
             account: trigger.account.clone(),
@@ -229,15 +265,20 @@ impl Pipeline {
         if self.superseded_by_fix(&trigger, &key, message).await? {
             return Ok(Disposition::Delete);
         }
-        if trigger.outcome == LaunchOutcome::Successful
-            && let Some(subnet) = &trigger.subnet_id
+        let launched = trigger
+            .launch()
+            .filter(|launch| launch.outcome == LaunchOutcome::Successful);
+        if let Some(launch) = launched
+            && let Some(subnet) = &launch.subnet_id
             && let Some(table) = self.routes.healthy(subnet)
         {
             let body = json!({ "subnet": subnet, "route_table": table, "cached": true, "message_id": message.message_id });
             self.record_healthy(&trigger, body).await?;
+            self.schedule_join_check(&trigger, &target).await;
             return Ok(Disposition::Delete);
         }
-        let evidence = match collect(&clients, &trigger, target, calls).await {
+        let scope = Scope::for_trigger(&trigger);
+        let evidence = match collect(&clients, &trigger, target.clone(), scope, calls).await {
             Ok(evidence) => evidence,
             Err(CollectError::NodegroupGone { cluster, nodegroup }) => {
                 let reason = format!("nodegroup {cluster}/{nodegroup} no longer exists");
@@ -251,18 +292,105 @@ impl Pipeline {
         };
         let diagnosis = diagnose(&evidence);
         if diagnosis.is_healthy() {
-            if let Some(network) = &evidence.network
-                && let Some(table) = network.route_table_for(&network.subnet_id)
+            if launched.is_some()
+                && let Some(network) = &evidence.network
             {
-                self.routes.remember_healthy(&network.subnet_id, &table.id);
+                for subnet in &network.subnet_ids {
+                    if let Some(table) = network.route_table_for(subnet) {
+                        self.routes.remember_healthy(subnet, &table.id);
+                    }
+                }
             }
-            let body = json!({ "calls": evidence.calls, "message_id": message.message_id, "cached": false });
+            let body = json!({
+                "calls": evidence.calls,
+                "message_id": message.message_id,
+                "cached": false,
+                "warnings": diagnosis.warnings().collect::<Vec<_>>(),
+            });
             self.record_healthy(&trigger, body).await?;
+            if launched.is_some() {
+                self.schedule_join_check(&trigger, &target).await;
+            }
             return Ok(Disposition::Delete);
         }
         self.work_incident(key, trigger, message, evidence, diagnosis)
             .await?;
         Ok(Disposition::Delete)
+    }
+
+    /// After a launch that looks healthy, come back when the node should have joined. The
+    /// queue's delivery delay is the timer, so it survives restarts.
+    async fn schedule_join_check(&self, trigger: &Trigger, target: &Target) {
+        let (Some(publisher), Some(launch)) = (&self.publisher, trigger.launch()) else {
+            return;
+        };
+        let Some(instance) = launch.instance_id.clone() else {
+            return;
+        };
+        if self.join_deadline.is_zero() {
+            return;
+        }
+        let check = JoinCheck {
+            cluster: target.cluster.clone(),
+            nodegroup: target.nodegroup.clone(),
+            asg_name: launch.asg_name.clone(),
+            instance_id: instance,
+            subnet_id: launch.subnet_id.clone(),
+            launched_at: trigger.time,
+            due_at: OffsetDateTime::now_utc() + self.join_deadline,
+        };
+        let delay = self.join_deadline.as_secs() as i64;
+        let id = format!("join-check-{}", trigger.event_id);
+        let envelope = nodemedic_event(
+            JOIN_CHECK,
+            &id,
+            &trigger.account,
+            &trigger.region,
+            json!(check),
+        );
+        match publisher.publish(&envelope, delay).await {
+            Ok(()) => {
+                info!(instance = %check.instance_id, delay_secs = delay, "join check scheduled")
+            }
+            Err(error) => warn!(%error, "could not schedule the join check"),
+        }
+    }
+
+    /// Re-delays a join check that arrived before its due time.
+    async fn publish_join_check(
+        &self,
+        trigger: &Trigger,
+        check: &JoinCheck,
+        remaining: i64,
+    ) -> Result<Disposition, PipelineError> {
+        let Some(publisher) = &self.publisher else {
+            return Ok(Disposition::Keep {
+                reason: "join check not due yet and no publisher to delay it".into(),
+            });
+        };
+        let hop = remaining.min(crate::intake::publish::MAX_DELAY_SECS);
+        // Derived from this event's id, so a redelivery of this message republishes the same hop,
+        // which the next handler then sees as a duplicate.
+        let id = format!("{}>", trigger.event_id);
+        let envelope = nodemedic_event(
+            JOIN_CHECK,
+            &id,
+            &trigger.account,
+            &trigger.region,
+            json!(check),
+        );
+        match publisher.publish(&envelope, hop).await {
+            Ok(()) => {
+                let event_id = trigger.event_id.clone();
+                self.store
+                    .write(move |tx| tx.mark_event(&event_id, None, "delayed", None))
+                    .await?;
+                Ok(Disposition::Delete)
+            }
+            Err(error) => Ok(Disposition::Keep {
+                reason: error.to_string(),
+            }),
+        }
     }
 
     async fn record_healthy(&self, trigger: &Trigger, body: Value) -> Result<(), PipelineError> {
@@ -499,9 +627,18 @@ impl Pipeline {
         let mut statuses = Vec::new();
         let mut earlier_failure = false;
         for (position, step) in plan.steps.iter().enumerate() {
+            let fixes_pending = statuses.iter().any(|s| *s != StepStatus::Applied);
             let decision = if earlier_failure {
                 Decision::Skip {
                     reason: "an earlier step of this plan failed".into(),
+                }
+            } else if step.fix == FixKind::CycleNodegroup
+                && fixes_pending
+                && self.mode != Mode::DryRun
+            {
+                // Relaunching before the fixes are in would only make another failing instance.
+                Decision::Hold {
+                    reason: "cycle_nodegroup waits until the fixes before it are applied".into(),
                 }
             } else {
                 guard::decide(self.mode, step, history)
@@ -578,11 +715,17 @@ fn conclude(statuses: &[StepStatus], plan: &Plan, previous: Option<Outcome>) -> 
     Outcome::Planned
 }
 
-fn trigger_detail_type(trigger: &Trigger) -> &'static str {
-    match trigger.outcome {
+fn launch_detail_type(outcome: LaunchOutcome) -> &'static str {
+    match outcome {
         LaunchOutcome::Successful => crate::intake::LAUNCH_SUCCESSFUL,
         LaunchOutcome::Unsuccessful => crate::intake::LAUNCH_UNSUCCESSFUL,
     }
+}
+
+/// Seconds from now until `at`, when `at` is in the future.
+fn seconds_until(at: OffsetDateTime) -> Option<i64> {
+    let remaining = (at - OffsetDateTime::now_utc()).whole_seconds();
+    (remaining > 0).then_some(remaining)
 }
 
 fn excerpt(text: &str, max: usize) -> String {

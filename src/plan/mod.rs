@@ -20,13 +20,23 @@ pub enum FixKind {
     AddNatRoute,
     PatchKmsKeyPolicy,
     CycleNodegroup,
+    ReplaceDefaultRoute,
+    EnableVpcDns,
+    EnableSubnetPublicIp,
+    AttachNodeRolePolicy,
+    CreateAccessEntry,
 }
 
 impl FixKind {
-    pub const ALL: [FixKind; 3] = [
+    pub const ALL: [FixKind; 8] = [
         FixKind::AddNatRoute,
         FixKind::PatchKmsKeyPolicy,
         FixKind::CycleNodegroup,
+        FixKind::ReplaceDefaultRoute,
+        FixKind::EnableVpcDns,
+        FixKind::EnableSubnetPublicIp,
+        FixKind::AttachNodeRolePolicy,
+        FixKind::CreateAccessEntry,
     ];
 
     pub fn code(self) -> &'static str {
@@ -34,7 +44,21 @@ impl FixKind {
             FixKind::AddNatRoute => "add_nat_route",
             FixKind::PatchKmsKeyPolicy => "patch_kms_key_policy",
             FixKind::CycleNodegroup => "cycle_nodegroup",
+            FixKind::ReplaceDefaultRoute => "replace_default_route",
+            FixKind::EnableVpcDns => "enable_vpc_dns",
+            FixKind::EnableSubnetPublicIp => "enable_subnet_public_ip",
+            FixKind::AttachNodeRolePolicy => "attach_node_role_policy",
+            FixKind::CreateAccessEntry => "create_access_entry",
         }
+    }
+
+    /// Fixes that change shared infrastructure beyond the broken nodegroup (a route in use, VPC
+    /// settings, IAM) wait for a human by default, even in auto mode.
+    pub fn needs_approval_by_default(self) -> bool {
+        !matches!(
+            self,
+            FixKind::AddNatRoute | FixKind::PatchKmsKeyPolicy | FixKind::CycleNodegroup
+        )
     }
 
     pub fn describe(self) -> &'static str {
@@ -53,7 +77,30 @@ impl FixKind {
             FixKind::CycleNodegroup => {
                 "eks:UpdateNodegroupConfig to desired 0 (and min 0 when min > 0), wait for ACTIVE, then restore \
                  the original min and desired so that a fresh instance launches with the fix in place. Skipped \
-                 when the nodegroup has healthy capacity a cycle would destroy."
+                 when the nodegroup has healthy capacity a cycle would destroy, or when a blocking cause has no \
+                 planned fix."
+            }
+            FixKind::ReplaceDefaultRoute => {
+                "ec2:ReplaceRoute 0.0.0.0/0 of the node subnet's route table from a blackholed or unavailable \
+                 target to an available public NAT gateway in the subnet's zone. Needs approval by default. \
+                 Refused if the route changed since diagnosis. Rollback: ReplaceRoute back."
+            }
+            FixKind::EnableVpcDns => {
+                "ec2:ModifyVpcAttribute enableDnsSupport / enableDnsHostnames = true, one attribute per call. \
+                 Needs approval by default. Rollback: set it back to false."
+            }
+            FixKind::EnableSubnetPublicIp => {
+                "ec2:ModifySubnetAttribute MapPublicIpOnLaunch = true on a public node subnet. Needs approval by \
+                 default. Rollback: set it back to false."
+            }
+            FixKind::AttachNodeRolePolicy => {
+                "iam:AttachRolePolicy of one missing AWS managed policy (AmazonEKSWorkerNodePolicy, \
+                 AmazonEKS_CNI_Policy, AmazonEC2ContainerRegistryReadOnly) to the node role. Needs approval by \
+                 default. Rollback: DetachRolePolicy."
+            }
+            FixKind::CreateAccessEntry => {
+                "eks:CreateAccessEntry of type EC2_LINUX for the node role on a cluster that authenticates with \
+                 access entries only. Needs approval by default. Rollback: DeleteAccessEntry."
             }
         }
     }
@@ -94,6 +141,30 @@ pub enum Action {
         original: Scaling,
         scale_down: ScalingUpdate,
         restore: ScalingUpdate,
+    },
+    ReplaceRoute {
+        route_table_id: String,
+        destination_cidr_block: String,
+        nat_gateway_id: String,
+        /// The target the plan saw; applying refuses if the route points elsewhere now.
+        previous_target: String,
+    },
+    ModifyVpcAttribute {
+        vpc_id: String,
+        /// `enableDnsSupport` or `enableDnsHostnames`.
+        attribute: String,
+    },
+    ModifySubnetAttribute {
+        subnet_id: String,
+    },
+    AttachRolePolicy {
+        role_name: String,
+        policy_arn: String,
+    },
+    CreateAccessEntry {
+        cluster: String,
+        principal_arn: String,
+        entry_type: String,
     },
 }
 
@@ -144,6 +215,49 @@ impl Action {
                     }),
                 })
                 .collect(),
+            Action::ReplaceRoute {
+                route_table_id,
+                destination_cidr_block,
+                nat_gateway_id,
+                ..
+            } => vec![ApiCall {
+                operation: "ec2:ReplaceRoute".into(),
+                parameters: json!({
+                    "RouteTableId": route_table_id,
+                    "DestinationCidrBlock": destination_cidr_block,
+                    "NatGatewayId": nat_gateway_id,
+                }),
+            }],
+            Action::ModifyVpcAttribute { vpc_id, attribute } => {
+                let key = if attribute == "enableDnsSupport" {
+                    "EnableDnsSupport"
+                } else {
+                    "EnableDnsHostnames"
+                };
+                vec![ApiCall {
+                    operation: "ec2:ModifyVpcAttribute".into(),
+                    parameters: json!({ "VpcId": vpc_id, key: { "Value": true } }),
+                }]
+            }
+            Action::ModifySubnetAttribute { subnet_id } => vec![ApiCall {
+                operation: "ec2:ModifySubnetAttribute".into(),
+                parameters: json!({ "SubnetId": subnet_id, "MapPublicIpOnLaunch": { "Value": true } }),
+            }],
+            Action::AttachRolePolicy {
+                role_name,
+                policy_arn,
+            } => vec![ApiCall {
+                operation: "iam:AttachRolePolicy".into(),
+                parameters: json!({ "RoleName": role_name, "PolicyArn": policy_arn }),
+            }],
+            Action::CreateAccessEntry {
+                cluster,
+                principal_arn,
+                entry_type,
+            } => vec![ApiCall {
+                operation: "eks:CreateAccessEntry".into(),
+                parameters: json!({ "clusterName": cluster, "principalArn": principal_arn, "type": entry_type }),
+            }],
         }
     }
 }
@@ -190,61 +304,111 @@ impl Plan {
     }
 }
 
-/// Plans the fixes for a diagnosis.
+/// Plans the fixes for a diagnosis: a step for every blocking finding a safe call can fix, a
+/// note with the remedy for every other, and a cycle when every blocking cause is covered.
 pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
     let mut steps = Vec::new();
     let mut notes = Vec::new();
     let mut affected_subnets = BTreeSet::new();
     let mut planned_keys = BTreeSet::new();
+    let mut uncovered = Vec::new();
 
-    for finding in &diagnosis.findings {
-        match &finding.subject {
-            Subject::Key { key_arn, .. } if !planned_keys.insert(key_arn.clone()) => {}
-            Subject::Key { .. } => match plan_key_policy(finding) {
-                Ok(Some(step)) => steps.push(step),
-                Ok(None) => {}
-                Err(text) => notes.push(Note {
-                    fix: Some(FixKind::PatchKmsKeyPolicy),
-                    text,
-                }),
-            },
+    for finding in diagnosis.blocking() {
+        let planned = match &finding.subject {
+            Subject::Key { key_arn, .. } if !planned_keys.insert(key_arn.clone()) => Ok(Vec::new()),
+            Subject::Key { .. } => plan_key_policy(finding).map(|step| step.into_iter().collect()),
             Subject::Subnet { subnet_id, .. } => {
                 affected_subnets.insert(subnet_id.clone());
-                match plan_nat_route(finding, evidence) {
-                    Ok(step) => steps.push(step),
-                    Err(text) => notes.push(Note {
-                        fix: Some(FixKind::AddNatRoute),
-                        text,
-                    }),
-                }
+                plan_nat_route(finding, evidence).map(|step| vec![step])
             }
-            Subject::UnusableKey { reference, state } => notes.push(Note {
-                fix: None,
-                text: format!(
-                    "KMS key {reference} is {state}: no automatic fix. Enable it (aws kms enable-key --key-id {reference}), \
-                     cancel its deletion (aws kms cancel-key-deletion --key-id {reference}), or use another key in the \
-                     launch template."
+            Subject::DefaultRoute { subnet_id, .. } => {
+                affected_subnets.insert(subnet_id.clone());
+                plan_route_replacement(finding, evidence).map(|step| vec![step])
+            }
+            Subject::Vpc {
+                vpc_id,
+                dns_support_off,
+                dns_hostnames_off,
+            } => Ok([
+                (*dns_support_off, "enableDnsSupport"),
+                (*dns_hostnames_off, "enableDnsHostnames"),
+            ]
+            .into_iter()
+            .filter(|(off, _)| *off)
+            .map(|(_, attribute)| Step {
+                fix: FixKind::EnableVpcDns,
+                action: Action::ModifyVpcAttribute {
+                    vpc_id: vpc_id.clone(),
+                    attribute: attribute.into(),
+                },
+                reason: format!(
+                    "Turn {attribute} on for {vpc_id}: nodes cannot register without it."
                 ),
-            }),
-            Subject::None => notes.push(Note {
-                fix: None,
-                text: "No rule matched, so nothing is planned; the evidence is recorded for review.".into(),
-            }),
+            })
+            .collect()),
+            Subject::PublicSubnet { subnet_id } => {
+                affected_subnets.insert(subnet_id.clone());
+                Ok(vec![Step {
+                    fix: FixKind::EnableSubnetPublicIp,
+                    action: Action::ModifySubnetAttribute {
+                        subnet_id: subnet_id.clone(),
+                    },
+                    reason: format!(
+                        "Assign public IPs in public subnet {subnet_id} so nodes there can reach AWS."
+                    ),
+                }])
+            }
+            Subject::NodeRole {
+                role_name,
+                missing_policy_arns,
+            } => Ok(missing_policy_arns
+                .iter()
+                .map(|arn| Step {
+                    fix: FixKind::AttachNodeRolePolicy,
+                    action: Action::AttachRolePolicy {
+                        role_name: role_name.clone(),
+                        policy_arn: arn.clone(),
+                    },
+                    reason: format!("Attach {arn} to node role {role_name}."),
+                })
+                .collect()),
+            Subject::AccessEntry {
+                cluster,
+                principal_arn,
+            } => Ok(vec![Step {
+                fix: FixKind::CreateAccessEntry,
+                action: Action::CreateAccessEntry {
+                    cluster: cluster.clone(),
+                    principal_arn: principal_arn.clone(),
+                    entry_type: "EC2_LINUX".into(),
+                },
+                reason: format!(
+                    "Admit node role {principal_arn} to cluster {cluster} with an EC2_LINUX access entry."
+                ),
+            }]),
+            Subject::UnusableKey { .. } | Subject::Resource { .. } | Subject::None => {
+                Err(remedy_note(finding))
+            }
+        };
+        match planned {
+            Ok(new_steps) => steps.extend(new_steps),
+            Err(text) => {
+                uncovered.push(finding.cause);
+                notes.push(Note {
+                    fix: fix_of(&finding.subject),
+                    text,
+                });
+            }
         }
     }
 
-    // A key that cannot be used blocks every launch whatever else is fixed: cycling would only
-    // produce another failure.
-    let launches_still_blocked = diagnosis
-        .findings
-        .iter()
-        .any(|f| matches!(f.subject, Subject::UnusableKey { .. }));
     if !steps.is_empty() {
-        if launches_still_blocked {
+        if let Some(cause) = uncovered.first() {
             notes.push(Note {
                 fix: Some(FixKind::CycleNodegroup),
-                text: "Cycle skipped: a KMS key the launch template uses is unusable, so new instances would fail too."
-                    .into(),
+                text: format!(
+                    "Cycle skipped: {cause} has no automatic fix, so new instances would fail too; fix it first."
+                ),
             });
         } else {
             match plan_cycle(evidence, &affected_subnets) {
@@ -262,6 +426,24 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
         steps,
         notes,
     }
+}
+
+fn fix_of(subject: &Subject) -> Option<FixKind> {
+    match subject {
+        Subject::Key { .. } => Some(FixKind::PatchKmsKeyPolicy),
+        Subject::Subnet { .. } => Some(FixKind::AddNatRoute),
+        Subject::DefaultRoute { .. } => Some(FixKind::ReplaceDefaultRoute),
+        _ => None,
+    }
+}
+
+/// What a human should do about a finding no step fixes.
+fn remedy_note(finding: &Finding) -> String {
+    let remedy = finding
+        .remedy
+        .clone()
+        .unwrap_or_else(|| finding.cause.doc().remedy.to_string());
+    format!("{}: no automatic fix. {remedy}", finding.cause)
 }
 
 fn plan_id(steps: &[Step]) -> String {
@@ -373,6 +555,65 @@ fn plan_nat_route(finding: &Finding, evidence: &Evidence) -> Result<Step, String
     })
 }
 
+fn plan_route_replacement(finding: &Finding, evidence: &Evidence) -> Result<Step, String> {
+    let Subject::DefaultRoute {
+        subnet_id,
+        route_table_id,
+        current_target,
+        availability_zone,
+    } = &finding.subject
+    else {
+        return Err("internal: a route replacement needs a default-route finding".into());
+    };
+    let network = evidence
+        .network
+        .as_ref()
+        .ok_or_else(|| "No network evidence was collected; no route can be planned.".to_string())?;
+    if network
+        .route_tables
+        .iter()
+        .any(|t| t.id == *route_table_id && t.main)
+    {
+        return Err(format!(
+            "{}: route table {route_table_id} is the VPC's main table; replacing its default route would change every \
+             subnet without its own table. {}",
+            finding.cause,
+            finding.remedy.clone().unwrap_or_default()
+        ));
+    }
+    let same_zone = choose_nat_gateway(network, availability_zone.as_deref())
+        .filter(|(nat, _)| nat.id != *current_target)
+        .filter(|(nat, _)| {
+            availability_zone.is_some()
+                && network
+                    .subnet(&nat.subnet_id)
+                    .map(|s| Some(&s.availability_zone))
+                    == Some(availability_zone.as_ref())
+        });
+    let (nat, why) = same_zone.ok_or_else(|| {
+        format!(
+            "{}: no available public NAT gateway in {} to replace {current_target} with; create one in a public subnet \
+             of that zone, then: aws ec2 replace-route --route-table-id {route_table_id} --destination-cidr-block \
+             0.0.0.0/0 --nat-gateway-id <nat>",
+            finding.cause,
+            availability_zone.as_deref().unwrap_or("the subnet's zone")
+        )
+    })?;
+    Ok(Step {
+        fix: FixKind::ReplaceDefaultRoute,
+        action: Action::ReplaceRoute {
+            route_table_id: route_table_id.clone(),
+            destination_cidr_block: "0.0.0.0/0".into(),
+            nat_gateway_id: nat.id.clone(),
+            previous_target: current_target.clone(),
+        },
+        reason: format!(
+            "Point 0.0.0.0/0 of {route_table_id} (subnet {subnet_id}) at {} instead of {current_target}: {why}.",
+            nat.id
+        ),
+    })
+}
+
 /// Picks the NAT gateway for a default route: available and public, then same zone, then one
 /// the cluster's other node subnets already use, then by id for a stable answer.
 pub fn choose_nat_gateway<'a>(
@@ -431,8 +672,8 @@ fn plan_cycle(evidence: &Evidence, affected_subnets: &BTreeSet<String>) -> Resul
     }
     let (healthy, affected): (Vec<_>, Vec<_>) = evidence
         .group
-        .instances
         .iter()
+        .flat_map(|group| group.instances.iter())
         .filter(|instance| instance.is_in_service_and_healthy())
         .partition(|instance| {
             !instance

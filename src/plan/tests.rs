@@ -206,9 +206,11 @@ fn with_nats(nats: &[(&str, &str, &str, &str)]) -> Evidence {
                 subnet_id: subnet.to_string(),
                 state: state.to_string(),
                 connectivity: connectivity.to_string(),
+                public_ips: vec![],
             })
             .collect();
         n.subnets.push(SubnetFacts {
+            vpc_id: "vpc-1".into(),
             id: "subnet-public-b".into(),
             availability_zone: "us-west-2b".into(),
             cidr: "10.42.32.0/19".into(),
@@ -353,4 +355,190 @@ fn every_fix_kind_has_a_unique_code() {
     for fix in FixKind::ALL {
         assert_eq!(serde_json::to_value(fix).unwrap(), json!(fix.code()));
     }
+}
+
+fn replace_target(evidence: &Evidence) -> Option<String> {
+    plan_for(evidence)
+        .steps
+        .iter()
+        .find_map(|s| match &s.action {
+            Action::ReplaceRoute { nat_gateway_id, .. } => Some(nat_gateway_id.clone()),
+            _ => None,
+        })
+}
+
+fn blackholed(evidence: Evidence) -> Evidence {
+    evidence.network(|n| {
+        let table = n
+            .route_tables
+            .iter_mut()
+            .find(|t| t.id == "rtb-node")
+            .unwrap();
+        table.routes.retain(|r| !r.is_default_ipv4());
+        table.routes.push(default_route("nat-deleted", "blackhole"));
+    })
+}
+
+#[test]
+fn a_blackholed_route_is_replaced_with_an_available_nat_in_the_same_zone() {
+    let plan = plan_for(&blackholed(Evidence::healthy()));
+    assert_eq!(
+        kinds(&plan),
+        vec![FixKind::ReplaceDefaultRoute, FixKind::CycleNodegroup]
+    );
+    assert_eq!(
+        plan.steps[0].action,
+        Action::ReplaceRoute {
+            route_table_id: "rtb-node".into(),
+            destination_cidr_block: "0.0.0.0/0".into(),
+            nat_gateway_id: "nat-a".into(),
+            previous_target: "nat-deleted".into(),
+        }
+    );
+    assert!(FixKind::ReplaceDefaultRoute.needs_approval_by_default());
+}
+
+#[test]
+fn a_blackholed_route_is_not_pointed_at_another_zone() {
+    let evidence = blackholed(Evidence::healthy()).network(|n| {
+        n.subnets
+            .iter_mut()
+            .find(|s| s.id == "subnet-public-a")
+            .unwrap()
+            .availability_zone = "us-west-2b".into();
+    });
+    assert_eq!(replace_target(&evidence), None);
+    let plan = plan_for(&evidence);
+    assert!(
+        plan.notes[0]
+            .text
+            .contains("no available public NAT gateway in us-west-2a")
+    );
+}
+
+#[test]
+fn vpc_dns_is_fixed_one_attribute_per_call() {
+    let evidence = Evidence::healthy().network(|n| {
+        n.vpc.dns_support = Some(false);
+        n.vpc.dns_hostnames = Some(false);
+    });
+    let plan = plan_for(&evidence);
+    assert_eq!(
+        kinds(&plan),
+        vec![
+            FixKind::EnableVpcDns,
+            FixKind::EnableVpcDns,
+            FixKind::CycleNodegroup
+        ]
+    );
+    let calls: Vec<_> = plan.steps[..2]
+        .iter()
+        .flat_map(|s| s.action.api_calls())
+        .collect();
+    assert_eq!(
+        calls[0].parameters,
+        json!({"VpcId": "vpc-1", "EnableDnsSupport": {"Value": true}})
+    );
+    assert_eq!(
+        calls[1].parameters,
+        json!({"VpcId": "vpc-1", "EnableDnsHostnames": {"Value": true}})
+    );
+}
+
+#[test]
+fn identity_gaps_get_attach_and_access_entry_steps() {
+    let evidence = Evidence::healthy().identity(|i| {
+        i.access_entry = crate::evidence::AccessEntryLookup::Absent;
+        if let crate::evidence::RoleLookup::Found {
+            attached_policy_arns,
+            ..
+        } = &mut i.role
+        {
+            attached_policy_arns.clear();
+        }
+    });
+    let plan = plan_for(&evidence);
+    assert_eq!(
+        kinds(&plan),
+        vec![
+            FixKind::AttachNodeRolePolicy,
+            FixKind::AttachNodeRolePolicy,
+            FixKind::AttachNodeRolePolicy,
+            FixKind::CreateAccessEntry,
+            FixKind::CycleNodegroup
+        ]
+    );
+    assert_eq!(
+        plan.steps[3].action.api_calls()[0].parameters,
+        json!({"clusterName": "eks-workshop", "principalArn": NODE_ROLE, "type": "EC2_LINUX"})
+    );
+}
+
+#[test]
+fn a_public_subnet_without_public_ips_gets_the_attribute_turned_on() {
+    let evidence = Evidence::healthy().network(|n| {
+        let table = n
+            .route_tables
+            .iter_mut()
+            .find(|t| t.id == "rtb-node")
+            .unwrap();
+        table.routes.retain(|r| !r.is_default_ipv4());
+        table.routes.push(default_route("igw-1", "active"));
+    });
+    let plan = plan_for(&evidence);
+    assert_eq!(
+        kinds(&plan),
+        vec![FixKind::EnableSubnetPublicIp, FixKind::CycleNodegroup]
+    );
+}
+
+#[test]
+fn the_cycle_waits_until_every_blocking_cause_has_a_fix() {
+    let evidence = Evidence::lab_000()
+        .identity(|_| {})
+        .network(|n| n.vpc.dns_support = Some(true));
+    let mut evidence = evidence;
+    evidence
+        .nodegroup
+        .health_issues
+        .push(crate::evidence::HealthIssue {
+            code: "ClusterUnreachable".into(),
+            message: "timeout".into(),
+            resource_ids: vec![],
+        });
+    let plan = plan_for(&evidence);
+    assert_eq!(
+        kinds(&plan),
+        vec![FixKind::AddNatRoute],
+        "the route is still planned"
+    );
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.fix == Some(FixKind::CycleNodegroup)
+                && n.text.contains("cluster_unreachable")),
+        "{:?}",
+        plan.notes
+    );
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.text.starts_with("cluster_unreachable: no automatic fix"))
+    );
+}
+
+#[test]
+fn only_the_original_lab_fixes_apply_without_approval() {
+    let auto: Vec<FixKind> = FixKind::ALL
+        .into_iter()
+        .filter(|f| !f.needs_approval_by_default())
+        .collect();
+    assert_eq!(
+        auto,
+        vec![
+            FixKind::AddNatRoute,
+            FixKind::PatchKmsKeyPolicy,
+            FixKind::CycleNodegroup
+        ]
+    );
 }

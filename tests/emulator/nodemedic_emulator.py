@@ -19,6 +19,11 @@ user would make:
   Client.InvalidKMSKey.InvalidState, nodegroup DEGRADED with AsgInstanceLaunchFailures).
   A later successful scale-out clears that health issue, as EKS does.
 * DescribeScalingActivities returns the activities recorded above.
+* Clusters look like EKS's: resourcesVpcConfig carries vpcId, a cluster security group EKS
+  creates (all traffic from itself), and the endpoint defaults; UpdateClusterConfig merges its
+  changes; accessConfig.authenticationMode is kept; access entries (Create/Describe/List/Delete)
+  exist. Managed nodegroup instances without launch-template security groups get the cluster
+  security group, as EKS gives them.
 * EventBridge deliveries to SQS carry the envelope's `account` field, as AWS's do (moto's default
   input template leaves it out).
 
@@ -32,6 +37,8 @@ Run: python3 nodemedic_emulator.py --port 5000 [--host 127.0.0.1] [--update-seco
 
 import argparse
 import json
+import re
+from urllib.parse import unquote
 import os
 import sys
 import threading
@@ -65,6 +72,8 @@ _lock = threading.RLock()
 _activities = {}
 # (account, region, cluster, nodegroup) -> list of update dicts
 _updates = {}
+# (account, region, cluster) -> {principal arn: access entry dict}
+_access_entries = {}
 
 
 def _now():
@@ -73,6 +82,130 @@ def _now():
 
 def _backend(module_backends, account, region):
     return module_backends[account][region]
+
+
+# --------------------------------------------------------------------------- clusters
+
+_original_create_cluster = eks_models.EKSBackend.create_cluster
+
+
+def _create_cluster(self, *args, **kwargs):
+    from moto.ec2.models import ec2_backends
+
+    cluster = _original_create_cluster(self, *args, **kwargs)
+    config = dict(cluster.resources_vpc_config or {})
+    ec2 = _backend(ec2_backends, self.account_id, self.region_name)
+    subnets = config.get("subnetIds") or []
+    vpc_id = ec2.get_subnet(subnets[0]).vpc_id if subnets else None
+    if vpc_id:
+        group = ec2.create_security_group(
+            f"eks-cluster-sg-{cluster.name}-{random_suffix()}",
+            "EKS created security group applied to ENI that is attached to EKS Control Plane master nodes, "
+            "as well as any managed workloads.",
+            vpc_id=vpc_id,
+            tags={"aws:eks:cluster-name": cluster.name, f"kubernetes.io/cluster/{cluster.name}": "owned"},
+        )
+        ec2.authorize_security_group_ingress(group.id, "-1", None, None, [], source_groups=[{"GroupId": group.id}])
+        config["vpcId"] = vpc_id
+        config["clusterSecurityGroupId"] = group.id
+    config.setdefault("securityGroupIds", [])
+    config.setdefault("endpointPublicAccess", True)
+    config.setdefault("endpointPrivateAccess", False)
+    config.setdefault("publicAccessCidrs", ["0.0.0.0/0"])
+    cluster.resources_vpc_config = config
+    cluster.access_config = {"authenticationMode": "API_AND_CONFIG_MAP", "bootstrapClusterCreatorAdminPermissions": True}
+    return cluster
+
+
+def random_suffix():
+    return uuid.uuid4().hex[:10]
+
+
+eks_models.EKSBackend.create_cluster = _create_cluster
+
+_original_update_cluster_config = eks_models.EKSBackend.update_cluster_config
+
+
+def _update_cluster_config(self, name, resources_vpc_config=None, **kwargs):
+    cluster = self.clusters.get(name)
+    merged = None
+    if cluster is not None and resources_vpc_config:
+        merged = dict(cluster.resources_vpc_config or {})
+        merged.update(resources_vpc_config)
+    return _original_update_cluster_config(self, name, merged or resources_vpc_config, **kwargs)
+
+
+eks_models.EKSBackend.update_cluster_config = _update_cluster_config
+
+_original_create_cluster_response = eks_responses.EKSResponse.create_cluster
+
+
+def _create_cluster_response(self):
+    result = _original_create_cluster_response(self)
+    access = self._get_param("accessConfig") or {}
+    if access.get("authenticationMode"):
+        cluster = self.eks_backend.clusters[self._get_param("name")]
+        cluster.access_config["authenticationMode"] = access["authenticationMode"]
+    return result
+
+
+eks_responses.EKSResponse.create_cluster = _create_cluster_response
+
+
+def _access_entries_endpoint(request, region):
+    """CreateAccessEntry, DescribeAccessEntry, ListAccessEntries and DeleteAccessEntry."""
+    match = re.match(r"^/clusters/([^/]+)/access-entries(?:/(.+))?$", request.path)
+    cluster_name, principal = match.group(1), match.group(2)
+    principal = unquote(principal) if principal else None
+    account = DEFAULT_ACCOUNT_ID
+    backend = eks_models.eks_backends[account][region]
+    if cluster_name not in backend.clusters:
+        return _eks_error(404, "ResourceNotFoundException", f"No cluster found for name: {cluster_name}.")
+    entries = _access_entries.setdefault((account, region, cluster_name), {})
+    if request.method == "GET" and principal is None:
+        return _json({"accessEntries": sorted(entries)})
+    if request.method == "POST" and principal is None:
+        body = json.loads(request.get_data() or b"{}")
+        arn = body.get("principalArn", "")
+        if arn in entries:
+            return _eks_error(409, "ResourceInUseException", f"The specified access entry resource is already in use on this cluster.")
+        entry_type = body.get("type", "STANDARD")
+        now = time.time()
+        entry = {
+            "clusterName": cluster_name,
+            "principalArn": arn,
+            "kubernetesGroups": body.get("kubernetesGroups", []),
+            "accessEntryArn": f"arn:aws:eks:{region}:{account}:access-entry/{cluster_name}/{uuid.uuid4()}",
+            "createdAt": now,
+            "modifiedAt": now,
+            "tags": body.get("tags", {}),
+            "username": "system:node:{{EC2PrivateDNSName}}" if entry_type.startswith("EC2") else arn,
+            "type": entry_type,
+        }
+        entries[arn] = entry
+        return _json({"accessEntry": entry})
+    if principal is not None and principal in entries:
+        if request.method == "GET":
+            return _json({"accessEntry": entries[principal]})
+        if request.method == "DELETE":
+            del entries[principal]
+            return _json({})
+    return _eks_error(404, "ResourceNotFoundException", f"The specified principalArn could not be found.")
+
+
+def _json(payload, status=200):
+    return Response(json.dumps(payload), status=status, content_type="application/json")
+
+
+def _eks_error(status, code, message):
+    response = _json({"message": message}, status)
+    response.headers["x-amzn-ErrorType"] = code
+    return response
+
+
+def _region_of(environ):
+    credential = re.search(r"Credential=[^/]+/[^/]+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+    return credential.group(1) if credential else "us-west-2"
 
 
 # --------------------------------------------------------------------------- nodegroups
@@ -109,17 +242,23 @@ def _create_nodegroup_asg(eks_backend, nodegroup):
     autoscaling = _backend(asg_models.autoscaling_backends, account, region)
     ec2 = _backend(ec2_backends, account, region)
     asg_name = nodegroup.resources["autoScalingGroups"][0]["name"]
+    cluster = eks_backend.clusters[nodegroup.cluster_name]
+    cluster_group = (cluster.resources_vpc_config or {}).get("clusterSecurityGroupId")
     if nodegroup.launch_template and nodegroup.launch_template.get("id"):
         template = {
             "LaunchTemplateId": nodegroup.launch_template["id"],
             "Version": str(nodegroup.launch_template.get("version") or "$Default"),
         }
     else:
-        # EKS creates a launch template of its own when the user gives none.
+        # EKS creates a launch template of its own when the user gives none, with the cluster
+        # security group on the instances.
+        data = {"ImageId": "ami-12c6146b", "InstanceType": nodegroup.instance_types[0]}
+        if cluster_group:
+            data["SecurityGroupIds"] = [cluster_group]
         created = ec2.create_launch_template(
             f"eks-{nodegroup.uuid}",
             "created by EKS for the managed nodegroup",
-            {"ImageId": "ami-12c6146b", "InstanceType": nodegroup.instance_types[0]},
+            data,
             tag_spec={},
         )
         template = {"LaunchTemplateId": created.id, "Version": "1"}
@@ -461,6 +600,7 @@ def _reset_emulator_state():
     with _lock:
         _activities.clear()
         _updates.clear()
+        _access_entries.clear()
 
 
 class EmulatorApp:
@@ -469,6 +609,10 @@ class EmulatorApp:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
+        if re.match(r"^/clusters/[^/]+/access-entries", path):
+            with _lock:
+                response = _access_entries_endpoint(Request(environ), _region_of(environ))
+            return response(environ, start_response)
         if path.startswith("/_emulator/"):
             try:
                 response = _emulator_endpoint(Request(environ))

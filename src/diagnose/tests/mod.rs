@@ -1,9 +1,14 @@
+mod checklist;
+mod firewall;
+mod health;
+
 use super::*;
 use crate::evidence::fixtures::*;
 use crate::evidence::{Evidence, RouteTableFacts};
 use crate::plan::key_policy::{self, KeyPolicyPatch};
 
-fn causes(evidence: &Evidence) -> Vec<Cause> {
+/// Every finding's cause, blocking or not.
+pub(super) fn causes(evidence: &Evidence) -> Vec<Cause> {
     diagnose(evidence)
         .findings
         .iter()
@@ -136,7 +141,11 @@ fn an_unreadable_cross_account_key_without_a_kms_failure_is_not_blamed() {
     let evidence = Evidence::lab_002()
         .key_owned_by("444455556666")
         .status_message("We currently do not have sufficient t3.medium capacity in the Availability Zone you requested (us-west-2a).");
-    assert_eq!(causes(&evidence), vec![Cause::Unknown]);
+    assert_eq!(
+        causes(&evidence),
+        vec![Cause::InsufficientCapacity],
+        "the failure text, not the key, explains it"
+    );
 }
 
 #[test]
@@ -232,6 +241,12 @@ fn a_subnet_with_an_active_default_route_is_healthy() {
                 .find(|t| t.id == "rtb-new")
                 .unwrap();
             table.routes.push(default_route(target, "active"));
+            // A subnet routed to an internet gateway is public: its instances need public IPs.
+            n.subnets
+                .iter_mut()
+                .find(|s| s.id == "subnet-new")
+                .unwrap()
+                .map_public_ip_on_launch = true;
         });
         assert!(
             diagnose(&evidence).is_healthy(),
@@ -298,7 +313,7 @@ fn every_cause_has_a_unique_code_and_documentation() {
     codes.dedup();
     assert_eq!(codes.len(), Cause::ALL.len());
     for cause in Cause::ALL {
-        assert_eq!(Cause::from_code(cause.code()), Some(cause));
+        assert_eq!(Cause::from_code(cause.code()), Some(*cause));
         let doc = cause.doc();
         assert!(!doc.title.is_empty() && !doc.evidence.is_empty() && !doc.remedy.is_empty());
         assert_eq!(
@@ -328,5 +343,16 @@ fn a_key_nodemedic_may_not_describe_is_suspected_only_when_launches_fail_on_kms(
     assert!(finding.explanation.contains("444455556666"));
     let quiet =
         evidence.status_message("There is no Spot capacity available that matches your request.");
-    assert_eq!(causes(&quiet), vec![Cause::Unknown]);
+    assert_eq!(causes(&quiet), vec![Cause::InsufficientCapacity]);
+}
+
+/// Causes of the blocking findings.
+pub(super) fn blocking(evidence: &Evidence) -> Vec<Cause> {
+    diagnose(evidence).blocking().map(|f| f.cause).collect()
+}
+
+#[test]
+fn the_healthy_fixture_is_healthy_with_no_warnings() {
+    let diagnosis = diagnose(&Evidence::healthy());
+    assert!(diagnosis.findings.is_empty(), "{:#?}", diagnosis.findings);
 }
