@@ -90,7 +90,8 @@ pub async fn run_with(
             publisher,
         };
         info!(clusters = ?settings.watch.clusters, interval_secs = settings.watch.interval_secs, "health watcher on");
-        Some(tokio::spawn(watcher.run(watch_stop.clone())))
+        let published = watcher.first_pass().await;
+        Some(tokio::spawn(watcher.run(published, watch_stop.clone())))
     } else {
         None
     };

@@ -195,6 +195,23 @@ pub async fn run(args: &DemoArgs) -> Result<(), DemoError> {
         );
     }
 
+    heading("3. nodemedic diagnose --cluster eks-workshop (the whole checklist, read-only)");
+    let request = crate::inspect::Request {
+        account: network.account.clone(),
+        region: lab::REGION.into(),
+        cluster: lab::CLUSTER.into(),
+        nodegroup: None,
+        instance: None,
+    };
+    let reports = crate::inspect::inspect(&crate::aws::AwsClients::new(&sdk), &request)
+        .await
+        .map_err(|e| DemoError::Check(e.to_string()))?;
+    print!("{}", report::diagnose_text(&reports));
+    check(
+        reports.iter().all(|r| r.healthy),
+        "every nodegroup is healthy after the fixes",
+    )?;
+
     heading("nodemedic audit list");
     let incidents = store.read(|c| query::list(c, 100)).await?;
     print!("{}", report::list_text(&incidents));

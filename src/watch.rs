@@ -34,18 +34,32 @@ pub struct Pass {
     pub published: usize,
 }
 
+/// What the watcher already published, by cluster and nodegroup.
+pub type Published = HashMap<(String, String), String>;
+
 impl Watcher {
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut last_published: HashMap<(String, String), String> = HashMap::new();
+    /// One pass now; used before the queue loop starts so that a drain-once run sees it.
+    pub async fn first_pass(&self) -> Published {
+        let mut published = Published::new();
+        self.logged_pass(&mut published).await;
+        published
+    }
+
+    /// Passes every interval until `shutdown`.
+    pub async fn run(self, mut published: Published, shutdown: CancellationToken) {
         loop {
-            match self.pass(&mut last_published).await {
-                Ok(pass) => debug!(?pass, "health watch pass"),
-                Err(error) => warn!(%error, "health watch pass failed; trying again next interval"),
-            }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
                 _ = shutdown.cancelled() => return,
             }
+            self.logged_pass(&mut published).await;
+        }
+    }
+
+    async fn logged_pass(&self, published: &mut Published) {
+        match self.pass(published).await {
+            Ok(pass) => debug!(?pass, "health watch pass"),
+            Err(error) => warn!(%error, "health watch pass failed; trying again next interval"),
         }
     }
 

@@ -4,6 +4,8 @@
 pub mod collect;
 #[cfg(test)]
 pub mod fixtures;
+#[cfg(test)]
+mod mocked;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -461,5 +463,11 @@ impl CallLog {
 
     pub fn total(&self) -> u32 {
         self.by_operation.values().sum()
+    }
+
+    pub fn merge(&mut self, other: CallLog) {
+        for (operation, count) in other.by_operation {
+            *self.by_operation.entry(operation).or_default() += count;
+        }
     }
 }

@@ -46,6 +46,8 @@ impl Emulator {
                 "--update-seconds",
                 &update_seconds.to_string(),
             ])
+            // Lets worlds attach AWS managed policies to roles, as in a real account.
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)

@@ -38,6 +38,7 @@ pub struct LabClients {
     pub ec2: aws_sdk_ec2::Client,
     pub eks: aws_sdk_eks::Client,
     pub events: aws_sdk_eventbridge::Client,
+    pub iam: aws_sdk_iam::Client,
     pub kms: aws_sdk_kms::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sts: aws_sdk_sts::Client,
@@ -50,6 +51,7 @@ impl LabClients {
             ec2: aws_sdk_ec2::Client::new(config),
             eks: aws_sdk_eks::Client::new(config),
             events: aws_sdk_eventbridge::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
             kms: aws_sdk_kms::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
@@ -162,6 +164,8 @@ async fn queue_arn(c: &LabClients, url: &str) -> Result<String, LabError> {
 #[derive(Debug, Clone)]
 pub struct Network {
     pub account: String,
+    /// The node role `workshop` creates (with the three managed policies nodes need).
+    pub node_role_arn: String,
     pub vpc: String,
     pub internet_gateway: String,
     pub public_subnet: String,
@@ -264,6 +268,7 @@ pub async fn network(c: &LabClients) -> Result<Network, LabError> {
         .await
         .op("ec2:CreateRoute")?;
     Ok(Network {
+        node_role_arn: format!("arn:aws:iam::{account}:role/eks-workshop-node"),
         account,
         vpc,
         internet_gateway,
@@ -313,10 +318,11 @@ pub async fn route_table(c: &LabClients, vpc: &str, subnet: &str) -> Result<Stri
     Ok(table)
 }
 
-/// The workshop both labs start from: the network, cluster `eks-workshop`, and a healthy
-/// nodegroup `default` in the private subnet.
+/// The workshop both labs start from: the network, the node role, cluster `eks-workshop`, and
+/// a healthy nodegroup `default` in the private subnet.
 pub async fn workshop(c: &LabClients) -> Result<Network, LabError> {
     let network = network(c).await?;
+    node_role(c, "eks-workshop-node", &NODE_POLICIES).await?;
     cluster(c, &network).await?;
     nodegroup(
         c,
@@ -330,10 +336,57 @@ pub async fn workshop(c: &LabClients) -> Result<Network, LabError> {
     Ok(network)
 }
 
+/// The AWS managed policies a node role needs.
+pub const NODE_POLICIES: [&str; 3] = [
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryReadOnly",
+];
+
+/// An EC2 role with the given AWS managed policies attached; returns its ARN.
+pub async fn node_role(c: &LabClients, name: &str, policies: &[&str]) -> Result<String, LabError> {
+    let trust = json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    });
+    let created = c
+        .iam
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .op("iam:CreateRole")?;
+    for policy in policies {
+        c.iam
+            .attach_role_policy()
+            .role_name(name)
+            .policy_arn(format!("arn:aws:iam::aws:policy/{policy}"))
+            .send()
+            .await
+            .op("iam:AttachRolePolicy")?;
+    }
+    created
+        .role()
+        .map(|r| r.arn().to_string())
+        .ok_or(LabError::Missing("a role ARN"))
+}
+
 pub async fn cluster(c: &LabClients, network: &Network) -> Result<(), LabError> {
-    c.eks
+    cluster_named(c, network, CLUSTER, None).await
+}
+
+/// A cluster on the network's subnets, optionally authenticating with `authentication_mode`.
+pub async fn cluster_named(
+    c: &LabClients,
+    network: &Network,
+    name: &str,
+    authentication_mode: Option<aws_sdk_eks::types::AuthenticationMode>,
+) -> Result<(), LabError> {
+    let mut request = c
+        .eks
         .create_cluster()
-        .name(CLUSTER)
+        .name(name)
         .role_arn(format!(
             "arn:aws:iam::{}:role/eks-workshop-cluster",
             network.account
@@ -343,17 +396,44 @@ pub async fn cluster(c: &LabClients, network: &Network) -> Result<(), LabError> 
                 .subnet_ids(&network.private_subnet)
                 .subnet_ids(&network.public_subnet)
                 .build(),
-        )
-        .send()
-        .await
-        .op("eks:CreateCluster")?;
+        );
+    if let Some(mode) = authentication_mode {
+        request = request.access_config(
+            aws_sdk_eks::types::CreateAccessConfigRequest::builder()
+                .authentication_mode(mode)
+                .build(),
+        );
+    }
+    request.send().await.op("eks:CreateCluster")?;
     Ok(())
 }
 
-/// A managed nodegroup; returns its Auto Scaling group's name.
+/// A managed nodegroup of `eks-workshop`; returns its Auto Scaling group's name.
 pub async fn nodegroup(
     c: &LabClients,
     network: &Network,
+    name: &str,
+    subnet: &str,
+    scaling: (i32, i32, i32),
+    launch_template: Option<&str>,
+) -> Result<String, LabError> {
+    nodegroup_in(
+        c,
+        CLUSTER,
+        &network.node_role_arn,
+        name,
+        subnet,
+        scaling,
+        launch_template,
+    )
+    .await
+}
+
+/// A managed nodegroup of any cluster, with any node role.
+pub async fn nodegroup_in(
+    c: &LabClients,
+    cluster: &str,
+    node_role_arn: &str,
     name: &str,
     subnet: &str,
     (min, max, desired): (i32, i32, i32),
@@ -362,12 +442,9 @@ pub async fn nodegroup(
     let mut request = c
         .eks
         .create_nodegroup()
-        .cluster_name(CLUSTER)
+        .cluster_name(cluster)
         .nodegroup_name(name)
-        .node_role(format!(
-            "arn:aws:iam::{}:role/eks-workshop-node",
-            network.account
-        ))
+        .node_role(node_role_arn)
         .subnets(subnet)
         .scaling_config(
             NodegroupScalingConfig::builder()

@@ -24,6 +24,8 @@ user would make:
   changes; accessConfig.authenticationMode is kept; access entries (Create/Describe/List/Delete)
   exist. Managed nodegroup instances without launch-template security groups get the cluster
   security group, as EKS gives them.
+* A route whose NAT gateway is deleted or failed, or whose internet gateway is detached, is in
+  state `blackhole`, as in EC2 (moto reports every route active).
 * EventBridge deliveries to SQS carry the envelope's `account` field, as AWS's do (moto's default
   input template leaves it out).
 
@@ -563,6 +565,25 @@ def _describe_scaling_activities(self):
 
 
 asg_responses.AutoScalingResponse.describe_scaling_activities = _describe_scaling_activities
+
+# --------------------------------------------------------------------------- routes
+
+import moto.ec2.models.route_tables as route_models
+
+
+def _route_state(route):
+    nat = getattr(route, "nat_gateway", None)
+    if nat is not None and getattr(nat, "state", "available") in ("deleted", "deleting", "failed"):
+        return "blackhole"
+    gateway = getattr(route, "gateway", None)
+    if gateway is not None and getattr(gateway, "id", "").startswith("igw-"):
+        attached = getattr(gateway, "vpc", None)
+        if attached is None or attached.id != route.route_table.vpc_id:
+            return "blackhole"
+    return "active"
+
+
+route_models.Route.state = property(_route_state)
 
 # --------------------------------------------------------------------------- EventBridge
 

@@ -3,5 +3,7 @@
 
 mod intake;
 mod labs;
+mod scenarios;
 mod settings;
+mod sources;
 mod support;

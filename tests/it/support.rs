@@ -337,3 +337,40 @@ pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
 }
+
+impl World {
+    /// `nodemedic diagnose --cluster C [--nodegroup N] --json`: the exit code and the reports.
+    pub fn diagnose(&self, cluster: &str, nodegroup: Option<&str>) -> (i32, Value) {
+        let mut args = vec!["diagnose", "--cluster", cluster, "--json"];
+        if let Some(nodegroup) = nodegroup {
+            args.extend(["--nodegroup", nodegroup]);
+        }
+        let output = self.nodemedic(&args, &[]);
+        let code = output.status.code().unwrap_or(-1);
+        let reports = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+            panic!(
+                "diagnose printed no JSON (exit {code}):\n{}",
+                stderr(&output)
+            )
+        });
+        (code, reports)
+    }
+
+    /// The cause codes of the blocking findings `diagnose` reports for one nodegroup.
+    pub fn blocking_causes(&self, nodegroup: &str) -> Vec<String> {
+        let (code, reports) = self.diagnose(nodemedic::lab::CLUSTER, Some(nodegroup));
+        let causes: Vec<String> = reports[0]["diagnosis"]["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter(|f| f["blocking"] == true)
+            .map(|f| f["cause"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(
+            code,
+            if causes.is_empty() { 0 } else { 3 },
+            "exit code for {causes:?}"
+        );
+        causes
+    }
+}

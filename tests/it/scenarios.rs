@@ -1,0 +1,726 @@
+//! The scenario corpus: one world per cause of the join checklist, built in the emulator with
+//! the API calls a user would make, and the cause `nodemedic diagnose` must name. Near misses
+//! must name nothing. States moto cannot express (nodegroup health) are set through the
+//! emulator's test endpoint; see also the aws-smithy-mocks units in src/evidence/mocked.rs.
+
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, DomainType, LaunchTemplateBlockDeviceMappingRequest,
+    LaunchTemplateEbsBlockDeviceRequest, NewDhcpConfiguration, PortRange,
+    RequestLaunchTemplateData, RuleAction, VpcEndpointType,
+};
+use aws_sdk_eks::types::{AuthenticationMode, VpcConfigRequest};
+use nodemedic::aws::AwsResultExt;
+use nodemedic::lab::{self, CLUSTER};
+use serde_json::json;
+
+use crate::support::World;
+
+/// A nodegroup `probe` in a new subnet 10.42.192.0/19 with its own route table, routed to the
+/// workshop's NAT gateway unless `route` is false. Returns (subnet, route table).
+async fn probe(world: &World, route: bool) -> (String, String) {
+    let c = &world.clients;
+    let subnet = lab::subnet(c, &world.network.vpc, "10.42.192.0/19")
+        .await
+        .unwrap();
+    let table = lab::route_table(c, &world.network.vpc, &subnet)
+        .await
+        .unwrap();
+    if route {
+        c.ec2
+            .create_route()
+            .route_table_id(&table)
+            .destination_cidr_block("0.0.0.0/0")
+            .nat_gateway_id(&world.network.nat_gateway)
+            .send()
+            .await
+            .unwrap();
+    }
+    lab::nodegroup(c, &world.network, "probe", &subnet, (0, 1, 0), None)
+        .await
+        .unwrap();
+    (subnet, table)
+}
+
+async fn template(world: &World, name: &str, data: RequestLaunchTemplateData) -> String {
+    world
+        .clients
+        .ec2
+        .create_launch_template()
+        .launch_template_name(name)
+        .launch_template_data(data)
+        .send()
+        .await
+        .op("ec2:CreateLaunchTemplate")
+        .unwrap()
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .unwrap()
+        .to_string()
+}
+
+async fn security_group(world: &World, name: &str) -> String {
+    world
+        .clients
+        .ec2
+        .create_security_group()
+        .group_name(name)
+        .description(name)
+        .vpc_id(&world.network.vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_healthy_workshop_has_no_cause_and_exits_zero() {
+    let world = World::new(3).await;
+    let (code, reports) = world.diagnose(CLUSTER, None);
+    assert_eq!(code, 0, "{reports:#}");
+    assert_eq!(reports[0]["healthy"], true);
+    assert!(reports[0]["aws_calls"]["by_operation"]["ec2:DescribeRouteTables"].as_u64() == Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lab_000_subnet_without_a_route() {
+    let world = World::new(3).await;
+    probe(&world, false).await;
+    assert_eq!(
+        world.blocking_causes("probe"),
+        vec!["subnet_no_egress_route"]
+    );
+    let (_, reports) = world.diagnose(CLUSTER, Some("probe"));
+    assert_eq!(reports[0]["plan"]["steps"][0]["fix"], "add_nat_route");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subnet_that_reaches_aws_through_vpc_endpoints_only_is_healthy() {
+    let world = World::new(3).await;
+    let (subnet, table) = probe(&world, false).await;
+    for service in ["ec2", "ecr.api", "ecr.dkr", "sts"] {
+        world
+            .clients
+            .ec2
+            .create_vpc_endpoint()
+            .vpc_id(&world.network.vpc)
+            .vpc_endpoint_type(VpcEndpointType::Interface)
+            .service_name(format!("com.amazonaws.us-west-2.{service}"))
+            .subnet_ids(&subnet)
+            .private_dns_enabled(true)
+            .send()
+            .await
+            .unwrap();
+    }
+    world
+        .clients
+        .ec2
+        .create_vpc_endpoint()
+        .vpc_id(&world.network.vpc)
+        .vpc_endpoint_type(VpcEndpointType::Gateway)
+        .service_name("com.amazonaws.us-west-2.s3")
+        .route_table_ids(&table)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(world.blocking_causes("probe"), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_nat_gateway_leaves_a_blackhole() {
+    let world = World::new(3).await;
+    world
+        .clients
+        .ec2
+        .delete_nat_gateway()
+        .nat_gateway_id(&world.network.nat_gateway)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        world.blocking_causes("default"),
+        vec!["default_route_blackhole"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nat_gateway_in_a_private_subnet_reaches_nothing() {
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let allocation = c
+        .ec2
+        .allocate_address()
+        .domain(DomainType::Vpc)
+        .send()
+        .await
+        .unwrap();
+    let private_nat = c
+        .ec2
+        .create_nat_gateway()
+        .subnet_id(&world.network.private_subnet)
+        .allocation_id(allocation.allocation_id().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .nat_gateway()
+        .unwrap()
+        .nat_gateway_id()
+        .unwrap()
+        .to_string();
+    let (_, table) = probe(&world, false).await;
+    c.ec2
+        .create_route()
+        .route_table_id(&table)
+        .destination_cidr_block("0.0.0.0/0")
+        .nat_gateway_id(&private_nat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        world.blocking_causes("probe"),
+        vec!["nat_gateway_without_internet_route"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vpc_dns_hostnames_off() {
+    let world = World::new(3).await;
+    world
+        .clients
+        .ec2
+        .modify_vpc_attribute()
+        .vpc_id(&world.network.vpc)
+        .enable_dns_hostnames(AttributeBooleanValue::builder().value(false).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(world.blocking_causes("default"), vec!["vpc_dns_disabled"]);
+}
+
+async fn private_only(world: &World) {
+    world
+        .clients
+        .eks
+        .update_cluster_config()
+        .name(CLUSTER)
+        .resources_vpc_config(
+            VpcConfigRequest::builder()
+                .endpoint_private_access(true)
+                .endpoint_public_access(false)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_dns_servers_break_a_private_only_cluster_and_only_warn_otherwise() {
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let options = c
+        .ec2
+        .create_dhcp_options()
+        .dhcp_configurations(
+            NewDhcpConfiguration::builder()
+                .key("domain-name-servers")
+                .values("10.0.0.2")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.ec2
+        .associate_dhcp_options()
+        .dhcp_options_id(options.dhcp_options().unwrap().dhcp_options_id().unwrap())
+        .vpc_id(&world.network.vpc)
+        .send()
+        .await
+        .unwrap();
+    let (code, reports) = world.diagnose(CLUSTER, Some("default"));
+    assert_eq!(code, 0, "public endpoint: a warning only");
+    assert_eq!(
+        reports[0]["diagnosis"]["findings"][0]["cause"],
+        "dhcp_options_without_amazon_dns"
+    );
+    private_only(&world).await;
+    assert_eq!(
+        world.blocking_causes("default"),
+        vec!["dhcp_options_without_amazon_dns"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_only_cluster_without_endpoints() {
+    let world = World::new(3).await;
+    private_only(&world).await;
+    probe(&world, false).await;
+    assert_eq!(world.blocking_causes("probe"), vec!["vpc_endpoint_missing"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_template_security_group_without_kubelet_ingress() {
+    let world = World::new(3).await;
+    let group = security_group(&world, "nodes-locked-down").await;
+    let template = template(
+        &world,
+        "locked",
+        RequestLaunchTemplateData::builder()
+            .security_group_ids(&group)
+            .build(),
+    )
+    .await;
+    lab::nodegroup(
+        &world.clients,
+        &world.network,
+        "locked",
+        &world.network.private_subnet,
+        (0, 1, 0),
+        Some(&template),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        world.blocking_causes("locked"),
+        vec!["security_group_blocks_cluster"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_network_acl_that_denies_https_out() {
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let (subnet, _) = probe(&world, true).await;
+    let acl = c
+        .ec2
+        .create_network_acl()
+        .vpc_id(&world.network.vpc)
+        .send()
+        .await
+        .unwrap();
+    let acl_id = acl
+        .network_acl()
+        .unwrap()
+        .network_acl_id()
+        .unwrap()
+        .to_string();
+    for (number, egress, action, ports) in [
+        (50, true, RuleAction::Deny, Some((443, 443))),
+        (100, true, RuleAction::Allow, None),
+        (100, false, RuleAction::Allow, None),
+    ] {
+        let mut entry = c
+            .ec2
+            .create_network_acl_entry()
+            .network_acl_id(&acl_id)
+            .rule_number(number)
+            .egress(egress)
+            .protocol(if ports.is_some() { "6" } else { "-1" })
+            .rule_action(action)
+            .cidr_block("0.0.0.0/0");
+        if let Some((from, to)) = ports {
+            entry = entry.port_range(PortRange::builder().from(from).to(to).build());
+        }
+        entry.send().await.unwrap();
+    }
+    let acls = c
+        .ec2
+        .describe_network_acls()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("association.subnet-id")
+                .values(&subnet)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let association = acls.network_acls()[0]
+        .associations()
+        .iter()
+        .find(|a| a.subnet_id() == Some(subnet.as_str()))
+        .and_then(|a| a.network_acl_association_id())
+        .unwrap()
+        .to_string();
+    c.ec2
+        .replace_network_acl_association()
+        .association_id(association)
+        .network_acl_id(&acl_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        world.blocking_causes("probe"),
+        vec!["network_acl_blocks_traffic"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_public_subnet_that_assigns_no_public_ips() {
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let subnet = lab::subnet(c, &world.network.vpc, "10.42.192.0/19")
+        .await
+        .unwrap();
+    let table = lab::route_table(c, &world.network.vpc, &subnet)
+        .await
+        .unwrap();
+    c.ec2
+        .create_route()
+        .route_table_id(&table)
+        .destination_cidr_block("0.0.0.0/0")
+        .gateway_id(&world.network.internet_gateway)
+        .send()
+        .await
+        .unwrap();
+    lab::nodegroup(c, &world.network, "public", &subnet, (0, 1, 0), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        world.blocking_causes("public"),
+        vec!["public_subnet_without_public_ip"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_public_endpoint_restricted_to_other_addresses() {
+    let world = World::new(3).await;
+    world
+        .clients
+        .eks
+        .update_cluster_config()
+        .name(CLUSTER)
+        .resources_vpc_config(
+            VpcConfigRequest::builder()
+                .public_access_cidrs("203.0.113.0/24")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        world.blocking_causes("default"),
+        vec!["public_endpoint_excludes_nodes"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_role_problems_and_a_missing_access_entry() {
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let partial = lab::node_role(c, "partial-node", &["AmazonEKSWorkerNodePolicy"])
+        .await
+        .unwrap();
+    lab::nodegroup_in(
+        c,
+        CLUSTER,
+        &partial,
+        "partial",
+        &world.network.private_subnet,
+        (0, 1, 0),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        world.blocking_causes("partial"),
+        vec!["node_role_missing_policy"]
+    );
+    let ghost = format!(
+        "arn:aws:iam::{}:role/deleted-node-role",
+        world.network.account
+    );
+    lab::nodegroup_in(
+        c,
+        CLUSTER,
+        &ghost,
+        "ghost",
+        &world.network.private_subnet,
+        (0, 1, 0),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(world.blocking_causes("ghost"), vec!["node_role_not_found"]);
+
+    lab::cluster_named(c, &world.network, "api-only", Some(AuthenticationMode::Api))
+        .await
+        .unwrap();
+    lab::nodegroup_in(
+        c,
+        "api-only",
+        &world.network.node_role_arn,
+        "nodes",
+        &world.network.private_subnet,
+        (0, 1, 0),
+        None,
+    )
+    .await
+    .unwrap();
+    let (code, reports) = world.diagnose("api-only", Some("nodes"));
+    assert_eq!(
+        (code, reports[0]["cause"].clone()),
+        (3, json!("node_role_missing_access_entry"))
+    );
+    c.eks
+        .create_access_entry()
+        .cluster_name("api-only")
+        .principal_arn(&world.network.node_role_arn)
+        .r#type("EC2_LINUX")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        world.diagnose("api-only", Some("nodes")).0,
+        0,
+        "with the access entry it is healthy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_ami_launch_templates_without_bootstrap_or_image() {
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let no_bootstrap = template(
+        &world,
+        "custom",
+        RequestLaunchTemplateData::builder()
+            .image_id("ami-12c6146b")
+            .build(),
+    )
+    .await;
+    lab::nodegroup(
+        c,
+        &world.network,
+        "custom",
+        &world.network.private_subnet,
+        (0, 1, 0),
+        Some(&no_bootstrap),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        world.blocking_causes("custom"),
+        vec!["custom_ami_without_bootstrap"]
+    );
+    use base64::Engine;
+    let bootstrap = base64::engine::general_purpose::STANDARD
+        .encode("#!/bin/bash\n/etc/eks/bootstrap.sh eks-workshop\n");
+    let gone = template(
+        &world,
+        "gone-image",
+        RequestLaunchTemplateData::builder()
+            .image_id("ami-0000000000000dead")
+            .user_data(bootstrap)
+            .build(),
+    )
+    .await;
+    lab::nodegroup(
+        c,
+        &world.network,
+        "gone",
+        &world.network.private_subnet,
+        (0, 1, 0),
+        Some(&gone),
+    )
+    .await
+    .unwrap();
+    assert_eq!(world.blocking_causes("gone"), vec!["ami_not_found"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_template_naming_a_deleted_security_group() {
+    let world = World::new(3).await;
+    let group = security_group(&world, "short-lived").await;
+    let template = template(
+        &world,
+        "stale",
+        RequestLaunchTemplateData::builder()
+            .security_group_ids(&group)
+            .build(),
+    )
+    .await;
+    lab::nodegroup(
+        &world.clients,
+        &world.network,
+        "stale",
+        &world.network.private_subnet,
+        (0, 1, 0),
+        Some(&template),
+    )
+    .await
+    .unwrap();
+    world
+        .clients
+        .ec2
+        .delete_security_group()
+        .group_id(&group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        world.blocking_causes("stale"),
+        vec!["launch_template_security_group_missing"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subnet_of_another_vpc_and_a_full_subnet() {
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let other = c
+        .ec2
+        .create_vpc()
+        .cidr_block("10.99.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let other_vpc = other.vpc().unwrap().vpc_id().unwrap().to_string();
+    let elsewhere = lab::subnet(c, &other_vpc, "10.99.0.0/24").await.unwrap();
+    lab::nodegroup(c, &world.network, "elsewhere", &elsewhere, (0, 1, 0), None)
+        .await
+        .unwrap();
+    assert!(
+        world
+            .blocking_causes("elsewhere")
+            .contains(&"subnet_in_other_vpc".to_string())
+    );
+
+    let tiny = lab::subnet(c, &world.network.vpc, "10.42.250.0/28")
+        .await
+        .unwrap();
+    let table = lab::route_table(c, &world.network.vpc, &tiny)
+        .await
+        .unwrap();
+    c.ec2
+        .create_route()
+        .route_table_id(&table)
+        .destination_cidr_block("0.0.0.0/0")
+        .nat_gateway_id(&world.network.nat_gateway)
+        .send()
+        .await
+        .unwrap();
+    c.ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(11)
+        .max_count(11)
+        .subnet_id(&tiny)
+        .send()
+        .await
+        .unwrap();
+    lab::nodegroup(c, &world.network, "full", &tiny, (0, 1, 0), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        world.blocking_causes("full"),
+        vec!["subnet_out_of_addresses"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lab_002_key_policy_and_a_disabled_key() {
+    let world = World::new(3).await;
+    let lab = lab::lab_002(&world.clients, &world.network).await.unwrap();
+    assert_eq!(
+        world.blocking_causes(&lab.nodegroup),
+        vec!["kms_key_policy_blocks_autoscaling"]
+    );
+    world
+        .clients
+        .kms
+        .disable_key()
+        .key_id(&lab.key_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        world.blocking_causes(&lab.nodegroup),
+        vec!["kms_key_unusable"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_template_whose_key_already_grants_auto_scaling_is_healthy() {
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let key = c.kms.create_key().send().await.unwrap();
+    let key_arn = key.key_metadata().unwrap().arn().unwrap().to_string();
+    let data = RequestLaunchTemplateData::builder()
+        .block_device_mappings(
+            LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name("/dev/xvda")
+                .ebs(
+                    LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .encrypted(true)
+                        .kms_key_id(&key_arn)
+                        .volume_size(20)
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let granted = match nodemedic::plan::key_policy::patch(
+        &lab::root_only_policy(&world.network.account),
+        &format!("arn:aws:iam::{}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling", world.network.account),
+    )
+    .unwrap()
+    {
+        nodemedic::plan::key_policy::KeyPolicyPatch::Patched { policy, .. } => policy,
+        nodemedic::plan::key_policy::KeyPolicyPatch::AlreadyGranted => unreachable!(),
+    };
+    c.kms
+        .put_key_policy()
+        .key_id(&key_arn)
+        .policy_name("default")
+        .policy(granted)
+        .send()
+        .await
+        .unwrap();
+    let template = template(&world, "granted", data).await;
+    lab::nodegroup(
+        c,
+        &world.network,
+        "granted",
+        &world.network.private_subnet,
+        (0, 1, 1),
+        Some(&template),
+    )
+    .await
+    .unwrap();
+    assert_eq!(world.blocking_causes("granted"), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eks_health_issues_moto_cannot_express() {
+    let world = World::new(3).await;
+    world
+        .emulator
+        .set_nodegroup_health(
+            CLUSTER,
+            "default",
+            "DEGRADED",
+            json!([{"code": "ClusterUnreachable", "message": "timed out", "resourceIds": []}]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        world.blocking_causes("default"),
+        vec!["cluster_unreachable"]
+    );
+    world
+        .emulator
+        .set_nodegroup_health(
+            CLUSTER,
+            "default",
+            "DEGRADED",
+            json!([{"code": "NodeCreationFailure", "message": "Instances failed to join the kubernetes cluster", "resourceIds": ["i-1"]}]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        world.blocking_causes("default"),
+        vec!["node_creation_failure"]
+    );
+}
