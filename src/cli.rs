@@ -32,6 +32,79 @@ pub enum Command {
     Diagnose(DiagnoseArgs),
     /// Print the catalog of cause codes and fix kinds as Markdown.
     Catalog,
+    /// Plans and their approval state.
+    Plans {
+        #[command(subcommand)]
+        command: PlansCommand,
+    },
+    /// Approve a plan that waits for approval; the daemon applies it if the world still matches.
+    Approve(DecisionArgs),
+    /// Reject a plan that waits for approval.
+    Reject(DecisionArgs),
+    /// Stop (or allow again) every mutation at once, without a restart.
+    KillSwitch(KillSwitchArgs),
+    /// Circuit breakers: list them, or reset one.
+    Breakers {
+        #[command(subcommand)]
+        command: BreakersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlansCommand {
+    /// Plans awaiting approval (or every plan with --all).
+    List {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DecisionArgs {
+    /// The plan id (plan-…).
+    pub plan: String,
+    /// Who decides; defaults to $USER.
+    #[arg(long)]
+    pub by: Option<String>,
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KillSwitchArgs {
+    /// on, off or status.
+    #[arg(value_parser = ["on", "off", "status"])]
+    pub state: String,
+    #[arg(long)]
+    pub by: Option<String>,
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BreakersCommand {
+    List {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close an open breaker (e.g. `vpc:vpc-0abc`).
+    Reset {
+        scope: String,
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -69,7 +142,7 @@ pub struct RunArgs {
     /// The SQS queue URL EventBridge delivers to.
     #[arg(long, value_name = "URL")]
     pub queue_url: Option<String>,
-    /// dry-run (default) or auto.
+    /// observe, dry-run (default), approve or auto.
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
     /// Exit 0 once the queue is empty and every message in flight is done.

@@ -2,13 +2,17 @@
 //! environment variables, then command-line flags; validated once, with every problem named
 //! by its key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::guard::Mode;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::guard::{FixPolicy, Freeze, Mode, Policy, ScopeRules};
+use crate::plan::FixKind;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 pub const ENV_PREFIX: &str = "NODEMEDIC";
@@ -24,6 +28,70 @@ pub struct Settings {
     pub log: LogSettings,
     pub watch: WatchSettings,
     pub join: JoinSettings,
+    pub fixes: BTreeMap<FixKind, FixPolicy>,
+    pub scope: ScopeRules,
+    pub guard: GuardSettings,
+    pub freezes: Vec<Freeze>,
+    pub verify: VerifySettings,
+    pub notify: NotifySettings,
+    pub http: HttpSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardSettings {
+    pub cooldown_secs: u64,
+    pub max_mutations_per_hour: u32,
+    pub approval_ttl_secs: u64,
+    pub approval_poll_secs: u64,
+    pub breaker_failures: u32,
+    pub breaker_window_secs: u64,
+    #[serde(default)]
+    freezes: Vec<RawFreeze>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFreeze {
+    from: String,
+    until: String,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySettings {
+    pub timeout_secs: u64,
+    pub poll_secs: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    pub webhooks: Vec<Webhook>,
+    pub sns_topic_arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    #[serde(default = "default_webhook_format")]
+    pub format: String,
+    #[serde(default)]
+    pub template: String,
+}
+
+fn default_webhook_format() -> String {
+    "json".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub address: String,
+    pub tokens: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -98,6 +166,12 @@ struct RawSettings {
     log: LogSettings,
     watch: WatchSettings,
     join: JoinSettings,
+    fixes: BTreeMap<String, String>,
+    scope: ScopeRules,
+    guard: GuardSettings,
+    verify: VerifySettings,
+    notify: NotifySettings,
+    http: HttpSettings,
 }
 
 /// Values given on the command line; they win over every other source.
@@ -137,6 +211,18 @@ impl ConfigError {
 }
 
 impl Settings {
+    /// The guard's policy from these settings.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            mode: self.mode,
+            fixes: self.fixes.clone(),
+            scope: self.scope.clone(),
+            freezes: self.freezes.clone(),
+            cooldown_secs: self.guard.cooldown_secs,
+            max_mutations_per_hour: self.guard.max_mutations_per_hour,
+        }
+    }
+
     /// Loads settings from the process environment.
     pub fn load(overrides: &Overrides) -> Result<Settings, ConfigError> {
         Self::load_with_env(overrides, None)
@@ -165,6 +251,16 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("watch.clusters")
+                .with_list_parse_key("scope.accounts")
+                .with_list_parse_key("scope.regions")
+                .with_list_parse_key("scope.clusters")
+                .with_list_parse_key("scope.nodegroups")
+                .with_list_parse_key("scope.tags")
+                .with_list_parse_key("scope.deny_accounts")
+                .with_list_parse_key("scope.deny_regions")
+                .with_list_parse_key("scope.deny_clusters")
+                .with_list_parse_key("scope.deny_nodegroups")
+                .with_list_parse_key("scope.deny_tags")
                 .source(env),
         );
         let set = |builder: config::ConfigBuilder<config::builder::DefaultState>,
@@ -266,6 +362,103 @@ impl Settings {
                 format!("{:?} is not a tracing filter", raw.log.level),
             );
         }
+        let mut fixes = BTreeMap::new();
+        for (name, policy) in &raw.fixes {
+            let key = format!("fixes.{name}");
+            let Some(fix) = FixKind::from_code(name) else {
+                problem(
+                    &key,
+                    format!(
+                        "unknown fix kind; expected one of: {}",
+                        FixKind::ALL.map(FixKind::code).join(", ")
+                    ),
+                );
+                continue;
+            };
+            match policy.as_str() {
+                "auto" => fixes.insert(fix, FixPolicy::Auto),
+                "approve" => fixes.insert(fix, FixPolicy::Approve),
+                "never" => fixes.insert(fix, FixPolicy::Never),
+                other => {
+                    problem(&key, format!("{other:?} is not auto, approve or never"));
+                    None
+                }
+            };
+        }
+        let mut freezes = Vec::new();
+        for (n, freeze) in raw.guard.freezes.iter().enumerate() {
+            let parse = |text: &str, field: &str, problem: &mut dyn FnMut(&str, String)| {
+                match OffsetDateTime::parse(text, &Rfc3339) {
+                    Ok(at) => Some(at),
+                    Err(e) => {
+                        problem(
+                            &format!("guard.freezes[{n}].{field}"),
+                            format!("{text:?} is not RFC 3339: {e}"),
+                        );
+                        None
+                    }
+                }
+            };
+            let from = parse(&freeze.from, "from", &mut problem);
+            let until = parse(&freeze.until, "until", &mut problem);
+            if let (Some(from), Some(until)) = (from, until) {
+                if until <= from {
+                    problem(
+                        &format!("guard.freezes[{n}]"),
+                        "until is not after from".into(),
+                    );
+                }
+                freezes.push(Freeze {
+                    from,
+                    until,
+                    reason: freeze.reason.clone(),
+                });
+            }
+        }
+        if raw.guard.breaker_failures == 0 {
+            problem("guard.breaker_failures", "must be at least 1".into());
+        }
+        if raw.guard.approval_poll_secs == 0 {
+            problem("guard.approval_poll_secs", "must be at least 1".into());
+        }
+        if !raw.verify.poll_secs.is_finite() || raw.verify.poll_secs <= 0.0 {
+            problem("verify.poll_secs", "must be more than 0".into());
+        }
+        for (n, hook) in raw.notify.webhooks.iter().enumerate() {
+            if !hook.url.starts_with("http://") && !hook.url.starts_with("https://") {
+                problem(
+                    &format!("notify.webhooks[{n}].url"),
+                    format!("{:?} is not an http(s) URL", hook.url),
+                );
+            }
+            if !matches!(hook.format.as_str(), "slack" | "json" | "template") {
+                problem(
+                    &format!("notify.webhooks[{n}].format"),
+                    format!("{:?} is not slack, json or template", hook.format),
+                );
+            }
+            if hook.format == "template" && hook.template.is_empty() {
+                problem(
+                    &format!("notify.webhooks[{n}].template"),
+                    "a template webhook needs a template".into(),
+                );
+            }
+        }
+        if !raw.http.address.is_empty() && raw.http.address.parse::<std::net::SocketAddr>().is_err()
+        {
+            problem(
+                "http.address",
+                format!("{:?} is not host:port", raw.http.address),
+            );
+        }
+        for (name, token) in &raw.http.tokens {
+            if token.len() < 16 {
+                problem(
+                    &format!("http.tokens.{name}"),
+                    "a token needs at least 16 characters".into(),
+                );
+            }
+        }
         if raw.watch.interval_secs == 0 {
             problem("watch.interval_secs", "must be at least 1".into());
         }
@@ -285,6 +478,13 @@ impl Settings {
             log: raw.log,
             watch: raw.watch,
             join: raw.join,
+            fixes,
+            scope: raw.scope,
+            guard: raw.guard,
+            freezes,
+            verify: raw.verify,
+            notify: raw.notify,
+            http: raw.http,
         })
     }
 
@@ -488,6 +688,70 @@ mod tests {
             load(&[], Overrides::default()).unwrap().join.deadline_secs,
             900
         );
+    }
+
+    #[test]
+    fn fix_policies_scope_and_freezes_are_read_and_checked() {
+        let dir =
+            std::env::temp_dir().join(format!("nodemedic-guard-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("guard.toml");
+        std::fs::write(
+            &file,
+            "[fixes]\npatch_kms_key_policy = \"approve\"\n[scope]\ndeny_clusters = [\"prod\"]\n\
+             [guard]\nfreezes = [{ from = \"2026-12-20T00:00:00Z\", until = \"2027-01-04T00:00:00Z\", reason = \"holidays\" }]\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config_file: Some(file.clone()),
+            ..Overrides::default()
+        };
+        let settings = load(
+            &[("NODEMEDIC_SCOPE__DENY_TAGS", "env=prod,team=payments")],
+            overrides,
+        )
+        .unwrap();
+        let policy = settings.policy();
+        assert_eq!(
+            policy.fix_policy(FixKind::PatchKmsKeyPolicy),
+            FixPolicy::Approve
+        );
+        assert_eq!(policy.fix_policy(FixKind::AddNatRoute), FixPolicy::Auto);
+        assert_eq!(policy.scope.deny_clusters, vec!["prod"]);
+        assert_eq!(policy.scope.deny_tags, vec!["env=prod", "team=payments"]);
+        assert_eq!(policy.freezes[0].reason, "holidays");
+        std::fs::write(
+            &file,
+            "[fixes]\nadd_route = \"auto\"\npatch_kms_key_policy = \"sometimes\"\n",
+        )
+        .unwrap();
+        let error = load(
+            &[],
+            Overrides {
+                config_file: Some(file),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        let mut found = keys(error);
+        found.sort();
+        assert_eq!(found, vec!["fixes.add_route", "fixes.patch_kms_key_policy"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn short_tokens_and_bad_addresses_are_refused() {
+        let error = load(
+            &[
+                ("NODEMEDIC_HTTP__ADDRESS", "everywhere"),
+                ("NODEMEDIC_HTTP__TOKENS__ALICE", "short"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        let mut found = keys(error);
+        found.sort();
+        assert_eq!(found, vec!["http.address", "http.tokens.alice"]);
     }
 
     #[test]

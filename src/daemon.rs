@@ -10,9 +10,11 @@ use tracing::info;
 use crate::audit::{AuditError, AuditStore};
 use crate::aws::{self, ClientPool};
 use crate::config::{ConfigError, Settings};
+use crate::http::HttpState;
 use crate::intake::publish::Publisher;
 use crate::intake::queue::{IntakeStats, QueueLoop};
-use crate::pipeline::Pipeline;
+use crate::notify::Notifier;
+use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::watch::Watcher;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,28 @@ pub enum DaemonError {
     NoRegion,
     #[error("cannot tell which AWS account the credentials belong to: {0}")]
     Identity(#[from] crate::aws::AwsError),
+    #[error("notifications: {0}")]
+    Notify(String),
+}
+
+async fn approval_worker(
+    pipeline: Arc<Pipeline>,
+    wake: Arc<tokio::sync::Notify>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = wake.notified() => {}
+            _ = stop.cancelled() => return,
+        }
+        match pipeline.process_approvals().await {
+            Ok(pass) if pass != Default::default() => info!(?pass, "approved plans processed"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "approved plans could not be processed"),
+        }
+    }
 }
 
 /// What a run did, printed when it stops.
@@ -64,13 +88,16 @@ pub async fn run_with(
         queue_url: queue_url.clone(),
     };
     let sts = aws_sdk_sts::Client::new(&sdk);
+    let sdk_for_notify = sdk.clone();
     let clients = Arc::new(ClientPool::new(sdk));
+    let notifier = Notifier::new(&settings.notify, &sdk_for_notify)
+        .map_err(|e| DaemonError::Notify(e.to_string()))?;
     let mut pipeline = Pipeline::new(
-        settings.mode,
-        settings.remediation.clone(),
+        PipelineConfig::from_settings(&settings),
         store,
         clients.clone(),
-    );
+    )
+    .with_notifier(notifier);
     if settings.join.deadline_secs > 0 {
         pipeline = pipeline.with_join_checks(
             publisher.clone(),
@@ -78,6 +105,41 @@ pub async fn run_with(
         );
     }
     let pipeline = Arc::new(pipeline);
+    let store = pipeline.store().clone();
+    // Approved plans are acted on before the queue is read (so a drain-once run applies them),
+    // then whenever the approvals API wakes the worker or its poll interval passes.
+    let approvals = Arc::new(tokio::sync::Notify::new());
+    let worker_stop = shutdown.child_token();
+    if let Err(error) = pipeline.process_approvals().await {
+        tracing::warn!(%error, "approved plans could not be processed");
+    }
+    let worker = tokio::spawn(approval_worker(
+        pipeline.clone(),
+        approvals.clone(),
+        Duration::from_secs(settings.guard.approval_poll_secs),
+        worker_stop.clone(),
+    ));
+    let http = match settings.http.address.parse::<std::net::SocketAddr>() {
+        Ok(address) => {
+            let state = HttpState {
+                store,
+                tokens: settings
+                    .http
+                    .tokens
+                    .iter()
+                    .map(|(name, token)| (name.clone(), token.clone()))
+                    .collect(),
+                approvals: approvals.clone(),
+            };
+            let stop = worker_stop.clone();
+            Some(tokio::spawn(async move {
+                if let Err(error) = crate::http::serve(address, state, stop).await {
+                    tracing::error!(%error, %address, "the HTTP API could not start");
+                }
+            }))
+        }
+        Err(_) => None,
+    };
     // The watcher stops with the queue loop, whichever way that ends.
     let watch_stop = shutdown.child_token();
     let watcher = if settings.watch.enabled() {
@@ -106,8 +168,13 @@ pub async fn run_with(
     info!(queue = %queue_url, mode = %settings.mode, audit = %settings.audit.path.display(), once, "nodemedic running");
     intake.run(shutdown, once).await;
     watch_stop.cancel();
+    worker_stop.cancel();
     if let Some(watcher) = watcher {
         let _ = watcher.await;
+    }
+    let _ = worker.await;
+    if let Some(http) = http {
+        let _ = http.await;
     }
     let (received, deleted, kept, receive_errors) = stats.snapshot();
     info!(received, deleted, kept, receive_errors, "nodemedic stopped");

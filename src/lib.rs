@@ -19,7 +19,8 @@
 //! - [`act`]: applies steps through the [`act::Actuator`] seam, idempotently.
 //! - [`audit`]: the append-only, hash-chained audit trail in SQLite.
 //! - [`pipeline`]: runs one message through all of the above.
-//! - Edges: [`config`], [`telemetry`], [`aws`], [`daemon`], [`cli`], [`report`].
+//! - Edges: [`config`], [`telemetry`], [`aws`], [`daemon`], [`cli`], [`report`], [`http`],
+//!   [`notify`], and [`operate`] (approvals, kill switch and breakers, for the CLI and HTTP).
 //! - [`watch`]: the nodegroup health watcher, publishing what EKS sends no event for.
 //! - [`inspect`]: the one-shot `nodemedic diagnose` report.
 //! - [`lab`] and [`demo`]: the seed labs as emulator worlds, for the demo and tests.
@@ -34,9 +35,12 @@ pub mod demo;
 pub mod diagnose;
 pub mod evidence;
 pub mod guard;
+pub mod http;
 pub mod inspect;
 pub mod intake;
 pub mod lab;
+pub mod notify;
+pub mod operate;
 pub mod pipeline;
 pub mod plan;
 pub mod report;

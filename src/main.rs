@@ -5,9 +5,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use nodemedic::audit::AuditStore;
+use nodemedic::audit::control::{self, PlanStatus};
 use nodemedic::audit::store::query;
-use nodemedic::cli::{AuditCommand, Cli, Command, DiagnoseArgs, SettingsArgs};
+use nodemedic::cli::{
+    AuditCommand, BreakersCommand, Cli, Command, DecisionArgs, DiagnoseArgs, PlansCommand,
+    SettingsArgs,
+};
 use nodemedic::config::{ConfigError, LogSettings, Overrides, Settings};
+use nodemedic::operate;
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for settings that cannot be used (clap uses 2 for bad usage too).
@@ -68,7 +73,102 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Diagnose(args) => diagnose(args).await,
+        Command::Plans {
+            command:
+                PlansCommand::List {
+                    settings,
+                    all,
+                    json,
+                },
+        } => {
+            let store = open_store(settings)?;
+            let status = (!all).then_some(PlanStatus::AwaitingApproval);
+            let plans = store.read(move |c| control::plans(c, status)).await?;
+            if json {
+                for plan in &plans {
+                    println!("{}", serde_json::to_string(plan)?);
+                }
+            } else {
+                print!("{}", nodemedic::report::plans_text(&plans));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Approve(args) => decide(args, true),
+        Command::Reject(args) => decide(args, false),
+        Command::KillSwitch(args) => {
+            let store = open_store(args.settings)?;
+            if args.state == "status" {
+                match store.read_blocking(control::kill_switch)? {
+                    Some(on) => println!(
+                        "kill switch ON since {} by {}: {}",
+                        on.at,
+                        on.set_by.unwrap_or_default(),
+                        on.reason.unwrap_or_default()
+                    ),
+                    None => println!("kill switch off"),
+                }
+            } else {
+                let by = args.by.unwrap_or_else(operator);
+                operate::set_kill_switch(&store, args.state == "on", &by, args.reason.as_deref())?;
+                println!("kill switch {}", args.state);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Breakers { command } => match command {
+            BreakersCommand::List { settings, json } => {
+                let store = open_store(settings)?;
+                let breakers = store.read_blocking(control::breakers)?;
+                for breaker in &breakers {
+                    if json {
+                        println!("{}", serde_json::to_string(breaker)?);
+                    } else {
+                        println!(
+                            "{:<50} {:<7} since {}  {}",
+                            breaker.scope, breaker.state, breaker.opened_at, breaker.reason
+                        );
+                    }
+                }
+                if breakers.is_empty() && !json {
+                    println!("no circuit breakers have opened");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            BreakersCommand::Reset {
+                scope,
+                by,
+                settings,
+            } => {
+                let store = open_store(settings)?;
+                operate::reset_breaker(&store, &scope, &by.unwrap_or_else(operator))?;
+                println!("breaker {scope} reset");
+                Ok(ExitCode::SUCCESS)
+            }
+        },
     }
+}
+
+/// Who is at the keyboard, for the audit trail.
+fn operator() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".into())
+}
+
+fn decide(args: DecisionArgs, approve: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(args.settings)?;
+    let by = args.by.unwrap_or_else(operator);
+    let row = operate::decide_plan(&store, &args.plan, approve, &by, args.reason.as_deref())?;
+    println!(
+        "plan {} {} by {} (incident {}){}",
+        row.plan_id,
+        row.status,
+        by,
+        row.incident_id,
+        if approve {
+            "; the daemon re-checks the world and applies it if nothing changed"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Exit code of `diagnose` when a nodegroup has a blocking cause.

@@ -23,6 +23,7 @@ pub fn incident_json(incident: &IncidentSummary) -> Value {
         "opened_at": incident.opened_at,
         "updated_at": incident.updated_at,
         "events": incident.events,
+        "nodegroups": incident.nodegroups,
         "actions": incident.actions.iter().map(|a| json!({"kind": a.kind, "status": a.status, "detail": a.detail})).collect::<Vec<_>>(),
     })
 }
@@ -196,11 +197,90 @@ fn api_calls(step: &Value) -> Vec<String> {
 fn describe(record: &Record) -> String {
     let body = &record.body;
     match record.kind.as_str() {
-        "event_received" => format!(
-            "{} for {} (event {})",
-            text(&body["trigger"]["outcome"]).replace('_', " "),
-            text(&body["trigger"]["asg_name"]),
-            record.event_id.as_deref().unwrap_or("?")
+        "event_received" => {
+            let kind = &body["trigger"]["kind"];
+            let what = match text(&kind["type"]) {
+                "launch" => format!(
+                    "launch {} of {}",
+                    text(&kind["outcome"]).replace('_', " "),
+                    text(&kind["asg_name"])
+                ),
+                "health" => format!("nodegroup health: {}", text(&kind["status"])),
+                "join_check" => format!("join deadline of {}", text(&kind["instance_id"])),
+                "preflight" => format!("preflight after {}", text(&kind["event_name"])),
+                other => other.replace('_', " "),
+            };
+            format!(
+                "{what} (event {})",
+                record.event_id.as_deref().unwrap_or("?")
+            )
+        }
+        "permission_check" => match text(&body["permission"]["result"]) {
+            "allowed" => format!("{}: the role may apply it", text(&body["fix"])),
+            "denied" => format!(
+                "{}: DENIED to the role: {}",
+                text(&body["fix"]),
+                text(&body["permission"]["reason"])
+            ),
+            _ => format!(
+                "{}: not checkable ({})",
+                text(&body["fix"]),
+                text(&body["permission"]["reason"])
+            ),
+        },
+        "verification" => {
+            let failing: Vec<String> = body["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| c["passed"] != true)
+                .map(|c| format!("{} ({})", text(&c["what"]), text(&c["detail"])))
+                .collect();
+            if body["passed"] == true {
+                "passed: the cause is gone".to_string()
+            } else {
+                format!("FAILED: {}", failing.join("; "))
+            }
+        }
+        "rollback" => format!(
+            "{}: {}: {}",
+            text(&body["fix"]),
+            text(&body["result"]["status"]),
+            text(&body["result"]["detail"])
+        ),
+        "approval_decision" => format!(
+            "plan {} {}{}{}",
+            text(&body["plan_id"]),
+            text(&body["decision"]),
+            body["by"]
+                .as_str()
+                .or(body["approved_by"].as_str())
+                .map(|by| format!(" by {by}"))
+                .unwrap_or_default(),
+            body["reason"]
+                .as_str()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        "plan_stale" => format!(
+            "approved plan {} not applied: {}",
+            text(&body["plan_id"]),
+            text(&body["why"])
+        ),
+        "breaker_opened" => format!(
+            "circuit breaker {} OPEN: {}",
+            text(&body["scope"]),
+            text(&body["reason"])
+        ),
+        "breaker_reset" => format!(
+            "circuit breaker {} reset by {}",
+            text(&body["scope"]),
+            text(&body["by"])
+        ),
+        "kill_switch" => format!(
+            "kill switch {} by {}",
+            if body["on"] == true { "ON" } else { "off" },
+            text(&body["by"])
         ),
         "event_duplicate" => format!(
             "duplicate delivery of {}",
@@ -233,7 +313,10 @@ fn describe(record: &Record) -> String {
             body["steps"].as_array().map(Vec::len).unwrap_or(0)
         ),
         "guard_decision" => match body["decision"]["decision"].as_str() {
-            Some("apply") => format!("{}: allowed", text(&body["fix"])),
+            Some("apply") => match body["decision"]["approved_by"].as_str() {
+                Some(by) => format!("{}: allowed, approved by {by}", text(&body["fix"])),
+                None => format!("{}: allowed", text(&body["fix"])),
+            },
             Some("hold") => format!(
                 "{}: held: {}",
                 text(&body["fix"]),
@@ -310,6 +393,40 @@ fn wrap(text: &str, width: usize) -> String {
         lines.push(line);
     }
     lines.join("\n")
+}
+
+/// `nodemedic plans list`.
+pub fn plans_text(plans: &[crate::audit::PlanRow]) -> String {
+    if plans.is_empty() {
+        return "no plans awaiting approval\n".into();
+    }
+    let mut out = String::new();
+    for plan in plans {
+        let _ = writeln!(
+            out,
+            "{}  {:<17} {}/{}  {}  (incident {}, {})",
+            plan.plan_id,
+            plan.status,
+            plan.cluster,
+            plan.nodegroup,
+            plan.cause,
+            plan.incident_id,
+            plan.updated_at
+        );
+        for step in plan.plan["steps"].as_array().into_iter().flatten() {
+            for call in api_calls(step) {
+                let _ = writeln!(out, "    {} -> {call}", text(&step["fix"]));
+            }
+        }
+        if let Some(by) = &plan.decided_by {
+            let _ = writeln!(
+                out,
+                "    decided by {by} at {}",
+                plan.decided_at.as_deref().unwrap_or("")
+            );
+        }
+    }
+    out
 }
 
 /// The `nodemedic diagnose` report: per nodegroup, what is wrong, the proof, what to run, and
@@ -426,6 +543,7 @@ mod tests {
             opened_at: "2026-01-01T00:00:00.000Z".into(),
             updated_at: "2026-01-01T00:00:01.000Z".into(),
             events: 1,
+            nodegroups: vec!["eks-workshop/new_nodegroup_1".into()],
             actions: vec![ActionSummary {
                 kind: "patch_kms_key_policy".into(),
                 status: "applied".into(),
@@ -471,6 +589,75 @@ mod tests {
     fn the_list_says_when_there_is_nothing() {
         assert_eq!(list_text(&[]), "no incidents recorded\n");
         assert!(list_text(&[incident()]).contains("patch_kms_key_policy:applied"));
+    }
+
+    fn record(kind: &str, body: Value) -> Record {
+        Record {
+            seq: 1,
+            at: "2026-01-01T00:00:00.000Z".into(),
+            incident_id: Some("inc-1".into()),
+            event_id: Some("e-1".into()),
+            kind: kind.into(),
+            body,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_timeline_says_what_each_guard_record_means() {
+        use crate::evidence::fixtures;
+        let trigger = fixtures::trigger(crate::intake::TriggerKind::Launch(fixtures::launch(
+            crate::intake::LaunchOutcome::Unsuccessful,
+        )));
+        let cases = [
+            (
+                record("event_received", json!({ "trigger": trigger })),
+                "launch unsuccessful of eks-ng-abcd (event e-1)",
+            ),
+            (
+                record(
+                    "permission_check",
+                    json!({ "fix": "add_nat_route", "permission": { "result": "denied", "reason": "ec2:CreateRoute" } }),
+                ),
+                "add_nat_route: DENIED to the role: ec2:CreateRoute",
+            ),
+            (
+                record(
+                    "verification",
+                    json!({ "passed": false, "checks": [{ "what": "rtb routes", "passed": false, "detail": "no such route" }] }),
+                ),
+                "FAILED: rtb routes (no such route)",
+            ),
+            (
+                record(
+                    "approval_decision",
+                    json!({ "plan_id": "plan-1", "decision": "approved", "by": "alice", "reason": "CHG-1" }),
+                ),
+                "plan plan-1 approved by alice: CHG-1",
+            ),
+            (
+                record(
+                    "guard_decision",
+                    json!({ "fix": "patch_kms_key_policy", "decision": { "decision": "apply", "approved_by": "alice" } }),
+                ),
+                "patch_kms_key_policy: allowed, approved by alice",
+            ),
+            (
+                record(
+                    "breaker_opened",
+                    json!({ "scope": "vpc:vpc-1", "reason": "verification failed" }),
+                ),
+                "circuit breaker vpc:vpc-1 OPEN: verification failed",
+            ),
+            (
+                record("kill_switch", json!({ "on": true, "by": "bob" })),
+                "kill switch ON by bob",
+            ),
+        ];
+        for (record, expected) in cases {
+            assert_eq!(describe(&record), expected);
+        }
     }
 
     #[test]

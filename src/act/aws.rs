@@ -6,10 +6,11 @@ use aws_sdk_ec2::types::AttributeBooleanValue;
 use aws_sdk_ec2::types::VpcAttributeName;
 use aws_sdk_eks::types::NodegroupScalingConfig;
 
-use super::{Actuator, NodegroupState};
+use super::{Actuator, NodegroupState, Permission};
 use crate::aws::{AwsClients, AwsError, AwsResultExt};
 use crate::evidence::collect::route_table_facts;
 use crate::evidence::{RouteFacts, Scaling};
+use crate::plan::Action;
 use crate::plan::ScalingUpdate;
 
 pub struct AwsActuator {
@@ -111,6 +112,13 @@ impl Actuator for AwsActuator {
                 max: scaling.and_then(|s| s.max_size()).unwrap_or(0),
                 desired: scaling.and_then(|s| s.desired_size()).unwrap_or(0),
             },
+            issues: described
+                .and_then(|n| n.health())
+                .map(|h| h.issues())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|i| i.code().map(|c| c.as_str().to_string()))
+                .collect(),
         })
     }
 
@@ -145,18 +153,78 @@ impl Actuator for AwsActuator {
         &self,
         route_table_id: &str,
         destination: &str,
-        nat_gateway_id: &str,
+        target: &str,
     ) -> Result<(), AwsError> {
-        self.clients
+        let request = self
+            .clients
             .ec2
             .replace_route()
             .route_table_id(route_table_id)
+            .destination_cidr_block(destination);
+        let request = if target.starts_with("nat-") {
+            request.nat_gateway_id(target)
+        } else {
+            request.gateway_id(target)
+        };
+        request.send().await.op("ec2:ReplaceRoute")?;
+        Ok(())
+    }
+
+    async fn delete_route(&self, route_table_id: &str, destination: &str) -> Result<(), AwsError> {
+        self.clients
+            .ec2
+            .delete_route()
+            .route_table_id(route_table_id)
             .destination_cidr_block(destination)
-            .nat_gateway_id(nat_gateway_id)
             .send()
             .await
-            .op("ec2:ReplaceRoute")?;
+            .op("ec2:DeleteRoute")?;
         Ok(())
+    }
+
+    async fn detach_role_policy(&self, role_name: &str, policy_arn: &str) -> Result<(), AwsError> {
+        self.clients
+            .iam
+            .detach_role_policy()
+            .role_name(role_name)
+            .policy_arn(policy_arn)
+            .send()
+            .await
+            .op("iam:DetachRolePolicy")?;
+        Ok(())
+    }
+
+    async fn delete_access_entry(
+        &self,
+        cluster: &str,
+        principal_arn: &str,
+    ) -> Result<(), AwsError> {
+        self.clients
+            .eks
+            .delete_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(principal_arn)
+            .send()
+            .await
+            .op("eks:DeleteAccessEntry")?;
+        Ok(())
+    }
+
+    async fn in_service(&self, group: &str) -> Result<usize, AwsError> {
+        let output = self
+            .clients
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(group)
+            .send()
+            .await
+            .op("autoscaling:DescribeAutoScalingGroups")?;
+        Ok(output
+            .auto_scaling_groups()
+            .iter()
+            .flat_map(|g| g.instances())
+            .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
+            .count())
     }
 
     async fn vpc_attribute(&self, vpc_id: &str, attribute: &str) -> Result<bool, AwsError> {
@@ -293,5 +361,71 @@ impl Actuator for AwsActuator {
             .await
             .op("eks:CreateAccessEntry")?;
         Ok(())
+    }
+
+    async fn dry_run(&self, action: &Action) -> Permission {
+        let answer = match action {
+            Action::CreateRoute {
+                route_table_id,
+                destination_cidr_block,
+                nat_gateway_id,
+            } => self
+                .clients
+                .ec2
+                .create_route()
+                .dry_run(true)
+                .route_table_id(route_table_id)
+                .destination_cidr_block(destination_cidr_block)
+                .nat_gateway_id(nat_gateway_id)
+                .send()
+                .await
+                .op("ec2:CreateRoute")
+                .map(|_| ()),
+            Action::ReplaceRoute {
+                route_table_id,
+                destination_cidr_block,
+                nat_gateway_id,
+                ..
+            } => self
+                .clients
+                .ec2
+                .replace_route()
+                .dry_run(true)
+                .route_table_id(route_table_id)
+                .destination_cidr_block(destination_cidr_block)
+                .nat_gateway_id(nat_gateway_id)
+                .send()
+                .await
+                .op("ec2:ReplaceRoute")
+                .map(|_| ()),
+            other => {
+                let operation = other
+                    .api_calls()
+                    .first()
+                    .map(|c| c.operation.clone())
+                    .unwrap_or_default();
+                return Permission::Unchecked {
+                    reason: format!("{operation} has no dry run"),
+                };
+            }
+        };
+        match answer {
+            Err(error) if error.is_code("DryRunOperation") => Permission::Allowed,
+            Err(error)
+                if error.is_code("UnauthorizedOperation") || error.is_code("AccessDenied") =>
+            {
+                Permission::Denied {
+                    reason: error.message,
+                }
+            }
+            Err(error) => Permission::Unchecked {
+                reason: format!("{}: {}", error.code, error.message),
+            },
+            Ok(()) => Permission::Unchecked {
+                reason:
+                    "the endpoint ignored DryRun and performed the call: it is not EC2-compatible"
+                        .into(),
+            },
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! world back to say what changed. `act` never decides whether to act; the guard does.
 
 mod aws;
+pub mod verify;
 
 pub use aws::AwsActuator;
 
@@ -46,12 +47,32 @@ pub trait Actuator: Send + Sync {
         nodegroup: &str,
         update: ScalingUpdate,
     ) -> impl Future<Output = Result<String, AwsError>> + Send;
+    /// Points a route at `target` (a NAT gateway `nat-…` or an internet gateway `igw-…`).
     fn replace_route(
         &self,
         route_table_id: &str,
         destination: &str,
-        nat_gateway_id: &str,
+        target: &str,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn delete_route(
+        &self,
+        route_table_id: &str,
+        destination: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn detach_role_policy(
+        &self,
+        role_name: &str,
+        policy_arn: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn delete_access_entry(
+        &self,
+        cluster: &str,
+        principal_arn: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Instances of an Auto Scaling group that are InService.
+    fn in_service(&self, group: &str) -> impl Future<Output = Result<usize, AwsError>> + Send;
+    /// Asks AWS whether the caller may perform the action, without performing it (EC2 DryRun).
+    fn dry_run(&self, action: &Action) -> impl Future<Output = Permission> + Send;
     fn vpc_attribute(
         &self,
         vpc_id: &str,
@@ -97,6 +118,9 @@ pub trait Actuator: Send + Sync {
 pub struct NodegroupState {
     pub status: String,
     pub scaling: Scaling,
+    /// Codes of the nodegroup's health issues.
+    #[serde(default)]
+    pub issues: Vec<String>,
 }
 
 impl NodegroupState {
@@ -104,6 +128,25 @@ impl NodegroupState {
     pub fn is_settled(&self) -> bool {
         matches!(self.status.as_str(), "ACTIVE" | "DEGRADED")
     }
+}
+
+/// Whether the daemon's role may perform a step, as far as AWS will say without doing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Permission {
+    Allowed,
+    Denied {
+        reason: String,
+    },
+    /// The API has no dry run; `nodemedic iam-policy` lists what the role needs.
+    Unchecked {
+        reason: String,
+    },
+}
+
+/// The dry-run permission check of a step.
+pub async fn check_permission<A: Actuator>(actuator: &A, step: &Step) -> Permission {
+    actuator.dry_run(&step.action).await
 }
 
 /// How long to wait for a nodegroup update, and how often to look.
@@ -120,6 +163,8 @@ pub enum StepStatus {
     Applied,
     Skipped,
     Failed,
+    /// Applied, then undone because verification failed.
+    RolledBack,
 }
 
 impl StepStatus {
@@ -129,6 +174,7 @@ impl StepStatus {
             StepStatus::Applied => "applied",
             StepStatus::Skipped => "skipped",
             StepStatus::Failed => "failed",
+            StepStatus::RolledBack => "rolled_back",
         }
     }
 }
@@ -533,7 +579,7 @@ async fn create_route<A: Actuator>(
 }
 
 /// Policies compare by meaning: KMS may return the document with other whitespace.
-fn same_policy(a: &str, b: &str) -> bool {
+pub(crate) fn same_policy(a: &str, b: &str) -> bool {
     match (
         serde_json::from_str::<Value>(a),
         serde_json::from_str::<Value>(b),

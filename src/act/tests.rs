@@ -19,6 +19,8 @@ struct FakeWorld {
     flags: Mutex<HashMap<String, bool>>,
     role_policies: Mutex<HashMap<String, Vec<String>>>,
     access_entries: Mutex<HashMap<String, String>>,
+    in_service: Mutex<usize>,
+    denied: Mutex<Option<String>>,
 }
 
 fn error(operation: &'static str, code: &str) -> AwsError {
@@ -60,6 +62,7 @@ impl FakeWorld {
         *self.nodegroup.lock().unwrap() = Some(NodegroupState {
             status: status.into(),
             scaling: Scaling { min, max, desired },
+            issues: Vec::new(),
         });
         self
     }
@@ -169,6 +172,46 @@ impl Actuator for FakeWorld {
         route.target = nat.into();
         route.state = "active".into();
         Ok(())
+    }
+
+    async fn delete_route(&self, table: &str, destination: &str) -> Result<(), AwsError> {
+        self.check("delete_route")?;
+        let mut routes = self.routes.lock().unwrap();
+        let table = routes
+            .get_mut(table)
+            .ok_or_else(|| error("ec2:DeleteRoute", "InvalidRouteTableID.NotFound"))?;
+        let before = table.len();
+        table.retain(|r| r.destination != destination);
+        if table.len() == before {
+            return Err(error("ec2:DeleteRoute", "InvalidRoute.NotFound"));
+        }
+        Ok(())
+    }
+
+    async fn detach_role_policy(&self, role: &str, arn: &str) -> Result<(), AwsError> {
+        self.check("detach_role_policy")?;
+        if let Some(list) = self.role_policies.lock().unwrap().get_mut(role) {
+            list.retain(|a| a != arn);
+        }
+        Ok(())
+    }
+
+    async fn delete_access_entry(&self, _cluster: &str, principal: &str) -> Result<(), AwsError> {
+        self.check("delete_access_entry")?;
+        self.access_entries.lock().unwrap().remove(principal);
+        Ok(())
+    }
+
+    async fn in_service(&self, _group: &str) -> Result<usize, AwsError> {
+        self.check("in_service")?;
+        Ok(*self.in_service.lock().unwrap())
+    }
+
+    async fn dry_run(&self, _action: &Action) -> Permission {
+        match self.denied.lock().unwrap().clone() {
+            Some(reason) => Permission::Denied { reason },
+            None => Permission::Allowed,
+        }
     }
 
     async fn vpc_attribute(&self, vpc: &str, attribute: &str) -> Result<bool, AwsError> {
@@ -588,4 +631,162 @@ async fn a_missing_policy_is_attached_once_and_an_access_entry_created_once() {
             .detail
             .contains("already has")
     );
+}
+
+mod verification {
+    use super::*;
+    use crate::act::verify::{Nodegroup, rollback, verify};
+
+    const NODEGROUP: Nodegroup<'static> = Nodegroup {
+        cluster: "eks-workshop",
+        name: "ng",
+        group: Some("eks-ng-1"),
+    };
+
+    #[tokio::test]
+    async fn an_added_route_that_stays_active_passes() {
+        let world = FakeWorld::default().with_table("rtb-new", vec![local()]);
+        let step = route_step();
+        apply(&world, &step, WAIT).await;
+        let verdict = verify(&world, &[&step], &NODEGROUP, WAIT).await;
+        assert!(verdict.passed, "{verdict:?}");
+    }
+
+    #[tokio::test]
+    async fn a_route_removed_behind_our_back_fails_verification() {
+        let world = FakeWorld::default().with_table("rtb-new", vec![local()]);
+        let step = route_step();
+        apply(&world, &step, WAIT).await;
+        world.delete_route("rtb-new", "0.0.0.0/0").await.unwrap();
+        let verdict = verify(&world, &[&step], &NODEGROUP, WAIT).await;
+        assert!(!verdict.passed);
+        assert_eq!(verdict.checks[0].detail, "no such route");
+    }
+
+    #[tokio::test]
+    async fn a_cycled_nodegroup_passes_only_when_active_healthy_and_in_service() {
+        let world = FakeWorld::default().with_nodegroup("ACTIVE", 0, 1, 1);
+        let step = cycle_step(0, 1);
+        assert!(!verify(&world, &[&step], &NODEGROUP, WAIT).await.passed);
+        *world.in_service.lock().unwrap() = 1;
+        world
+            .nodegroup
+            .lock()
+            .unwrap()
+            .as_mut()
+            .unwrap()
+            .issues
+            .push("NodeCreationFailure".into());
+        let verdict = verify(&world, &[&step], &NODEGROUP, WAIT).await;
+        assert!(!verdict.passed);
+        assert!(verdict.checks[0].detail.contains("NodeCreationFailure"));
+        world
+            .nodegroup
+            .lock()
+            .unwrap()
+            .as_mut()
+            .unwrap()
+            .issues
+            .clear();
+        assert!(verify(&world, &[&step], &NODEGROUP, WAIT).await.passed);
+    }
+
+    #[tokio::test]
+    async fn rolling_back_an_added_route_deletes_exactly_that_route() {
+        let world = FakeWorld::default().with_table("rtb-new", vec![local()]);
+        let step = route_step();
+        let applied = apply(&world, &step, WAIT).await;
+        let undone = rollback(&world, &step, &applied).await;
+        assert_eq!(undone.status, StepStatus::RolledBack, "{}", undone.detail);
+        assert_eq!(world.routes.lock().unwrap()["rtb-new"], vec![local()]);
+    }
+
+    #[tokio::test]
+    async fn a_route_that_existed_before_the_fix_is_left_alone() {
+        let world = FakeWorld::default().with_table("rtb-new", vec![local()]);
+        let step = route_step();
+        apply(&world, &step, WAIT).await;
+        // A second apply finds the route already there: its `before` holds the route.
+        let again = apply(&world, &step, WAIT).await;
+        let kept = rollback(&world, &step, &again).await;
+        assert_eq!(kept.status, StepStatus::Applied);
+        assert_eq!(world.routes.lock().unwrap()["rtb-new"].len(), 2);
+    }
+
+    #[tokio::test]
+    async fn rolling_back_a_key_policy_restores_the_exact_previous_text() {
+        let world = FakeWorld::default().with_policy("key-1", ROOT_ONLY_POLICY);
+        let step = policy_step();
+        let applied = apply(&world, &step, WAIT).await;
+        let undone = rollback(&world, &step, &applied).await;
+        assert_eq!(undone.status, StepStatus::RolledBack, "{}", undone.detail);
+        assert_eq!(world.policies.lock().unwrap()["key-1"], ROOT_ONLY_POLICY);
+    }
+
+    #[tokio::test]
+    async fn a_key_policy_edited_after_the_fix_is_not_rolled_back_over() {
+        let world = FakeWorld::default().with_policy("key-1", ROOT_ONLY_POLICY);
+        let step = policy_step();
+        let applied = apply(&world, &step, WAIT).await;
+        let someone_else = patched_policy().replace("kms:DescribeKey", "kms:GetPublicKey");
+        world
+            .policies
+            .lock()
+            .unwrap()
+            .insert("key-1".into(), someone_else.clone());
+        let kept = rollback(&world, &step, &applied).await;
+        assert_eq!(kept.status, StepStatus::Applied);
+        assert!(kept.detail.contains("edited since"));
+        assert_eq!(world.policies.lock().unwrap()["key-1"], someone_else);
+    }
+
+    #[tokio::test]
+    async fn a_failed_rollback_says_so() {
+        let world = FakeWorld::default().with_table("rtb-new", vec![local()]);
+        let step = route_step();
+        let applied = apply(&world, &step, WAIT).await;
+        let world = world.failing("delete_route", "UnauthorizedOperation");
+        let failed = rollback(&world, &step, &applied).await;
+        assert_eq!(failed.status, StepStatus::Failed);
+        assert!(failed.detail.contains("UnauthorizedOperation"));
+    }
+
+    #[tokio::test]
+    async fn attached_policies_and_access_entries_are_undone_but_dns_stays_on() {
+        let world = FakeWorld::default();
+        let attach = Step {
+            fix: FixKind::AttachNodeRolePolicy,
+            action: Action::AttachRolePolicy {
+                role_name: "eks-node".into(),
+                policy_arn: "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy".into(),
+            },
+            reason: String::new(),
+        };
+        let applied = apply(&world, &attach, WAIT).await;
+        assert_eq!(
+            rollback(&world, &attach, &applied).await.status,
+            StepStatus::RolledBack
+        );
+        assert!(world.role_policies.lock().unwrap()["eks-node"].is_empty());
+
+        let dns = Step {
+            fix: FixKind::EnableVpcDns,
+            action: Action::ModifyVpcAttribute {
+                vpc_id: "vpc-1".into(),
+                attribute: "enableDnsSupport".into(),
+            },
+            reason: String::new(),
+        };
+        let applied = apply(&world, &dns, WAIT).await;
+        assert_eq!(
+            rollback(&world, &dns, &applied).await.status,
+            StepStatus::Applied
+        );
+        assert!(
+            world
+                .vpc_attribute("vpc-1", "enableDnsSupport")
+                .await
+                .unwrap()
+        );
+    }
 }

@@ -1,9 +1,11 @@
 //! The audit trail: an append-only, hash-chained log of everything nodemedic saw, decided and did,
 //! in an embedded SQLite database, plus the incident index the pipeline and the CLI query.
 
+pub mod control;
 mod schema;
 pub mod store;
 
+pub use control::{PlanRow, PlanStatus};
 pub use store::{AuditStore, Tx};
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,19 @@ pub enum RecordKind {
     StepIntent,
     /// Written after a mutation: what was done, with before and after.
     StepResult,
+    /// A plan's steps checked against the caller's permissions (EC2 DryRun).
+    PermissionCheck,
+    /// Whether the cause went away after the fix.
+    Verification,
+    /// A fix undone after verification failed.
+    Rollback,
+    /// A human approved or rejected a plan, or an approval expired.
+    ApprovalDecision,
+    /// An approved plan no longer matches the world: not applied.
+    PlanStale,
+    BreakerOpened,
+    BreakerReset,
+    KillSwitch,
     Outcome,
 }
 
@@ -54,6 +69,14 @@ impl RecordKind {
             RecordKind::GuardDecision => "guard_decision",
             RecordKind::StepIntent => "step_intent",
             RecordKind::StepResult => "step_result",
+            RecordKind::PermissionCheck => "permission_check",
+            RecordKind::Verification => "verification",
+            RecordKind::Rollback => "rollback",
+            RecordKind::ApprovalDecision => "approval_decision",
+            RecordKind::PlanStale => "plan_stale",
+            RecordKind::BreakerOpened => "breaker_opened",
+            RecordKind::BreakerReset => "breaker_reset",
+            RecordKind::KillSwitch => "kill_switch",
             RecordKind::Outcome => "outcome",
         }
     }
@@ -70,8 +93,10 @@ pub enum Outcome {
     Planned,
     /// A cause was found but nothing safe can fix it automatically; the report says what to do.
     NoFix,
-    /// A step failed.
+    /// A step failed, or verification failed and the fix was rolled back.
     Failed,
+    /// The cause went away without nodemedic (someone fixed it before an approved plan ran).
+    Resolved,
 }
 
 impl Outcome {
@@ -82,6 +107,7 @@ impl Outcome {
             Outcome::Planned => "planned",
             Outcome::NoFix => "no_fix",
             Outcome::Failed => "failed",
+            Outcome::Resolved => "resolved",
         }
     }
 
@@ -92,6 +118,7 @@ impl Outcome {
             Outcome::Planned,
             Outcome::NoFix,
             Outcome::Failed,
+            Outcome::Resolved,
         ]
         .into_iter()
         .find(|o| o.as_str() == text)
@@ -142,6 +169,8 @@ pub struct IncidentSummary {
     pub updated_at: String,
     pub events: u32,
     pub actions: Vec<ActionSummary>,
+    /// Every nodegroup the incident concerns (`cluster/nodegroup`); more than one in a storm.
+    pub nodegroups: Vec<String>,
 }
 
 impl IncidentSummary {

@@ -2,7 +2,8 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE records (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     at          TEXT NOT NULL,
@@ -53,7 +54,74 @@ CREATE TABLE events (
     incident_id TEXT
 );
 CREATE INDEX events_by_incident ON events (incident_id);
-"#];
+"#,
+    r#"
+-- What an incident is about when several nodegroups share one broken resource (a key, a route
+-- table): events of every nodegroup with the same cause and subject join one incident.
+ALTER TABLE incidents ADD COLUMN subject TEXT;
+CREATE INDEX incidents_by_subject ON incidents (account, region, cause, subject, updated_at);
+CREATE TABLE incident_nodegroups (
+    incident_id TEXT NOT NULL,
+    cluster     TEXT NOT NULL,
+    nodegroup   TEXT NOT NULL,
+    PRIMARY KEY (incident_id, cluster, nodegroup)
+);
+
+-- Plans waiting for, or decided by, a human. An approval binds to the plan id (a content hash).
+CREATE TABLE plans (
+    plan_id         TEXT PRIMARY KEY,
+    incident_id     TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL,
+    plan            TEXT NOT NULL,
+    trigger         TEXT NOT NULL,
+    decided_by      TEXT,
+    decided_at      TEXT,
+    decision_reason TEXT
+);
+CREATE INDEX plans_by_status ON plans (status, updated_at);
+
+-- Switches an operator flips without a restart (the kill switch).
+CREATE TABLE controls (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL,
+    set_by TEXT,
+    at     TEXT NOT NULL,
+    reason TEXT
+);
+
+-- Every mutation applied, for cooldowns and rate limits.
+CREATE TABLE mutations (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          TEXT NOT NULL,
+    account     TEXT NOT NULL,
+    resource    TEXT NOT NULL,
+    fix         TEXT NOT NULL,
+    incident_id TEXT NOT NULL
+);
+CREATE INDEX mutations_by_account ON mutations (account, at);
+CREATE INDEX mutations_by_resource ON mutations (resource, fix, at);
+
+-- Failed fixes and verifications by scope, and the breakers they open.
+CREATE TABLE breaker_failures (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope       TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    incident_id TEXT NOT NULL,
+    reason      TEXT NOT NULL
+);
+CREATE INDEX breaker_failures_by_scope ON breaker_failures (scope, at);
+CREATE TABLE breakers (
+    scope     TEXT PRIMARY KEY,
+    state     TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    closed_at TEXT,
+    closed_by TEXT
+);
+"#,
+];
 
 pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;

@@ -179,18 +179,21 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Opens an incident; `subject` names the shared resource when the cause is one (a key, a
+    /// route table), so that other nodegroups' events join it.
     pub fn open_incident(
         &self,
         incident_id: &str,
         key: &NodegroupKey,
         cause: &str,
+        subject: Option<&str>,
         mode: &str,
         summary: &str,
     ) -> Result<(), AuditError> {
         let at = now();
         self.inner.execute(
-            "INSERT INTO incidents (incident_id, account, region, cluster, nodegroup, cause, mode, outcome, summary, opened_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+            "INSERT INTO incidents (incident_id, account, region, cluster, nodegroup, cause, mode, outcome, summary, opened_at, updated_at, subject)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
             params![
                 incident_id,
                 key.account,
@@ -201,8 +204,23 @@ impl Tx<'_> {
                 mode,
                 Outcome::InProgress.as_str(),
                 summary,
-                at
+                at,
+                subject
             ],
+        )?;
+        self.join_nodegroup(incident_id, &key.cluster, &key.nodegroup)
+    }
+
+    /// Records that a nodegroup is affected by an incident.
+    pub fn join_nodegroup(
+        &self,
+        incident_id: &str,
+        cluster: &str,
+        nodegroup: &str,
+    ) -> Result<(), AuditError> {
+        self.inner.execute(
+            "INSERT OR IGNORE INTO incident_nodegroups (incident_id, cluster, nodegroup) VALUES (?1, ?2, ?3)",
+            params![incident_id, cluster, nodegroup],
         )?;
         Ok(())
     }
@@ -331,6 +349,7 @@ pub mod query {
                 updated_at: row.get(11)?,
                 events: 0,
                 actions: Vec::new(),
+                nodegroups: Vec::new(),
             })
         })?;
         let mut found = rows.collect::<Result<Vec<_>, _>>()?;
@@ -340,6 +359,7 @@ pub mod query {
                 params![incident.incident_id],
                 |row| row.get(0),
             )?;
+            incident.nodegroups = incident_nodegroups(connection, &incident.incident_id)?;
             let mut steps = connection.prepare(
                 "SELECT kind, status, detail FROM incident_steps WHERE incident_id = ?1 ORDER BY position",
             )?;
@@ -376,6 +396,53 @@ pub mod query {
             &[&incident_id],
         )?
         .pop())
+    }
+
+    /// Incidents of a cause about a shared resource (any nodegroup), most recently updated first.
+    pub fn incidents_for_subject(
+        connection: &Connection,
+        account: &str,
+        region: &str,
+        cause: &str,
+        subject: &str,
+    ) -> Result<Vec<IncidentSummary>, AuditError> {
+        summaries(
+            connection,
+            &format!(
+                "SELECT {SUMMARY_COLUMNS} FROM incidents WHERE account = ?1 AND region = ?2 AND cause = ?3 \
+                 AND subject = ?4 ORDER BY updated_at DESC"
+            ),
+            &[&account, &region, &cause, &subject],
+        )
+    }
+
+    /// When a fix was last applied to a shared resource, and in which incident.
+    pub fn last_fix_on_subject(
+        connection: &Connection,
+        account: &str,
+        region: &str,
+        subject: &str,
+    ) -> Result<Option<(String, String)>, AuditError> {
+        Ok(connection
+            .query_row(
+                "SELECT s.incident_id, MAX(s.updated_at) FROM incident_steps s JOIN incidents i USING (incident_id)
+                 WHERE i.account = ?1 AND i.region = ?2 AND i.subject = ?3 AND s.status = 'applied'
+                 GROUP BY s.incident_id ORDER BY MAX(s.updated_at) DESC LIMIT 1",
+                params![account, region, subject],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Nodegroups an incident concerns.
+    pub fn incident_nodegroups(
+        connection: &Connection,
+        incident_id: &str,
+    ) -> Result<Vec<String>, AuditError> {
+        let mut statement = connection
+            .prepare("SELECT cluster || '/' || nodegroup FROM incident_nodegroups WHERE incident_id = ?1 ORDER BY cluster, nodegroup")?;
+        let rows = statement.query_map(params![incident_id], |row| row.get(0))?;
+        Ok(rows.collect::<Result<Vec<String>, _>>()?)
     }
 
     /// Incidents of a nodegroup for a cause, most recently updated first.
@@ -530,7 +597,7 @@ mod tests {
         let (store, dir) = store();
         store
             .write_blocking(|tx| {
-                tx.open_incident("inc-1", &key(), "unknown", "dry-run", "s")?;
+                tx.open_incident("inc-1", &key(), "unknown", None, "dry-run", "s")?;
                 tx.append(
                     Some("inc-1"),
                     Some("e1"),
@@ -615,6 +682,7 @@ mod tests {
                     "inc-1",
                     &key(),
                     "subnet_no_egress_route",
+                    None,
                     "auto",
                     "no route",
                 )?;

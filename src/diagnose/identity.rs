@@ -36,7 +36,9 @@ pub fn findings(evidence: &Evidence, identity: &IdentityFacts) -> Vec<Finding> {
             remedy: Some(Cause::NodeRoleNotFound.doc().remedy.into()),
             subject: Subject::Resource { id: role.clone() },
         }),
-        RoleLookup::Found { name, attached_policy_arns } => {
+        RoleLookup::Found {
+            name, attached_policy_arns, ..
+        } => {
             let attached: Vec<&str> = attached_policy_arns.iter().map(|a| policy_name(a)).collect();
             let missing: Vec<String> = REQUIRED_POLICIES
                 .iter()

@@ -255,7 +255,22 @@ pub fn nodegroup_facts(cluster: &str, nodegroup: &aws_sdk_eks::types::Nodegroup)
             .filter_map(|g| g.name())
             .map(str::to_string)
             .collect(),
+        tags: nodegroup
+            .tags()
+            .map(|t| t.clone().into_iter().collect())
+            .unwrap_or_default(),
     }
+}
+
+fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> Tags {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
 }
 
 async fn describe_group(
@@ -319,6 +334,10 @@ async fn describe_cluster(
                 .access_config()
                 .and_then(|a| a.authentication_mode())
                 .map(|m| m.as_str().to_string()),
+            tags: cluster
+                .tags()
+                .map(|t| t.clone().into_iter().collect())
+                .unwrap_or_default(),
         }
     }))
 }
@@ -553,9 +572,30 @@ async fn keys(
                 .unwrap_or_else(|| "CUSTOMER".into()),
             policy: None,
             policy_unreadable: None,
+            tags: Tags::new(),
         };
         if facts.state == "Enabled" && facts.is_customer_managed() {
             if owner == account {
+                calls.record("kms:ListResourceTags");
+                match clients
+                    .kms
+                    .list_resource_tags()
+                    .key_id(&arn)
+                    .send()
+                    .await
+                    .op("kms:ListResourceTags")
+                {
+                    Ok(output) => {
+                        facts.tags = output
+                            .tags()
+                            .iter()
+                            .map(|t| (t.tag_key().to_string(), t.tag_value().to_string()))
+                            .collect()
+                    }
+                    Err(error) if error.is_transient() => return Err(error),
+                    // Tags only narrow what nodemedic may touch; without them the key policy still tells.
+                    Err(_) => {}
+                }
                 calls.record("kms:GetKeyPolicy");
                 match clients
                     .kms
@@ -761,6 +801,7 @@ async fn describe_subnets(
             cidr: subnet.cidr_block().unwrap_or_default().to_string(),
             available_ips: subnet.available_ip_address_count().unwrap_or(0),
             map_public_ip_on_launch: subnet.map_public_ip_on_launch().unwrap_or(false),
+            tags: ec2_tags(subnet.tags()),
         }));
     }
     Ok(found)
@@ -797,6 +838,7 @@ async fn vpc_facts(
             })
             .unwrap_or_default(),
         dhcp_options_id: vpc.and_then(|v| v.dhcp_options_id()).map(str::to_string),
+        tags: vpc.map(|v| ec2_tags(v.tags())).unwrap_or_default(),
         ..VpcFacts::default()
     };
     for attribute in [
@@ -917,6 +959,7 @@ pub fn route_table_facts(table: &aws_sdk_ec2::types::RouteTable) -> RouteTableFa
                 })
             })
             .collect(),
+        tags: ec2_tags(table.tags()),
     }
 }
 
@@ -1188,14 +1231,25 @@ async fn identity(
 ) -> Result<IdentityFacts, AwsError> {
     let name = role_arn.rsplit('/').next().unwrap_or(role_arn).to_string();
     calls.record("iam:GetRole");
-    let role = match clients
+    let described = clients
         .iam
         .get_role()
         .role_name(&name)
         .send()
         .await
-        .op("iam:GetRole")
-    {
+        .op("iam:GetRole");
+    let role_tags: Tags = described
+        .as_ref()
+        .ok()
+        .and_then(|o| o.role())
+        .map(|r| {
+            r.tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let role = match described {
         Err(error) if error.is_code("NoSuchEntity") => RoleLookup::NotFound { name: name.clone() },
         Err(error) if !error.is_transient() => RoleLookup::Unreadable {
             reason: format!("{}: {}", error.code, error.message),
@@ -1231,6 +1285,7 @@ async fn identity(
                 None => RoleLookup::Found {
                     name: name.clone(),
                     attached_policy_arns: attached,
+                    tags: role_tags,
                 },
             }
         }

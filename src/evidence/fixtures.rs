@@ -53,6 +53,7 @@ fn subnet(id: &str, az: &str, cidr: &str, public: bool) -> SubnetFacts {
         cidr: cidr.into(),
         available_ips: 8186,
         map_public_ip_on_launch: public,
+        tags: Tags::new(),
     }
 }
 
@@ -179,6 +180,7 @@ impl Evidence {
                 capacity_type: Some("ON_DEMAND".into()),
                 instance_types: vec!["t3.medium".into()],
                 group_names: vec![GROUP.into()],
+                tags: Tags::new(),
             },
             group: Some(GroupFacts {
                 name: GROUP.into(),
@@ -198,6 +200,7 @@ impl Evidence {
                 endpoint_private_access: false,
                 public_access_cidrs: vec!["0.0.0.0/0".into()],
                 authentication_mode: Some("API_AND_CONFIG_MAP".into()),
+                tags: Tags::new(),
             }),
             launch_template: None,
             image: None,
@@ -211,6 +214,7 @@ impl Evidence {
                     dns_hostnames: Some(true),
                     dhcp_options_id: Some("dopt-1".into()),
                     domain_name_servers: Some(vec!["AmazonProvidedDNS".into()]),
+                    tags: Tags::new(),
                 },
                 subnets: vec![
                     subnet("subnet-public-a", "us-west-2a", "10.42.0.0/19", true),
@@ -222,18 +226,21 @@ impl Evidence {
                         main: true,
                         subnet_ids: vec![],
                         routes: vec![route("10.42.0.0/16", "local")],
+                        tags: Tags::new(),
                     },
                     RouteTableFacts {
                         id: "rtb-public".into(),
                         main: false,
                         subnet_ids: vec!["subnet-public-a".into()],
                         routes: vec![route("10.42.0.0/16", "local"), route("0.0.0.0/0", "igw-1")],
+                        tags: Tags::new(),
                     },
                     RouteTableFacts {
                         id: "rtb-node".into(),
                         main: false,
                         subnet_ids: vec!["subnet-node".into()],
                         routes: vec![route("10.42.0.0/16", "local"), route("0.0.0.0/0", "nat-a")],
+                        tags: Tags::new(),
                     },
                 ],
                 nat_gateways: vec![NatGatewayFacts {
@@ -266,6 +273,7 @@ impl Evidence {
                         "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy".into(),
                         "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly".into(),
                     ],
+                    tags: Tags::new(),
                 },
                 access_entry: AccessEntryLookup::NotApplicable,
             }),
@@ -319,6 +327,7 @@ impl Evidence {
                 manager: "CUSTOMER".into(),
                 policy: Some(ROOT_ONLY_POLICY.into()),
                 policy_unreadable: None,
+                tags: Tags::new(),
             }),
         }];
         // A failed launch is investigated through its launch template, not the network.
@@ -356,6 +365,7 @@ impl Evidence {
                 main: false,
                 subnet_ids: vec!["subnet-new".into()],
                 routes: vec![route("10.42.0.0/16", "local")],
+                tags: Tags::new(),
             });
         })
     }

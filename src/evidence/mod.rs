@@ -68,7 +68,12 @@ pub struct NodegroupFacts {
     pub capacity_type: Option<String>,
     pub instance_types: Vec<String>,
     pub group_names: Vec<String>,
+    #[serde(default)]
+    pub tags: Tags,
 }
+
+/// A resource's tags.
+pub type Tags = BTreeMap<String, String>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthIssue {
@@ -128,6 +133,8 @@ pub struct ClusterFacts {
     pub public_access_cidrs: Vec<String>,
     /// `CONFIG_MAP`, `API_AND_CONFIG_MAP` or `API`; `None` when the cluster does not say.
     pub authentication_mode: Option<String>,
+    #[serde(default)]
+    pub tags: Tags,
 }
 
 impl ClusterFacts {
@@ -219,6 +226,8 @@ pub struct KeyMetadata {
     pub policy: Option<String>,
     /// Why the policy could not be read (for example a key owned by another account).
     pub policy_unreadable: Option<String>,
+    #[serde(default)]
+    pub tags: Tags,
 }
 
 impl KeyMetadata {
@@ -259,6 +268,8 @@ pub struct VpcFacts {
     pub dhcp_options_id: Option<String>,
     /// The DHCP options' `domain-name-servers`, when read.
     pub domain_name_servers: Option<Vec<String>>,
+    #[serde(default)]
+    pub tags: Tags,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,6 +280,8 @@ pub struct SubnetFacts {
     pub cidr: String,
     pub available_ips: i32,
     pub map_public_ip_on_launch: bool,
+    #[serde(default)]
+    pub tags: Tags,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,6 +290,8 @@ pub struct RouteTableFacts {
     pub main: bool,
     pub subnet_ids: Vec<String>,
     pub routes: Vec<RouteFacts>,
+    #[serde(default)]
+    pub tags: Tags,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -416,6 +431,8 @@ pub enum RoleLookup {
     Found {
         name: String,
         attached_policy_arns: Vec<String>,
+        #[serde(default)]
+        tags: Tags,
     },
     NotFound {
         name: String,

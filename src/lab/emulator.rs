@@ -135,6 +135,29 @@ impl Emulator {
             .map(|_| ())
     }
 
+    /// Makes every later launch of the Auto Scaling group fail with `message`, as a cause nodemedic
+    /// cannot see would; `None` lets launches through again.
+    pub async fn force_launch_failure(
+        &self,
+        group: &str,
+        message: Option<&str>,
+    ) -> Result<(), LabError> {
+        let body =
+            serde_json::json!({ "region": REGION, "asg": group, "message": message.unwrap_or("") });
+        self.request("POST", "/_emulator/launch-failure", &body.to_string())
+            .await
+            .map(|_| ())
+    }
+
+    /// Refuses these EC2 calls (`ec2:CreateRoute`, …) with UnauthorizedOperation, dry run or not,
+    /// as for a role without them; an empty list allows everything again.
+    pub async fn deny(&self, actions: &[&str]) -> Result<(), LabError> {
+        let body = serde_json::json!({ "actions": actions });
+        self.request("POST", "/_emulator/deny", &body.to_string())
+            .await
+            .map(|_| ())
+    }
+
     /// A minimal HTTP/1.1 exchange on loopback; returns the body of a 2xx answer.
     async fn request(&self, method: &str, path: &str, body: &str) -> Result<String, LabError> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))

@@ -2,6 +2,8 @@
 //! diagnose, plan, guard and act. Every stage writes to the audit trail; the message may be
 //! deleted only once [`Pipeline::handle`] returns [`Disposition::Delete`].
 
+mod approvals;
+mod incident;
 mod state;
 
 use std::sync::Arc;
@@ -11,22 +13,22 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::act::{self, AwsActuator, StepStatus};
-use crate::audit::store::{now, query, timestamp};
-use crate::audit::{AuditError, AuditStore, NodegroupKey, Outcome, RecordKind};
+use crate::audit::store::{query, timestamp};
+use crate::audit::{AuditError, AuditStore, NodegroupKey, RecordKind};
 use crate::aws::ClientPool;
-use crate::config::RemediationSettings;
-use crate::diagnose::{Diagnosis, diagnose};
+use crate::config::{GuardSettings, RemediationSettings, Settings, VerifySettings};
+use crate::diagnose::diagnose;
+use crate::evidence::CallLog;
 use crate::evidence::collect::{CollectError, Scope, collect};
-use crate::evidence::{CallLog, Evidence};
-use crate::guard::{self, Decision, History, Mode};
+use crate::guard::Policy;
 use crate::intake::publish::{Publisher, nodemedic_event};
 use crate::intake::{
     IgnoredEvent, JOIN_CHECK, JoinCheck, LaunchOutcome, Parsed, Trigger, TriggerKind, parse_message,
 };
-use crate::plan::{Action, FixKind, Plan, plan};
+use crate::notify::Notifier;
 use crate::resolve::{Resolution, Target, resolve};
-pub use state::{NodegroupLocks, RouteVerdicts};
+pub use approvals::ApprovalsPass;
+pub use state::{KeyedLocks, RouteVerdicts};
 
 /// One received message.
 #[derive(Debug, Clone)]
@@ -50,45 +52,62 @@ pub enum Disposition {
 pub enum PipelineError {
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error("evidence could not be collected: {0}")]
+    Collect(String),
+}
+
+/// What the pipeline needs from the settings.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub policy: Policy,
+    pub remediation: RemediationSettings,
+    pub guard: GuardSettings,
+    pub verify: VerifySettings,
+}
+
+impl PipelineConfig {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            policy: settings.policy(),
+            remediation: settings.remediation.clone(),
+            guard: settings.guard.clone(),
+            verify: settings.verify.clone(),
+        }
+    }
 }
 
 pub struct Pipeline {
-    mode: Mode,
-    remediation: RemediationSettings,
+    config: PipelineConfig,
     store: AuditStore,
     clients: Arc<ClientPool>,
-    locks: NodegroupLocks,
+    locks: KeyedLocks,
     routes: RouteVerdicts,
     /// Where nodemedic's own events (join checks) go; `None` disables them.
     publisher: Option<Publisher>,
     join_deadline: Duration,
-}
-
-/// How the incident an event belongs to was found.
-struct IncidentChoice {
-    id: String,
-    is_new: bool,
-    previous_outcome: Option<Outcome>,
+    notifier: Arc<Notifier>,
 }
 
 impl Pipeline {
-    pub fn new(
-        mode: Mode,
-        remediation: RemediationSettings,
-        store: AuditStore,
-        clients: Arc<ClientPool>,
-    ) -> Self {
-        let routes = RouteVerdicts::new(Duration::from_secs(remediation.route_verdict_ttl_secs));
+    pub fn new(config: PipelineConfig, store: AuditStore, clients: Arc<ClientPool>) -> Self {
+        let routes = RouteVerdicts::new(Duration::from_secs(
+            config.remediation.route_verdict_ttl_secs,
+        ));
         Self {
-            mode,
-            remediation,
+            config,
             store,
             clients,
-            locks: NodegroupLocks::default(),
+            locks: KeyedLocks::default(),
             routes,
             publisher: None,
             join_deadline: Duration::ZERO,
+            notifier: Notifier::disabled(),
         }
+    }
+
+    pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Schedules a join check `deadline` after every healthy launch, through `publisher`.
@@ -257,7 +276,7 @@ impl Pipeline {
             cluster: target.cluster.clone(),
             nodegroup: target.nodegroup.clone(),
         };
-        let _one_incident_per_nodegroup = self.locks.lock(&key).await;
+        let _one_incident_per_nodegroup = self.locks.lock(&format!("nodegroup:{key}")).await;
         // Another handler may have finished the same event while this one waited.
         if self.already_handled(&trigger, message).await? {
             return Ok(Disposition::Delete);
@@ -454,265 +473,6 @@ impl Pipeline {
         }
         Ok(superseded.is_some())
     }
-
-    /// Finds the incident this event belongs to, or opens one, and records what was found.
-    async fn file_incident(
-        &self,
-        key: &NodegroupKey,
-        trigger: &Trigger,
-        message: &Inbound,
-        evidence: &Evidence,
-        diagnosis: &Diagnosis,
-        plan: &Plan,
-    ) -> Result<(IncidentChoice, History), PipelineError> {
-        let cause = diagnosis
-            .cause()
-            .map(|c| c.code())
-            .unwrap_or("unknown")
-            .to_string();
-        let summary = diagnosis
-            .primary()
-            .map(|f| f.summary.clone())
-            .unwrap_or_default();
-        let window_start = timestamp(
-            OffsetDateTime::now_utc() - Duration::from_secs(self.remediation.incident_window_secs),
-        );
-        let mode = self.mode.as_str().to_string();
-        let key = key.clone();
-        let event_id = trigger.event_id.clone();
-        let received = json!({ "trigger": trigger, "message_id": message.message_id, "receive_count": message.receive_count });
-        let evidence_body = json!(evidence);
-        let diagnosis_body = json!(diagnosis);
-        let plan_body = json!(plan);
-        let plan_id = plan.id.clone();
-        let steps: Vec<(String, String, String)> = plan
-            .steps
-            .iter()
-            .map(|s| {
-                (
-                    s.fix.code().to_string(),
-                    StepStatus::Planned.as_str().to_string(),
-                    s.reason.clone(),
-                )
-            })
-            .collect();
-        Ok(self
-            .store
-            .write(move |tx| {
-                let earlier = query::incidents_for(tx.connection(), &key, &cause)?;
-                let reusable = earlier.iter().find(|incident| {
-                    incident.updated_at >= window_start
-                        && matches!(
-                            Outcome::parse(&incident.outcome),
-                            Some(
-                                Outcome::InProgress
-                                    | Outcome::Planned
-                                    | Outcome::NoFix
-                                    | Outcome::Failed
-                            )
-                        )
-                });
-                let choice = match reusable {
-                    Some(incident) => IncidentChoice {
-                        id: incident.incident_id.clone(),
-                        is_new: false,
-                        previous_outcome: Outcome::parse(&incident.outcome),
-                    },
-                    None => {
-                        let id =
-                            format!("inc-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-                        tx.open_incident(&id, &key, &cause, &mode, &summary)?;
-                        IncidentChoice {
-                            id,
-                            is_new: true,
-                            previous_outcome: None,
-                        }
-                    }
-                };
-                let history = History {
-                    failed_fix: (choice.previous_outcome == Some(Outcome::Failed))
-                        .then(|| choice.id.clone()),
-                    fix_did_not_hold: earlier
-                        .iter()
-                        .find(|i| {
-                            i.incident_id != choice.id
-                                && i.updated_at >= window_start
-                                && i.outcome == Outcome::Fixed.as_str()
-                        })
-                        .map(|i| i.incident_id.clone()),
-                };
-                let id = choice.id.as_str();
-                tx.append(
-                    Some(id),
-                    Some(&event_id),
-                    RecordKind::EventReceived,
-                    &received,
-                )?;
-                tx.append(
-                    Some(id),
-                    Some(&event_id),
-                    RecordKind::Evidence,
-                    &evidence_body,
-                )?;
-                tx.append(
-                    Some(id),
-                    Some(&event_id),
-                    RecordKind::Diagnosis,
-                    &diagnosis_body,
-                )?;
-                tx.append(Some(id), Some(&event_id), RecordKind::Plan, &plan_body)?;
-                tx.set_plan(id, &plan_id, &steps)?;
-                Ok((choice, history))
-            })
-            .await?)
-    }
-
-    async fn work_incident(
-        &self,
-        key: NodegroupKey,
-        trigger: Trigger,
-        message: &Inbound,
-        evidence: Evidence,
-        diagnosis: Diagnosis,
-    ) -> Result<(), PipelineError> {
-        let plan = plan(&diagnosis, &evidence);
-        let (incident, history) = self
-            .file_incident(&key, &trigger, message, &evidence, &diagnosis, &plan)
-            .await?;
-        let cause = diagnosis.cause().map(|c| c.code()).unwrap_or("unknown");
-        let span = info_span!("incident", incident_id = %incident.id, cluster = %key.cluster,
-            nodegroup = %key.nodegroup, cause);
-        async {
-            info!(new = incident.is_new, plan_id = %plan.id, steps = plan.steps.len(), calls = evidence.calls.total(),
-                "diagnosed: {}", diagnosis.primary().map(|f| f.summary.as_str()).unwrap_or(""));
-            let statuses = self.apply_plan(&incident.id, &trigger, &plan, &history).await?;
-            let outcome = conclude(&statuses, &plan, incident.previous_outcome);
-            info!(outcome = outcome.as_str(), "incident concluded");
-            let mode = self.mode.as_str().to_string();
-            let id = incident.id.clone();
-            let event_id = trigger.event_id.clone();
-            let message_id = message.message_id.clone();
-            let body = json!({
-                "outcome": outcome.as_str(),
-                "mode": mode,
-                "cause": cause,
-                "plan_id": plan.id,
-                "steps": statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-                "notes": plan.notes,
-                "aws_calls": evidence.calls,
-            });
-            self.store
-                .write(move |tx| {
-                    tx.append(Some(&id), Some(&event_id), RecordKind::Outcome, &body)?;
-                    tx.set_outcome(&id, &mode, outcome)?;
-                    tx.mark_event(&event_id, message_id.as_deref(), "incident", Some(&id))
-                })
-                .await?;
-            Ok(())
-        }
-        .instrument(span)
-        .await
-    }
-
-    /// Runs every step past the guard; an intent record precedes each mutation and a result
-    /// record follows it.
-    async fn apply_plan(
-        &self,
-        incident_id: &str,
-        trigger: &Trigger,
-        plan: &Plan,
-        history: &History,
-    ) -> Result<Vec<StepStatus>, PipelineError> {
-        let actuator = AwsActuator::new(self.clients.for_region(&trigger.region));
-        let mut statuses = Vec::new();
-        let mut earlier_failure = false;
-        for (position, step) in plan.steps.iter().enumerate() {
-            let fixes_pending = statuses.iter().any(|s| *s != StepStatus::Applied);
-            let decision = if earlier_failure {
-                Decision::Skip {
-                    reason: "an earlier step of this plan failed".into(),
-                }
-            } else if step.fix == FixKind::CycleNodegroup
-                && fixes_pending
-                && self.mode != Mode::DryRun
-            {
-                // Relaunching before the fixes are in would only make another failing instance.
-                Decision::Hold {
-                    reason: "cycle_nodegroup waits until the fixes before it are applied".into(),
-                }
-            } else {
-                guard::decide(self.mode, step, history)
-            };
-            let id = incident_id.to_string();
-            let guard_body = json!({ "position": position, "fix": step.fix, "decision": decision, "mode": self.mode });
-            let intent_body = json!({ "position": position, "fix": step.fix, "calls": step.action.api_calls(), "at": now() });
-            let held = match &decision {
-                Decision::Apply => None,
-                Decision::Hold { reason } => Some((StepStatus::Planned, reason.clone())),
-                Decision::Skip { reason } => Some((StepStatus::Skipped, reason.clone())),
-            };
-            let held_for_record = held.clone();
-            self.store
-                .write(move |tx| {
-                    tx.append(Some(&id), None, RecordKind::GuardDecision, &guard_body)?;
-                    match &held_for_record {
-                        Some((status, reason)) => {
-                            tx.set_step(&id, position, status.as_str(), reason)
-                        }
-                        None => tx
-                            .append(Some(&id), None, RecordKind::StepIntent, &intent_body)
-                            .map(|_| ()),
-                    }
-                })
-                .await?;
-            if let Some((status, _)) = held {
-                info!(fix = %step.fix, ?decision, "step not applied");
-                statuses.push(status);
-                continue;
-            }
-            info!(fix = %step.fix, "applying");
-            let result = act::apply(&actuator, step, self.remediation.wait_policy()).await;
-            if let Action::CreateRoute { route_table_id, .. } = &step.action {
-                self.routes.forget_table(route_table_id);
-            }
-            if result.status == StepStatus::Failed {
-                warn!(fix = %step.fix, detail = %result.detail, "step failed");
-                earlier_failure = true;
-            } else {
-                info!(fix = %step.fix, detail = %result.detail, "step applied");
-            }
-            let id = incident_id.to_string();
-            let status = result.status;
-            let detail = result.detail.clone();
-            let body = json!({ "position": position, "fix": step.fix, "result": result });
-            self.store
-                .write(move |tx| {
-                    tx.append(Some(&id), None, RecordKind::StepResult, &body)?;
-                    tx.set_step(&id, position, status.as_str(), &detail)
-                })
-                .await?;
-            statuses.push(status);
-        }
-        Ok(statuses)
-    }
-}
-
-/// The incident's outcome from this run's step statuses.
-fn conclude(statuses: &[StepStatus], plan: &Plan, previous: Option<Outcome>) -> Outcome {
-    if statuses.contains(&StepStatus::Failed) {
-        return Outcome::Failed;
-    }
-    if plan.steps.is_empty() {
-        return Outcome::NoFix;
-    }
-    if statuses.iter().all(|s| *s == StepStatus::Applied) {
-        return Outcome::Fixed;
-    }
-    // A failure stays visible until something is applied again.
-    if previous == Some(Outcome::Failed) && !statuses.contains(&StepStatus::Applied) {
-        return Outcome::Failed;
-    }
-    Outcome::Planned
 }
 
 fn launch_detail_type(outcome: LaunchOutcome) -> &'static str {
@@ -738,56 +498,6 @@ fn excerpt(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{FixKind, Step};
-
-    fn plan_with(steps: usize) -> Plan {
-        Plan {
-            id: "plan-x".into(),
-            steps: (0..steps)
-                .map(|_| Step {
-                    fix: FixKind::AddNatRoute,
-                    action: Action::CreateRoute {
-                        route_table_id: "rtb".into(),
-                        destination_cidr_block: "0.0.0.0/0".into(),
-                        nat_gateway_id: "nat".into(),
-                    },
-                    reason: String::new(),
-                })
-                .collect(),
-            notes: vec![],
-        }
-    }
-
-    #[test]
-    fn outcomes_follow_the_step_statuses() {
-        use StepStatus::*;
-        assert_eq!(
-            conclude(&[Applied, Applied], &plan_with(2), None),
-            Outcome::Fixed
-        );
-        assert_eq!(
-            conclude(&[Applied, Failed], &plan_with(2), None),
-            Outcome::Failed
-        );
-        assert_eq!(
-            conclude(&[Planned, Planned], &plan_with(2), None),
-            Outcome::Planned
-        );
-        assert_eq!(
-            conclude(&[Skipped, Skipped], &plan_with(2), None),
-            Outcome::Planned
-        );
-        assert_eq!(conclude(&[], &plan_with(0), None), Outcome::NoFix);
-        assert_eq!(
-            conclude(&[Skipped], &plan_with(1), Some(Outcome::Failed)),
-            Outcome::Failed,
-            "a failure is not hidden by a later run the guard held back"
-        );
-        assert_eq!(
-            conclude(&[Applied], &plan_with(1), Some(Outcome::Failed)),
-            Outcome::Fixed
-        );
-    }
 
     #[test]
     fn excerpts_cut_on_character_boundaries() {

@@ -1,5 +1,6 @@
-//! In-process state shared by concurrent handlers: one lock per nodegroup, so that at most one
-//! incident per nodegroup is worked at a time, and a short-lived cache of healthy route verdicts.
+//! In-process state shared by concurrent handlers: one lock per nodegroup (and per shared resource
+//! a fix changes), so that at most one incident per nodegroup is worked at a time and a storm on
+//! one key is fixed once, and a short-lived cache of healthy route verdicts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,20 +8,18 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedMutexGuard;
 
-use crate::audit::NodegroupKey;
-
 #[derive(Default)]
-pub struct NodegroupLocks {
-    locks: Mutex<HashMap<NodegroupKey, Arc<tokio::sync::Mutex<()>>>>,
+pub struct KeyedLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-impl NodegroupLocks {
-    pub async fn lock(&self, key: &NodegroupKey) -> OwnedMutexGuard<()> {
+impl KeyedLocks {
+    pub async fn lock(&self, key: &str) -> OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             // Forget locks nobody holds or waits for, so the map stays as small as the work in flight.
             locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-            locks.entry(key.clone()).or_default().clone()
+            locks.entry(key.to_string()).or_default().clone()
         };
         lock.lock_owned().await
     }
@@ -80,26 +79,17 @@ impl RouteVerdicts {
 mod tests {
     use super::*;
 
-    fn key(nodegroup: &str) -> NodegroupKey {
-        NodegroupKey {
-            account: "1".into(),
-            region: "r".into(),
-            cluster: "c".into(),
-            nodegroup: nodegroup.into(),
-        }
-    }
-
     #[tokio::test]
-    async fn one_nodegroup_is_worked_by_one_handler_at_a_time() {
-        let locks = NodegroupLocks::default();
-        let held = locks.lock(&key("a")).await;
-        let other = tokio::time::timeout(Duration::from_millis(20), locks.lock(&key("b"))).await;
-        assert!(other.is_ok(), "another nodegroup is not blocked");
-        let same = tokio::time::timeout(Duration::from_millis(20), locks.lock(&key("a"))).await;
-        assert!(same.is_err(), "the same nodegroup waits");
+    async fn one_key_is_held_by_one_handler_at_a_time() {
+        let locks = KeyedLocks::default();
+        let held = locks.lock("a").await;
+        let other = tokio::time::timeout(Duration::from_millis(20), locks.lock("b")).await;
+        assert!(other.is_ok(), "another key is not blocked");
+        let same = tokio::time::timeout(Duration::from_millis(20), locks.lock("a")).await;
+        assert!(same.is_err(), "the same key waits");
         drop(held);
         assert!(
-            tokio::time::timeout(Duration::from_millis(20), locks.lock(&key("a")))
+            tokio::time::timeout(Duration::from_millis(20), locks.lock("a"))
                 .await
                 .is_ok()
         );

@@ -52,6 +52,10 @@ impl FixKind {
         }
     }
 
+    pub fn from_code(code: &str) -> Option<FixKind> {
+        FixKind::ALL.into_iter().find(|fix| fix.code() == code)
+    }
+
     /// Fixes that change shared infrastructure beyond the broken nodegroup (a route in use, VPC
     /// settings, IAM) wait for a human by default, even in auto mode.
     pub fn needs_approval_by_default(self) -> bool {
@@ -292,13 +296,33 @@ pub struct Note {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
-    /// Content address: a hash of the steps (calls, parameters and the state they rest on).
+    /// Content address: a hash of the steps (calls and parameters) and the state they rest on.
+    /// An approval binds to this id; a changed world gives another id.
     pub id: String,
     pub steps: Vec<Step>,
     pub notes: Vec<Note>,
+    /// The observed state each step depends on, by resource.
+    pub rests_on: Vec<RestsOn>,
+}
+
+/// One piece of observed state a plan depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestsOn {
+    pub resource: String,
+    pub state: Value,
 }
 
 impl Plan {
+    /// A plan with nothing to do (observe mode, or nothing fixable).
+    pub fn empty() -> Plan {
+        Plan {
+            id: plan_id(&[], &[]),
+            steps: Vec::new(),
+            notes: Vec::new(),
+            rests_on: Vec::new(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
@@ -421,11 +445,70 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
         }
     }
 
+    let rests_on = rests_on(&steps, evidence);
     Plan {
-        id: plan_id(&steps),
+        id: plan_id(&steps, &rests_on),
         steps,
         notes,
+        rests_on,
     }
+}
+
+/// The state each step was planned against, so that a plan made against a world that has since
+/// changed gets another id.
+fn rests_on(steps: &[Step], evidence: &Evidence) -> Vec<RestsOn> {
+    let mut facts: Vec<RestsOn> = Vec::new();
+    let mut add = |resource: String, state: Value| {
+        if !facts.iter().any(|f| f.resource == resource) {
+            facts.push(RestsOn { resource, state });
+        }
+    };
+    let network = evidence.network.as_ref();
+    for step in steps {
+        match &step.action {
+            Action::CreateRoute { route_table_id, .. } | Action::ReplaceRoute { route_table_id, .. } => {
+                let routes = network
+                    .and_then(|n| n.route_tables.iter().find(|t| &t.id == route_table_id))
+                    .map(|t| json!(t.routes))
+                    .unwrap_or(Value::Null);
+                add(route_table_id.clone(), routes);
+                if let Action::CreateRoute { nat_gateway_id, .. } | Action::ReplaceRoute { nat_gateway_id, .. } = &step.action {
+                    let nat = network
+                        .and_then(|n| n.nat_gateway(nat_gateway_id))
+                        .map(|n| json!({"state": n.state, "subnet": n.subnet_id}))
+                        .unwrap_or(Value::Null);
+                    add(nat_gateway_id.clone(), nat);
+                }
+            }
+            Action::PutKeyPolicy { key_id, previous_policy, .. } => add(key_id.clone(), json!({ "policy": previous_policy })),
+            Action::CycleNodegroup { cluster, nodegroup, original, .. } => add(
+                format!("{cluster}/{nodegroup}"),
+                json!({"status": evidence.nodegroup.status, "scaling": original}),
+            ),
+            Action::ModifyVpcAttribute { vpc_id, .. } => add(
+                vpc_id.clone(),
+                network
+                    .map(|n| json!({"dns_support": n.vpc.dns_support, "dns_hostnames": n.vpc.dns_hostnames}))
+                    .unwrap_or(Value::Null),
+            ),
+            Action::ModifySubnetAttribute { subnet_id } => add(
+                subnet_id.clone(),
+                network
+                    .and_then(|n| n.subnet(subnet_id))
+                    .map(|s| json!({"map_public_ip_on_launch": s.map_public_ip_on_launch}))
+                    .unwrap_or(Value::Null),
+            ),
+            Action::AttachRolePolicy { role_name, .. } => add(
+                role_name.clone(),
+                evidence.identity.as_ref().map(|i| json!(i.role)).unwrap_or(Value::Null),
+            ),
+            Action::CreateAccessEntry { principal_arn, .. } => add(
+                principal_arn.clone(),
+                evidence.identity.as_ref().map(|i| json!(i.access_entry)).unwrap_or(Value::Null),
+            ),
+        }
+    }
+    facts
 }
 
 fn fix_of(subject: &Subject) -> Option<FixKind> {
@@ -446,8 +529,8 @@ fn remedy_note(finding: &Finding) -> String {
     format!("{}: no automatic fix. {remedy}", finding.cause)
 }
 
-fn plan_id(steps: &[Step]) -> String {
-    let canonical = serde_json::to_vec(steps).unwrap_or_default();
+fn plan_id(steps: &[Step], rests_on: &[RestsOn]) -> String {
+    let canonical = serde_json::to_vec(&(steps, rests_on)).unwrap_or_default();
     let digest = Sha256::digest(&canonical);
     format!("plan-{}", &hex::encode(digest)[..16])
 }

@@ -216,6 +216,7 @@ fn with_nats(nats: &[(&str, &str, &str, &str)]) -> Evidence {
             cidr: "10.42.32.0/19".into(),
             available_ips: 100,
             map_public_ip_on_launch: true,
+            tags: Default::default(),
         });
     })
 }
@@ -541,4 +542,21 @@ fn only_the_original_lab_fixes_apply_without_approval() {
             FixKind::CycleNodegroup
         ]
     );
+}
+
+#[test]
+fn the_plan_id_changes_when_the_state_it_rests_on_changes() {
+    let before = plan_for(&Evidence::lab_000());
+    let edited = Evidence::lab_000().network(|n| {
+        n.route_tables
+            .iter_mut()
+            .find(|t| t.id == "rtb-new")
+            .unwrap()
+            .routes
+            .push(crate::evidence::fixtures::route("10.99.0.0/16", "pcx-1"));
+    });
+    let after = plan_for(&edited);
+    assert_eq!(before.steps, after.steps, "the same calls");
+    assert_ne!(before.id, after.id, "but another world");
+    assert!(before.rests_on.iter().any(|r| r.resource == "rtb-new"));
 }

@@ -26,6 +26,8 @@ user would make:
   security group, as EKS gives them.
 * A route whose NAT gateway is deleted or failed, or whose internet gateway is detached, is in
   state `blackhole`, as in EC2 (moto reports every route active).
+* CreateRoute, ReplaceRoute and DeleteRoute honour DryRun (DryRunOperation, nothing changed), as
+  EC2 does; moto performs the call.
 * EventBridge deliveries to SQS carry the envelope's `account` field, as AWS's do (moto's default
   input template leaves it out).
 
@@ -33,6 +35,10 @@ Test-only endpoints (never part of AWS) under /_emulator/:
   GET  /_emulator/ping
   POST /_emulator/nodegroup-health  {"region","cluster","nodegroup","status","issues":[...]}
   POST /_emulator/scaling-activities {"region","asg","activities":[...]}
+  POST /_emulator/launch-failure     {"region","asg","message"}  later launches of the group fail
+                                     with that message; an empty message clears it
+  POST /_emulator/deny               {"actions":["ec2:CreateRoute", ...]}  those calls (dry run or
+                                     not) get UnauthorizedOperation, as for a role without them
 
 Run: python3 nodemedic_emulator.py --port 5000 [--host 127.0.0.1] [--update-seconds 1.0]
 """
@@ -76,6 +82,10 @@ _activities = {}
 _updates = {}
 # (account, region, cluster) -> {principal arn: access entry dict}
 _access_entries = {}
+# (account, region, asg name) -> failure message every later launch of that group gets
+_forced_failures = {}
+# "service:Action" names refused with UnauthorizedOperation
+_denied_actions = set()
 
 
 def _now():
@@ -446,8 +456,12 @@ def _nodegroup_of(group):
 
 def _launch_blocker(group):
     """Returns the failure message AWS would give for this group's launches, or None."""
-    from moto.ec2.models import ec2_backends
     from moto.kms.models import kms_backends
+
+    with _lock:
+        forced = _forced_failures.get((group.account_id, group.region, group.name))
+    if forced:
+        return forced
 
     template = group.ec2_launch_template
     if template is None:
@@ -585,6 +599,21 @@ def _route_state(route):
 
 route_models.Route.state = property(_route_state)
 
+
+def _honouring_dry_run(handler):
+    def handle(self):
+        self.error_on_dryrun()
+        return handler(self)
+
+    return handle
+
+
+import moto.ec2.responses.route_tables as route_responses
+
+for _name in ("create_route", "replace_route", "delete_route"):
+    setattr(route_responses.RouteTables, _name,
+            _honouring_dry_run(getattr(route_responses.RouteTables, _name)))
+
 # --------------------------------------------------------------------------- EventBridge
 
 events_utils.EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = (
@@ -614,7 +643,50 @@ def _emulator_endpoint(request):
         with _lock:
             _activities[(account, region, body["asg"])] = body.get("activities", [])
         return Response("ok")
+    if request.path == "/_emulator/launch-failure":
+        with _lock:
+            if body.get("message"):
+                _forced_failures[(account, region, body["asg"])] = body["message"]
+            else:
+                _forced_failures.pop((account, region, body["asg"]), None)
+        return Response("ok")
+    if request.path == "/_emulator/deny":
+        with _lock:
+            _denied_actions.clear()
+            _denied_actions.update(body.get("actions", []))
+        return Response("ok")
     return Response("unknown emulator endpoint", status=404)
+
+
+def _denied_ec2_call(environ):
+    """The EC2 Query action of this request when a test denied it, else None. Keeps the body
+    readable for moto."""
+    with _lock:
+        if not any(a.startswith("ec2:") for a in _denied_actions):
+            return None
+    if environ.get("REQUEST_METHOD") != "POST":
+        return None
+    import io
+    from urllib.parse import parse_qs
+
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+    if not action:
+        return None
+    with _lock:
+        return action if f"ec2:{action}" in _denied_actions else None
+
+
+def _unauthorized(action):
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+        "<Code>UnauthorizedOperation</Code>"
+        f"<Message>You are not authorized to perform this operation. ec2:{action}</Message>"
+        "</Error></Errors><RequestID>denied</RequestID></Response>"
+    )
+    return Response(body, status=403, content_type="text/xml")
 
 
 def _reset_emulator_state():
@@ -622,6 +694,8 @@ def _reset_emulator_state():
         _activities.clear()
         _updates.clear()
         _access_entries.clear()
+        _forced_failures.clear()
+        _denied_actions.clear()
 
 
 class EmulatorApp:
@@ -640,6 +714,9 @@ class EmulatorApp:
             except Exception as error:  # a test asked for something that does not exist
                 response = Response(f"{type(error).__name__}: {error}", status=400)
             return response(environ, start_response)
+        denied = _denied_ec2_call(environ)
+        if denied:
+            return _unauthorized(denied)(environ, start_response)
         if path == "/moto-api/reset":
             _reset_emulator_state()
         return self.moto_app(environ, start_response)

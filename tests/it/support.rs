@@ -1,8 +1,12 @@
 //! The test harness: a fresh emulator per test (moto_server on a free loopback port), the queue
 //! and EventBridge rule that feed nodemedic, and the real `nodemedic` binary run against them.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::Output;
+use std::process::{Child, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use nodemedic::aws::AwsResultExt;
@@ -43,8 +47,15 @@ impl World {
         self.dir.join("audit.db")
     }
 
-    /// Runs `nodemedic` with the emulator's environment and fast test timings.
-    pub fn nodemedic(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+    /// Writes a settings file into this world's directory; returns its path.
+    pub fn config_file(&self, toml: &str) -> String {
+        let path = self.dir.join("nodemedic.toml");
+        std::fs::write(&path, toml).expect("settings file");
+        path.to_str().expect("utf-8").to_string()
+    }
+
+    /// `nodemedic` with the emulator's environment and fast test timings, not yet started.
+    pub fn command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> std::process::Command {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nodemedic"));
         command.args(args).env_clear();
         if let Ok(path) = std::env::var("PATH") {
@@ -58,11 +69,20 @@ impl World {
             .env("NODEMEDIC_INTAKE__VISIBILITY_TIMEOUT_SECS", "5")
             .env("NODEMEDIC_REMEDIATION__NODEGROUP_POLL_SECS", "0.2")
             .env("NODEMEDIC_REMEDIATION__NODEGROUP_TIMEOUT_SECS", "30")
+            .env("NODEMEDIC_VERIFY__TIMEOUT_SECS", "20")
+            .env("NODEMEDIC_VERIFY__POLL_SECS", "0.3")
             .env("NODEMEDIC_LOG__LEVEL", "info");
         for (key, value) in extra_env {
             command.env(key, value);
         }
-        command.output().expect("nodemedic runs")
+        command
+    }
+
+    /// Runs `nodemedic` with the emulator's environment and fast test timings.
+    pub fn nodemedic(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+        self.command(args, extra_env)
+            .output()
+            .expect("nodemedic runs")
     }
 
     /// `nodemedic run --once` in `mode`; asserts it exits 0 and returns its output.
@@ -71,20 +91,29 @@ impl World {
     }
 
     pub fn run_once_with(&self, mode: &str, extra_env: &[(&str, &str)]) -> Output {
+        self.run_once_full(mode, &[], extra_env)
+    }
+
+    /// `run --once` with more arguments (`--config FILE`) and environment.
+    pub fn run_once_full(
+        &self,
+        mode: &str,
+        extra_args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Output {
         let audit = self.audit_db();
-        let output = self.nodemedic(
-            &[
-                "run",
-                "--once",
-                "--mode",
-                mode,
-                "--queue-url",
-                &self.queue.url,
-                "--audit-db",
-                audit.to_str().expect("utf-8 path"),
-            ],
-            extra_env,
-        );
+        let mut args = vec![
+            "run",
+            "--once",
+            "--mode",
+            mode,
+            "--queue-url",
+            &self.queue.url,
+            "--audit-db",
+            audit.to_str().expect("utf-8 path"),
+        ];
+        args.extend_from_slice(extra_args);
+        let output = self.nodemedic(&args, extra_env);
         assert!(
             output.status.success(),
             "nodemedic run failed ({}):\n{}",
@@ -373,4 +402,260 @@ impl World {
         );
         causes
     }
+}
+
+impl World {
+    /// An operator command (`approve`, `kill-switch`, `breakers` ...) against this world's audit
+    /// database; asserts that it succeeds.
+    pub fn operate(&self, args: &[&str]) -> Output {
+        let audit = self.audit_db();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--audit-db", audit.to_str().expect("utf-8")]);
+        let output = self.nodemedic(&all, &[]);
+        assert!(
+            output.status.success(),
+            "nodemedic {args:?} failed:\n{}",
+            stderr(&output)
+        );
+        output
+    }
+
+    /// `nodemedic plans list --json [--all]`.
+    pub fn plans(&self, all: bool) -> Vec<Value> {
+        let mut args = vec!["plans", "list", "--json"];
+        if all {
+            args.push("--all");
+        }
+        String::from_utf8_lossy(&self.operate(&args).stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON plan"))
+            .collect()
+    }
+
+    /// The records of an incident of a kind, from `audit show --json`.
+    pub fn records_of(&self, incident: &str, kind: &str) -> Vec<Value> {
+        self.show(incident)["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .filter(|r| r["kind"] == kind)
+            .cloned()
+            .collect()
+    }
+
+    /// Starts `nodemedic run` (no `--once`) in `mode`; it runs until the handle is dropped.
+    pub fn start_daemon(&self, mode: &str, extra_env: &[(&str, &str)]) -> Daemon {
+        let audit = self.audit_db();
+        let child = self
+            .command(
+                &[
+                    "run",
+                    "--mode",
+                    mode,
+                    "--queue-url",
+                    &self.queue.url,
+                    "--audit-db",
+                    audit.to_str().expect("utf-8"),
+                ],
+                extra_env,
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nodemedic starts");
+        Daemon { child }
+    }
+
+    /// Polls `condition` (with the incidents so far) until it holds; panics after `seconds`.
+    pub fn wait_until(&self, what: &str, seconds: u64, condition: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let incidents = self.incidents();
+            if condition(&incidents) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {seconds}s waiting for {what}; incidents: {incidents:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+/// The incident of a nodegroup (the most recent one), if any.
+pub fn incident_of<'a>(incidents: &'a [Value], nodegroup: &str) -> Option<&'a Value> {
+    incidents.iter().find(|i| {
+        i["nodegroup"] == nodegroup
+            || i["nodegroups"].as_array().is_some_and(|n| {
+                n.iter().any(|n| {
+                    n.as_str()
+                        .is_some_and(|n| n.ends_with(&format!("/{nodegroup}")))
+                })
+            })
+    })
+}
+
+/// A running daemon; dropping it stops it (SIGTERM, then SIGKILL after 10 s).
+pub struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    /// Stops the daemon gracefully and returns what it logged.
+    pub fn stop(mut self) -> String {
+        self.terminate();
+        let mut log = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = stderr.read_to_string(&mut log);
+        }
+        log
+    }
+
+    fn terminate(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// A free loopback port for a server the test starts.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One HTTP/1.1 request on loopback: the status code and the body as JSON (Null if not JSON).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP API");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let content_type = if body.is_some() {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Waits until the HTTP API answers on `port`.
+pub fn wait_for_http(port: u16, seconds: u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTP API did not start on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A webhook receiver on loopback that keeps every body posted to it.
+pub struct WebhookSink {
+    pub url: String,
+    received: Arc<Mutex<Vec<String>>>,
+}
+
+impl WebhookSink {
+    pub fn start() -> WebhookSink {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if let Some(body) = read_request(stream)
+                    && let Ok(mut bodies) = sink.lock()
+                {
+                    bodies.push(String::from_utf8_lossy(&body).into_owned());
+                }
+            }
+        });
+        WebhookSink { url, received }
+    }
+
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// The bodies that are JSON.
+    pub fn json(&self) -> Vec<Value> {
+        self.received()
+            .iter()
+            .filter_map(|b| serde_json::from_str(b).ok())
+            .collect()
+    }
+}
+
+/// Reads one request (headers, then Content-Length bytes of body) and answers 200.
+fn read_request(mut stream: TcpStream) -> Option<Vec<u8>> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut data = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let header_end = loop {
+        let read = stream.read(&mut buffer).ok()?;
+        if read == 0 {
+            return None;
+        }
+        data.extend_from_slice(&buffer[..read]);
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let headers = String::from_utf8_lossy(&data[..header_end]).to_ascii_lowercase();
+    let length: usize = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while data.len() < header_end + length {
+        let read = stream.read(&mut buffer).ok()?;
+        if read == 0 {
+            break;
+        }
+        data.extend_from_slice(&buffer[..read]);
+    }
+    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    Some(data[header_end..].to_vec())
 }

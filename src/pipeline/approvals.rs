@@ -1,0 +1,292 @@
+//! Approved plans: before one is applied the evidence is collected again and the plan made again.
+//! Only when that gives the same plan id (the same calls against the same world) does it run; a
+//! plan the world has moved away from is stale, is not applied, and is planned and asked for anew.
+
+use std::time::Duration;
+
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tracing::{info, warn};
+
+use super::incident::{Conclusion, IncidentChoice};
+use super::{Pipeline, PipelineError};
+use crate::audit::control::{self, PlanRow, PlanStatus};
+use crate::audit::store::{now, query};
+use crate::audit::{NodegroupKey, Outcome, RecordKind};
+use crate::diagnose::diagnose;
+use crate::evidence::CallLog;
+use crate::evidence::collect::{Scope, collect};
+use crate::guard::{Approval, History};
+use crate::intake::Trigger;
+use crate::notify::Notice;
+use crate::plan::plan;
+use crate::resolve::Target;
+
+/// What one pass over the approved plans did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalsPass {
+    pub applied: usize,
+    pub stale: usize,
+    pub expired: usize,
+}
+
+impl Pipeline {
+    /// Acts on every approved plan: expires the old, applies the still-valid, and re-plans the
+    /// stale.
+    pub async fn process_approvals(&self) -> Result<ApprovalsPass, PipelineError> {
+        let approved = self
+            .store
+            .read(|c| control::plans(c, Some(PlanStatus::Approved)))
+            .await?;
+        let mut pass = ApprovalsPass::default();
+        for row in approved {
+            if self.expire_if_old(&row).await? {
+                pass.expired += 1;
+                continue;
+            }
+            match self.apply_approved(&row).await {
+                Ok(true) => pass.applied += 1,
+                Ok(false) => pass.stale += 1,
+                Err(error) => {
+                    warn!(plan_id = %row.plan_id, %error, "approved plan not processed; trying again later")
+                }
+            }
+        }
+        Ok(pass)
+    }
+
+    async fn expire_if_old(&self, row: &PlanRow) -> Result<bool, PipelineError> {
+        let ttl = Duration::from_secs(self.config.guard.approval_ttl_secs);
+        let decided = row
+            .decided_at
+            .as_deref()
+            .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
+            .unwrap_or_else(OffsetDateTime::now_utc);
+        if OffsetDateTime::now_utc() - decided < ttl {
+            return Ok(false);
+        }
+        info!(plan_id = %row.plan_id, "approval expired");
+        let (plan_id, incident) = (row.plan_id.clone(), row.incident_id.clone());
+        let body = json!({ "plan_id": plan_id, "decision": "expired", "approved_by": row.decided_by,
+            "approved_at": row.decided_at, "ttl_secs": ttl.as_secs() });
+        self.store
+            .write(move |tx| {
+                tx.set_plan_status(&plan_id, PlanStatus::Expired, None, None)?;
+                tx.append(Some(&incident), None, RecordKind::ApprovalDecision, &body)
+                    .map(|_| ())
+            })
+            .await?;
+        Ok(true)
+    }
+
+    /// Returns whether the plan was applied (false: it was stale).
+    async fn apply_approved(&self, row: &PlanRow) -> Result<bool, PipelineError> {
+        let trigger: Trigger = match serde_json::from_value(row.trigger.clone()) {
+            Ok(trigger) => trigger,
+            Err(error) => {
+                self.mark_stale(
+                    row,
+                    None,
+                    &format!("the plan's trigger cannot be read: {error}"),
+                )
+                .await?;
+                return Ok(false);
+            }
+        };
+        let key = NodegroupKey {
+            account: trigger.account.clone(),
+            region: trigger.region.clone(),
+            cluster: row.cluster.clone(),
+            nodegroup: row.nodegroup.clone(),
+        };
+        let _one_incident_per_nodegroup = self.locks.lock(&format!("nodegroup:{key}")).await;
+        let target = Target {
+            cluster: row.cluster.clone(),
+            nodegroup: row.nodegroup.clone(),
+            group: None,
+        };
+        let clients = self.clients.for_region(&key.region);
+        let evidence = collect(
+            &clients,
+            &trigger,
+            target,
+            Scope::for_trigger(&trigger),
+            CallLog::default(),
+        )
+        .await
+        .map_err(|e| PipelineError::Collect(e.to_string()))?;
+        let diagnosis = diagnose(&evidence);
+        let fresh = plan(&diagnosis, &evidence);
+        let incident_id = row.incident_id.clone();
+        let previous_outcome = {
+            let id = incident_id.clone();
+            self.store
+                .read(move |c| query::incident(c, &id))
+                .await?
+                .and_then(|i| Outcome::parse(&i.outcome))
+        };
+        let incident = IncidentChoice {
+            id: incident_id.clone(),
+            is_new: false,
+            previous_outcome,
+        };
+        {
+            let id = incident_id.clone();
+            let evidence_body = json!(evidence);
+            let diagnosis_body = json!(diagnosis);
+            self.store
+                .write(move |tx| {
+                    tx.append(Some(&id), None, RecordKind::Evidence, &evidence_body)?;
+                    tx.append(Some(&id), None, RecordKind::Diagnosis, &diagnosis_body)
+                        .map(|_| ())
+                })
+                .await?;
+        }
+        if fresh.id != row.plan_id {
+            let why = if diagnosis.is_healthy() {
+                "the cause is gone".to_string()
+            } else {
+                let before: Vec<String> = row.plan["rests_on"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| !fresh.rests_on.iter().any(|f| json!(f) == **r))
+                    .filter_map(|r| r["resource"].as_str().map(str::to_string))
+                    .collect();
+                format!(
+                    "the world changed since approval ({})",
+                    if before.is_empty() {
+                        "the plan differs".into()
+                    } else {
+                        format!("changed: {}", before.join(", "))
+                    }
+                )
+            };
+            self.mark_stale(row, Some(&fresh.id), &why).await?;
+            if diagnosis.is_healthy() {
+                let id = incident_id.clone();
+                let mode = self.config.policy.mode.as_str().to_string();
+                self.store
+                    .write(move |tx| {
+                        tx.append(Some(&id), None, RecordKind::Outcome, &json!({ "outcome": "resolved", "reason": "the cause went away before the approved plan ran" }))?;
+                        tx.set_outcome(&id, &mode, Outcome::Resolved)
+                    })
+                    .await?;
+                self.notifier
+                    .send(&Notice {
+                        event: "outcome",
+                        incident_id: incident_id.clone(),
+                        cluster: key.cluster.clone(),
+                        nodegroup: key.nodegroup.clone(),
+                        cause: row.cause.clone(),
+                        summary: "the cause went away before the approved plan ran".into(),
+                        outcome: Some("resolved".into()),
+                        plan_id: Some(row.plan_id.clone()),
+                        detail: String::new(),
+                    })
+                    .await;
+                return Ok(false);
+            }
+            // Plan again and let the guard decide as for any new plan: what needs approval asks again.
+            let id = incident_id.clone();
+            let plan_body = json!(fresh);
+            let plan_id = fresh.id.clone();
+            let steps: Vec<(String, String, String)> = fresh
+                .steps
+                .iter()
+                .map(|s| {
+                    (
+                        s.fix.code().to_string(),
+                        "planned".to_string(),
+                        s.reason.clone(),
+                    )
+                })
+                .collect();
+            self.store
+                .write(move |tx| {
+                    tx.append(Some(&id), None, RecordKind::Plan, &plan_body)?;
+                    tx.set_plan(&id, &plan_id, &steps)
+                })
+                .await?;
+            let run = self
+                .execute(
+                    &incident_id,
+                    &key,
+                    &trigger,
+                    &evidence,
+                    &fresh,
+                    History::default(),
+                    None,
+                )
+                .await?;
+            self.conclude(Conclusion {
+                incident: &incident,
+                key: &key,
+                trigger: &trigger,
+                message_id: None,
+                diagnosis: &diagnosis,
+                plan: &fresh,
+                evidence: &evidence,
+                run,
+                approved_plan: None,
+            })
+            .await?;
+            return Ok(false);
+        }
+        let approval = Approval {
+            plan_id: row.plan_id.clone(),
+            by: row.decided_by.clone().unwrap_or_else(|| "unknown".into()),
+            reason: row.decision_reason.clone(),
+            at: row
+                .decided_at
+                .as_deref()
+                .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
+                .unwrap_or_else(OffsetDateTime::now_utc),
+        };
+        info!(plan_id = %row.plan_id, approved_by = %approval.by, "applying the approved plan");
+        let run = self
+            .execute(
+                &incident_id,
+                &key,
+                &trigger,
+                &evidence,
+                &fresh,
+                History::default(),
+                Some(approval),
+            )
+            .await?;
+        self.conclude(Conclusion {
+            incident: &incident,
+            key: &key,
+            trigger: &trigger,
+            message_id: None,
+            diagnosis: &diagnosis,
+            plan: &fresh,
+            evidence: &evidence,
+            run,
+            approved_plan: Some(&row.plan_id),
+        })
+        .await?;
+        Ok(true)
+    }
+
+    async fn mark_stale(
+        &self,
+        row: &PlanRow,
+        fresh: Option<&str>,
+        why: &str,
+    ) -> Result<(), PipelineError> {
+        warn!(plan_id = %row.plan_id, why, "approved plan is stale; not applied");
+        let (plan_id, incident) = (row.plan_id.clone(), row.incident_id.clone());
+        let body = json!({ "plan_id": plan_id, "new_plan_id": fresh, "why": why, "approved_by": row.decided_by, "at": now() });
+        self.store
+            .write(move |tx| {
+                tx.set_plan_status(&plan_id, PlanStatus::Stale, None, None)?;
+                tx.append(Some(&incident), None, RecordKind::PlanStale, &body)
+                    .map(|_| ())
+            })
+            .await?;
+        Ok(())
+    }
+}

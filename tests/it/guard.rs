@@ -1,0 +1,924 @@
+//! The guard end to end against the emulator: approvals bound to the exact plan (CLI and HTTP
+//! API), stale plans, the kill switch, scope rules, circuit breakers, verification with exact
+//! rollback, one fix for a storm, dry-run permission checks and notifications.
+
+use aws_sdk_ec2::types::Tag;
+use nodemedic::aws::AwsResultExt;
+use nodemedic::lab::{self, Lab002};
+use serde_json::{Value, json};
+
+use crate::support::{
+    Daemon, WebhookSink, World, actions, free_port, http, incident_of, pairs, stderr, wait_for_http,
+};
+
+const SERVICE_LINKED_ROLE: &str =
+    ":role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling";
+const TOKEN: &str = "alice-token-0123456789abcdef";
+
+/// A nodegroup in its own new subnet whose route table has only the local route (lab 000's
+/// break, repeatable).
+struct Broken {
+    nodegroup: String,
+    group: String,
+    subnet: String,
+    route_table: String,
+}
+
+async fn broken_nodegroup(world: &World, name: &str, cidr: &str) -> Broken {
+    let c = &world.clients;
+    let subnet = lab::subnet(c, &world.network.vpc, cidr)
+        .await
+        .expect("subnet");
+    let route_table = lab::route_table(c, &world.network.vpc, &subnet)
+        .await
+        .expect("route table");
+    let group = lab::nodegroup(c, &world.network, name, &subnet, (0, 1, 1), None)
+        .await
+        .expect("nodegroup");
+    Broken {
+        nodegroup: name.into(),
+        group,
+        subnet,
+        route_table,
+    }
+}
+
+async fn publish(world: &World, broken: &Broken) {
+    lab::publish_launch_event(
+        &world.clients,
+        &world.network,
+        &broken.group,
+        &broken.subnet,
+    )
+    .await
+    .expect("event");
+}
+
+async fn publish_lab_002(world: &World, lab: &Lab002) {
+    lab::publish_launch_event(
+        &world.clients,
+        &world.network,
+        &lab.group,
+        &world.network.private_subnet,
+    )
+    .await
+    .expect("event");
+}
+
+/// The key policy exactly as KMS returns it.
+async fn policy_text(world: &World, key: &str) -> String {
+    world
+        .clients
+        .kms
+        .get_key_policy()
+        .key_id(key)
+        .policy_name("default")
+        .send()
+        .await
+        .op("kms:GetKeyPolicy")
+        .expect("policy")
+        .policy()
+        .expect("a policy")
+        .to_string()
+}
+
+fn grants_autoscaling(policy: &Value) -> bool {
+    policy["Statement"].as_array().is_some_and(|statements| {
+        statements.iter().any(|s| {
+            s["Principal"]["AWS"]
+                .as_str()
+                .is_some_and(|p| p.ends_with(SERVICE_LINKED_ROLE))
+        })
+    })
+}
+
+fn only_local(routes: &[(String, String, String)]) -> bool {
+    routes.len() == 1 && routes[0].1 == "local"
+}
+
+/// Every guard decision of an incident, as (fix, decision, reason).
+fn decisions(world: &World, incident: &str) -> Vec<(String, String, String)> {
+    world
+        .records_of(incident, "guard_decision")
+        .iter()
+        .map(|r| {
+            let body = &r["body"];
+            (
+                body["fix"].as_str().unwrap_or("").to_string(),
+                body["decision"]["decision"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                body["decision"]["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn the_incident<'a>(incidents: &'a [Value], nodegroup: &str) -> &'a Value {
+    incident_of(incidents, nodegroup)
+        .unwrap_or_else(|| panic!("an incident for {nodegroup}: {incidents:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approved_plan_is_applied_exactly_once_through_the_cli() {
+    let world = World::new(3).await;
+    let lab = lab::lab_002(&world.clients, &world.network)
+        .await
+        .expect("lab 002");
+    let sink = WebhookSink::start();
+    let config = world.config_file(&format!(
+        "[notify]\nwebhooks = [{{ url = \"{0}\", format = \"slack\" }}, \
+         {{ url = \"{0}\", format = \"template\", template = \"{{event}} {{plan_id}} {{outcome}}\" }}]\n",
+        sink.url
+    ));
+    publish_lab_002(&world, &lab).await;
+
+    world.run_once_full("approve", &["--config", &config], &[]);
+
+    let incidents = world.incidents();
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0]["outcome"], "planned");
+    let waiting = world.plans(false);
+    assert_eq!(waiting.len(), 1, "{waiting:#?}");
+    let plan_id = waiting[0]["plan_id"].as_str().expect("plan id").to_string();
+    assert_eq!(waiting[0]["status"], "awaiting_approval");
+    assert_eq!(plan_id, incidents[0]["plan_id"]);
+    assert!(
+        !grants_autoscaling(&world.key_policy(&lab.key_id).await),
+        "nothing is applied before approval"
+    );
+    assert!(world.nodegroup_updates(&lab.nodegroup).await.is_empty());
+    let announced = sink.received();
+    assert!(
+        announced
+            .iter()
+            .any(|b| b.contains("Plan waiting for approval") && b.contains(&plan_id)),
+        "slack message: {announced:#?}"
+    );
+    assert!(
+        announced.contains(&format!("plan_awaiting_approval {plan_id} ")),
+        "template message: {announced:#?}"
+    );
+
+    let refused = world.nodemedic(
+        &[
+            "approve",
+            "plan-0000000000000000",
+            "--audit-db",
+            world.audit_db().to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(
+        !refused.status.success(),
+        "an unknown plan cannot be approved"
+    );
+    world.operate(&["approve", &plan_id, "--by", "alice", "--reason", "CHG-1234"]);
+    assert_eq!(world.plans(false).len(), 0);
+
+    world.run_once_full("approve", &["--config", &config], &[]);
+
+    let policy = world.key_policy(&lab.key_id).await;
+    assert!(grants_autoscaling(&policy), "{policy:#}");
+    assert_eq!(
+        world.nodegroup_updates(&lab.nodegroup).await,
+        vec![
+            vec!["DesiredSize=0".to_string()],
+            vec!["DesiredSize=1".to_string()]
+        ]
+    );
+    let incidents = world.incidents();
+    assert_eq!(incidents[0]["outcome"], "fixed");
+    let plan = &world.plans(true)[0];
+    assert_eq!(
+        (
+            &plan["status"],
+            &plan["decided_by"],
+            &plan["decision_reason"]
+        ),
+        (&json!("applied"), &json!("alice"), &json!("CHG-1234"))
+    );
+    let incident = incidents[0]["incident_id"].as_str().expect("id");
+    let approvals = world.records_of(incident, "approval_decision");
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0]["body"]["by"], "alice");
+    let applied_by: Vec<Value> = world
+        .records_of(incident, "guard_decision")
+        .iter()
+        .filter(|r| r["body"]["decision"]["decision"] == "apply")
+        .map(|r| r["body"]["decision"]["approved_by"].clone())
+        .collect();
+    assert_eq!(applied_by, vec![json!("alice"), json!("alice")]);
+    assert_eq!(world.records_of(incident, "verification").len(), 1);
+    assert!(
+        sink.received()
+            .iter()
+            .any(|b| b == &format!("outcome {plan_id} fixed")),
+        "{:#?}",
+        sink.received()
+    );
+
+    // Applied once: another pass finds nothing approved to apply.
+    world.run_once("approve");
+    assert_eq!(world.nodegroup_updates(&lab.nodegroup).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_api_needs_a_token_and_an_approval_wakes_the_running_daemon() {
+    let world = World::new(3).await;
+    let lab = lab::lab_002(&world.clients, &world.network)
+        .await
+        .expect("lab 002");
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    // A poll interval far beyond the test: only the API's wake-up can make the daemon act.
+    let daemon: Daemon = world.start_daemon(
+        "approve",
+        &[
+            ("NODEMEDIC_HTTP__ADDRESS", &address),
+            ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
+            ("NODEMEDIC_GUARD__APPROVAL_POLL_SECS", "3600"),
+        ],
+    );
+    wait_for_http(port, 60);
+    publish_lab_002(&world, &lab).await;
+    world.wait_until("a plan awaiting approval", 60, |incidents| {
+        incidents.iter().any(|i| i["outcome"] == "planned")
+    });
+
+    assert_eq!(http(port, "GET", "/healthz", None, None).0, 200);
+    assert_eq!(http(port, "GET", "/v1/plans", None, None).0, 401);
+    assert_eq!(
+        http(
+            port,
+            "GET",
+            "/v1/plans",
+            Some("not-a-real-token-at-all"),
+            None
+        )
+        .0,
+        401
+    );
+    let (status, plans) = http(port, "GET", "/v1/plans", Some(TOKEN), None);
+    assert_eq!(status, 200);
+    let plan_id = plans[0]["plan_id"].as_str().expect("a plan").to_string();
+    let approve = format!("/v1/plans/{plan_id}/approve");
+    assert_eq!(http(port, "POST", &approve, None, None).0, 401);
+    assert_eq!(
+        world.plans(false).len(),
+        1,
+        "a refused request changes nothing"
+    );
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/v1/plans/plan-0000000000000000/approve",
+            Some(TOKEN),
+            None
+        )
+        .0,
+        404
+    );
+
+    let (status, decided) = http(
+        port,
+        "POST",
+        &approve,
+        Some(TOKEN),
+        Some(r#"{"reason": "CHG-77"}"#),
+    );
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(decided["status"], "approved");
+    assert_eq!(decided["decided_by"], "alice");
+    assert_eq!(
+        http(port, "POST", &approve, Some(TOKEN), None).0,
+        409,
+        "a plan is decided once"
+    );
+
+    world.wait_until("the approved plan applied", 60, |incidents| {
+        incidents.iter().any(|i| i["outcome"] == "fixed")
+    });
+    let log = daemon.stop();
+    assert!(
+        grants_autoscaling(&world.key_policy(&lab.key_id).await),
+        "{log}"
+    );
+    let plan = &world.plans(true)[0];
+    assert_eq!(
+        (&plan["status"], &plan["decided_by"]),
+        (&json!("applied"), &json!("alice"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_the_world_moved_away_from_is_not_applied_and_is_asked_for_again() {
+    let world = World::new(3).await;
+    let lab = lab::lab_002(&world.clients, &world.network)
+        .await
+        .expect("lab 002");
+    publish_lab_002(&world, &lab).await;
+    world.run_once("approve");
+    let first = world.plans(false)[0]["plan_id"]
+        .as_str()
+        .expect("plan")
+        .to_string();
+
+    // Someone edits the key policy after the plan was made, before it is approved.
+    let mut edited: Value = serde_json::from_str(&lab.policy).expect("policy");
+    edited["Statement"]
+        .as_array_mut()
+        .expect("statements")
+        .push(json!({
+            "Sid": "AuditorsDescribe",
+            "Effect": "Allow",
+            "Principal": { "AWS": format!("arn:aws:iam::{}:role/auditor", world.network.account) },
+            "Action": "kms:DescribeKey",
+            "Resource": "*"
+        }));
+    let edited = edited.to_string();
+    world
+        .clients
+        .kms
+        .put_key_policy()
+        .key_id(&lab.key_id)
+        .policy_name("default")
+        .policy(&edited)
+        .send()
+        .await
+        .op("kms:PutKeyPolicy")
+        .expect("edit");
+    world.operate(&["approve", &first, "--by", "alice"]);
+
+    world.run_once("approve");
+
+    assert_eq!(
+        policy_text(&world, &lab.key_id).await,
+        edited,
+        "a stale plan never overwrites the edit"
+    );
+    assert!(world.nodegroup_updates(&lab.nodegroup).await.is_empty());
+    let plans = world.plans(true);
+    let status_of = |id: &str| {
+        plans
+            .iter()
+            .find(|p| p["plan_id"] == id)
+            .map(|p| p["status"].clone())
+    };
+    assert_eq!(status_of(&first), Some(json!("stale")));
+    let second: Vec<&Value> = plans
+        .iter()
+        .filter(|p| p["status"] == "awaiting_approval")
+        .collect();
+    assert_eq!(second.len(), 1, "the new plan is asked for: {plans:#?}");
+    let second = second[0]["plan_id"].as_str().expect("plan").to_string();
+    assert_ne!(second, first);
+    let incident = world.incidents()[0]["incident_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let stale = world.records_of(&incident, "plan_stale");
+    assert_eq!(stale.len(), 1);
+    assert_eq!(stale[0]["body"]["new_plan_id"], json!(second));
+    assert!(
+        stale[0]["body"]["why"]
+            .as_str()
+            .is_some_and(|why| why.contains(&lab.key_arn)),
+        "{stale:#?}"
+    );
+
+    world.operate(&["approve", &second, "--by", "alice"]);
+    world.run_once("approve");
+    let policy = world.key_policy(&lab.key_id).await;
+    assert!(grants_autoscaling(&policy));
+    assert!(
+        policy["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .any(|s| s["Sid"] == "AuditorsDescribe"),
+        "the edit is kept: {policy:#}"
+    );
+    assert_eq!(world.incidents()[0]["outcome"], "fixed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approved_plan_whose_cause_went_away_is_not_applied() {
+    let world = World::new(3).await;
+    let lab = lab::lab_000(&world.clients, &world.network)
+        .await
+        .expect("lab 000");
+    lab::publish_launch_event(&world.clients, &world.network, &lab.group, &lab.subnet)
+        .await
+        .expect("event");
+    world.run_once("approve");
+    let plan = world.plans(false)[0]["plan_id"]
+        .as_str()
+        .expect("plan")
+        .to_string();
+    // Someone adds the route by hand before approving.
+    world
+        .clients
+        .ec2
+        .create_route()
+        .route_table_id(&lab.route_table)
+        .destination_cidr_block("0.0.0.0/0")
+        .nat_gateway_id(&world.network.nat_gateway)
+        .send()
+        .await
+        .op("ec2:CreateRoute")
+        .expect("route");
+    world.operate(&["approve", &plan]);
+
+    world.run_once("approve");
+
+    assert!(world.nodegroup_updates(&lab.nodegroup).await.is_empty());
+    assert_eq!(world.plans(true)[0]["status"], "stale");
+    assert_eq!(world.incidents()[0]["outcome"], "resolved");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kill_switch_stops_a_storm_mid_way_without_a_restart() {
+    let world = World::new(3).await;
+    let first = broken_nodegroup(&world, "storm-a", "10.42.128.0/24").await;
+    let second = broken_nodegroup(&world, "storm-b", "10.42.129.0/24").await;
+    let third = broken_nodegroup(&world, "storm-c", "10.42.130.0/24").await;
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let daemon = world.start_daemon(
+        "auto",
+        &[
+            ("NODEMEDIC_HTTP__ADDRESS", &address),
+            ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
+        ],
+    );
+    wait_for_http(port, 60);
+
+    publish(&world, &first).await;
+    world.wait_until("the first fix", 60, |incidents| {
+        incident_of(incidents, "storm-a").is_some_and(|i| i["outcome"] == "fixed")
+    });
+    let (status, _) = http(
+        port,
+        "PUT",
+        "/v1/kill-switch",
+        Some(TOKEN),
+        Some(r#"{"on": true, "reason": "storm: hands off"}"#),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        http(
+            port,
+            "PUT",
+            "/v1/kill-switch",
+            None,
+            Some(r#"{"on": false}"#)
+        )
+        .0,
+        401,
+        "turning it off needs a token too"
+    );
+    publish(&world, &second).await;
+    publish(&world, &third).await;
+    world.wait_until("the held incidents", 60, |incidents| {
+        ["storm-b", "storm-c"]
+            .iter()
+            .all(|n| incident_of(incidents, n).is_some_and(|i| i["outcome"] == "planned"))
+    });
+
+    for broken in [&second, &third] {
+        assert!(
+            only_local(&world.routes(&broken.route_table).await),
+            "{} was touched with the kill switch on",
+            broken.nodegroup
+        );
+        assert!(world.nodegroup_updates(&broken.nodegroup).await.is_empty());
+    }
+    let incidents = world.incidents();
+    let held = the_incident(&incidents, "storm-b")["incident_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert!(
+        decisions(&world, &held)
+            .iter()
+            .any(|(_, decision, reason)| decision == "hold"
+                && reason.contains("kill switch")
+                && reason.contains("alice")),
+        "{:#?}",
+        decisions(&world, &held)
+    );
+    let status = world.operate(&["kill-switch", "status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("ON"));
+
+    // Off again: the next event of the storm is fixed, by the same daemon.
+    assert_eq!(
+        http(
+            port,
+            "PUT",
+            "/v1/kill-switch",
+            Some(TOKEN),
+            Some(r#"{"on": false}"#)
+        )
+        .0,
+        200
+    );
+    publish(&world, &second).await;
+    world.wait_until("the fix after the kill switch", 60, |incidents| {
+        incident_of(incidents, "storm-b").is_some_and(|i| i["outcome"] == "fixed")
+    });
+    drop(daemon);
+    assert!(!only_local(&world.routes(&second.route_table).await));
+    assert!(only_local(&world.routes(&third.route_table).await));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_verification_rolls_back_the_route_and_the_key_policy_exactly() {
+    let world = World::new(3).await;
+    let lab_000 = lab::lab_000(&world.clients, &world.network)
+        .await
+        .expect("lab 000");
+    let lab_002 = lab::lab_002(&world.clients, &world.network)
+        .await
+        .expect("lab 002");
+    // Something nodemedic cannot see keeps the relaunched instances from starting.
+    for group in [&lab_000.group, &lab_002.group] {
+        world
+            .emulator
+            .force_launch_failure(group, Some("Client.InternalError: Client error on launch"))
+            .await
+            .expect("forced failure");
+    }
+    let routes_before = world.routes(&lab_000.route_table).await;
+    let policy_before = policy_text(&world, &lab_002.key_id).await;
+    let sink = WebhookSink::start();
+    let config = world.config_file(&format!(
+        "[notify]\nwebhooks = [{{ url = \"{}\", format = \"json\" }}]\n",
+        sink.url
+    ));
+    lab::publish_launch_event(
+        &world.clients,
+        &world.network,
+        &lab_000.group,
+        &lab_000.subnet,
+    )
+    .await
+    .expect("event");
+    publish_lab_002(&world, &lab_002).await;
+    let first_launch = world
+        .peek_bodies()
+        .await
+        .iter()
+        .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+        .find(|e| e["detail"]["AutoScalingGroupName"] == json!(lab_000.group))
+        .expect("the lab 000 event")["detail"]
+        .clone();
+
+    world.run_once_full(
+        "auto",
+        &["--config", &config],
+        &[("NODEMEDIC_VERIFY__TIMEOUT_SECS", "3")],
+    );
+
+    assert_eq!(world.routes(&lab_000.route_table).await, routes_before);
+    assert_eq!(policy_text(&world, &lab_002.key_id).await, policy_before);
+    let incidents = world.incidents();
+    assert_eq!(incidents.len(), 2);
+    for (nodegroup, fix) in [
+        (&lab_000.nodegroup, "add_nat_route"),
+        (&lab_002.nodegroup, "patch_kms_key_policy"),
+    ] {
+        let incident = the_incident(&incidents, nodegroup);
+        assert_eq!(incident["outcome"], "failed");
+        assert_eq!(
+            actions(incident),
+            pairs(&[(fix, "rolled_back"), ("cycle_nodegroup", "applied")])
+        );
+        let id = incident["incident_id"].as_str().expect("id");
+        let verification = world.records_of(id, "verification");
+        assert_eq!(verification[0]["body"]["passed"], false);
+        assert_eq!(world.records_of(id, "rollback").len(), 2);
+    }
+    let notices = sink.json();
+    let escalations: Vec<&Value> = notices
+        .iter()
+        .filter(|n| n["event"] == "escalation")
+        .collect();
+    assert!(
+        escalations.iter().any(|n| n["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("verification failed"))),
+        "{notices:#?}"
+    );
+    assert_eq!(
+        notices
+            .iter()
+            .filter(|n| n["event"] == "outcome" && n["outcome"] == "failed")
+            .count(),
+        2
+    );
+
+    // Never again on its own: with the account's breaker reset by a human, the same failure
+    // seen again still changes nothing, because this fix already failed.
+    world.operate(&[
+        "breakers",
+        "reset",
+        &format!("account:{}", world.network.account),
+    ]);
+    lab::put_event(
+        &world.clients,
+        &world.network.account,
+        nodemedic::intake::LAUNCH_SUCCESSFUL,
+        &first_launch,
+        &lab_000.group,
+    )
+    .await
+    .expect("event");
+    world.run_once("auto");
+    assert_eq!(world.routes(&lab_000.route_table).await, routes_before);
+    let incident = the_incident(&world.incidents(), &lab_000.nodegroup).clone();
+    assert_eq!(incident["outcome"], "failed");
+    let id = incident["incident_id"].as_str().expect("id");
+    let last = decisions(&world, id);
+    assert!(
+        last.last()
+            .is_some_and(|(_, decision, reason)| decision == "skip"
+                && reason.contains("does not retry a failed fix blindly")),
+        "{last:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_breaker_opens_after_the_configured_failures_and_holds_its_scope() {
+    let world = World::new(3).await;
+    let first = broken_nodegroup(&world, "vpc-a", "10.42.128.0/24").await;
+    let second = broken_nodegroup(&world, "vpc-b", "10.42.129.0/24").await;
+    let third = broken_nodegroup(&world, "vpc-c", "10.42.130.0/24").await;
+    world
+        .emulator
+        .deny(&["ec2:CreateRoute"])
+        .await
+        .expect("deny");
+    publish(&world, &first).await;
+    publish(&world, &second).await;
+    let env = [("NODEMEDIC_GUARD__BREAKER_FAILURES", "2")];
+
+    world.run_once_with("auto", &env);
+
+    let incidents = world.incidents();
+    for nodegroup in ["vpc-a", "vpc-b"] {
+        let incident = the_incident(&incidents, nodegroup);
+        assert_eq!(incident["outcome"], "failed");
+        assert_eq!(
+            actions(incident),
+            pairs(&[("add_nat_route", "failed"), ("cycle_nodegroup", "skipped")])
+        );
+    }
+    let breakers: Vec<Value> =
+        String::from_utf8_lossy(&world.operate(&["breakers", "list", "--json"]).stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+    let open: Vec<&str> = breakers
+        .iter()
+        .filter(|b| b["state"] == "open")
+        .filter_map(|b| b["scope"].as_str())
+        .collect();
+    let vpc_scope = format!("vpc:{}", world.network.vpc);
+    let account_scope = format!("account:{}", world.network.account);
+    assert!(open.contains(&vpc_scope.as_str()), "{breakers:#?}");
+    assert!(open.contains(&account_scope.as_str()), "{breakers:#?}");
+    assert!(
+        !open.contains(&"global"),
+        "the global breaker needs three times as many"
+    );
+
+    // The permission is back, but the scope stays observe-only until a human resets it.
+    world.emulator.deny(&[]).await.expect("allow");
+    publish(&world, &third).await;
+    world.run_once_with("auto", &env);
+    assert!(only_local(&world.routes(&third.route_table).await));
+    let incidents = world.incidents();
+    let held = the_incident(&incidents, "vpc-c");
+    assert_eq!(held["outcome"], "planned");
+    let id = held["incident_id"].as_str().expect("id").to_string();
+    assert!(
+        decisions(&world, &id)
+            .iter()
+            .all(|(_, decision, reason)| decision == "skip" && reason.contains("circuit breaker")),
+        "{:#?}",
+        decisions(&world, &id)
+    );
+    let opened: usize = ["vpc-a", "vpc-b"]
+        .iter()
+        .map(|n| {
+            let id = the_incident(&incidents, n)["incident_id"]
+                .as_str()
+                .expect("id")
+                .to_string();
+            world.records_of(&id, "breaker_opened").len()
+        })
+        .sum();
+    assert_eq!(
+        opened, 2,
+        "the vpc and account breakers, each recorded once"
+    );
+
+    world.operate(&["breakers", "reset", &vpc_scope, "--by", "alice"]);
+    world.operate(&["breakers", "reset", &account_scope, "--by", "alice"]);
+    publish(&world, &third).await;
+    world.run_once_with("auto", &env);
+    assert!(!only_local(&world.routes(&third.route_table).await));
+    assert_eq!(
+        the_incident(&world.incidents(), "vpc-c")["outcome"],
+        "fixed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_scope_and_an_ignore_tag_are_never_touched() {
+    let world = World::new(3).await;
+    let lab_000 = lab::lab_000(&world.clients, &world.network)
+        .await
+        .expect("lab 000");
+    let lab_002 = lab::lab_002(&world.clients, &world.network)
+        .await
+        .expect("lab 002");
+    world
+        .clients
+        .ec2
+        .create_tags()
+        .resources(&lab_000.route_table)
+        .tags(
+            Tag::builder()
+                .key("nodemedic.io/ignore")
+                .value("true")
+                .build(),
+        )
+        .send()
+        .await
+        .op("ec2:CreateTags")
+        .expect("tag");
+    lab::publish_launch_event(
+        &world.clients,
+        &world.network,
+        &lab_000.group,
+        &lab_000.subnet,
+    )
+    .await
+    .expect("event");
+    publish_lab_002(&world, &lab_002).await;
+    let policy_before = policy_text(&world, &lab_002.key_id).await;
+
+    world.run_once_with(
+        "auto",
+        &[(
+            "NODEMEDIC_SCOPE__DENY_NODEGROUPS",
+            "eks-workshop/new_nodegroup_1",
+        )],
+    );
+
+    assert!(only_local(&world.routes(&lab_000.route_table).await));
+    assert_eq!(policy_text(&world, &lab_002.key_id).await, policy_before);
+    for nodegroup in [&lab_000.nodegroup, &lab_002.nodegroup] {
+        assert!(world.nodegroup_updates(nodegroup).await.is_empty());
+    }
+    let incidents = world.incidents();
+    for (nodegroup, why) in [
+        (&lab_000.nodegroup, "carries the nodemedic.io/ignore tag"),
+        (
+            &lab_002.nodegroup,
+            "nodegroup eks-workshop/new_nodegroup_1 is denied",
+        ),
+    ] {
+        let incident = the_incident(&incidents, nodegroup);
+        let id = incident["incident_id"].as_str().expect("id");
+        let all = decisions(&world, id);
+        assert!(
+            all.iter().all(|(_, decision, _)| decision == "skip") && all[0].2.contains(why),
+            "{nodegroup}: {all:#?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_nodegroups_locked_out_by_one_key_get_one_incident_and_one_policy_change() {
+    let world = World::new(3).await;
+    let lab = lab::lab_002(&world.clients, &world.network)
+        .await
+        .expect("lab 002");
+    let mut groups = vec![lab.group.clone()];
+    for n in 2..=10 {
+        groups.push(
+            lab::nodegroup(
+                &world.clients,
+                &world.network,
+                &format!("shared-key-{n}"),
+                &world.network.private_subnet,
+                (0, 1, 1),
+                Some(&lab.launch_template),
+            )
+            .await
+            .expect("nodegroup"),
+        );
+    }
+    for group in &groups {
+        lab::publish_launch_event(
+            &world.clients,
+            &world.network,
+            group,
+            &world.network.private_subnet,
+        )
+        .await
+        .expect("event");
+    }
+
+    world.run_once("auto");
+
+    let incidents = world.incidents();
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let incident = &incidents[0];
+    assert_eq!(incident["cause"], "kms_key_policy_blocks_autoscaling");
+    assert_eq!(incident["outcome"], "fixed");
+    assert_eq!(
+        incident["nodegroups"].as_array().map(Vec::len),
+        Some(10),
+        "{incident:#}"
+    );
+    let id = incident["incident_id"].as_str().expect("id");
+    let policy_writes = world
+        .records_of(id, "step_result")
+        .iter()
+        .filter(|r| r["body"]["fix"] == "patch_kms_key_policy")
+        .count();
+    assert_eq!(policy_writes, 1);
+    let policy = world.key_policy(&lab.key_id).await;
+    assert_eq!(
+        policy["Statement"].as_array().map(Vec::len),
+        Some(3),
+        "two statements added once: {policy:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_says_whether_the_role_may_apply_each_step_and_changes_nothing() {
+    let world = World::new(3).await;
+    let lab = lab::lab_000(&world.clients, &world.network)
+        .await
+        .expect("lab 000");
+    world
+        .emulator
+        .deny(&["ec2:CreateRoute"])
+        .await
+        .expect("deny");
+    lab::publish_launch_event(&world.clients, &world.network, &lab.group, &lab.subnet)
+        .await
+        .expect("event");
+
+    let output = world.run_once("dry-run");
+
+    assert!(only_local(&world.routes(&lab.route_table).await));
+    let incidents = world.incidents();
+    let id = incidents[0]["incident_id"].as_str().expect("id");
+    let checks: Vec<(String, String)> = world
+        .records_of(id, "permission_check")
+        .iter()
+        .map(|r| {
+            (
+                r["body"]["fix"].as_str().unwrap_or("").to_string(),
+                r["body"]["permission"]["result"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        pairs(&[
+            ("add_nat_route", "denied"),
+            ("cycle_nodegroup", "unchecked")
+        ]),
+        "{}",
+        stderr(&output)
+    );
+
+    world.emulator.deny(&[]).await.expect("allow");
+    lab::publish_launch_event(&world.clients, &world.network, &lab.group, &lab.subnet)
+        .await
+        .expect("event");
+    world.run_once("dry-run");
+    assert!(only_local(&world.routes(&lab.route_table).await));
+    let last = world
+        .records_of(id, "permission_check")
+        .into_iter()
+        .find(|r| {
+            r["body"]["fix"] == "add_nat_route" && r["body"]["permission"]["result"] == "allowed"
+        });
+    assert!(last.is_some(), "the check says allowed once the role may");
+}
