@@ -14,13 +14,13 @@ use super::{Pipeline, PipelineError};
 use crate::audit::control::{self, PlanRow, PlanStatus};
 use crate::audit::store::{now, query};
 use crate::audit::{NodegroupKey, Outcome, RecordKind};
-use crate::diagnose::diagnose;
-use crate::evidence::CallLog;
+use crate::diagnose::{Diagnosis, diagnose};
 use crate::evidence::collect::{Scope, collect};
+use crate::evidence::{CallLog, Evidence};
 use crate::guard::{Approval, History};
 use crate::intake::Trigger;
 use crate::notify::Notice;
-use crate::plan::plan;
+use crate::plan::{Plan, plan};
 use crate::resolve::Target;
 
 /// What one pass over the approved plans did.
@@ -209,28 +209,9 @@ impl Pipeline {
                     tx.set_plan(&id, &plan_id, &steps)
                 })
                 .await?;
-            let run = self
-                .execute(
-                    &incident_id,
-                    &key,
-                    &trigger,
-                    &evidence,
-                    &fresh,
-                    History::default(),
-                    None,
-                )
-                .await?;
-            self.conclude(Conclusion {
-                incident: &incident,
-                key: &key,
-                trigger: &trigger,
-                message_id: None,
-                diagnosis: &diagnosis,
-                plan: &fresh,
-                evidence: &evidence,
-                run,
-                approved_plan: None,
-            })
+            self.run_plan(
+                &incident, &key, &trigger, &evidence, &diagnosis, &fresh, None,
+            )
             .await?;
             return Ok(false);
         }
@@ -245,30 +226,55 @@ impl Pipeline {
                 .unwrap_or_else(OffsetDateTime::now_utc),
         };
         info!(plan_id = %row.plan_id, approved_by = %approval.by, "applying the approved plan");
+        self.run_plan(
+            &incident,
+            &key,
+            &trigger,
+            &evidence,
+            &diagnosis,
+            &fresh,
+            Some(approval),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Runs a plan past the guard (with the approval, when there is one) and concludes.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_plan(
+        &self,
+        incident: &IncidentChoice,
+        key: &NodegroupKey,
+        trigger: &Trigger,
+        evidence: &Evidence,
+        diagnosis: &Diagnosis,
+        plan: &Plan,
+        approval: Option<Approval>,
+    ) -> Result<(), PipelineError> {
+        let approved_plan = approval.as_ref().map(|a| a.plan_id.clone());
         let run = self
             .execute(
-                &incident_id,
-                &key,
-                &trigger,
-                &evidence,
-                &fresh,
+                &incident.id,
+                key,
+                trigger,
+                evidence,
+                plan,
                 History::default(),
-                Some(approval),
+                approval,
             )
             .await?;
         self.conclude(Conclusion {
-            incident: &incident,
-            key: &key,
-            trigger: &trigger,
+            incident,
+            key,
+            trigger,
             message_id: None,
-            diagnosis: &diagnosis,
-            plan: &fresh,
-            evidence: &evidence,
+            diagnosis,
+            plan,
+            evidence,
             run,
-            approved_plan: Some(&row.plan_id),
+            approved_plan: approved_plan.as_deref(),
         })
-        .await?;
-        Ok(true)
+        .await
     }
 
     async fn mark_stale(

@@ -3,6 +3,7 @@
 //! deleted only once [`Pipeline::handle`] returns [`Disposition::Delete`].
 
 mod approvals;
+mod execute;
 mod incident;
 mod state;
 

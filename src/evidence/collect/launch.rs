@@ -1,0 +1,264 @@
+//! What a launch uses: the nodegroup's own launch template (and its user data), its AMI, and the
+//! KMS keys its volumes name, with their policies and tags.
+
+use std::collections::BTreeSet;
+
+use base64::Engine;
+
+use super::*;
+
+/// User data beyond this is not needed to recognise a bootstrap call.
+pub(super) const USER_DATA_LIMIT: usize = 16 * 1024;
+
+pub(super) async fn launch_template(
+    clients: &AwsClients,
+    template: &TemplateRef,
+    calls: &mut CallLog,
+) -> Result<Option<TemplateLookup>, AwsError> {
+    let version = template
+        .version
+        .clone()
+        .unwrap_or_else(|| "$Default".into());
+    let mut request = clients
+        .ec2
+        .describe_launch_template_versions()
+        .versions(&version);
+    let reference = match (&template.id, &template.name) {
+        (Some(id), _) => {
+            request = request.launch_template_id(id);
+            id.clone()
+        }
+        (None, Some(name)) => {
+            request = request.launch_template_name(name);
+            name.clone()
+        }
+        (None, None) => return Ok(None),
+    };
+    calls.record("ec2:DescribeLaunchTemplateVersions");
+    let output = match request
+        .send()
+        .await
+        .op("ec2:DescribeLaunchTemplateVersions")
+    {
+        Err(error) if error.code.starts_with("InvalidLaunchTemplate") => {
+            return Ok(Some(TemplateLookup::NotFound {
+                reference: format!("{reference} version {version}"),
+                reason: format!("{}: {}", error.code, error.message),
+            }));
+        }
+        other => other?,
+    };
+    let Some(found) = output.launch_template_versions().first() else {
+        return Ok(Some(TemplateLookup::NotFound {
+            reference: format!("{reference} version {version}"),
+            reason: "DescribeLaunchTemplateVersions returned no version".into(),
+        }));
+    };
+    let data = found.launch_template_data();
+    let volumes = data
+        .map(|d| d.block_device_mappings())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|mapping| {
+            let ebs = mapping.ebs()?;
+            Some(VolumeFacts {
+                device_name: mapping.device_name().unwrap_or_default().to_string(),
+                encrypted: ebs.encrypted().unwrap_or(false),
+                kms_key_id: ebs.kms_key_id().map(str::to_string),
+            })
+        })
+        .collect();
+    let mut security_group_ids: Vec<String> = data
+        .map(|d| d.security_group_ids().to_vec())
+        .unwrap_or_default();
+    for interface in data.map(|d| d.network_interfaces()).unwrap_or_default() {
+        security_group_ids.extend(interface.groups().iter().cloned());
+    }
+    security_group_ids.dedup();
+    Ok(Some(TemplateLookup::Found(LaunchTemplateFacts {
+        id: found.launch_template_id().unwrap_or_default().to_string(),
+        version: found
+            .version_number()
+            .map(|v| v.to_string())
+            .unwrap_or(version),
+        volumes,
+        image_id: data
+            .and_then(|d| d.image_id())
+            .filter(|i| !i.is_empty())
+            .map(str::to_string),
+        user_data: data.and_then(|d| d.user_data()).map(decode_user_data),
+        security_group_ids,
+        missing_security_group_ids: Vec::new(),
+        key_name: data.and_then(|d| d.key_name()).map(str::to_string),
+    })))
+}
+
+/// Launch template user data is base64; keep what decodes, as text.
+pub(super) fn decode_user_data(encoded: &str) -> String {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .unwrap_or_else(|_| encoded.as_bytes().to_vec());
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if text.len() > USER_DATA_LIMIT {
+        let mut cut = USER_DATA_LIMIT;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+pub(super) async fn image(
+    clients: &AwsClients,
+    image_id: &str,
+    calls: &mut CallLog,
+) -> Result<ImageLookup, AwsError> {
+    calls.record("ec2:DescribeImages");
+    let output = match clients
+        .ec2
+        .describe_images()
+        .image_ids(image_id)
+        .send()
+        .await
+        .op("ec2:DescribeImages")
+    {
+        Err(error) if error.code.starts_with("InvalidAMIID") => {
+            return Ok(ImageLookup::NotFound {
+                image_id: image_id.into(),
+            });
+        }
+        other => other?,
+    };
+    Ok(match output.images().first() {
+        Some(found) => ImageLookup::Found {
+            image_id: image_id.into(),
+            state: found
+                .state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+        },
+        None => ImageLookup::NotFound {
+            image_id: image_id.into(),
+        },
+    })
+}
+
+pub(super) async fn keys(
+    clients: &AwsClients,
+    template: &LaunchTemplateFacts,
+    account: &str,
+    calls: &mut CallLog,
+) -> Result<Vec<KeyFacts>, AwsError> {
+    let references: BTreeSet<&str> = template
+        .volumes
+        .iter()
+        .filter_map(|v| v.kms_key_id.as_deref())
+        .collect();
+    let mut keys = Vec::new();
+    for reference in references {
+        calls.record("kms:DescribeKey");
+        let described = clients
+            .kms
+            .describe_key()
+            .key_id(reference)
+            .send()
+            .await
+            .op("kms:DescribeKey");
+        let described = match described {
+            Err(error) if error.is_code("NotFoundException") => {
+                keys.push(KeyFacts {
+                    reference: reference.to_string(),
+                    lookup: KeyLookup::NotFound {
+                        reason: format!("{}: {}", error.code, error.message),
+                    },
+                });
+                continue;
+            }
+            Err(error) if error.is_code("AccessDeniedException") => {
+                keys.push(KeyFacts {
+                    reference: reference.to_string(),
+                    lookup: KeyLookup::Unreadable {
+                        reason: format!("{}: {}", error.code, error.message),
+                    },
+                });
+                continue;
+            }
+            other => other?,
+        };
+        let Some(metadata) = described.key_metadata() else {
+            continue;
+        };
+        let arn = metadata.arn().unwrap_or(reference).to_string();
+        let owner = metadata
+            .aws_account_id()
+            .map(str::to_string)
+            .or_else(|| arn.split(':').nth(4).map(str::to_string))
+            .unwrap_or_default();
+        let mut facts = KeyMetadata {
+            arn: arn.clone(),
+            key_id: metadata.key_id().to_string(),
+            account: owner.clone(),
+            state: metadata
+                .key_state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "Unknown".into()),
+            manager: metadata
+                .key_manager()
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_else(|| "CUSTOMER".into()),
+            policy: None,
+            policy_unreadable: None,
+            tags: Tags::new(),
+        };
+        if facts.state == "Enabled" && facts.is_customer_managed() {
+            if owner == account {
+                calls.record("kms:ListResourceTags");
+                match clients
+                    .kms
+                    .list_resource_tags()
+                    .key_id(&arn)
+                    .send()
+                    .await
+                    .op("kms:ListResourceTags")
+                {
+                    Ok(output) => {
+                        facts.tags = output
+                            .tags()
+                            .iter()
+                            .map(|t| (t.tag_key().to_string(), t.tag_value().to_string()))
+                            .collect()
+                    }
+                    Err(error) if error.is_transient() => return Err(error),
+                    // Tags only narrow what nodemedic may touch; without them the key policy still tells.
+                    Err(_) => {}
+                }
+                calls.record("kms:GetKeyPolicy");
+                match clients
+                    .kms
+                    .get_key_policy()
+                    .key_id(&arn)
+                    .policy_name("default")
+                    .send()
+                    .await
+                    .op("kms:GetKeyPolicy")
+                {
+                    Ok(output) => facts.policy = output.policy().map(str::to_string),
+                    Err(error) if !error.is_transient() => {
+                        facts.policy_unreadable = Some(format!("{}: {}", error.code, error.message))
+                    }
+                    Err(error) => return Err(error),
+                }
+            } else {
+                facts.policy_unreadable = Some(format!(
+                    "the key belongs to account {owner}; GetKeyPolicy works only in the key's own account"
+                ));
+            }
+        }
+        keys.push(KeyFacts {
+            reference: reference.to_string(),
+            lookup: KeyLookup::Found(facts),
+        });
+    }
+    Ok(keys)
+}

@@ -1,0 +1,288 @@
+//! The nodegroup, its Auto Scaling group and recent activities, the cluster, and the node role
+//! with its access entry.
+
+use super::*;
+
+pub(super) async fn describe_nodegroup(
+    clients: &AwsClients,
+    target: &Target,
+    calls: &mut CallLog,
+) -> Result<NodegroupFacts, CollectError> {
+    calls.record("eks:DescribeNodegroup");
+    let output = clients
+        .eks
+        .describe_nodegroup()
+        .cluster_name(&target.cluster)
+        .nodegroup_name(&target.nodegroup)
+        .send()
+        .await
+        .op("eks:DescribeNodegroup");
+    let gone = || CollectError::NodegroupGone {
+        cluster: target.cluster.clone(),
+        nodegroup: target.nodegroup.clone(),
+    };
+    let output = match output {
+        Err(error) if error.is_code("ResourceNotFoundException") => return Err(gone()),
+        other => other?,
+    };
+    let nodegroup = output.nodegroup().ok_or_else(gone)?;
+    Ok(nodegroup_facts(&target.cluster, nodegroup))
+}
+
+/// Pure conversion of an EKS nodegroup description.
+pub fn nodegroup_facts(cluster: &str, nodegroup: &aws_sdk_eks::types::Nodegroup) -> NodegroupFacts {
+    let scaling = nodegroup.scaling_config();
+    NodegroupFacts {
+        cluster: cluster.to_string(),
+        name: nodegroup.nodegroup_name().unwrap_or_default().to_string(),
+        status: nodegroup
+            .status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        scaling: Scaling {
+            min: scaling.and_then(|s| s.min_size()).unwrap_or(0),
+            max: scaling.and_then(|s| s.max_size()).unwrap_or(0),
+            desired: scaling.and_then(|s| s.desired_size()).unwrap_or(0),
+        },
+        subnets: nodegroup.subnets().to_vec(),
+        health_issues: nodegroup
+            .health()
+            .map(|h| h.issues())
+            .unwrap_or_default()
+            .iter()
+            .map(|issue| HealthIssue {
+                code: issue
+                    .code()
+                    .map(|c| c.as_str().to_string())
+                    .unwrap_or_default(),
+                message: issue.message().unwrap_or_default().to_string(),
+                resource_ids: issue.resource_ids().to_vec(),
+            })
+            .collect(),
+        node_role: nodegroup.node_role().map(str::to_string),
+        launch_template: nodegroup.launch_template().map(|t| TemplateRef {
+            id: t.id().map(str::to_string),
+            name: t.name().map(str::to_string),
+            version: t.version().map(str::to_string),
+        }),
+        ami_type: nodegroup.ami_type().map(|a| a.as_str().to_string()),
+        capacity_type: nodegroup.capacity_type().map(|c| c.as_str().to_string()),
+        instance_types: nodegroup.instance_types().to_vec(),
+        group_names: nodegroup
+            .resources()
+            .map(|r| r.auto_scaling_groups())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|g| g.name())
+            .map(str::to_string)
+            .collect(),
+        tags: nodegroup
+            .tags()
+            .map(|t| t.clone().into_iter().collect())
+            .unwrap_or_default(),
+    }
+}
+
+pub(super) async fn describe_group(
+    clients: &AwsClients,
+    names: &[String],
+    calls: &mut CallLog,
+) -> Result<Option<GroupFacts>, AwsError> {
+    let Some(name) = names.first() else {
+        return Ok(None);
+    };
+    calls.record("autoscaling:DescribeAutoScalingGroups");
+    let output = clients
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .op("autoscaling:DescribeAutoScalingGroups")?;
+    Ok(output.auto_scaling_groups().first().map(group_facts))
+}
+
+pub(super) async fn describe_cluster(
+    clients: &AwsClients,
+    name: &str,
+    calls: &mut CallLog,
+) -> Result<Option<ClusterFacts>, AwsError> {
+    calls.record("eks:DescribeCluster");
+    let output = match clients
+        .eks
+        .describe_cluster()
+        .name(name)
+        .send()
+        .await
+        .op("eks:DescribeCluster")
+    {
+        Err(error) if error.is_code("ResourceNotFoundException") => return Ok(None),
+        other => other?,
+    };
+    Ok(output.cluster().map(|cluster| {
+        let vpc = cluster.resources_vpc_config();
+        ClusterFacts {
+            name: cluster.name().unwrap_or(name).to_string(),
+            status: cluster
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            vpc_id: vpc.and_then(|v| v.vpc_id()).map(str::to_string),
+            subnet_ids: vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default(),
+            cluster_security_group_id: vpc
+                .and_then(|v| v.cluster_security_group_id())
+                .map(str::to_string),
+            security_group_ids: vpc
+                .map(|v| v.security_group_ids().to_vec())
+                .unwrap_or_default(),
+            endpoint_public_access: vpc.map(|v| v.endpoint_public_access()).unwrap_or(true),
+            endpoint_private_access: vpc.map(|v| v.endpoint_private_access()).unwrap_or(false),
+            public_access_cidrs: vpc
+                .map(|v| v.public_access_cidrs().to_vec())
+                .unwrap_or_default(),
+            authentication_mode: cluster
+                .access_config()
+                .and_then(|a| a.authentication_mode())
+                .map(|m| m.as_str().to_string()),
+            tags: cluster
+                .tags()
+                .map(|t| t.clone().into_iter().collect())
+                .unwrap_or_default(),
+        }
+    }))
+}
+
+pub(super) async fn scaling_activities(
+    clients: &AwsClients,
+    group: &str,
+    calls: &mut CallLog,
+) -> Result<Vec<ActivityFacts>, AwsError> {
+    calls.record("autoscaling:DescribeScalingActivities");
+    let output = clients
+        .autoscaling
+        .describe_scaling_activities()
+        .auto_scaling_group_name(group)
+        .max_records(10)
+        .send()
+        .await
+        .op("autoscaling:DescribeScalingActivities")?;
+    Ok(output
+        .activities()
+        .iter()
+        .map(|activity| ActivityFacts {
+            status_code: activity
+                .status_code()
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default(),
+            status_message: activity
+                .status_message()
+                .filter(|m| !m.is_empty())
+                .map(str::to_string),
+            description: activity.description().map(str::to_string),
+        })
+        .collect())
+}
+
+pub(super) async fn identity(
+    clients: &AwsClients,
+    cluster: &str,
+    role_arn: &str,
+    authentication_mode: Option<&str>,
+    calls: &mut CallLog,
+) -> Result<IdentityFacts, AwsError> {
+    let name = role_arn.rsplit('/').next().unwrap_or(role_arn).to_string();
+    calls.record("iam:GetRole");
+    let described = clients
+        .iam
+        .get_role()
+        .role_name(&name)
+        .send()
+        .await
+        .op("iam:GetRole");
+    let role_tags: Tags = described
+        .as_ref()
+        .ok()
+        .and_then(|o| o.role())
+        .map(|r| {
+            r.tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let role = match described {
+        Err(error) if error.is_code("NoSuchEntity") => RoleLookup::NotFound { name: name.clone() },
+        Err(error) if !error.is_transient() => RoleLookup::Unreadable {
+            reason: format!("{}: {}", error.code, error.message),
+        },
+        Err(error) => return Err(error),
+        Ok(_) => {
+            let mut attached = Vec::new();
+            let mut pages = clients
+                .iam
+                .list_attached_role_policies()
+                .role_name(&name)
+                .into_paginator()
+                .send();
+            let mut unreadable = None;
+            while let Some(page) = pages.next().await {
+                calls.record("iam:ListAttachedRolePolicies");
+                match page.op("iam:ListAttachedRolePolicies") {
+                    Ok(page) => attached.extend(
+                        page.attached_policies()
+                            .iter()
+                            .filter_map(|p| p.policy_arn())
+                            .map(str::to_string),
+                    ),
+                    Err(error) if !error.is_transient() => {
+                        unreadable = Some(format!("{}: {}", error.code, error.message));
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            match unreadable {
+                Some(reason) => RoleLookup::Unreadable { reason },
+                None => RoleLookup::Found {
+                    name: name.clone(),
+                    attached_policy_arns: attached,
+                    tags: role_tags,
+                },
+            }
+        }
+    };
+    // With API_AND_CONFIG_MAP the aws-auth ConfigMap may admit the role; only API relies on
+    // access entries alone.
+    let access_entry = if authentication_mode == Some("API") {
+        calls.record("eks:DescribeAccessEntry");
+        match clients
+            .eks
+            .describe_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(role_arn)
+            .send()
+            .await
+            .op("eks:DescribeAccessEntry")
+        {
+            Ok(output) => AccessEntryLookup::Present {
+                kind: output
+                    .access_entry()
+                    .and_then(|e| e.r#type())
+                    .unwrap_or("STANDARD")
+                    .to_string(),
+            },
+            Err(error) if error.is_code("ResourceNotFoundException") => AccessEntryLookup::Absent,
+            Err(error) if !error.is_transient() => AccessEntryLookup::Unreadable {
+                reason: format!("{}: {}", error.code, error.message),
+            },
+            Err(error) => return Err(error),
+        }
+    } else {
+        AccessEntryLookup::NotApplicable
+    };
+    Ok(IdentityFacts {
+        node_role_arn: role_arn.to_string(),
+        role,
+        access_entry,
+    })
+}
