@@ -144,6 +144,10 @@ impl Policy {
 pub struct Touched {
     pub id: String,
     pub tags: BTreeMap<String, String>,
+    /// Why the tags could not be read. With tag rules configured such a resource is not
+    /// touched: an ignore tag nodemedic cannot see must still protect it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags_unreadable: Option<String>,
 }
 
 /// A human's approval of the exact plan.
@@ -232,7 +236,8 @@ impl Decision {
     }
 }
 
-/// Decides one step. The order matters: what forbids outright comes before what postpones.
+/// Decides one step. The order matters: what forbids outright comes before what postpones, and
+/// what only a human may allow comes last.
 pub fn decide(
     policy: &Policy,
     step: &Step,
@@ -252,19 +257,10 @@ pub fn decide(
             "circuit breaker {breaker} is open: nodemedic only observes in that scope until it is reset"
         ));
     }
-    if let Some(incident) = &history.failed_fix {
-        return Decision::skip(format!(
-            "a fix for this nodegroup and cause failed in incident {incident}; nodemedic does not retry a failed \
-             fix blindly (see `nodemedic audit show {incident}`)"
-        ));
-    }
-    if let Some(incident) = &history.fix_did_not_hold {
-        return Decision::skip(format!(
-            "the same cause came back after incident {incident} was fixed; nodemedic does not repeat a fix that \
-             did not help"
-        ));
-    }
-    if let Some(at) = history.last_same_fix {
+    // A human's approval of this exact plan is deliberate; the cooldown only stops automation
+    // from flapping. A fix that failed or did not hold waits for such an approval anyway.
+    let needs_a_human = history.failed_fix.is_some() || history.fix_did_not_hold.is_some();
+    if let (Some(at), None, false) = (history.last_same_fix, &history.approval, needs_a_human) {
         let elapsed = (now - at).whole_seconds();
         if elapsed >= 0 && (elapsed as u64) < policy.cooldown_secs {
             return Decision::skip(format!(
@@ -299,23 +295,33 @@ pub fn decide(
             history.mutations_last_hour, target.account, policy.max_mutations_per_hour
         ));
     }
-    let needs_approval = policy.mode == Mode::Approve || fix_policy == FixPolicy::Approve;
-    if needs_approval {
-        return match &history.approval {
-            Some(approval) => Decision::Apply {
-                approved_by: Some(approval.by.clone()),
-            },
-            None => Decision::Hold {
-                reason: if policy.mode == Mode::Approve {
-                    format!("approve mode: {} waits for approval", step.fix)
-                } else {
-                    format!("{} waits for approval (fix policy)", step.fix)
-                },
-                awaiting_approval: true,
-            },
-        };
+    let needs_approval = if let Some(incident) = &history.failed_fix {
+        Some(format!(
+            "a fix for this nodegroup and cause failed in incident {incident}; nodemedic does not retry a \
+             failed fix blindly: approve this plan to try again (see `nodemedic audit show {incident}`)"
+        ))
+    } else if let Some(incident) = &history.fix_did_not_hold {
+        Some(format!(
+            "the same cause came back after incident {incident} was fixed; nodemedic does not repeat a fix \
+             that did not help on its own: approve this plan to try again"
+        ))
+    } else if policy.mode == Mode::Approve {
+        Some(format!("approve mode: {} waits for approval", step.fix))
+    } else if fix_policy == FixPolicy::Approve {
+        Some(format!("{} waits for approval (fix policy)", step.fix))
+    } else {
+        None
+    };
+    match (needs_approval, &history.approval) {
+        (None, _) => Decision::Apply { approved_by: None },
+        (Some(_), Some(approval)) => Decision::Apply {
+            approved_by: Some(approval.by.clone()),
+        },
+        (Some(reason), None) => Decision::Hold {
+            reason,
+            awaiting_approval: true,
+        },
     }
-    Decision::Apply { approved_by: None }
 }
 
 fn listed(list: &[String], value: &str) -> bool {
@@ -363,6 +369,18 @@ pub fn out_of_scope(rules: &ScopeRules, target: &Target<'_>) -> Option<String> {
     }
     if !rules.nodegroups.is_empty() && !nodegroup_listed(&rules.nodegroups) {
         return Some(format!("nodegroup {qualified} is not in the allow list"));
+    }
+    let tag_rules =
+        !rules.ignore_tag.is_empty() || !rules.deny_tags.is_empty() || !rules.tags.is_empty();
+    if tag_rules
+        && let Some((resource, why)) = target
+            .touched
+            .iter()
+            .find_map(|t| t.tags_unreadable.as_ref().map(|why| (&t.id, why)))
+    {
+        return Some(format!(
+            "the tags of {resource} could not be read ({why}); with tag rules configured it is not touched"
+        ));
     }
     let tagged = std::iter::once(("nodegroup", target.nodegroup_tags))
         .chain(target.touched.iter().map(|t| (t.id.as_str(), &t.tags)));

@@ -176,15 +176,15 @@ fn https_client() -> Result<Client<Https, Full<Bytes>>, NotifyError> {
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
-/// Webhook URLs often carry their secret in the path.
+/// Webhook URLs often carry their secret in the path, the query or the user part: logs get the
+/// scheme and host only.
 fn redact(url: &str) -> String {
-    match url
-        .find("://")
-        .and_then(|scheme| url[scheme + 3..].find('/').map(|host| scheme + 3 + host))
-    {
-        Some(path) => format!("{}/…", &url[..path]),
-        None => url.to_string(),
-    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(webhook)".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    format!("{scheme}://{host}/…")
 }
 
 /// The body a webhook gets, by its format.
@@ -227,6 +227,22 @@ pub fn render(webhook: &Webhook, notice: &Notice) -> (&'static str, String) {
             )
         }
         "template" => {
+            // A JSON template gets its values escaped, so that quotes and newlines in a summary
+            // cannot break it.
+            // (`{"` opens a JSON object; `{name}` is a placeholder.)
+            let json = webhook
+                .template
+                .trim_start()
+                .strip_prefix('{')
+                .is_some_and(|rest| rest.trim_start().starts_with('"'));
+            let fill = |value: &str| {
+                if json {
+                    let quoted = serde_json::Value::from(value).to_string();
+                    quoted[1..quoted.len() - 1].to_string()
+                } else {
+                    value.to_string()
+                }
+            };
             let mut text = webhook.template.clone();
             for (key, value) in [
                 ("event", notice.event),
@@ -239,9 +255,9 @@ pub fn render(webhook: &Webhook, notice: &Notice) -> (&'static str, String) {
                 ("plan_id", notice.plan_id.as_deref().unwrap_or("")),
                 ("detail", &notice.detail),
             ] {
-                text = text.replace(&format!("{{{key}}}"), value);
+                text = text.replace(&format!("{{{key}}}"), &fill(value));
             }
-            let content_type = if text.trim_start().starts_with('{') {
+            let content_type = if json {
                 "application/json"
             } else {
                 "text/plain; charset=utf-8"
@@ -326,5 +342,24 @@ mod tests {
             redact("https://hooks.slack.com/services/T0/B0/XYZ"),
             "https://hooks.slack.com/…"
         );
+        assert_eq!(
+            redact("https://hooks.example.com?token=SECRET"),
+            "https://hooks.example.com/…"
+        );
+        assert_eq!(
+            redact("https://user:SECRET@hooks.example.com/x"),
+            "https://hooks.example.com/…"
+        );
+        assert_eq!(redact("not a url SECRET"), "(webhook)");
+    }
+
+    #[test]
+    fn a_json_template_stays_json_whatever_the_values_hold() {
+        let mut notice = notice();
+        notice.summary = "a \"quoted\" summary\nwith a newline".into();
+        let (content_type, body) = render(&hook("template", "{\"text\": \"{summary}\"}"), &notice);
+        assert_eq!(content_type, "application/json");
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(value["text"], notice.summary.as_str());
     }
 }

@@ -217,6 +217,10 @@ fn describe(record: &Record) -> String {
         }
         "permission_check" => match text(&body["permission"]["result"]) {
             "allowed" => format!("{}: the role may apply it", text(&body["fix"])),
+            "performed" => format!(
+                "{}: PERFORMED: the endpoint ignored DryRun and made the call",
+                text(&body["fix"])
+            ),
             "denied" => format!(
                 "{}: DENIED to the role: {}",
                 text(&body["fix"]),

@@ -421,11 +421,7 @@ impl Actuator for AwsActuator {
             Err(error) => Permission::Unchecked {
                 reason: format!("{}: {}", error.code, error.message),
             },
-            Ok(()) => Permission::Unchecked {
-                reason:
-                    "the endpoint ignored DryRun and performed the call: it is not EC2-compatible"
-                        .into(),
-            },
+            Ok(()) => Permission::Performed,
         }
     }
 }

@@ -144,10 +144,13 @@ pub enum Permission {
     Denied {
         reason: String,
     },
-    /// The API has no dry run; `nodemedic iam-policy` lists what the role needs.
+    /// The API has no dry run; the README lists what the role needs.
     Unchecked {
         reason: String,
     },
+    /// The endpoint ignored DryRun and performed the call: it is not EC2-compatible, and the
+    /// change happened.
+    Performed,
 }
 
 /// The dry-run permission check of a step.
@@ -192,6 +195,10 @@ pub struct StepResult {
     pub detail: String,
     pub before: Value,
     pub after: Value,
+    /// Whether AWS state was changed; false when the world already matched the plan. Only
+    /// changes count against rate limits and start cooldowns.
+    #[serde(default)]
+    pub changed: bool,
 }
 
 impl StepResult {
@@ -199,18 +206,29 @@ impl StepResult {
         Self {
             status: StepStatus::Applied,
             detail: detail.into(),
+            changed: before != after,
             before,
             after,
         }
     }
 
+    /// A failed step changed nothing unless it says so with [`StepResult::with_change`] (a
+    /// cycle that scaled down and could not scale back up).
     fn failed(detail: impl Into<String>, before: Value, after: Value) -> Self {
         Self {
             status: StepStatus::Failed,
             detail: detail.into(),
+            changed: false,
             before,
             after,
         }
+    }
+
+    /// Overrides the before/after comparison, for steps whose end state equals their start (a
+    /// cycle restores the scaling it changed) or that failed half-way.
+    fn with_change(mut self, changed: bool) -> Self {
+        self.changed = changed;
+        self
     }
 }
 

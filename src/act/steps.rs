@@ -484,7 +484,8 @@ pub(super) async fn cycle<A: Actuator>(
                 ),
                 before_json,
                 Value::Null,
-            );
+            )
+            .with_change(true);
         }
     }
     match wait_settled(actuator, cluster, nodegroup, wait).await {
@@ -501,6 +502,7 @@ pub(super) async fn cycle<A: Actuator>(
                 before_json,
                 json!(after),
             )
+            .with_change(!updates.is_empty())
         }
         Ok(after) => StepResult::failed(
             format!(
@@ -509,12 +511,14 @@ pub(super) async fn cycle<A: Actuator>(
             ),
             before_json,
             json!(after),
-        ),
+        )
+        .with_change(true),
         Err(error) => StepResult::failed(
             format!("restore sent but the nodegroup did not settle: {error}"),
             before_json,
             Value::Null,
-        ),
+        )
+        .with_change(true),
     }
 }
 

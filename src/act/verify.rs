@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Actuator, StepResult, StepStatus, WaitPolicy, same_policy};
-use crate::plan::{Action, Step};
+use crate::plan::{Action, ApiCall, Step};
 
 /// One thing verification looked at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,18 +179,21 @@ async fn check<A: Actuator>(actuator: &A, step: &Step, nodegroup: &Nodegroup<'_>
 pub async fn rollback<A: Actuator>(actuator: &A, step: &Step, applied: &StepResult) -> StepResult {
     let undone = |detail: String, after: Value| StepResult {
         status: StepStatus::RolledBack,
+        changed: true,
         detail,
         before: applied.after.clone(),
         after,
     };
     let kept = |detail: String| StepResult {
         status: StepStatus::Applied,
+        changed: false,
         detail,
         before: applied.after.clone(),
         after: applied.after.clone(),
     };
     let failed = |detail: String| StepResult {
         status: StepStatus::Failed,
+        changed: false,
         detail,
         before: applied.after.clone(),
         after: Value::Null,
@@ -211,6 +214,18 @@ pub async fn rollback<A: Actuator>(actuator: &A, step: &Step, applied: &StepResu
                     "{route_table_id} already had its {destination_cidr_block} route before; left as it was"
                 ));
             }
+            if let Some(kept) = changed_since(
+                actuator,
+                route_table_id,
+                destination_cidr_block,
+                nat_gateway_id,
+                &kept,
+                &failed,
+            )
+            .await
+            {
+                return kept;
+            }
             match actuator
                 .delete_route(route_table_id, destination_cidr_block)
                 .await
@@ -227,13 +242,25 @@ pub async fn rollback<A: Actuator>(actuator: &A, step: &Step, applied: &StepResu
         Action::ReplaceRoute {
             route_table_id,
             destination_cidr_block,
+            nat_gateway_id,
             previous_target,
-            ..
         } => {
             if !(previous_target.starts_with("nat-") || previous_target.starts_with("igw-")) {
                 return kept(format!(
                     "{previous_target} is not a target nodemedic can point a route back at"
                 ));
+            }
+            if let Some(kept) = changed_since(
+                actuator,
+                route_table_id,
+                destination_cidr_block,
+                nat_gateway_id,
+                &kept,
+                &failed,
+            )
+            .await
+            {
+                return kept;
             }
             match actuator
                 .replace_route(route_table_id, destination_cidr_block, previous_target)
@@ -321,5 +348,93 @@ pub async fn rollback<A: Actuator>(actuator: &A, step: &Step, applied: &StepResu
         Action::CycleNodegroup { .. } => {
             kept("the cycle already restored the nodegroup's scaling".into())
         }
+    }
+}
+
+/// A rollback of a route only undoes nodemedic's own route: when the route is gone or points
+/// somewhere else now, someone changed it after the fix, and it is left as it is.
+async fn changed_since<A: Actuator>(
+    actuator: &A,
+    route_table_id: &str,
+    destination: &str,
+    ours: &str,
+    kept: &impl Fn(String) -> StepResult,
+    failed: &impl Fn(String) -> StepResult,
+) -> Option<StepResult> {
+    let routes = match actuator.routes(route_table_id).await {
+        Ok(routes) => routes,
+        Err(error) => return Some(failed(format!("could not read the routes: {error}"))),
+    };
+    match routes.iter().find(|r| r.destination == destination) {
+        Some(route) if route.target == ours => None,
+        Some(route) => Some(kept(format!(
+            "the {destination} route of {route_table_id} points at {} now, not at {ours}: someone changed \
+             it after the fix, so it is left as it is",
+            route.target
+        ))),
+        None => Some(kept(format!(
+            "the {destination} route of {route_table_id} is gone already; nothing to undo"
+        ))),
+    }
+}
+
+/// The calls a rollback of `step` may make, for its intent record. Empty when the step is not
+/// undone (VPC and subnet attributes stay on; a cycle restored itself).
+pub fn undo_calls(step: &Step, applied: &StepResult) -> Vec<ApiCall> {
+    let call = |operation: &str, parameters: Value| ApiCall {
+        operation: operation.into(),
+        parameters,
+    };
+    match &step.action {
+        Action::CreateRoute {
+            route_table_id,
+            destination_cidr_block,
+            ..
+        } => vec![call(
+            "ec2:DeleteRoute",
+            json!({ "RouteTableId": route_table_id, "DestinationCidrBlock": destination_cidr_block }),
+        )],
+        Action::ReplaceRoute {
+            route_table_id,
+            destination_cidr_block,
+            previous_target,
+            ..
+        } => {
+            let target = if previous_target.starts_with("igw-") {
+                "GatewayId"
+            } else {
+                "NatGatewayId"
+            };
+            vec![call(
+                "ec2:ReplaceRoute",
+                json!({ "RouteTableId": route_table_id, "DestinationCidrBlock": destination_cidr_block, target: previous_target }),
+            )]
+        }
+        Action::PutKeyPolicy {
+            key_id,
+            policy_name,
+            ..
+        } => vec![call(
+            "kms:PutKeyPolicy",
+            json!({ "KeyId": key_id, "PolicyName": policy_name, "Policy": applied.before["policy"] }),
+        )],
+        Action::AttachRolePolicy {
+            role_name,
+            policy_arn,
+        } => vec![call(
+            "iam:DetachRolePolicy",
+            json!({ "RoleName": role_name, "PolicyArn": policy_arn }),
+        )],
+        Action::CreateAccessEntry {
+            cluster,
+            principal_arn,
+            ..
+        } => vec![call(
+            "eks:DeleteAccessEntry",
+            json!({ "clusterName": cluster, "principalArn": principal_arn }),
+        )],
+        Action::ModifyVpcAttribute { .. }
+        | Action::ModifySubnetAttribute { .. }
+        | Action::CycleNodegroup { .. } => Vec::new(),
     }
 }

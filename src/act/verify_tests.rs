@@ -156,3 +156,21 @@ async fn attached_policies_and_access_entries_are_undone_but_dns_stays_on() {
             .unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_route_someone_repointed_after_the_fix_is_not_rolled_back() {
+    let world = FakeWorld::default().with_table("rtb-new", vec![local()]);
+    let step = route_step();
+    let applied = apply(&world, &step, WAIT).await;
+    world
+        .replace_route("rtb-new", "0.0.0.0/0", "nat-someone-else")
+        .await
+        .unwrap();
+    let kept = rollback(&world, &step, &applied).await;
+    assert_eq!(kept.status, StepStatus::Applied, "{}", kept.detail);
+    assert!(kept.detail.contains("someone changed"));
+    assert_eq!(
+        world.routes.lock().unwrap()["rtb-new"][1].target,
+        "nat-someone-else"
+    );
+}

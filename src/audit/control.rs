@@ -24,6 +24,10 @@ pub enum PlanStatus {
     /// A newer plan replaced it before anyone decided.
     Superseded,
     Applied,
+    /// Approved and run, but a step failed or verification failed and it was rolled back.
+    Failed,
+    /// Approved, but the guard refused a step (scope, breaker, fix policy `never`).
+    Refused,
 }
 
 impl PlanStatus {
@@ -36,6 +40,8 @@ impl PlanStatus {
             PlanStatus::Stale => "stale",
             PlanStatus::Superseded => "superseded",
             PlanStatus::Applied => "applied",
+            PlanStatus::Failed => "failed",
+            PlanStatus::Refused => "refused",
         }
     }
 
@@ -48,6 +54,8 @@ impl PlanStatus {
             PlanStatus::Stale,
             PlanStatus::Superseded,
             PlanStatus::Applied,
+            PlanStatus::Failed,
+            PlanStatus::Refused,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
@@ -93,17 +101,18 @@ pub struct Breaker {
 const KILL_SWITCH: &str = "kill_switch";
 
 impl Tx<'_> {
-    /// Records a plan; a plan already waiting for the same incident is superseded by a new one.
-    /// Returns the plan's status before, `None` when it is new: a plan already waiting (or
-    /// rejected) is not announced again.
+    /// Records a plan waiting for approval; a plan already waiting for the same incident is
+    /// superseded by the new one. A plan that comes back after it expired, went stale, was
+    /// superseded, applied, failed or refused waits again, for this incident and trigger, with
+    /// its old decision cleared. Returns whether the plan is newly waiting (and so announced):
+    /// false when it was already waiting, is approved, or was rejected.
     pub fn register_plan(
         &self,
         incident_id: &str,
         plan_id: &str,
-        status: PlanStatus,
         plan: &Value,
         trigger: &Value,
-    ) -> Result<Option<String>, AuditError> {
+    ) -> Result<bool, AuditError> {
         let at = now();
         let before: Option<String> = self
             .connection()
@@ -117,18 +126,48 @@ impl Tx<'_> {
             "UPDATE plans SET status = 'superseded', updated_at = ?3 WHERE incident_id = ?1 AND plan_id != ?2 AND status = 'awaiting_approval'",
             params![incident_id, plan_id, at],
         )?;
-        self.connection().execute(
-            "INSERT INTO plans (plan_id, incident_id, status, created_at, updated_at, plan, trigger) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
-             ON CONFLICT (plan_id) DO UPDATE SET updated_at = excluded.updated_at, trigger = excluded.trigger
-             WHERE plans.status IN ('awaiting_approval', 'superseded')",
-            params![plan_id, incident_id, status.as_str(), at, serde_json::to_string(plan)?, serde_json::to_string(trigger)?],
-        )?;
-        // A plan that reappears after being superseded waits again.
-        self.connection().execute(
-            "UPDATE plans SET status = ?2 WHERE plan_id = ?1 AND status = 'superseded'",
-            params![plan_id, status.as_str()],
-        )?;
-        Ok(before)
+        let waiting = PlanStatus::AwaitingApproval.as_str();
+        let settled = |status: &str| {
+            [
+                PlanStatus::AwaitingApproval,
+                PlanStatus::Approved,
+                PlanStatus::Rejected,
+            ]
+            .iter()
+            .any(|s| s.as_str() == status)
+        };
+        match before.as_deref() {
+            None => {
+                self.connection().execute(
+                    "INSERT INTO plans (plan_id, incident_id, status, created_at, updated_at, plan, trigger) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
+                    params![plan_id, incident_id, waiting, at, serde_json::to_string(plan)?, serde_json::to_string(trigger)?],
+                )?;
+                Ok(true)
+            }
+            Some(status) if settled(status) => {
+                // The latest event of the same incident is what an approval re-collects for.
+                self.connection().execute(
+                    "UPDATE plans SET updated_at = ?3, trigger = ?4 WHERE plan_id = ?1 AND incident_id = ?2 AND status = 'awaiting_approval'",
+                    params![plan_id, incident_id, at, serde_json::to_string(trigger)?],
+                )?;
+                Ok(false)
+            }
+            Some(_) => {
+                self.connection().execute(
+                    "UPDATE plans SET status = ?2, incident_id = ?3, updated_at = ?4, trigger = ?5,
+                         decided_by = NULL, decided_at = NULL, decision_reason = NULL
+                     WHERE plan_id = ?1",
+                    params![
+                        plan_id,
+                        waiting,
+                        incident_id,
+                        at,
+                        serde_json::to_string(trigger)?
+                    ],
+                )?;
+                Ok(true)
+            }
+        }
     }
 
     pub fn set_plan_status(
@@ -162,6 +201,31 @@ impl Tx<'_> {
              ON CONFLICT (name) DO UPDATE SET value = excluded.value, set_by = excluded.set_by, at = excluded.at, reason = excluded.reason",
             params![KILL_SWITCH, if on { "on" } else { "off" }, by, now(), reason],
         )?;
+        Ok(())
+    }
+
+    /// Reserves a mutation before it is made, so that concurrent handlers see it in the hourly
+    /// count and the cooldown at once; `None` when the account already made `limit` mutations
+    /// since `since`. Released with [`Tx::release_mutation`] when nothing changed.
+    pub fn reserve_mutation(
+        &self,
+        account: &str,
+        resource: &str,
+        fix: &str,
+        incident_id: &str,
+        since: &str,
+        limit: u32,
+    ) -> Result<Option<i64>, AuditError> {
+        if mutations_since(self.connection(), account, since)? >= limit {
+            return Ok(None);
+        }
+        self.record_mutation(account, resource, fix, incident_id)?;
+        Ok(Some(self.connection().last_insert_rowid()))
+    }
+
+    pub fn release_mutation(&self, seq: i64) -> Result<(), AuditError> {
+        self.connection()
+            .execute("DELETE FROM mutations WHERE seq = ?1", params![seq])?;
         Ok(())
     }
 
@@ -429,41 +493,19 @@ mod tests {
         let (store, dir) = store();
         let first = store
             .write_blocking(|tx| {
-                tx.register_plan(
-                    "inc-1",
-                    "plan-a",
-                    PlanStatus::AwaitingApproval,
-                    &json!({"id": "plan-a"}),
-                    &json!({}),
-                )
+                tx.register_plan("inc-1", "plan-a", &json!({"id": "plan-a"}), &json!({}))
             })
             .unwrap();
-        assert_eq!(first, None, "a new plan");
+        assert!(first, "a new plan is announced");
         let again = store
             .write_blocking(|tx| {
-                tx.register_plan(
-                    "inc-1",
-                    "plan-a",
-                    PlanStatus::AwaitingApproval,
-                    &json!({"id": "plan-a"}),
-                    &json!({}),
-                )
+                tx.register_plan("inc-1", "plan-a", &json!({"id": "plan-a"}), &json!({}))
             })
             .unwrap();
-        assert_eq!(
-            again.as_deref(),
-            Some("awaiting_approval"),
-            "already waiting: not announced again"
-        );
+        assert!(!again, "already waiting: not announced again");
         store
             .write_blocking(|tx| {
-                tx.register_plan(
-                    "inc-1",
-                    "plan-b",
-                    PlanStatus::AwaitingApproval,
-                    &json!({"id": "plan-b"}),
-                    &json!({}),
-                )
+                tx.register_plan("inc-1", "plan-b", &json!({"id": "plan-b"}), &json!({}))
             })
             .unwrap();
         assert_eq!(
@@ -492,17 +534,9 @@ mod tests {
         assert_eq!(approved[0].cluster, "c");
         // Registering the approved plan again (a later event) does not reset its approval.
         let before = store
-            .write_blocking(|tx| {
-                tx.register_plan(
-                    "inc-1",
-                    "plan-b",
-                    PlanStatus::AwaitingApproval,
-                    &json!({}),
-                    &json!({}),
-                )
-            })
+            .write_blocking(|tx| tx.register_plan("inc-1", "plan-b", &json!({}), &json!({})))
             .unwrap();
-        assert_eq!(before.as_deref(), Some("approved"));
+        assert!(!before, "an approved plan is not asked for again");
         assert_eq!(
             store
                 .read_blocking(|c| plan(c, "plan-b"))
@@ -511,6 +545,45 @@ mod tests {
                 .status,
             "approved"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_plan_that_comes_back_waits_again_unless_it_was_rejected() {
+        let (store, dir) = store();
+        let register = |id: &'static str| {
+            store
+                .write_blocking(move |tx| tx.register_plan("inc-1", id, &json!({}), &json!({})))
+                .unwrap()
+        };
+        let status = |id: &'static str| store.read_blocking(move |c| plan(c, id)).unwrap().unwrap();
+        for (id, left_as) in [
+            ("plan-expired", PlanStatus::Expired),
+            ("plan-stale", PlanStatus::Stale),
+            ("plan-failed", PlanStatus::Failed),
+        ] {
+            assert!(register(id));
+            store
+                .write_blocking(|tx| {
+                    tx.set_plan_status(id, PlanStatus::Approved, Some("alice"), None)
+                })
+                .unwrap();
+            store
+                .write_blocking(|tx| tx.set_plan_status(id, left_as, None, None))
+                .unwrap();
+            assert!(register(id), "{id} is asked for again");
+            let row = status(id);
+            assert_eq!(row.status, "awaiting_approval");
+            assert_eq!(row.decided_by, None, "the old approval does not carry over");
+        }
+        assert!(register("plan-rejected"));
+        store
+            .write_blocking(|tx| {
+                tx.set_plan_status("plan-rejected", PlanStatus::Rejected, Some("bob"), None)
+            })
+            .unwrap();
+        assert!(!register("plan-rejected"));
+        assert_eq!(status("plan-rejected").status, "rejected");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

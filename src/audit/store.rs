@@ -398,6 +398,21 @@ pub mod query {
         .pop())
     }
 
+    /// The shared resource an incident is about, when it is one.
+    pub fn incident_subject(
+        connection: &Connection,
+        incident_id: &str,
+    ) -> Result<Option<String>, AuditError> {
+        Ok(connection
+            .query_row(
+                "SELECT subject FROM incidents WHERE incident_id = ?1",
+                params![incident_id],
+                |row| row.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
     /// Incidents of a cause about a shared resource (any nodegroup), most recently updated first.
     pub fn incidents_for_subject(
         connection: &Connection,

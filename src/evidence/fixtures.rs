@@ -328,6 +328,7 @@ impl Evidence {
                 policy: Some(ROOT_ONLY_POLICY.into()),
                 policy_unreadable: None,
                 tags: Tags::new(),
+                tags_unreadable: None,
             }),
         }];
         // A failed launch is investigated through its launch template, not the network.

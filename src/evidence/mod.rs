@@ -228,6 +228,9 @@ pub struct KeyMetadata {
     pub policy_unreadable: Option<String>,
     #[serde(default)]
     pub tags: Tags,
+    /// Why the key's tags could not be read; the guard then treats them as unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags_unreadable: Option<String>,
 }
 
 impl KeyMetadata {

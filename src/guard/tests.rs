@@ -43,6 +43,7 @@ impl Case {
             touched: vec![Touched {
                 id: "rtb-1".into(),
                 tags: BTreeMap::new(),
+                tags_unreadable: None,
             }],
             history: History::default(),
         }
@@ -58,6 +59,15 @@ impl Case {
             touched: &self.touched,
         };
         decide(&self.policy, &step(self.fix), &target, &self.history, NOW)
+    }
+}
+
+fn approval() -> Approval {
+    Approval {
+        plan_id: "plan-1".into(),
+        by: "alice".into(),
+        reason: None,
+        at: NOW,
     }
 }
 
@@ -89,12 +99,7 @@ fn dry_run_and_observe_never_apply() {
 fn approve_mode_waits_for_an_approval_and_applies_with_it() {
     let mut case = Case::new(Mode::Approve);
     assert!(case.decide().awaits_approval());
-    case.history.approval = Some(Approval {
-        plan_id: "plan-1".into(),
-        by: "alice".into(),
-        reason: None,
-        at: NOW,
-    });
+    case.history.approval = Some(approval());
     assert_eq!(
         case.decide(),
         Decision::Apply {
@@ -200,12 +205,7 @@ fn the_kill_switch_holds_every_mutation() {
     let mut case = Case::new(Mode::Auto);
     case.history.kill_switch = Some("incident review".into());
     assert!(reason(&case.decide()).contains("kill switch"));
-    case.history.approval = Some(Approval {
-        plan_id: "p".into(),
-        by: "alice".into(),
-        reason: None,
-        at: NOW,
-    });
+    case.history.approval = Some(approval());
     assert!(!case.decide().allows(), "not even an approved plan");
 }
 
@@ -241,13 +241,51 @@ fn cooldown_and_rate_limit() {
 }
 
 #[test]
-fn failures_and_fixes_that_did_not_hold_are_not_repeated() {
-    let mut case = Case::new(Mode::Auto);
+fn failures_and_fixes_that_did_not_hold_wait_for_a_human() {
+    for history in [
+        History {
+            failed_fix: Some("inc-1".into()),
+            ..History::default()
+        },
+        History {
+            fix_did_not_hold: Some("inc-2".into()),
+            ..History::default()
+        },
+    ] {
+        let mut case = Case::new(Mode::Auto);
+        case.history = history;
+        let decision = case.decide();
+        assert!(decision.awaits_approval(), "{decision:?}");
+        assert!(reason(&decision).contains("approve this plan"));
+        case.history.approval = Some(approval());
+        assert_eq!(
+            case.decide(),
+            Decision::Apply {
+                approved_by: Some("alice".into())
+            }
+        );
+    }
+    let mut case = Case::new(Mode::DryRun);
     case.history.failed_fix = Some("inc-1".into());
-    assert!(reason(&case.decide()).contains("inc-1"));
+    assert!(
+        !case.decide().awaits_approval(),
+        "dry-run never asks for an approval it would not act on"
+    );
+}
+
+#[test]
+fn an_approval_is_not_held_back_by_the_cooldown() {
     let mut case = Case::new(Mode::Auto);
-    case.history.fix_did_not_hold = Some("inc-2".into());
-    assert!(!case.decide().allows());
+    case.history.last_same_fix = Some(datetime!(2026-11-21 11:59 UTC));
+    assert!(reason(&case.decide()).contains("cooldown"));
+    case.history.approval = Some(approval());
+    assert!(case.decide().allows());
+    case.history.approval = None;
+    case.history.failed_fix = Some("inc-1".into());
+    assert!(
+        case.decide().awaits_approval(),
+        "a failed fix asks for the approval that would lift the cooldown"
+    );
 }
 
 #[test]
@@ -260,4 +298,20 @@ fn modes_round_trip_through_their_names() {
         );
     }
     assert_eq!(Mode::parse("Auto"), None);
+}
+
+#[test]
+fn a_resource_whose_tags_cannot_be_read_is_not_touched_while_tag_rules_exist() {
+    let mut case = Case::new(Mode::Auto);
+    case.touched[0].tags_unreadable = Some("AccessDeniedException".into());
+    let decision = case.decide();
+    assert!(
+        matches!(&decision, Decision::Skip { reason } if reason.contains("could not be read")),
+        "{decision:?}"
+    );
+    case.policy.scope.ignore_tag = String::new();
+    assert!(
+        case.decide().allows(),
+        "without any tag rule, tags do not matter"
+    );
 }

@@ -149,8 +149,8 @@ impl Emulator {
             .map(|_| ())
     }
 
-    /// Refuses these EC2 calls (`ec2:CreateRoute`, …) with UnauthorizedOperation, dry run or not,
-    /// as for a role without them; an empty list allows everything again.
+    /// Refuses these calls (`ec2:CreateRoute`, `kms:ListResourceTags`, …), dry run or not, as AWS
+    /// refuses a role without them; an empty list allows everything again.
     pub async fn deny(&self, actions: &[&str]) -> Result<(), LabError> {
         let body = serde_json::json!({ "actions": actions });
         self.request("POST", "/_emulator/deny", &body.to_string())

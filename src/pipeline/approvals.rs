@@ -9,10 +9,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{info, warn};
 
-use super::incident::{Conclusion, IncidentChoice};
+use super::incident::{Conclusion, IncidentChoice, base_history};
 use super::{Pipeline, PipelineError};
 use crate::audit::control::{self, PlanRow, PlanStatus};
-use crate::audit::store::{now, query};
+use crate::audit::store::{now, query, timestamp};
 use crate::audit::{NodegroupKey, Outcome, RecordKind};
 use crate::diagnose::{Diagnosis, diagnose};
 use crate::evidence::collect::{Scope, collect};
@@ -22,6 +22,12 @@ use crate::intake::Trigger;
 use crate::notify::Notice;
 use crate::plan::{Plan, plan};
 use crate::resolve::Target;
+
+enum Processed {
+    Applied,
+    Stale,
+    Expired,
+}
 
 /// What one pass over the approved plans did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -41,19 +47,78 @@ impl Pipeline {
             .await?;
         let mut pass = ApprovalsPass::default();
         for row in approved {
-            if self.expire_if_old(&row).await? {
-                pass.expired += 1;
-                continue;
-            }
-            match self.apply_approved(&row).await {
-                Ok(true) => pass.applied += 1,
-                Ok(false) => pass.stale += 1,
+            let plan_id = row.plan_id.clone();
+            match self.process_approved(row).await {
+                Ok(Some(Processed::Applied)) => pass.applied += 1,
+                Ok(Some(Processed::Stale)) => pass.stale += 1,
+                Ok(Some(Processed::Expired)) => pass.expired += 1,
+                Ok(None) => {}
                 Err(error) => {
-                    warn!(plan_id = %row.plan_id, %error, "approved plan not processed; trying again later")
+                    warn!(%plan_id, %error, "approved plan not processed; trying again later")
                 }
             }
         }
         Ok(pass)
+    }
+
+    /// Works one approved plan under the same locks a queue handler of its incident takes (its
+    /// nodegroup, then its shared resource), re-reading the plan once they are held: a handler or
+    /// another pass may have acted on it meanwhile. `None` when there was nothing left to do.
+    async fn process_approved(&self, row: PlanRow) -> Result<Option<Processed>, PipelineError> {
+        let trigger: Trigger = match serde_json::from_value(row.trigger.clone()) {
+            Ok(trigger) => trigger,
+            Err(error) => {
+                self.mark_stale(
+                    &row,
+                    None,
+                    &format!("the plan's trigger cannot be read: {error}"),
+                )
+                .await?;
+                return Ok(Some(Processed::Stale));
+            }
+        };
+        let key = NodegroupKey {
+            account: trigger.account.clone(),
+            region: trigger.region.clone(),
+            cluster: row.cluster.clone(),
+            nodegroup: row.nodegroup.clone(),
+        };
+        let incident = row.incident_id.clone();
+        let subject = self
+            .store
+            .read(move |c| query::incident_subject(c, &incident))
+            .await?;
+        let _nodegroup = self.locks.lock(&format!("nodegroup:{key}")).await;
+        let _shared = match &subject {
+            Some(subject) => Some(
+                self.locks
+                    .lock(&format!("subject:{}/{}/{subject}", key.account, key.region))
+                    .await,
+            ),
+            None => None,
+        };
+        let plan_id = row.plan_id.clone();
+        let Some(row) = self
+            .store
+            .read(move |c| control::plan(c, &plan_id))
+            .await?
+            .filter(|r| r.status == PlanStatus::Approved.as_str())
+        else {
+            return Ok(None);
+        };
+        if self.expire_if_old(&row).await? {
+            return Ok(Some(Processed::Expired));
+        }
+        Ok(Some(
+            if self
+                .apply_approved(&row, &trigger, &key, subject.as_deref())
+                .await?
+            {
+                Processed::Applied
+            } else {
+                Processed::Stale
+            },
+        ))
     }
 
     async fn expire_if_old(&self, row: &PlanRow) -> Result<bool, PipelineError> {
@@ -81,26 +146,13 @@ impl Pipeline {
     }
 
     /// Returns whether the plan was applied (false: it was stale).
-    async fn apply_approved(&self, row: &PlanRow) -> Result<bool, PipelineError> {
-        let trigger: Trigger = match serde_json::from_value(row.trigger.clone()) {
-            Ok(trigger) => trigger,
-            Err(error) => {
-                self.mark_stale(
-                    row,
-                    None,
-                    &format!("the plan's trigger cannot be read: {error}"),
-                )
-                .await?;
-                return Ok(false);
-            }
-        };
-        let key = NodegroupKey {
-            account: trigger.account.clone(),
-            region: trigger.region.clone(),
-            cluster: row.cluster.clone(),
-            nodegroup: row.nodegroup.clone(),
-        };
-        let _one_incident_per_nodegroup = self.locks.lock(&format!("nodegroup:{key}")).await;
+    async fn apply_approved(
+        &self,
+        row: &PlanRow,
+        trigger: &Trigger,
+        key: &NodegroupKey,
+        subject: Option<&str>,
+    ) -> Result<bool, PipelineError> {
         let target = Target {
             cluster: row.cluster.clone(),
             nodegroup: row.nodegroup.clone(),
@@ -109,9 +161,9 @@ impl Pipeline {
         let clients = self.clients.for_region(&key.region);
         let evidence = collect(
             &clients,
-            &trigger,
+            trigger,
             target,
-            Scope::for_trigger(&trigger),
+            Scope::for_trigger(trigger),
             CallLog::default(),
         )
         .await
@@ -119,12 +171,32 @@ impl Pipeline {
         let diagnosis = diagnose(&evidence);
         let fresh = plan(&diagnosis, &evidence);
         let incident_id = row.incident_id.clone();
-        let previous_outcome = {
+        let (previous_outcome, history) = {
             let id = incident_id.clone();
+            let key = key.clone();
+            let cause = row.cause.clone();
+            let subject = subject.map(str::to_string);
+            let window_start = timestamp(
+                OffsetDateTime::now_utc()
+                    - Duration::from_secs(self.config.remediation.incident_window_secs),
+            );
             self.store
-                .read(move |c| query::incident(c, &id))
+                .read(move |c| {
+                    let previous =
+                        query::incident(c, &id)?.and_then(|i| Outcome::parse(&i.outcome));
+                    let earlier = match &subject {
+                        Some(subject) => query::incidents_for_subject(
+                            c,
+                            &key.account,
+                            &key.region,
+                            &cause,
+                            subject,
+                        )?,
+                        None => query::incidents_for(c, &key, &cause)?,
+                    };
+                    Ok((previous, base_history(&earlier, &id, &window_start)))
+                })
                 .await?
-                .and_then(|i| Outcome::parse(&i.outcome))
         };
         let incident = IncidentChoice {
             id: incident_id.clone(),
@@ -210,7 +282,7 @@ impl Pipeline {
                 })
                 .await?;
             self.run_plan(
-                &incident, &key, &trigger, &evidence, &diagnosis, &fresh, None,
+                &incident, key, trigger, &evidence, &diagnosis, &fresh, history, None,
             )
             .await?;
             return Ok(false);
@@ -228,11 +300,12 @@ impl Pipeline {
         info!(plan_id = %row.plan_id, approved_by = %approval.by, "applying the approved plan");
         self.run_plan(
             &incident,
-            &key,
-            &trigger,
+            key,
+            trigger,
             &evidence,
             &diagnosis,
             &fresh,
+            history,
             Some(approval),
         )
         .await?;
@@ -249,6 +322,7 @@ impl Pipeline {
         evidence: &Evidence,
         diagnosis: &Diagnosis,
         plan: &Plan,
+        history: History,
         approval: Option<Approval>,
     ) -> Result<(), PipelineError> {
         let approved_plan = approval.as_ref().map(|a| a.plan_id.clone());
@@ -259,7 +333,7 @@ impl Pipeline {
                 trigger,
                 evidence,
                 plan,
-                History::default(),
+                history,
                 approval,
             )
             .await?;

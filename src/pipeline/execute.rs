@@ -31,52 +31,81 @@ pub(super) struct Run {
 /// The resources a step changes, with their tags, for the guard's scope rules.
 fn touched(step: &Step, evidence: &Evidence) -> Vec<Touched> {
     let network = evidence.network.as_ref();
-    let with_tags = |id: &str, tags: Option<&crate::evidence::Tags>| Touched {
-        id: id.to_string(),
-        tags: tags.cloned().unwrap_or_default(),
+    let with_tags = |id: &str, tags: Result<&crate::evidence::Tags, String>| match tags {
+        Ok(tags) => Touched {
+            id: id.to_string(),
+            tags: tags.clone(),
+            tags_unreadable: None,
+        },
+        Err(why) => Touched {
+            id: id.to_string(),
+            tags: Default::default(),
+            tags_unreadable: Some(why),
+        },
     };
+    let not_collected = || "it is not in the evidence".to_string();
     match &step.action {
         Action::CreateRoute { route_table_id, .. }
         | Action::ReplaceRoute { route_table_id, .. } => vec![with_tags(
             route_table_id,
             network
                 .and_then(|n| n.route_tables.iter().find(|t| &t.id == route_table_id))
-                .map(|t| &t.tags),
+                .map(|t| &t.tags)
+                .ok_or_else(not_collected),
         )],
         Action::PutKeyPolicy { key_id, .. } => vec![with_tags(
             key_id,
-            evidence.keys.iter().find_map(|k| match &k.lookup {
-                crate::evidence::KeyLookup::Found(m) if &m.arn == key_id => Some(&m.tags),
-                _ => None,
-            }),
+            evidence
+                .keys
+                .iter()
+                .find_map(|k| match &k.lookup {
+                    crate::evidence::KeyLookup::Found(m) if &m.arn == key_id => {
+                        Some(match &m.tags_unreadable {
+                            Some(why) => Err(why.clone()),
+                            None => Ok(&m.tags),
+                        })
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(|| Err(not_collected())),
         )],
         Action::CycleNodegroup {
             cluster, nodegroup, ..
         } => {
             vec![with_tags(
                 &format!("{cluster}/{nodegroup}"),
-                Some(&evidence.nodegroup.tags),
+                Ok(&evidence.nodegroup.tags),
             )]
         }
         Action::ModifyVpcAttribute { vpc_id, .. } => {
-            vec![with_tags(vpc_id, network.map(|n| &n.vpc.tags))]
+            vec![with_tags(
+                vpc_id,
+                network.map(|n| &n.vpc.tags).ok_or_else(not_collected),
+            )]
         }
         Action::ModifySubnetAttribute { subnet_id } => {
             vec![with_tags(
                 subnet_id,
-                network.and_then(|n| n.subnet(subnet_id)).map(|s| &s.tags),
+                network
+                    .and_then(|n| n.subnet(subnet_id))
+                    .map(|s| &s.tags)
+                    .ok_or_else(not_collected),
             )]
         }
         Action::AttachRolePolicy { role_name, .. } => vec![with_tags(
             role_name,
             match evidence.identity.as_ref().map(|i| &i.role) {
-                Some(crate::evidence::RoleLookup::Found { tags, .. }) => Some(tags),
-                _ => None,
+                Some(crate::evidence::RoleLookup::Found { tags, .. }) => Ok(tags),
+                _ => Err(not_collected()),
             },
         )],
         Action::CreateAccessEntry { cluster, .. } => vec![with_tags(
             cluster,
-            evidence.cluster.as_ref().map(|c| &c.tags),
+            evidence
+                .cluster
+                .as_ref()
+                .map(|c| &c.tags)
+                .ok_or_else(not_collected),
         )],
     }
 }
@@ -101,6 +130,18 @@ fn resource_of(step: &Step) -> String {
             principal_arn,
             ..
         } => format!("{cluster}/{principal_arn}"),
+    }
+}
+
+/// Failures that open a scope's breaker: wider scopes tolerate more, so that one bad nodegroup
+/// does not stop a whole account.
+pub(super) fn breaker_threshold(scope: &str, per_resource: u32) -> u32 {
+    if scope == "global" {
+        per_resource * 4
+    } else if scope.starts_with("account:") {
+        per_resource * 2
+    } else {
+        per_resource
     }
 }
 
@@ -186,12 +227,33 @@ impl Pipeline {
                     }
                 }
             };
-            let permission = if policy.mode == Mode::DryRun {
-                Some(act::check_permission(&actuator, step).await)
+            // Only what dry-run holds is checked: a step the guard refuses is never sent, not
+            // even with DryRun.
+            let permission = if policy.mode == Mode::DryRun
+                && matches!(decision, Decision::Hold { .. })
+            {
+                let permission = act::check_permission(&actuator, step).await;
+                if permission == act::Permission::Performed {
+                    warn!(fix = %step.fix, "the endpoint ignored DryRun and performed the call");
+                    run.escalations.push(format!(
+                        "{}: the endpoint ignored DryRun and performed the call; check what changed",
+                        step.fix
+                    ));
+                }
+                Some(permission)
             } else {
                 None
             };
-            self.record_decision(incident_id, position, step, &decision, permission)
+            let (decision, reservation) = self
+                .record_decision(
+                    incident_id,
+                    position,
+                    step,
+                    decision,
+                    permission,
+                    key,
+                    &resource,
+                )
                 .await?;
             if decision.awaits_approval() {
                 run.awaiting_approval = true;
@@ -212,21 +274,25 @@ impl Pipeline {
                 self.routes.forget_table(route_table_id);
             }
             let status = result.status;
-            self.record_result(incident_id, position, step, &result, key, &resource)
+            self.record_result(incident_id, position, step, &result, reservation)
                 .await?;
             if status == StepStatus::Failed {
                 warn!(fix = %step.fix, detail = %result.detail, "step failed");
                 earlier_failure = true;
                 let reason = format!("{} failed: {}", step.fix, result.detail);
                 run.escalations.push(reason.clone());
-                self.count_failure(incident_id, &scopes, &reason).await?;
+                for scope in self.count_failure(incident_id, &scopes, &reason).await? {
+                    run.escalations
+                        .push(format!("circuit breaker {scope} opened"));
+                }
             } else {
                 info!(fix = %step.fix, detail = %result.detail, "step applied");
                 applied.push((position, result));
             }
             run.statuses.push(status);
         }
-        if !applied.is_empty() && !earlier_failure {
+        // Steps applied before a failed one are verified too, and undone if they did not help.
+        if !applied.is_empty() {
             self.verify_or_roll_back(
                 &actuator,
                 incident_id,
@@ -295,63 +361,98 @@ impl Pipeline {
         })
     }
 
+    /// Records the guard's decision (and the dry-run permission check). For a step about to be
+    /// applied it also reserves the mutation against the hourly limit, in the same transaction as
+    /// the intent record: a step the limit was reached for meanwhile is held instead. Returns the
+    /// decision as recorded and the reservation.
+    #[allow(clippy::too_many_arguments)]
     async fn record_decision(
         &self,
         incident_id: &str,
         position: usize,
         step: &Step,
-        decision: &Decision,
+        decision: Decision,
         permission: Option<act::Permission>,
-    ) -> Result<(), PipelineError> {
+        key: &NodegroupKey,
+        resource: &str,
+    ) -> Result<(Decision, Option<i64>), PipelineError> {
         let id = incident_id.to_string();
-        let guard_body = json!({ "position": position, "fix": step.fix, "decision": decision, "mode": self.config.policy.mode });
+        let mode = self.config.policy.mode;
+        let limit = self.config.policy.max_mutations_per_hour;
+        let hour_ago = timestamp(OffsetDateTime::now_utc() - Duration::from_secs(3600));
+        let fix = step.fix;
         let intent_body = json!({ "position": position, "fix": step.fix, "calls": step.action.api_calls(), "at": now() });
         let permission_body =
             permission.map(|p| json!({ "position": position, "fix": step.fix, "permission": p }));
-        let held = match decision {
-            Decision::Apply { .. } => None,
-            Decision::Hold { reason, .. } => Some((StepStatus::Planned, reason.clone())),
-            Decision::Skip { reason } => Some((StepStatus::Skipped, reason.clone())),
-        };
-        self.store
+        let account = key.account.clone();
+        let resource = resource.to_string();
+        Ok(self
+            .store
             .write(move |tx| {
+                let mut decision = decision;
+                let mut reservation = None;
+                if decision.allows() {
+                    reservation = tx.reserve_mutation(
+                        &account,
+                        &resource,
+                        fix.code(),
+                        &id,
+                        &hour_ago,
+                        limit,
+                    )?;
+                    if reservation.is_none() {
+                        decision = Decision::Hold {
+                            reason: format!(
+                                "{limit} mutations in account {account} in the last hour; the limit is {limit}"
+                            ),
+                            awaiting_approval: false,
+                        };
+                    }
+                }
+                let guard_body =
+                    json!({ "position": position, "fix": fix, "decision": decision, "mode": mode });
                 tx.append(Some(&id), None, RecordKind::GuardDecision, &guard_body)?;
                 if let Some(body) = &permission_body {
                     tx.append(Some(&id), None, RecordKind::PermissionCheck, body)?;
                 }
-                match &held {
-                    Some((status, reason)) => tx.set_step(&id, position, status.as_str(), reason),
-                    None => tx
-                        .append(Some(&id), None, RecordKind::StepIntent, &intent_body)
-                        .map(|_| ()),
+                match &decision {
+                    Decision::Apply { .. } => {
+                        tx.append(Some(&id), None, RecordKind::StepIntent, &intent_body)?;
+                    }
+                    Decision::Hold { reason, .. } => {
+                        tx.set_step(&id, position, StepStatus::Planned.as_str(), reason)?;
+                    }
+                    Decision::Skip { reason } => {
+                        tx.set_step(&id, position, StepStatus::Skipped.as_str(), reason)?;
+                    }
                 }
+                Ok((decision, reservation))
             })
-            .await?;
-        Ok(())
+            .await?)
     }
 
+    /// Records a step's result; a reserved mutation that changed nothing is released.
     async fn record_result(
         &self,
         incident_id: &str,
         position: usize,
         step: &Step,
         result: &StepResult,
-        key: &NodegroupKey,
-        resource: &str,
+        reservation: Option<i64>,
     ) -> Result<(), PipelineError> {
         let id = incident_id.to_string();
         let status = result.status;
         let detail = result.detail.clone();
-        let fix = step.fix.code();
-        let account = key.account.clone();
-        let resource = resource.to_string();
+        let changed = result.changed;
         let body = json!({ "position": position, "fix": step.fix, "result": result });
         self.store
             .write(move |tx| {
                 tx.append(Some(&id), None, RecordKind::StepResult, &body)?;
                 tx.set_step(&id, position, status.as_str(), &detail)?;
-                if status == StepStatus::Applied {
-                    tx.record_mutation(&account, &resource, fix, &id)?;
+                if let Some(seq) = reservation
+                    && !changed
+                {
+                    tx.release_mutation(seq)?;
                 }
                 Ok(())
             })
@@ -380,7 +481,7 @@ impl Pipeline {
                     &scopes,
                     &id,
                     &reason_text,
-                    |scope| if scope == "global" { threshold * 3 } else { threshold },
+                    |scope| breaker_threshold(scope, threshold),
                     &window_start,
                 )?;
                 for scope in &opened {
@@ -446,28 +547,14 @@ impl Pipeline {
             .collect();
         warn!(failing = ?failing, "verification failed; rolling back");
         run.rolled_back = true;
-        for (position, result) in applied.iter().rev() {
-            let step = &plan.steps[*position];
-            let undone = verify::rollback(actuator, step, result).await;
-            let id = incident_id.to_string();
-            let position = *position;
-            let status = undone.status;
-            let detail = undone.detail.clone();
-            let body = json!({ "position": position, "fix": step.fix, "result": undone });
-            self.store
-                .write(move |tx| {
-                    tx.append(Some(&id), None, RecordKind::Rollback, &body)?;
-                    if status == StepStatus::RolledBack {
-                        tx.set_step(&id, position, status.as_str(), &detail)?;
-                    }
-                    Ok(())
-                })
-                .await?;
-            if status == StepStatus::RolledBack {
-                run.statuses[position] = StepStatus::RolledBack;
-            }
-        }
+        self.roll_back(actuator, incident_id, key, plan, applied, run)
+            .await?;
         let reason = format!("verification failed: {}", failing.join("; "));
+        if run.statuses.contains(&StepStatus::Failed) {
+            // The failed step already counted against the breakers: one failure per run.
+            run.escalations.push(reason);
+            return Ok(());
+        }
         let mut scopes: Vec<String> = steps
             .iter()
             .flat_map(|s| breaker_scopes(s, evidence, key))
@@ -479,6 +566,76 @@ impl Pipeline {
         for scope in opened {
             run.escalations
                 .push(format!("circuit breaker {scope} opened"));
+        }
+        Ok(())
+    }
+
+    /// Undoes the applied steps, newest first, each with an intent record before it and a
+    /// rollback record after. With the kill switch on nothing is undone either: a human decides.
+    async fn roll_back(
+        &self,
+        actuator: &AwsActuator,
+        incident_id: &str,
+        key: &NodegroupKey,
+        plan: &Plan,
+        applied: &[(usize, StepResult)],
+        run: &mut Run,
+    ) -> Result<(), PipelineError> {
+        for (position, result) in applied.iter().rev() {
+            let step = &plan.steps[*position];
+            let calls = verify::undo_calls(step, result);
+            let id = incident_id.to_string();
+            let position = *position;
+            let intent = json!({ "position": position, "fix": step.fix, "rollback": true, "calls": calls, "at": now() });
+            let kill_switch = self
+                .store
+                .write(move |tx| {
+                    let kill_switch = control::kill_switch(tx.connection())?;
+                    if kill_switch.is_none() && !calls.is_empty() {
+                        tx.append(Some(&id), None, RecordKind::StepIntent, &intent)?;
+                    }
+                    Ok(kill_switch)
+                })
+                .await?;
+            let held = kill_switch.is_some();
+            let undone = match kill_switch {
+                Some(on) => StepResult {
+                    status: StepStatus::Applied,
+                    changed: false,
+                    detail: format!(
+                        "not rolled back: the kill switch is on ({}); a human decides",
+                        on.reason.unwrap_or_default()
+                    ),
+                    before: result.after.clone(),
+                    after: result.after.clone(),
+                },
+                None => verify::rollback(actuator, step, result).await,
+            };
+            let id = incident_id.to_string();
+            let status = undone.status;
+            let detail = undone.detail.clone();
+            let recorded_detail = detail.clone();
+            let account = key.account.clone();
+            let resource = resource_of(step);
+            let body = json!({ "position": position, "fix": step.fix, "result": undone });
+            self.store
+                .write(move |tx| {
+                    tx.append(Some(&id), None, RecordKind::Rollback, &body)?;
+                    if status == StepStatus::RolledBack {
+                        tx.set_step(&id, position, status.as_str(), &recorded_detail)?;
+                        tx.record_mutation(&account, &resource, "rollback", &id)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            match status {
+                StepStatus::RolledBack => run.statuses[position] = StepStatus::RolledBack,
+                StepStatus::Failed => run
+                    .escalations
+                    .push(format!("rollback of {} failed: {detail}", step.fix)),
+                _ if held => run.escalations.push(format!("{} {detail}", step.fix)),
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use super::{Inbound, Pipeline, PipelineError};
 use crate::act::StepStatus;
 use crate::audit::control::PlanStatus;
 use crate::audit::store::{query, timestamp};
-use crate::audit::{NodegroupKey, Outcome, RecordKind};
+use crate::audit::{IncidentSummary, NodegroupKey, Outcome, RecordKind};
 use crate::diagnose::{Cause, Diagnosis, Subject};
 use crate::evidence::Evidence;
 use crate::guard::History;
@@ -312,19 +312,7 @@ impl Pipeline {
                         }
                     }
                 };
-                let history = History {
-                    failed_fix: (choice.previous_outcome == Some(Outcome::Failed))
-                        .then(|| choice.id.clone()),
-                    fix_did_not_hold: earlier
-                        .iter()
-                        .find(|i| {
-                            i.incident_id != choice.id
-                                && i.updated_at >= window_start
-                                && i.outcome == Outcome::Fixed.as_str()
-                        })
-                        .map(|i| i.incident_id.clone()),
-                    ..History::default()
-                };
+                let history = base_history(&earlier, &choice.id, &window_start);
                 let id = choice.id.as_str();
                 tx.append(
                     Some(id),
@@ -385,23 +373,21 @@ impl Pipeline {
         let trigger_body = json!(trigger);
         let plan_id = plan.id.clone();
         let awaiting = run.awaiting_approval;
-        let approved = approved_plan.map(str::to_string);
-        let plan_before = self
+        let approved = approved_plan.map(|plan| (plan.to_string(), approved_plan_status(&run)));
+        let newly_waiting = self
             .store
             .write(move |tx| {
                 tx.append(Some(&id), Some(&event_id), RecordKind::Outcome, &body)?;
                 tx.set_outcome(&id, &mode, outcome)?;
-                let mut before = None;
-                if let Some(approved) = &approved {
-                    tx.set_plan_status(approved, PlanStatus::Applied, None, None)?;
+                let mut newly_waiting = false;
+                if let Some((approved, status)) = &approved {
+                    // Held steps (kill switch, freeze, rate limit) keep the approval for the
+                    // next pass, until it expires.
+                    if let Some(status) = status {
+                        tx.set_plan_status(approved, *status, None, None)?;
+                    }
                 } else if awaiting {
-                    before = tx.register_plan(
-                        &id,
-                        &plan_id,
-                        PlanStatus::AwaitingApproval,
-                        &plan_body,
-                        &trigger_body,
-                    )?;
+                    newly_waiting = tx.register_plan(&id, &plan_id, &plan_body, &trigger_body)?;
                 }
                 if let Some(message_id) = &message_id {
                     tx.mark_event(
@@ -413,13 +399,10 @@ impl Pipeline {
                         Some(&id),
                     )?;
                 }
-                Ok(before)
+                Ok(newly_waiting)
             })
             .await?;
         // Announced once: a plan already waiting, approved or rejected is not asked for again.
-        let newly_waiting = plan_before
-            .as_deref()
-            .is_none_or(|status| status == PlanStatus::Superseded.as_str());
         if run.awaiting_approval && approved_plan.is_none() && newly_waiting {
             let mut waiting = notice("plan_awaiting_approval", &incident.id, key, diagnosis);
             waiting.plan_id = Some(plan.id.clone());
@@ -445,6 +428,49 @@ impl Pipeline {
             self.notifier.send(&concluded).await;
         }
         Ok(())
+    }
+}
+
+/// What the incidents for the same nodegroup (or shared resource) and cause, most recently
+/// updated first, say about trying a fix again. The last concluded one having failed needs a
+/// human, however long ago: that is how a fix that did not help is never looped on.
+pub(super) fn base_history(
+    earlier: &[IncidentSummary],
+    current: &str,
+    window_start: &str,
+) -> History {
+    let concluded = earlier.iter().find(|i| {
+        matches!(
+            Outcome::parse(&i.outcome),
+            Some(Outcome::Failed | Outcome::Fixed | Outcome::Resolved)
+        )
+    });
+    History {
+        failed_fix: concluded
+            .filter(|i| i.outcome == Outcome::Failed.as_str())
+            .map(|i| i.incident_id.clone()),
+        fix_did_not_hold: earlier
+            .iter()
+            .find(|i| {
+                i.incident_id != current
+                    && i.updated_at.as_str() >= window_start
+                    && i.outcome == Outcome::Fixed.as_str()
+            })
+            .map(|i| i.incident_id.clone()),
+        ..History::default()
+    }
+}
+
+/// What running an approved plan makes of it; `None` while steps are only held.
+pub(super) fn approved_plan_status(run: &Run) -> Option<PlanStatus> {
+    if run.rolled_back || run.statuses.contains(&StepStatus::Failed) {
+        Some(PlanStatus::Failed)
+    } else if run.statuses.contains(&StepStatus::Skipped) {
+        Some(PlanStatus::Refused)
+    } else if run.statuses.iter().all(|s| *s == StepStatus::Applied) {
+        Some(PlanStatus::Applied)
+    } else {
+        None
     }
 }
 
@@ -579,6 +605,79 @@ mod tests {
             .and_then(|f| storm_subject(&f.subject))
             .unwrap();
         assert!(subjects.contains(&subject), "{subject} in {subjects:?}");
+    }
+
+    fn summary(id: &str, outcome: Outcome, updated_at: &str) -> IncidentSummary {
+        IncidentSummary {
+            incident_id: id.into(),
+            account: "1".into(),
+            region: "r".into(),
+            cluster: "c".into(),
+            nodegroup: "n".into(),
+            cause: "subnet_no_egress_route".into(),
+            mode: "auto".into(),
+            outcome: outcome.as_str().into(),
+            summary: String::new(),
+            plan_id: None,
+            opened_at: updated_at.into(),
+            updated_at: updated_at.into(),
+            events: 1,
+            actions: Vec::new(),
+            nodegroups: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_failure_needs_a_human_however_long_ago_until_a_fix_succeeds() {
+        let window = "2026-11-21T11:00:00.000Z";
+        let failed_long_ago = summary("inc-old", Outcome::Failed, "2026-01-01T00:00:00.000Z");
+        let planned_now = summary("inc-new", Outcome::Planned, "2026-11-21T11:30:00.000Z");
+        let history = base_history(
+            &[planned_now.clone(), failed_long_ago.clone()],
+            "inc-new",
+            window,
+        );
+        assert_eq!(history.failed_fix.as_deref(), Some("inc-old"));
+        let fixed_since = summary("inc-fixed", Outcome::Fixed, "2026-06-01T00:00:00.000Z");
+        let history = base_history(
+            &[planned_now.clone(), fixed_since, failed_long_ago],
+            "inc-new",
+            window,
+        );
+        assert_eq!(history.failed_fix, None, "a later success settles it");
+        assert_eq!(
+            history.fix_did_not_hold, None,
+            "that success is outside the window"
+        );
+        let fixed_recently = summary("inc-fixed", Outcome::Fixed, "2026-11-21T11:10:00.000Z");
+        let history = base_history(&[planned_now, fixed_recently], "inc-new", window);
+        assert_eq!(history.fix_did_not_hold.as_deref(), Some("inc-fixed"));
+    }
+
+    #[test]
+    fn an_approval_is_used_up_only_by_what_the_run_did() {
+        use StepStatus::*;
+        assert_eq!(
+            approved_plan_status(&run(&[Applied, Applied], false)),
+            Some(PlanStatus::Applied)
+        );
+        assert_eq!(
+            approved_plan_status(&run(&[Applied, Failed], false)),
+            Some(PlanStatus::Failed)
+        );
+        assert_eq!(
+            approved_plan_status(&run(&[RolledBack, Applied], true)),
+            Some(PlanStatus::Failed)
+        );
+        assert_eq!(
+            approved_plan_status(&run(&[Skipped, Skipped], false)),
+            Some(PlanStatus::Refused)
+        );
+        assert_eq!(
+            approved_plan_status(&run(&[Planned, Planned], false)),
+            None,
+            "held by the kill switch: the approval waits for the next pass"
+        );
     }
 
     #[test]

@@ -316,7 +316,7 @@ impl Plan {
     /// A plan with nothing to do (observe mode, or nothing fixable).
     pub fn empty() -> Plan {
         Plan {
-            id: plan_id(&[], &[]),
+            id: plan_id("", "", &[], &[]),
             steps: Vec::new(),
             notes: Vec::new(),
             rests_on: Vec::new(),
@@ -447,7 +447,12 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
 
     let rests_on = rests_on(&steps, evidence);
     Plan {
-        id: plan_id(&steps, &rests_on),
+        id: plan_id(
+            &evidence.trigger.account,
+            &evidence.trigger.region,
+            &steps,
+            &rests_on,
+        ),
         steps,
         notes,
         rests_on,
@@ -483,7 +488,7 @@ fn rests_on(steps: &[Step], evidence: &Evidence) -> Vec<RestsOn> {
             Action::PutKeyPolicy { key_id, previous_policy, .. } => add(key_id.clone(), json!({ "policy": previous_policy })),
             Action::CycleNodegroup { cluster, nodegroup, original, .. } => add(
                 format!("{cluster}/{nodegroup}"),
-                json!({"status": evidence.nodegroup.status, "scaling": original}),
+                json!({ "scaling": original }),
             ),
             Action::ModifyVpcAttribute { vpc_id, .. } => add(
                 vpc_id.clone(),
@@ -529,8 +534,12 @@ fn remedy_note(finding: &Finding) -> String {
     format!("{}: no automatic fix. {remedy}", finding.cause)
 }
 
-fn plan_id(steps: &[Step], rests_on: &[RestsOn]) -> String {
-    let canonical = serde_json::to_vec(&(steps, rests_on)).unwrap_or_default();
+/// The plan's identity: where it applies, the exact calls, and the state they rest on. The
+/// steps' prose and the nodegroup's passing status are left out, so that an approval does not go
+/// stale for a reworded reason or a DEGRADED/ACTIVE flap.
+fn plan_id(account: &str, region: &str, steps: &[Step], rests_on: &[RestsOn]) -> String {
+    let calls: Vec<(&FixKind, &Action)> = steps.iter().map(|s| (&s.fix, &s.action)).collect();
+    let canonical = serde_json::to_vec(&(account, region, calls, rests_on)).unwrap_or_default();
     let digest = Sha256::digest(&canonical);
     format!("plan-{}", &hex::encode(digest)[..16])
 }

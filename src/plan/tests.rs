@@ -345,6 +345,26 @@ fn the_plan_id_is_a_content_address() {
     let c = plan_for(&Evidence::lab_002().scaling(0, 2, 2));
     assert_ne!(a.id, c.id, "different parameters, different plan");
     assert!(a.id.starts_with("plan-") && a.id.len() == 21);
+
+    let mut elsewhere = Evidence::lab_002();
+    elsewhere.trigger.region = "eu-west-1".into();
+    assert_ne!(
+        a.id,
+        plan_for(&elsewhere).id,
+        "an approval binds to one region"
+    );
+    let mut other_account = Evidence::lab_002();
+    other_account.trigger.account = "210987654321".into();
+    assert_ne!(a.id, plan_for(&other_account).id, "and to one account");
+
+    let flapped = plan_for(&Evidence::lab_002().nodegroup_status("ACTIVE"));
+    assert_eq!(
+        a.id, flapped.id,
+        "a DEGRADED/ACTIVE flap does not make a plan stale"
+    );
+    let edited = Evidence::lab_002()
+        .key_policy(&crate::evidence::fixtures::ROOT_ONLY_POLICY.replace("kms:*", "kms:Describe*"));
+    assert_ne!(a.id, plan_for(&edited).id, "an edited key policy does");
 }
 
 #[test]

@@ -37,8 +37,9 @@ Test-only endpoints (never part of AWS) under /_emulator/:
   POST /_emulator/scaling-activities {"region","asg","activities":[...]}
   POST /_emulator/launch-failure     {"region","asg","message"}  later launches of the group fail
                                      with that message; an empty message clears it
-  POST /_emulator/deny               {"actions":["ec2:CreateRoute", ...]}  those calls (dry run or
-                                     not) get UnauthorizedOperation, as for a role without them
+  POST /_emulator/deny               {"actions":["ec2:CreateRoute", "kms:ListResourceTags", ...]}
+                                     those calls (dry run or not) are refused as for a role
+                                     without them (EC2 Query and JSON protocols)
 
 Run: python3 nodemedic_emulator.py --port 5000 [--host 127.0.0.1] [--update-seconds 1.0]
 """
@@ -658,32 +659,43 @@ def _emulator_endpoint(request):
     return Response("unknown emulator endpoint", status=404)
 
 
-def _denied_ec2_call(environ):
-    """The EC2 Query action of this request when a test denied it, else None. Keeps the body
-    readable for moto."""
+def _denied_call(environ):
+    """`service:Action` of this request when a test denied it, else None. The service comes from
+    the SigV4 credential scope; the action from the Query body (EC2) or the X-Amz-Target header
+    (JSON protocols such as KMS). Keeps the body readable for moto."""
     with _lock:
-        if not any(a.startswith("ec2:") for a in _denied_actions):
+        if not _denied_actions:
             return None
-    if environ.get("REQUEST_METHOD") != "POST":
+    scope = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+    if scope is None or environ.get("REQUEST_METHOD") != "POST":
         return None
-    import io
-    from urllib.parse import parse_qs
+    service = scope.group(1)
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        action = target.rsplit(".", 1)[-1]
+    else:
+        import io
+        from urllib.parse import parse_qs
 
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    body = environ["wsgi.input"].read(length) if length else b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
-    if not action:
-        return None
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+    name = f"{service}:{action}"
     with _lock:
-        return action if f"ec2:{action}" in _denied_actions else None
+        return name if action and name in _denied_actions else None
 
 
-def _unauthorized(action):
+def _unauthorized(name, json_protocol):
+    """The refusal AWS gives a role without the permission, in the protocol of the call."""
+    if json_protocol:
+        body = json.dumps({"__type": "AccessDeniedException",
+                           "message": f"User is not authorized to perform: {name}"})
+        return Response(body, status=400, content_type="application/x-amz-json-1.1")
     body = (
         '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
         "<Code>UnauthorizedOperation</Code>"
-        f"<Message>You are not authorized to perform this operation. ec2:{action}</Message>"
+        f"<Message>You are not authorized to perform this operation. {name}</Message>"
         "</Error></Errors><RequestID>denied</RequestID></Response>"
     )
     return Response(body, status=403, content_type="text/xml")
@@ -714,9 +726,10 @@ class EmulatorApp:
             except Exception as error:  # a test asked for something that does not exist
                 response = Response(f"{type(error).__name__}: {error}", status=400)
             return response(environ, start_response)
-        denied = _denied_ec2_call(environ)
+        denied = _denied_call(environ)
         if denied:
-            return _unauthorized(denied)(environ, start_response)
+            json_protocol = bool(environ.get("HTTP_X_AMZ_TARGET"))
+            return _unauthorized(denied, json_protocol)(environ, start_response)
         if path == "/moto-api/reset":
             _reset_emulator_state()
         return self.moto_app(environ, start_response)

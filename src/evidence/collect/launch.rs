@@ -210,6 +210,7 @@ pub(super) async fn keys(
             policy: None,
             policy_unreadable: None,
             tags: Tags::new(),
+            tags_unreadable: None,
         };
         if facts.state == "Enabled" && facts.is_customer_managed() {
             if owner == account {
@@ -230,8 +231,11 @@ pub(super) async fn keys(
                             .collect()
                     }
                     Err(error) if error.is_transient() => return Err(error),
-                    // Tags only narrow what nodemedic may touch; without them the key policy still tells.
-                    Err(_) => {}
+                    // The diagnosis does not need tags; the guard refuses to touch the key when
+                    // tag rules exist.
+                    Err(error) => {
+                        facts.tags_unreadable = Some(format!("{}: {}", error.code, error.message))
+                    }
                 }
                 calls.record("kms:GetKeyPolicy");
                 match clients
