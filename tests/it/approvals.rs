@@ -326,3 +326,111 @@ async fn an_approved_plan_whose_cause_went_away_is_not_applied() {
     assert_eq!(world.plans(true)[0]["status"], "stale");
     assert_eq!(world.incidents()[0]["outcome"], "resolved");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_not_acted_on_within_its_ttl_expires_and_nothing_is_applied() {
+    let world = World::new(3).await;
+    let lab = lab::lab_002(&world.clients, &world.network)
+        .await
+        .expect("lab 002");
+    publish_lab_002(&world, &lab).await;
+    world.run_once("approve");
+    let plan_id = world.plans(false)[0]["plan_id"]
+        .as_str()
+        .expect("plan")
+        .to_string();
+    world.operate(&["approve", &plan_id, "--by", "alice"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    world.run_once_with("approve", &[("NODEMEDIC_GUARD__APPROVAL_TTL_SECS", "1")]);
+
+    assert!(!grants_autoscaling(&world.key_policy(&lab.key_id).await));
+    assert!(world.nodegroup_updates(&lab.nodegroup).await.is_empty());
+    let plan = &world.plans(true)[0];
+    assert_eq!(plan["status"], "expired");
+    let incident = world.incidents()[0]["incident_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let decisions = world.records_of(&incident, "approval_decision");
+    assert_eq!(
+        decisions
+            .iter()
+            .map(|d| d["body"]["decision"].as_str().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        vec!["approved", "expired"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_reach_an_sns_topic() {
+    let world = World::new(3).await;
+    let lab = lab::lab_002(&world.clients, &world.network)
+        .await
+        .expect("lab 002");
+    // The topic delivers to a queue, so the test can read what nodemedic published.
+    let sns = aws_sdk_sns::Client::new(&world.emulator.sdk_config());
+    let topic = sns
+        .create_topic()
+        .name("nodemedic-notices")
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn()
+        .expect("topic arn")
+        .to_string();
+    let inbox = world
+        .clients
+        .sqs
+        .create_queue()
+        .queue_name("notices")
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string();
+    let inbox_arn = format!(
+        "arn:aws:sqs:{}:{}:notices",
+        lab::REGION,
+        world.network.account
+    );
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&inbox_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .expect("subscribe");
+    publish_lab_002(&world, &lab).await;
+
+    world.run_once_with("approve", &[("NODEMEDIC_NOTIFY__SNS_TOPIC_ARN", &topic)]);
+
+    let received = world
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(&inbox)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive");
+    let notices: Vec<Value> = received
+        .messages()
+        .iter()
+        .filter_map(|m| m.body())
+        .filter_map(|b| serde_json::from_str(b).ok())
+        .collect();
+    let events: Vec<&str> = notices.iter().filter_map(|n| n["event"].as_str()).collect();
+    assert!(
+        events.contains(&"plan_awaiting_approval") && events.contains(&"outcome"),
+        "{notices:#?}"
+    );
+    assert!(
+        notices
+            .iter()
+            .all(|n| n["cluster"] == lab::CLUSTER && n["nodegroup"] == json!(lab.nodegroup))
+    );
+}
