@@ -271,22 +271,19 @@ impl Tx<'_> {
             if already_open {
                 continue;
             }
-            // Failures since the breaker was last closed (a reset forgives what came before).
-            let closed_at: Option<String> = self
+            // Failures in the window, after those the last reset forgave.
+            let forgiven: i64 = self
                 .connection()
                 .query_row(
-                    "SELECT closed_at FROM breakers WHERE scope = ?1",
+                    "SELECT forgiven_through FROM breakers WHERE scope = ?1",
                     params![scope],
                     |row| row.get(0),
                 )
                 .optional()?
-                .flatten();
-            let since = closed_at
-                .filter(|c| c.as_str() > window_start)
-                .unwrap_or_else(|| window_start.to_string());
+                .unwrap_or(0);
             let failures: u32 = self.connection().query_row(
-                "SELECT COUNT(*) FROM breaker_failures WHERE scope = ?1 AND at >= ?2",
-                params![scope, since],
+                "SELECT COUNT(*) FROM breaker_failures WHERE scope = ?1 AND at >= ?2 AND seq > ?3",
+                params![scope, window_start, forgiven],
                 |row| row.get(0),
             )?;
             if failures >= threshold_for(scope) {
@@ -294,7 +291,7 @@ impl Tx<'_> {
                     "INSERT INTO breakers (scope, state, opened_at, reason) VALUES (?1, 'open', ?2, ?3)
                      ON CONFLICT (scope) DO UPDATE SET state = 'open', opened_at = excluded.opened_at, reason = excluded.reason,
                          closed_at = NULL, closed_by = NULL",
-                    params![scope, at, format!("{failures} failures since {since}: {reason}")],
+                    params![scope, at, format!("{failures} failures since {window_start}: {reason}")],
                 )?;
                 opened.push(scope.clone());
             }
@@ -305,7 +302,9 @@ impl Tx<'_> {
     /// Closes a breaker; returns whether it was open.
     pub fn reset_breaker(&self, scope: &str, by: &str) -> Result<bool, AuditError> {
         let changed = self.connection().execute(
-            "UPDATE breakers SET state = 'closed', closed_at = ?2, closed_by = ?3 WHERE scope = ?1 AND state = 'open'",
+            "UPDATE breakers SET state = 'closed', closed_at = ?2, closed_by = ?3,
+                 forgiven_through = (SELECT COALESCE(MAX(seq), 0) FROM breaker_failures WHERE scope = ?1)
+             WHERE scope = ?1 AND state = 'open'",
             params![scope, now(), by],
         )?;
         Ok(changed > 0)

@@ -118,7 +118,9 @@ CREATE TABLE breakers (
     opened_at TEXT NOT NULL,
     reason    TEXT NOT NULL,
     closed_at TEXT,
-    closed_by TEXT
+    closed_by TEXT,
+    -- A reset forgives the failures up to this breaker_failures.seq (clocks tie; sequences do not).
+    forgiven_through INTEGER NOT NULL DEFAULT 0
 );
 "#,
 ];
