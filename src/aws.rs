@@ -187,6 +187,15 @@ where
     R: std::fmt::Debug,
 {
     fn op(self, operation: &'static str) -> Result<T, AwsError> {
-        self.map_err(|error| AwsError::from_sdk(operation, error))
+        let result = self.map_err(|error| AwsError::from_sdk(operation, error));
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(error) if error.failure == AwsFailure::Transient => "transient_error",
+            // DryRun answers "would have succeeded" with an error.
+            Err(error) if error.is_code("DryRunOperation") => "ok",
+            Err(_) => "error",
+        };
+        crate::telemetry::metrics::record_aws_call(operation, outcome);
+        result
     }
 }

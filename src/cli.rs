@@ -32,6 +32,17 @@ pub enum Command {
     Diagnose(DiagnoseArgs),
     /// Print the catalog of cause codes and fix kinds as Markdown.
     Catalog,
+    /// Print the least-privilege IAM policy for the settings: read-only in observe and dry-run,
+    /// plus each enabled fix's own actions in approve and auto.
+    IamPolicy(IamPolicyArgs),
+    /// Ask the running daemon's HTTP server for a health endpoint (for container health checks
+    /// in images without a shell). Exit 0 when it answers 2xx, 1 otherwise.
+    Probe(ProbeArgs),
+    /// Settings files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Plans and their approval state.
     Plans {
         #[command(subcommand)]
@@ -47,6 +58,43 @@ pub enum Command {
     Breakers {
         #[command(subcommand)]
         command: BreakersCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// The mode to build the policy for; the settings' mode when omitted.
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+    /// `json` (an IAM policy document) or `cloudformation` (the block the templates embed).
+    #[arg(long, default_value = "json", value_parser = ["json", "cloudformation"])]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// host:port of the daemon's HTTP server; `http.address` from the settings when omitted
+    /// (a wildcard host is probed on loopback).
+    #[arg(long)]
+    pub address: Option<String>,
+    #[arg(long, default_value = "/readyz")]
+    pub path: String,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the settings (built-in defaults, the file, NODEMEDIC_* variables) and explain
+    /// every problem. Exit 0 when they are usable, 2 when not.
+    Check {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        /// The mode the daemon will run in, when not in the settings.
+        #[arg(long, value_name = "MODE")]
+        mode: Option<String>,
     },
 }
 

@@ -35,6 +35,7 @@ pub struct Settings {
     pub verify: VerifySettings,
     pub notify: NotifySettings,
     pub http: HttpSettings,
+    pub otlp: OtlpSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -92,6 +93,14 @@ fn default_webhook_format() -> String {
 pub struct HttpSettings {
     pub address: String,
     pub tokens: BTreeMap<String, String>,
+    pub ready_window_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpSettings {
+    pub endpoint: String,
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -127,6 +136,7 @@ pub struct IntakeSettings {
 #[serde(deny_unknown_fields)]
 pub struct AuditSettings {
     pub path: PathBuf,
+    pub journal_mode: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -172,6 +182,7 @@ struct RawSettings {
     verify: VerifySettings,
     notify: NotifySettings,
     http: HttpSettings,
+    otlp: OtlpSettings,
 }
 
 /// Values given on the command line; they win over every other source.
@@ -211,6 +222,50 @@ impl ConfigError {
 }
 
 impl Settings {
+    /// Usable but probably not what was meant: `nodemedic config check` prints these.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mutates = matches!(self.mode, Mode::Approve | Mode::Auto);
+        if self.queue_url.is_empty() {
+            warnings.push(
+                "queue_url is empty: `nodemedic run` refuses to start without a queue".into(),
+            );
+        }
+        if self.scope.ignore_tag.is_empty() {
+            warnings.push(
+                "scope.ignore_tag is empty: no route table, key or nodegroup can opt out of fixes"
+                    .into(),
+            );
+        }
+        if mutates && self.guard.max_mutations_per_hour == 0 {
+            warnings.push(format!(
+                "guard.max_mutations_per_hour is 0: in {} mode no fix will ever be applied",
+                self.mode
+            ));
+        }
+        if !self.http.address.is_empty() && self.http.tokens.is_empty() {
+            warnings.push(format!(
+                "http.address is {} but http.tokens is empty: the approvals API refuses every request",
+                self.http.address
+            ));
+        }
+        let asks_for_approval = self.mode == Mode::Approve
+            || (self.mode == Mode::Auto
+                && FixKind::ALL
+                    .iter()
+                    .any(|fix| self.policy().fix_policy(*fix) == FixPolicy::Approve));
+        if asks_for_approval
+            && self.notify.webhooks.is_empty()
+            && self.notify.sns_topic_arn.is_empty()
+        {
+            warnings.push(
+                "plans will wait for approval but no webhook or SNS topic tells anyone (`nodemedic plans list` shows them)"
+                    .into(),
+            );
+        }
+        warnings
+    }
+
     /// The guard's policy from these settings.
     pub fn policy(&self) -> Policy {
         Policy {
@@ -350,10 +405,13 @@ impl Settings {
                 "must be at least 1".into(),
             );
         }
-        if !matches!(raw.log.format.as_str(), "text" | "json") {
+        if !matches!(raw.log.format.as_str(), "text" | "json" | "auto") {
             problem(
                 "log.format",
-                format!("{:?} is neither \"text\" nor \"json\"", raw.log.format),
+                format!(
+                    "{:?} is not one of \"auto\", \"text\", \"json\"",
+                    raw.log.format
+                ),
             );
         }
         if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
@@ -459,6 +517,28 @@ impl Settings {
                 );
             }
         }
+        if !matches!(raw.audit.journal_mode.as_str(), "wal" | "delete") {
+            problem(
+                "audit.journal_mode",
+                format!(
+                    "{:?} is neither \"wal\" nor \"delete\"",
+                    raw.audit.journal_mode
+                ),
+            );
+        }
+        if raw.http.ready_window_secs < 2 {
+            problem("http.ready_window_secs", "must be at least 2".into());
+        }
+        let endpoint = &raw.otlp.endpoint;
+        if !(endpoint.is_empty()
+            || endpoint.starts_with("http://")
+            || endpoint.starts_with("https://"))
+        {
+            problem(
+                "otlp.endpoint",
+                format!("{:?} is not an http:// or https:// URL", raw.otlp.endpoint),
+            );
+        }
         if raw.watch.interval_secs == 0 {
             problem("watch.interval_secs", "must be at least 1".into());
         }
@@ -485,6 +565,7 @@ impl Settings {
             verify: raw.verify,
             notify: raw.notify,
             http: raw.http,
+            otlp: raw.otlp,
         })
     }
 

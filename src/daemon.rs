@@ -12,9 +12,12 @@ use crate::aws::{self, ClientPool};
 use crate::config::{ConfigError, Settings};
 use crate::http::HttpState;
 use crate::intake::publish::Publisher;
-use crate::intake::queue::{IntakeStats, QueueLoop};
+use crate::intake::queue::{IntakeStats, QueueLoop, max_receives};
 use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::telemetry::LogLevel;
+use crate::telemetry::health::{Readiness, check_credentials};
+use crate::telemetry::metrics::Metrics;
 use crate::watch::Watcher;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,14 +63,23 @@ pub struct RunSummary {
     pub receive_errors: u64,
 }
 
+/// What the process set up before the daemon starts, for the HTTP API to control.
+#[derive(Debug, Clone, Default)]
+pub struct Runtime {
+    /// Changes the log level at runtime (`PUT /v1/log-level`); `None` when another subscriber
+    /// was installed first.
+    pub log_level: Option<LogLevel>,
+}
+
 /// Runs the daemon until `shutdown` fires (or, with `once`, until the queue is drained).
 pub async fn run(
     settings: Settings,
     once: bool,
     shutdown: CancellationToken,
+    runtime: Runtime,
 ) -> Result<RunSummary, DaemonError> {
     let sdk = aws::load_config(settings.region.as_deref()).await;
-    run_with(settings, sdk, once, shutdown).await
+    run_with(settings, sdk, once, shutdown, runtime).await
 }
 
 /// [`run`] with an SDK configuration already loaded (the demo points it at the emulator).
@@ -76,9 +88,10 @@ pub async fn run_with(
     sdk: SdkConfig,
     once: bool,
     shutdown: CancellationToken,
+    runtime: Runtime,
 ) -> Result<RunSummary, DaemonError> {
     let queue_url = settings.require_queue()?.to_string();
-    let store = AuditStore::open(&settings.audit.path)?;
+    let store = AuditStore::open_with_journal(&settings.audit.path, &settings.audit.journal_mode)?;
     let Some(region) = sdk.region().map(|r| r.to_string()) else {
         return Err(DaemonError::NoRegion);
     };
@@ -92,12 +105,17 @@ pub async fn run_with(
     let clients = Arc::new(ClientPool::new(sdk));
     let notifier = Notifier::new(&settings.notify, &sdk_for_notify)
         .map_err(|e| DaemonError::Notify(e.to_string()))?;
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(Readiness::new(Duration::from_secs(
+        settings.http.ready_window_secs,
+    )));
     let mut pipeline = Pipeline::new(
         PipelineConfig::from_settings(&settings),
         store,
         clients.clone(),
     )
-    .with_notifier(notifier);
+    .with_notifier(notifier)
+    .with_metrics(metrics.clone());
     if settings.join.deadline_secs > 0 {
         pipeline = pipeline.with_join_checks(
             publisher.clone(),
@@ -123,13 +141,11 @@ pub async fn run_with(
         Ok(address) => {
             let state = HttpState {
                 store,
-                tokens: settings
-                    .http
-                    .tokens
-                    .iter()
-                    .map(|(name, token)| (name.clone(), token.clone()))
-                    .collect(),
+                tokens: settings.http.tokens.clone(),
                 approvals: approvals.clone(),
+                metrics: metrics.clone(),
+                readiness: readiness.clone(),
+                log_level: runtime.log_level.clone(),
             };
             let stop = worker_stop.clone();
             Some(tokio::spawn(async move {
@@ -158,12 +174,20 @@ pub async fn run_with(
         None
     };
     let stats = Arc::new(IntakeStats::default());
+    let credentials = tokio::spawn(check_credentials(
+        sts.clone(),
+        readiness.clone(),
+        worker_stop.clone(),
+    ));
     let intake = QueueLoop {
+        max_receives: max_receives(&sqs, &queue_url).await,
         sqs,
         queue_url: queue_url.clone(),
         settings: settings.intake.clone(),
         pipeline,
         stats: stats.clone(),
+        metrics,
+        readiness,
     };
     info!(queue = %queue_url, mode = %settings.mode, audit = %settings.audit.path.display(), once, "nodemedic running");
     intake.run(shutdown, once).await;
@@ -173,6 +197,7 @@ pub async fn run_with(
         let _ = watcher.await;
     }
     let _ = worker.await;
+    let _ = credentials.await;
     if let Some(http) = http {
         let _ = http.await;
     }

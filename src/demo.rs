@@ -273,7 +273,14 @@ async fn drain(
         config_file: None,
     };
     let settings = Settings::load_with_env(&overrides, Some(env))?;
-    let summary = daemon::run_with(settings, sdk.clone(), true, CancellationToken::new()).await?;
+    let summary = daemon::run_with(
+        settings,
+        sdk.clone(),
+        true,
+        CancellationToken::new(),
+        Default::default(),
+    )
+    .await?;
     println!(
         "handled {} message(s), deleted {}",
         summary.received, summary.deleted

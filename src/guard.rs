@@ -66,6 +66,16 @@ pub enum FixPolicy {
     Never,
 }
 
+impl FixPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FixPolicy::Auto => "auto",
+            FixPolicy::Approve => "approve",
+            FixPolicy::Never => "never",
+        }
+    }
+}
+
 /// Allow and deny lists. An empty allow list allows everything; a deny always wins.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditStore;
 use crate::audit::control::{self, PlanStatus};
 use crate::operate::{self, OperateError};
+use crate::telemetry::LogLevel;
+use crate::telemetry::health::Readiness;
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -28,11 +31,17 @@ pub struct HttpState {
     pub tokens: BTreeMap<String, String>,
     /// Woken when a plan is approved, so the daemon acts without waiting for its next poll.
     pub approvals: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    pub log_level: Option<LogLevel>,
 }
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/v1/log-level", get(log_level).put(set_log_level))
         .route("/v1/plans", get(list_plans))
         .route("/v1/plans/{id}/approve", post(approve))
         .route("/v1/plans/{id}/reject", post(reject))
@@ -225,6 +234,90 @@ async fn set_kill_switch(
     }
 }
 
+async fn ready(State(state): State<HttpState>) -> Response {
+    let report = state.readiness.report();
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report)).into_response()
+}
+
+/// The metrics, with the gauges that mirror the shared store read at scrape time.
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let controls = state
+        .store
+        .read(|c| {
+            Ok((
+                control::plans(c, Some(PlanStatus::AwaitingApproval))?.len(),
+                control::breakers(c)?
+                    .into_iter()
+                    .filter(|b| b.state == "open")
+                    .map(|b| b.scope)
+                    .collect::<Vec<_>>(),
+                control::kill_switch(c)?.is_some(),
+            ))
+        })
+        .await;
+    match controls {
+        Ok((awaiting, open, kill_switch)) => {
+            state.metrics.set_controls(awaiting, &open, kill_switch)
+        }
+        Err(error) => tracing::warn!(%error, "metrics: the store could not be read"),
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn log_level(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = caller(&state.tokens, &headers) {
+        return refused.into_response();
+    }
+    match &state.log_level {
+        Some(level) => Json(json!({ "level": level.current() })).into_response(),
+        None => error(
+            StatusCode::NOT_IMPLEMENTED,
+            "the log level is not adjustable in this process",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewLevel {
+    level: String,
+}
+
+async fn set_log_level(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Json(body): Json<NewLevel>,
+) -> Response {
+    let by = match caller(&state.tokens, &headers) {
+        Ok(by) => by,
+        Err(refused) => return refused.into_response(),
+    };
+    let Some(level) = &state.log_level else {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "the log level is not adjustable in this process",
+        );
+    };
+    match level.set(&body.level) {
+        Ok(()) => {
+            tracing::info!(level = %body.level, %by, "log level changed");
+            Json(json!({ "level": body.level })).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
 async fn list_breakers(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     if let Err(refused) = caller(&state.tokens, &headers) {
         return refused.into_response();
@@ -233,6 +326,36 @@ async fn list_breakers(State(state): State<HttpState>, headers: HeaderMap) -> Re
         Ok(breakers) => Json(breakers).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// GETs `path` from a local HTTP server; the status code, or why there was none.
+pub async fn probe(address: &str, path: &str) -> Result<u16, String> {
+    let address = match address.rsplit_once(':') {
+        Some(("0.0.0.0" | "[::]" | "", port)) => format!("127.0.0.1:{port}"),
+        _ => address.to_string(),
+    };
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut head = [0u8; 32];
+        let read = tokio::io::AsyncReadExt::read(&mut stream, &mut head)
+            .await
+            .map_err(|e| e.to_string())?;
+        String::from_utf8_lossy(&head[..read])
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| "not an HTTP answer".to_string())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| format!("{address} did not answer within 5 s"))?
 }
 
 #[cfg(test)]

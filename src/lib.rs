@@ -20,7 +20,8 @@
 //! - [`audit`]: the append-only, hash-chained audit trail in SQLite.
 //! - [`pipeline`]: runs one message through all of the above.
 //! - Edges: [`config`], [`telemetry`], [`aws`], [`daemon`], [`cli`], [`report`], [`http`],
-//!   [`notify`], and [`operate`] (approvals, kill switch and breakers, for the CLI and HTTP).
+//!   [`notify`], [`operate`] (approvals, kill switch and breakers, for the CLI and HTTP), and
+//!   [`iam`] (the least-privilege policy for a configuration).
 //! - [`watch`]: the nodegroup health watcher, publishing what EKS sends no event for.
 //! - [`inspect`]: the one-shot `nodemedic diagnose` report.
 //! - [`lab`] and [`demo`]: the seed labs as emulator worlds, for the demo and tests.
@@ -36,6 +37,7 @@ pub mod diagnose;
 pub mod evidence;
 pub mod guard;
 pub mod http;
+pub mod iam;
 pub mod inspect;
 pub mod intake;
 pub mod lab;

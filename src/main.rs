@@ -8,10 +8,10 @@ use nodemedic::audit::AuditStore;
 use nodemedic::audit::control::{self, PlanStatus};
 use nodemedic::audit::store::query;
 use nodemedic::cli::{
-    AuditCommand, BreakersCommand, Cli, Command, DecisionArgs, DiagnoseArgs, PlansCommand,
-    SettingsArgs,
+    AuditCommand, BreakersCommand, Cli, Command, ConfigCommand, DecisionArgs, DiagnoseArgs,
+    PlansCommand, SettingsArgs,
 };
-use nodemedic::config::{ConfigError, LogSettings, Overrides, Settings};
+use nodemedic::config::{ConfigError, LogSettings, OtlpSettings, Overrides, Settings};
 use nodemedic::operate;
 use tokio_util::sync::CancellationToken;
 
@@ -53,19 +53,88 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 audit_db: args.settings.audit_db,
             })?;
             settings.require_queue()?;
-            nodemedic::telemetry::init(&settings.log);
+            let telemetry = nodemedic::telemetry::init(&settings.log, &settings.otlp)?;
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
-            nodemedic::daemon::run(settings, args.once, shutdown).await?;
+            let runtime = nodemedic::daemon::Runtime {
+                log_level: telemetry.log_level.clone(),
+            };
+            let result = nodemedic::daemon::run(settings, args.once, shutdown, runtime).await;
+            let flushing = telemetry.clone();
+            let _ = tokio::task::spawn_blocking(move || flushing.shutdown()).await;
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => audit(command).await,
         Command::Demo(args) => {
-            nodemedic::telemetry::init(&LogSettings {
-                format: "text".into(),
-                level: "warn".into(),
-            });
+            nodemedic::telemetry::init(
+                &LogSettings {
+                    format: "text".into(),
+                    level: "warn".into(),
+                },
+                &OtlpSettings {
+                    endpoint: String::new(),
+                    service_name: "nodemedic".into(),
+                },
+            )?;
             nodemedic::demo::run(&args).await.context("demo failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::IamPolicy(args) => {
+            let settings = Settings::load(&Overrides {
+                config_file: args.settings.config,
+                mode: args.mode,
+                ..Overrides::default()
+            })?;
+            let input = nodemedic::iam::PolicyInput::from_settings(&settings);
+            if args.format == "cloudformation" {
+                print!("{}", nodemedic::iam::policy_cloudformation(&input));
+            } else {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&nodemedic::iam::policy_json(&input))?
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Probe(args) => {
+            let address = match args.address {
+                Some(address) => address,
+                None => {
+                    Settings::load(&Overrides {
+                        config_file: args.settings.config,
+                        ..Overrides::default()
+                    })?
+                    .http
+                    .address
+                }
+            };
+            anyhow::ensure!(
+                !address.is_empty(),
+                "no address to probe: pass --address or set http.address"
+            );
+            match nodemedic::http::probe(&address, &args.path).await {
+                Ok(status) if (200..300).contains(&status) => Ok(ExitCode::SUCCESS),
+                Ok(status) => {
+                    eprintln!("nodemedic: {} answered {status}", args.path);
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(why) => {
+                    eprintln!("nodemedic: {why}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Config {
+            command: ConfigCommand::Check { settings, mode },
+        } => {
+            let settings = Settings::load(&Overrides {
+                config_file: settings.config,
+                mode,
+                audit_db: settings.audit_db,
+                ..Overrides::default()
+            })?;
+            print!("{}", nodemedic::report::settings_text(&settings));
             Ok(ExitCode::SUCCESS)
         }
         Command::Catalog => {
@@ -214,7 +283,10 @@ fn open_store(settings: SettingsArgs) -> anyhow::Result<AuditStore> {
         "no audit database at {} (set --audit-db or audit.path)",
         path.display()
     );
-    Ok(AuditStore::open(path)?)
+    Ok(AuditStore::open_with_journal(
+        path,
+        &settings.audit.journal_mode,
+    )?)
 }
 
 async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {

@@ -39,7 +39,7 @@ pub enum NotifyError {
     Tls(String),
 }
 
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+pub type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
 #[derive(Clone)]
 pub struct Notifier {
@@ -155,7 +155,9 @@ impl Notifier {
     }
 }
 
-fn https_client() -> Result<Client<Https, Full<Bytes>>, NotifyError> {
+/// An HTTP(S) connector with the platform's roots and the SDK's crypto provider (webhooks and
+/// the OTLP exporter use it).
+pub fn https_connector() -> Result<Https, NotifyError> {
     let mut roots = rustls::RootCertStore::empty();
     for certificate in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(certificate);
@@ -168,12 +170,15 @@ fn https_client() -> Result<Client<Https, Full<Bytes>>, NotifyError> {
     .map_err(|e| NotifyError::Tls(e.to_string()))?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
         .enable_http1()
-        .build();
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+        .build())
+}
+
+fn https_client() -> Result<Client<Https, Full<Bytes>>, NotifyError> {
+    Ok(Client::builder(TokioExecutor::new()).build(https_connector()?))
 }
 
 /// Webhook URLs often carry their secret in the path, the query or the user part: logs get the

@@ -45,13 +45,19 @@ impl std::fmt::Debug for AuditStore {
 
 impl AuditStore {
     pub fn open(path: &Path) -> Result<Self, AuditError> {
+        Self::open_with_journal(path, "wal")
+    }
+
+    /// Opens with an SQLite journal mode: `wal` (the default), or `delete` for a database on a
+    /// network filesystem (EFS, NFS), where WAL's shared memory index is not safe.
+    pub fn open_with_journal(path: &Path, journal_mode: &str) -> Result<Self, AuditError> {
         let open_error = |source| AuditError::Open {
             path: path.display().to_string(),
             source,
         };
         let mut connection = Connection::open(path).map_err(open_error)?;
         connection
-            .pragma_update(None, "journal_mode", "WAL")
+            .pragma_update(None, "journal_mode", journal_mode)
             .map_err(open_error)?;
         connection
             .pragma_update(None, "synchronous", "FULL")

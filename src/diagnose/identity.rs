@@ -5,7 +5,7 @@ use super::{Cause, Fact, Finding, Subject};
 use crate::evidence::{AccessEntryLookup, Evidence, IdentityFacts, RoleLookup};
 
 /// Managed policies every node role needs; the registry policy may be either one.
-const REQUIRED_POLICIES: [&[&str]; 3] = [
+pub const REQUIRED_POLICIES: [&[&str]; 3] = [
     &["AmazonEKSWorkerNodePolicy"],
     &["AmazonEKS_CNI_Policy"],
     &[

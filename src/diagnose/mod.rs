@@ -4,7 +4,7 @@
 mod catalog;
 mod firewall;
 mod health;
-mod identity;
+pub mod identity;
 pub mod ip;
 mod kms;
 mod launch;

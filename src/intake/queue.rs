@@ -15,6 +15,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::aws::{AwsError, AwsResultExt};
 use crate::config::IntakeSettings;
 use crate::pipeline::{Disposition, Inbound, Pipeline};
+use crate::telemetry::health::Readiness;
+use crate::telemetry::metrics::Metrics;
 
 /// What one run of the loop did.
 #[derive(Debug, Default)]
@@ -42,6 +44,34 @@ pub struct QueueLoop {
     pub settings: IntakeSettings,
     pub pipeline: Arc<Pipeline>,
     pub stats: Arc<IntakeStats>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    /// The queue's redrive `maxReceiveCount`, when known: a message kept on that receive is
+    /// dead-lettered.
+    pub max_receives: Option<u32>,
+}
+
+/// The `maxReceiveCount` of a queue's redrive policy; `None` without one or when it cannot be
+/// read (the metric of dead-lettered messages then stays at zero).
+pub async fn max_receives(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Option<u32> {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .op("sqs:GetQueueAttributes")
+        .map_err(|error| debug!(%error, "the redrive policy could not be read"))
+        .ok()?;
+    let policy = attributes
+        .attributes()?
+        .get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)?;
+    let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
+    match &policy["maxReceiveCount"] {
+        serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
 }
 
 impl QueueLoop {
@@ -74,10 +104,13 @@ impl QueueLoop {
             let messages = match received {
                 Ok(messages) => {
                     backoff = Duration::from_millis(500);
+                    self.readiness.received();
                     messages
                 }
                 Err(error) => {
                     self.stats.receive_errors.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.receive_errors.inc();
+                    self.readiness.receive_failed(&error.to_string());
                     warn!(%error, retry_in_ms = backoff.as_millis() as u64, "receive failed");
                     drop(first_slot);
                     tokio::select! {
@@ -103,6 +136,22 @@ impl QueueLoop {
             self.stats
                 .received
                 .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            self.metrics.messages_received.inc_by(messages.len() as u64);
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            for message in &messages {
+                if let Some(sent) = message
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                    .and_then(|t| t.parse::<i64>().ok())
+                {
+                    self.metrics
+                        .message_age_seconds
+                        .observe((now_ms - sent).max(0) as f64 / 1000.0);
+                }
+            }
             let mut first_slot = Some(first_slot);
             for message in messages {
                 let slot = match first_slot.take() {
@@ -118,6 +167,8 @@ impl QueueLoop {
                     visibility_timeout: self.settings.visibility_timeout_secs,
                     pipeline: self.pipeline.clone(),
                     stats: self.stats.clone(),
+                    metrics: self.metrics.clone(),
+                    max_receives: self.max_receives,
                 };
                 tasks.spawn(async move {
                     worker.work(message).await;
@@ -138,6 +189,7 @@ impl QueueLoop {
             .wait_time_seconds(wait as i32)
             .visibility_timeout(self.settings.visibility_timeout_secs)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
             .op("sqs:ReceiveMessage")?;
@@ -151,6 +203,8 @@ struct Worker {
     visibility_timeout: i32,
     pipeline: Arc<Pipeline>,
     stats: Arc<IntakeStats>,
+    metrics: Arc<Metrics>,
+    max_receives: Option<u32>,
 }
 
 impl Worker {
@@ -165,11 +219,19 @@ impl Worker {
                 .unwrap_or(1),
         };
         let Some(receipt) = message.receipt_handle().map(str::to_string) else {
-            warn!(message_id = ?inbound.message_id, "message without a receipt handle");
+            warn!(
+                message_id = inbound.message_id.as_deref().unwrap_or(""),
+                "message without a receipt handle"
+            );
             return;
         };
-        let span = info_span!("message", message_id = ?inbound.message_id, receive_count = inbound.receive_count);
+        let span = info_span!(
+            "message",
+            message_id = inbound.message_id.as_deref().unwrap_or(""),
+            receive_count = inbound.receive_count
+        );
         async {
+            let started = std::time::Instant::now();
             let heartbeat = CancellationToken::new();
             let extender = tokio::spawn(extend_visibility(
                 self.sqs.clone(),
@@ -182,10 +244,24 @@ impl Worker {
             heartbeat.cancel();
             let _ = extender.await;
             match disposition {
-                Disposition::Delete => self.delete(&receipt).await,
-                Disposition::Keep { reason } => {
+                Disposition::Delete => {
+                    self.delete(&receipt).await;
+                    self.metrics
+                        .handled("deleted", started.elapsed().as_secs_f64());
+                }
+                Disposition::Keep { reason, kind } => {
                     self.stats.kept.fetch_add(1, Ordering::Relaxed);
-                    info!(%reason, "message kept for redelivery");
+                    self.metrics.kept(kind.as_str());
+                    self.metrics.handled("kept", started.elapsed().as_secs_f64());
+                    let last_try = self
+                        .max_receives
+                        .is_some_and(|max| inbound.receive_count >= max);
+                    if last_try {
+                        self.metrics.messages_dead_lettered.inc();
+                        warn!(%reason, "message kept on its last allowed receive: the queue dead-letters it");
+                    } else {
+                        info!(%reason, "message kept for redelivery");
+                    }
                 }
             }
         }
@@ -206,6 +282,7 @@ impl Worker {
             match deleted {
                 Ok(_) => {
                     self.stats.deleted.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.messages_deleted.inc();
                     return;
                 }
                 // A redelivery is harmless: the event id is recorded and will be seen as a duplicate.

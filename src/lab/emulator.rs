@@ -20,6 +20,32 @@ pub struct Emulator {
     child: Child,
     port: u16,
     dir: PathBuf,
+    update_seconds: f64,
+}
+
+/// Runs the launcher in `dir` on `port`, logging to `dir/emulator.log`.
+fn spawn(dir: &std::path::Path, port: u16, update_seconds: f64) -> Result<Child, LabError> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("emulator.log"))
+        .map_err(|e| LabError::Emulator(e.to_string()))?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    Command::new(&python)
+        .arg(dir.join("nodemedic_emulator.py"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--update-seconds",
+            &update_seconds.to_string(),
+        ])
+        // Lets worlds attach AWS managed policies to roles, as in a real account.
+        .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| LabError::Emulator(format!("cannot run {python}: {e}")))
 }
 
 impl Emulator {
@@ -35,27 +61,27 @@ impl Emulator {
         let script = dir.join("nodemedic_emulator.py");
         std::fs::write(&script, LAUNCHER).map_err(|e| LabError::Emulator(e.to_string()))?;
         let port = free_port()?;
-        let log = std::fs::File::create(dir.join("emulator.log"))
-            .map_err(|e| LabError::Emulator(e.to_string()))?;
-        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        let child = Command::new(&python)
-            .arg(&script)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--update-seconds",
-                &update_seconds.to_string(),
-            ])
-            // Lets worlds attach AWS managed policies to roles, as in a real account.
-            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| LabError::Emulator(format!("cannot run {python}: {e}")))?;
-        let mut emulator = Emulator { child, port, dir };
+        let child = spawn(&dir, port, update_seconds)?;
+        let mut emulator = Emulator {
+            child,
+            port,
+            dir,
+            update_seconds,
+        };
         emulator.wait_ready().await?;
         Ok(emulator)
+    }
+
+    /// Stops the emulator, as an AWS outage would look to a client: connections are refused.
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Starts it again on the same port, with empty state.
+    pub async fn restart(&mut self) -> Result<(), LabError> {
+        self.stop().await;
+        self.child = spawn(&self.dir, self.port, self.update_seconds)?;
+        self.wait_ready().await
     }
 
     async fn wait_ready(&mut self) -> Result<(), LabError> {

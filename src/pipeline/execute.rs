@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::{Pipeline, PipelineError};
 use crate::act::verify::{self, Nodegroup, Verification};
@@ -254,20 +254,34 @@ impl Pipeline {
                     key,
                     &resource,
                 )
+                .instrument(info_span!("guard", fix = %step.fix))
                 .await?;
             if decision.awaits_approval() {
                 run.awaiting_approval = true;
             }
             if !decision.allows() {
                 info!(fix = %step.fix, ?decision, "step not applied");
-                run.statuses.push(match decision {
+                let status = match decision {
                     Decision::Skip { .. } => StepStatus::Skipped,
                     _ => StepStatus::Planned,
-                });
+                };
+                self.metrics.fix_step(
+                    step.fix.code(),
+                    if status == StepStatus::Skipped {
+                        "skipped"
+                    } else {
+                        "held"
+                    },
+                );
+                run.statuses.push(status);
                 continue;
             }
             info!(fix = %step.fix, "applying");
-            let result = act::apply(&actuator, step, self.config.remediation.wait_policy()).await;
+            let result = act::apply(&actuator, step, self.config.remediation.wait_policy())
+                .instrument(info_span!("fix_step", fix = %step.fix))
+                .await;
+            self.metrics
+                .fix_step(step.fix.code(), result.status.as_str());
             if let Action::CreateRoute { route_table_id, .. }
             | Action::ReplaceRoute { route_table_id, .. } = &step.action
             {
@@ -526,7 +540,9 @@ impl Pipeline {
             poll: Duration::from_secs_f64(self.config.verify.poll_secs),
             timeout: Duration::from_secs(self.config.verify.timeout_secs),
         };
-        let verification: Verification = verify::verify(actuator, &steps, &nodegroup, wait).await;
+        let verification: Verification = verify::verify(actuator, &steps, &nodegroup, wait)
+            .instrument(info_span!("verification"))
+            .await;
         let id = incident_id.to_string();
         let body = json!(verification);
         self.store
@@ -609,7 +625,11 @@ impl Pipeline {
                     before: result.after.clone(),
                     after: result.after.clone(),
                 },
-                None => verify::rollback(actuator, step, result).await,
+                None => {
+                    verify::rollback(actuator, step, result)
+                        .instrument(info_span!("rollback", fix = %step.fix))
+                        .await
+                }
             };
             let id = incident_id.to_string();
             let status = undone.status;
@@ -628,6 +648,9 @@ impl Pipeline {
                     Ok(())
                 })
                 .await?;
+            if status == StepStatus::RolledBack {
+                self.metrics.fix_step(step.fix.code(), "rolled_back");
+            }
             match status {
                 StepStatus::RolledBack => run.statuses[position] = StepStatus::RolledBack,
                 StepStatus::Failed => run

@@ -163,6 +163,9 @@ impl Pipeline {
             )
             .await?;
         let cause = diagnosis.cause().map(|c| c.code()).unwrap_or("unknown");
+        if incident.is_new {
+            self.metrics.incident_opened(cause);
+        }
         let span = info_span!("incident", incident_id = %incident.id, cluster = %key.cluster, nodegroup = %key.nodegroup, cause);
         async {
             info!(new = incident.is_new, plan_id = %plan.id, steps = plan.steps.len(), calls = evidence.calls.total(),
@@ -251,7 +254,7 @@ impl Pipeline {
         let key = key.clone();
         let subject = subject.map(str::to_string);
         let event_id = trigger.event_id.clone();
-        let received = json!({ "trigger": trigger, "message_id": message.message_id, "receive_count": message.receive_count });
+        let received = json!({ "trigger": trigger, "message_id": message.message_id, "receive_count": message.receive_count, "trace_id": crate::telemetry::current_trace_id() });
         let evidence_body = json!(evidence);
         let diagnosis_body = json!(diagnosis);
         let plan_body = json!(plan);

@@ -7,6 +7,7 @@ mod execute;
 mod incident;
 mod state;
 
+use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +47,28 @@ pub enum Disposition {
     Delete,
     /// Leave the message: it comes back after its visibility timeout (and eventually goes to the
     /// dead-letter queue if it never succeeds).
-    Keep { reason: String },
+    Keep { reason: String, kind: KeepKind },
+}
+
+/// Why a message was kept, as a bounded metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepKind {
+    /// Not a valid event: left for the dead-letter queue.
+    Unreadable,
+    /// AWS could not be asked (evidence, publishing a join check): tried again later.
+    AwsUnavailable,
+    /// The outcome could not be recorded in the store.
+    NotRecorded,
+}
+
+impl KeepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeepKind::Unreadable => "unreadable",
+            KeepKind::AwsUnavailable => "aws_unavailable",
+            KeepKind::NotRecorded => "not_recorded",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +109,7 @@ pub struct Pipeline {
     publisher: Option<Publisher>,
     join_deadline: Duration,
     notifier: Arc<Notifier>,
+    metrics: Arc<Metrics>,
 }
 
 impl Pipeline {
@@ -103,7 +126,17 @@ impl Pipeline {
             publisher: None,
             join_deadline: Duration::ZERO,
             notifier: Notifier::disabled(),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Self {
@@ -127,9 +160,10 @@ impl Pipeline {
         match self.handle_message(message).await {
             Ok(disposition) => disposition,
             Err(error) => {
-                warn!(message_id = ?message.message_id, %error, "message kept: its outcome could not be recorded");
+                warn!(%error, "message kept: its outcome could not be recorded");
                 Disposition::Keep {
                     reason: error.to_string(),
+                    kind: KeepKind::NotRecorded,
                 }
             }
         }
@@ -138,7 +172,7 @@ impl Pipeline {
     async fn handle_message(&self, message: &Inbound) -> Result<Disposition, PipelineError> {
         match parse_message(&message.body) {
             Err(error) => {
-                warn!(message_id = ?message.message_id, receive_count = message.receive_count, %error,
+                warn!(receive_count = message.receive_count, %error,
                     "message is not a valid event; leaving it for the dead-letter queue");
                 let body = json!({
                     "message_id": message.message_id,
@@ -151,6 +185,7 @@ impl Pipeline {
                     .await?;
                 Ok(Disposition::Keep {
                     reason: error.to_string(),
+                    kind: KeepKind::Unreadable,
                 })
             }
             Ok(Parsed::Ignored(event)) => {
@@ -298,7 +333,10 @@ impl Pipeline {
             return Ok(Disposition::Delete);
         }
         let scope = Scope::for_trigger(&trigger);
-        let evidence = match collect(&clients, &trigger, target.clone(), scope, calls).await {
+        let evidence = match collect(&clients, &trigger, target.clone(), scope, calls)
+            .instrument(info_span!("evidence"))
+            .await
+        {
             Ok(evidence) => evidence,
             Err(CollectError::NodegroupGone { cluster, nodegroup }) => {
                 let reason = format!("nodegroup {cluster}/{nodegroup} no longer exists");
@@ -310,7 +348,7 @@ impl Pipeline {
                 return self.collection_failed(&trigger, error.to_string()).await;
             }
         };
-        let diagnosis = diagnose(&evidence);
+        let diagnosis = info_span!("diagnosis").in_scope(|| diagnose(&evidence));
         if diagnosis.is_healthy() {
             if launched.is_some()
                 && let Some(network) = &evidence.network
@@ -386,6 +424,7 @@ impl Pipeline {
         let Some(publisher) = &self.publisher else {
             return Ok(Disposition::Keep {
                 reason: "join check not due yet and no publisher to delay it".into(),
+                kind: KeepKind::AwsUnavailable,
             });
         };
         let hop = remaining.min(crate::intake::publish::MAX_DELAY_SECS);
@@ -409,6 +448,7 @@ impl Pipeline {
             }
             Err(error) => Ok(Disposition::Keep {
                 reason: error.to_string(),
+                kind: KeepKind::AwsUnavailable,
             }),
         }
     }
@@ -439,7 +479,10 @@ impl Pipeline {
         self.store
             .write(move |tx| tx.append(None, Some(&event_id), RecordKind::CollectionFailed, &body))
             .await?;
-        Ok(Disposition::Keep { reason: error })
+        Ok(Disposition::Keep {
+            reason: error,
+            kind: KeepKind::AwsUnavailable,
+        })
     }
 
     /// An event older than a fix already applied to its nodegroup describes the world before the

@@ -6,6 +6,7 @@ mod breakage;
 mod guard;
 mod intake;
 mod labs;
+mod operations;
 mod scenarios;
 mod settings;
 mod sources;

@@ -594,7 +594,7 @@ pub fn wait_for_http(port: u16, seconds: u64) {
 /// A webhook receiver on loopback that keeps every body posted to it.
 pub struct WebhookSink {
     pub url: String,
-    received: Arc<Mutex<Vec<String>>>,
+    received: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl WebhookSink {
@@ -608,7 +608,7 @@ impl WebhookSink {
                 if let Some(body) = read_request(stream)
                     && let Ok(mut bodies) = sink.lock()
                 {
-                    bodies.push(String::from_utf8_lossy(&body).into_owned());
+                    bodies.push(body);
                 }
             }
         });
@@ -616,6 +616,14 @@ impl WebhookSink {
     }
 
     pub fn received(&self) -> Vec<String> {
+        self.received_bytes()
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    }
+
+    /// The bodies as sent (OTLP posts protobuf).
+    pub fn received_bytes(&self) -> Vec<Vec<u8>> {
         self.received.lock().map(|b| b.clone()).unwrap_or_default()
     }
 

@@ -1,5 +1,9 @@
 //! Rendering the audit trail for people (text) and machines (JSON lines).
 
+mod settings;
+
+pub use settings::settings_text;
+
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};

@@ -1,0 +1,426 @@
+//! The least-privilege IAM policy for a configuration: what `nodemedic iam-policy` prints and what
+//! the deployment templates embed. Reading is always allowed; each enabled fix adds only its own
+//! actions (and the calls that undo it), scoped by resource type and, where AWS supports it, by
+//! condition keys; the ignore tag is enforced by IAM as well as by the guard.
+
+use serde_json::{Value, json};
+
+use crate::config::Settings;
+use crate::diagnose::identity::REQUIRED_POLICIES;
+use crate::guard::{FixPolicy, Mode};
+use crate::plan::FixKind;
+
+/// Where a statement applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resource {
+    Any,
+    /// The event queue.
+    Queue,
+    /// The notification topic.
+    Topic,
+    /// A resource type: `service`, then the ARN's resource part (`route-table/*`). The account and
+    /// region are left open in plain JSON (events come from every region) and bound to the stack's
+    /// account in templates.
+    Typed(&'static str, &'static str),
+}
+
+/// One IAM statement.
+#[derive(Debug, Clone, PartialEq)]
+struct Statement {
+    sid: &'static str,
+    allow: bool,
+    actions: Vec<&'static str>,
+    resources: Vec<Resource>,
+    condition: Option<Value>,
+    /// Only present when the mode may change anything (a template condition).
+    mutates: bool,
+}
+
+impl Statement {
+    fn read(sid: &'static str, actions: &[&'static str], resources: Vec<Resource>) -> Statement {
+        Statement {
+            sid,
+            allow: true,
+            actions: actions.to_vec(),
+            resources,
+            condition: None,
+            mutates: false,
+        }
+    }
+
+    fn fix(sid: &'static str, actions: &[&'static str], resources: Vec<Resource>) -> Statement {
+        Statement {
+            mutates: true,
+            ..Statement::read(sid, actions, resources)
+        }
+    }
+}
+
+/// What the policy is built for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyInput {
+    pub mode: Mode,
+    /// Fixes the policy lets nodemedic apply (their fix policy is not `never`).
+    pub fixes: Vec<FixKind>,
+    /// Join checks or the health watcher publish to the queue.
+    pub publishes: bool,
+    pub sns_topic: Option<String>,
+    pub queue_url: String,
+    pub ignore_tag: String,
+}
+
+impl PolicyInput {
+    pub fn from_settings(settings: &Settings) -> PolicyInput {
+        let policy = settings.policy();
+        PolicyInput {
+            mode: settings.mode,
+            fixes: FixKind::ALL
+                .into_iter()
+                .filter(|fix| policy.fix_policy(*fix) != FixPolicy::Never)
+                .collect(),
+            publishes: settings.join.deadline_secs > 0 || settings.watch.enabled(),
+            sns_topic: Some(settings.notify.sns_topic_arn.clone()).filter(|t| !t.is_empty()),
+            queue_url: settings.queue_url.clone(),
+            ignore_tag: settings.scope.ignore_tag.clone(),
+        }
+    }
+
+    fn mutates(&self) -> bool {
+        matches!(self.mode, Mode::Approve | Mode::Auto)
+    }
+
+    fn enabled(&self, fixes: &[FixKind]) -> bool {
+        fixes.iter().any(|fix| self.fixes.contains(fix))
+    }
+}
+
+/// The managed policies `attach_node_role_policy` may attach, and nothing else.
+fn attachable_policies() -> Vec<String> {
+    REQUIRED_POLICIES
+        .iter()
+        .flat_map(|names| names.iter())
+        .map(|name| format!("arn:aws:iam::aws:policy/{name}"))
+        .collect()
+}
+
+fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
+    use Resource::*;
+    let mut out = vec![
+        Statement::read(
+            "ReadAutoScaling",
+            &[
+                "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeScalingActivities",
+            ],
+            vec![Any],
+        ),
+        Statement::read(
+            "ReadEc2",
+            &[
+                "ec2:DescribeDhcpOptions",
+                "ec2:DescribeImages",
+                "ec2:DescribeInstances",
+                "ec2:DescribeLaunchTemplateVersions",
+                "ec2:DescribeNatGateways",
+                "ec2:DescribeNetworkAcls",
+                "ec2:DescribeRouteTables",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeVpcAttribute",
+                "ec2:DescribeVpcEndpoints",
+                "ec2:DescribeVpcs",
+            ],
+            vec![Any],
+        ),
+        Statement::read(
+            "ReadEks",
+            &[
+                "eks:DescribeAccessEntry",
+                "eks:DescribeCluster",
+                "eks:DescribeNodegroup",
+                "eks:ListClusters",
+                "eks:ListNodegroups",
+            ],
+            vec![Any],
+        ),
+        Statement::read(
+            "ReadKms",
+            &[
+                "kms:DescribeKey",
+                "kms:GetKeyPolicy",
+                "kms:ListResourceTags",
+            ],
+            vec![Typed("kms", "key/*")],
+        ),
+        Statement::read(
+            "ReadIam",
+            &["iam:GetRole", "iam:ListAttachedRolePolicies"],
+            vec![Typed("iam", "role/*")],
+        ),
+        Statement::read("Identity", &["sts:GetCallerIdentity"], vec![Any]),
+    ];
+    // GetQueueAttributes reads the redrive policy once, for the dead-letter metric.
+    let mut queue = vec![
+        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+    ];
+    if input.publishes {
+        queue.push("sqs:SendMessage");
+    }
+    out.push(Statement::read("EventQueue", &queue, vec![Queue]));
+    if input.sns_topic.is_some() || every_fix {
+        out.push(Statement::read("Notify", &["sns:Publish"], vec![Topic]));
+    }
+    if !input.mutates() && !every_fix {
+        return out;
+    }
+    let wanted = |fixes: &[FixKind]| every_fix || input.enabled(fixes);
+    let mut mutations: Vec<&'static str> = Vec::new();
+    let mut fix = |statement: Statement, mutations: &mut Vec<&'static str>| {
+        mutations.extend(statement.actions.iter().copied());
+        out.push(statement);
+    };
+    if wanted(&[FixKind::AddNatRoute, FixKind::ReplaceDefaultRoute]) {
+        let mut actions = vec!["ec2:DeleteRoute"];
+        if wanted(&[FixKind::AddNatRoute]) {
+            actions.push("ec2:CreateRoute");
+        }
+        if wanted(&[FixKind::ReplaceDefaultRoute]) {
+            actions.push("ec2:ReplaceRoute");
+        }
+        actions.sort();
+        fix(
+            Statement::fix("FixRoutes", &actions, vec![Typed("ec2", "route-table/*")]),
+            &mut mutations,
+        );
+    }
+    if wanted(&[FixKind::EnableVpcDns]) {
+        fix(
+            Statement::fix(
+                "FixVpcDns",
+                &["ec2:ModifyVpcAttribute"],
+                vec![Typed("ec2", "vpc/*")],
+            ),
+            &mut mutations,
+        );
+    }
+    if wanted(&[FixKind::EnableSubnetPublicIp]) {
+        fix(
+            Statement::fix(
+                "FixSubnetPublicIp",
+                &["ec2:ModifySubnetAttribute"],
+                vec![Typed("ec2", "subnet/*")],
+            ),
+            &mut mutations,
+        );
+    }
+    if wanted(&[FixKind::PatchKmsKeyPolicy]) {
+        fix(
+            Statement::fix(
+                "FixKeyPolicy",
+                &["kms:PutKeyPolicy"],
+                vec![Typed("kms", "key/*")],
+            ),
+            &mut mutations,
+        );
+    }
+    if wanted(&[FixKind::CycleNodegroup]) {
+        fix(
+            Statement::fix(
+                "CycleNodegroup",
+                &["eks:UpdateNodegroupConfig"],
+                vec![Typed("eks", "nodegroup/*")],
+            ),
+            &mut mutations,
+        );
+    }
+    if wanted(&[FixKind::AttachNodeRolePolicy]) {
+        let mut statement = Statement::fix(
+            "FixNodeRolePolicy",
+            &["iam:AttachRolePolicy", "iam:DetachRolePolicy"],
+            vec![Typed("iam", "role/*")],
+        );
+        statement.condition =
+            Some(json!({ "ArnEquals": { "iam:PolicyARN": attachable_policies() } }));
+        fix(statement, &mut mutations);
+    }
+    if wanted(&[FixKind::CreateAccessEntry]) {
+        fix(
+            Statement::fix(
+                "FixAccessEntry",
+                &["eks:CreateAccessEntry", "eks:DeleteAccessEntry"],
+                vec![Typed("eks", "cluster/*"), Typed("eks", "access-entry/*")],
+            ),
+            &mut mutations,
+        );
+    }
+    if !input.ignore_tag.is_empty() && !mutations.is_empty() {
+        mutations.sort();
+        out.push(Statement {
+            sid: "HonourIgnoreTag",
+            allow: false,
+            actions: mutations,
+            resources: vec![Any],
+            condition: Some(json!({
+                "Null": { format!("aws:ResourceTag/{}", input.ignore_tag): "false" }
+            })),
+            mutates: true,
+        });
+    }
+    out
+}
+
+/// The queue's ARN from its URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`).
+pub fn queue_arn(queue_url: &str) -> Option<String> {
+    let without_scheme = queue_url.split_once("://").map(|(_, rest)| rest)?;
+    let mut parts = without_scheme.split('/');
+    let host = parts.next()?;
+    let account = parts.next().filter(|a| a.len() == 12)?;
+    let name = parts.next().filter(|n| !n.is_empty())?;
+    let region = host
+        .strip_prefix("sqs.")
+        .and_then(|h| h.split('.').next())
+        .unwrap_or("*");
+    Some(format!("arn:aws:sqs:{region}:{account}:{name}"))
+}
+
+/// The policy document for `input`, as IAM takes it.
+pub fn policy_json(input: &PolicyInput) -> Value {
+    let resource = |resource: &Resource| -> String {
+        match resource {
+            Resource::Any => "*".into(),
+            Resource::Queue => queue_arn(&input.queue_url).unwrap_or_else(|| "*".into()),
+            Resource::Topic => input.sns_topic.clone().unwrap_or_else(|| "*".into()),
+            Resource::Typed(service, path) if *service == "iam" => {
+                format!("arn:aws:iam::*:{path}")
+            }
+            Resource::Typed(service, path) => format!("arn:aws:{service}:*:*:{path}"),
+        }
+    };
+    let statements: Vec<Value> = statements(input, false)
+        .iter()
+        .map(|s| {
+            let mut value = json!({
+                "Sid": s.sid,
+                "Effect": if s.allow { "Allow" } else { "Deny" },
+                "Action": s.actions,
+                "Resource": s.resources.iter().map(resource).collect::<Vec<_>>(),
+            });
+            if let Some(condition) = &s.condition {
+                value["Condition"] = condition.clone();
+            }
+            value
+        })
+        .collect();
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The policy as the CloudFormation templates embed it: every statement a fix could need, the
+/// mutating ones under the template condition `CanMutate`, the topic under
+/// `HasNotificationTopic`, the queue and topic as the parameters `EventQueueArn` and
+/// `NotificationTopicArn`, ARNs bound to the stack's partition and account.
+pub fn policy_cloudformation(input: &PolicyInput) -> String {
+    let mut out = String::from("PolicyDocument:\n  Version: \"2012-10-17\"\n  Statement:\n");
+    let resource = |resource: &Resource| -> String {
+        match resource {
+            Resource::Any => "\"*\"".into(),
+            Resource::Queue => "!Ref EventQueueArn".into(),
+            Resource::Topic => "!Ref NotificationTopicArn".into(),
+            Resource::Typed(service, path) if *service == "iam" => {
+                format!("!Sub \"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:{path}\"")
+            }
+            Resource::Typed(service, path) => {
+                format!("!Sub \"arn:${{AWS::Partition}}:{service}:*:${{AWS::AccountId}}:{path}\"")
+            }
+        }
+    };
+    for statement in statements(input, true) {
+        let mut body = vec![
+            format!("Sid: {}", statement.sid),
+            format!("Effect: {}", if statement.allow { "Allow" } else { "Deny" }),
+            "Action:".to_string(),
+        ];
+        body.extend(statement.actions.iter().map(|a| format!("  - {a}")));
+        body.push("Resource:".into());
+        body.extend(
+            statement
+                .resources
+                .iter()
+                .map(|r| format!("  - {}", resource(r))),
+        );
+        if let Some(condition) = &statement.condition {
+            body.push("Condition:".into());
+            body.extend(yaml_lines(condition, 1));
+        }
+        let gate = if statement.mutates {
+            Some("CanMutate")
+        } else if statement.resources.contains(&Resource::Topic) {
+            Some("HasNotificationTopic")
+        } else {
+            None
+        };
+        match gate {
+            None => push_item(&mut out, 2, &body),
+            Some(condition) => {
+                out.push_str("    - !If\n");
+                out.push_str(&format!("      - {condition}\n"));
+                push_item(&mut out, 4, &body);
+                out.push_str("      - !Ref AWS::NoValue\n");
+            }
+        }
+    }
+    out
+}
+
+/// Appends `lines` as one YAML list item at `indent`.
+fn push_item(out: &mut String, indent: usize, lines: &[String]) {
+    for (n, line) in lines.iter().enumerate() {
+        let lead = if n == 0 { "- " } else { "  " };
+        out.push_str(&format!("{}{lead}{line}\n", " ".repeat(indent + 2)));
+    }
+}
+
+/// A JSON object of strings and string lists as YAML lines, `depth` levels in.
+fn yaml_lines(value: &Value, depth: usize) -> Vec<String> {
+    let pad = "  ".repeat(depth);
+    let mut lines = Vec::new();
+    if let Value::Object(map) = value {
+        for (key, value) in map {
+            match value {
+                Value::String(text) => lines.push(format!("{pad}\"{key}\": \"{text}\"")),
+                Value::Array(items) => {
+                    lines.push(format!("{pad}\"{key}\":"));
+                    for item in items {
+                        lines.push(format!(
+                            "{pad}  - \"{}\"",
+                            item.as_str().unwrap_or_default()
+                        ));
+                    }
+                }
+                Value::Object(_) => {
+                    lines.push(format!("{pad}\"{key}\":"));
+                    lines.extend(yaml_lines(value, depth + 1));
+                }
+                other => lines.push(format!("{pad}{key}: {other}")),
+            }
+        }
+    }
+    lines
+}
+
+/// Every AWS action the policy for `input` allows.
+pub fn allowed_actions(input: &PolicyInput) -> Vec<&'static str> {
+    let mut actions: Vec<&'static str> = statements(input, false)
+        .into_iter()
+        .filter(|s| s.allow)
+        .flat_map(|s| s.actions)
+        .collect();
+    actions.sort();
+    actions.dedup();
+    actions
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,242 @@
+use std::collections::BTreeSet;
+
+use super::*;
+use crate::config::{Overrides, Settings};
+
+fn input(mode: Mode) -> PolicyInput {
+    let mut settings = Settings::load_with_env(&Overrides::default(), Some(Default::default()))
+        .expect("the built-in defaults load");
+    settings.mode = mode;
+    settings.queue_url = "https://sqs.us-west-2.amazonaws.com/123456789012/nodemedic-events".into();
+    PolicyInput::from_settings(&settings)
+}
+
+fn is_mutation(action: &str) -> bool {
+    let verb = action.split(':').nth(1).unwrap_or("");
+    !(verb.starts_with("Describe")
+        || verb.starts_with("Get")
+        || verb.starts_with("List")
+        || matches!(
+            action,
+            "sqs:ReceiveMessage"
+                | "sqs:DeleteMessage"
+                | "sqs:GetQueueAttributes"
+                | "sqs:ChangeMessageVisibility"
+                | "sqs:SendMessage"
+                | "sns:Publish"
+        ))
+}
+
+#[test]
+fn observe_and_dry_run_get_a_read_only_policy() {
+    for mode in [Mode::Observe, Mode::DryRun] {
+        let mutations: Vec<&str> = allowed_actions(&input(mode))
+            .into_iter()
+            .filter(|a| is_mutation(a))
+            .collect();
+        assert!(mutations.is_empty(), "{mode}: {mutations:?}");
+    }
+}
+
+#[test]
+fn each_enabled_fix_adds_its_own_actions_and_its_rollback() {
+    let auto = allowed_actions(&input(Mode::Auto));
+    for action in [
+        "ec2:CreateRoute",
+        "ec2:DeleteRoute",
+        "ec2:ReplaceRoute",
+        "kms:PutKeyPolicy",
+        "eks:UpdateNodegroupConfig",
+        "iam:AttachRolePolicy",
+        "iam:DetachRolePolicy",
+        "eks:CreateAccessEntry",
+        "eks:DeleteAccessEntry",
+        "ec2:ModifyVpcAttribute",
+        "ec2:ModifySubnetAttribute",
+    ] {
+        assert!(auto.contains(&action), "{action}");
+    }
+    let mut only_routes = input(Mode::Auto);
+    only_routes.fixes = vec![FixKind::AddNatRoute];
+    let actions: Vec<&str> = allowed_actions(&only_routes)
+        .into_iter()
+        .filter(|a| is_mutation(a))
+        .collect();
+    assert_eq!(actions, vec!["ec2:CreateRoute", "ec2:DeleteRoute"]);
+}
+
+#[test]
+fn the_node_role_fix_may_attach_only_the_node_policies() {
+    let policy = policy_json(&input(Mode::Auto));
+    let statement = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "FixNodeRolePolicy")
+        .unwrap();
+    let allowed = statement["Condition"]["ArnEquals"]["iam:PolicyARN"]
+        .as_array()
+        .unwrap();
+    assert_eq!(allowed.len(), 4);
+    assert!(allowed.contains(&json!("arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy")));
+}
+
+#[test]
+fn the_ignore_tag_is_enforced_by_iam_too() {
+    let policy = policy_json(&input(Mode::Auto));
+    let deny = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Effect"] == "Deny")
+        .expect("a deny statement");
+    assert_eq!(
+        deny["Condition"]["Null"]["aws:ResourceTag/nodemedic.io/ignore"],
+        "false"
+    );
+    let denied: BTreeSet<&str> = deny["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mutations: BTreeSet<&str> = allowed_actions(&input(Mode::Auto))
+        .into_iter()
+        .filter(|a| is_mutation(a))
+        .collect();
+    assert_eq!(denied, mutations, "every mutation honours the tag");
+}
+
+#[test]
+fn the_queue_is_named_by_its_arn() {
+    assert_eq!(
+        queue_arn("https://sqs.eu-west-1.amazonaws.com/123456789012/events").as_deref(),
+        Some("arn:aws:sqs:eu-west-1:123456789012:events")
+    );
+    assert_eq!(
+        queue_arn("http://127.0.0.1:4566/123456789012/events").as_deref(),
+        Some("arn:aws:sqs:*:123456789012:events")
+    );
+    assert_eq!(queue_arn("not a url"), None);
+    let policy = policy_json(&input(Mode::Observe));
+    let queue = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "EventQueue")
+        .unwrap();
+    assert_eq!(
+        queue["Resource"][0],
+        "arn:aws:sqs:us-west-2:123456789012:nodemedic-events"
+    );
+}
+
+/// Every AWS call the daemon's own code makes, read from the source: the policy for auto mode
+/// with every fix enabled must allow each of them, so a new call cannot ship without its
+/// permission.
+#[test]
+fn every_call_the_daemon_makes_is_in_the_policy() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut calls = BTreeSet::new();
+    let mut pending = vec![root.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            // The labs and the demo build emulator worlds; they never run against real AWS.
+            if relative.starts_with("lab") || relative == "demo.rs" {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for marker in [".op(\"", "calls.record(\""] {
+                for piece in text.split(marker).skip(1) {
+                    let call = piece.split('"').next().unwrap_or("");
+                    if call.contains(':') && !call.contains(' ') {
+                        calls.insert(call.to_string());
+                    }
+                }
+            }
+        }
+    }
+    assert!(calls.len() > 30, "the scan found the calls: {calls:?}");
+    let mut everything = input(Mode::Auto);
+    everything.fixes = FixKind::ALL.to_vec();
+    everything.sns_topic = Some("arn:aws:sns:us-west-2:123456789012:t".into());
+    let allowed = allowed_actions(&everything);
+    let missing: Vec<&String> = calls
+        .iter()
+        .filter(|c| !allowed.contains(&c.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "calls without a permission: {missing:?}"
+    );
+}
+
+#[test]
+fn the_cloudformation_block_gates_fixes_and_the_topic() {
+    let block = policy_cloudformation(&input(Mode::Observe));
+    assert!(block.starts_with("PolicyDocument:\n"));
+    assert!(block.contains("- CanMutate\n"));
+    assert!(block.contains("- HasNotificationTopic\n"));
+    assert!(block.contains("!Ref EventQueueArn"));
+    assert!(
+        block.contains("Sid: FixRoutes"),
+        "every fix, whatever the mode"
+    );
+}
+
+/// The blocks between `# BEGIN nodemedic iam-policy` and `# END nodemedic iam-policy` in a
+/// template, each dedented to the BEGIN line's indentation.
+fn embedded_blocks(template: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut lines = template.lines();
+    while let Some(line) = lines.next() {
+        let Some(pad) = line.find("# BEGIN nodemedic iam-policy") else {
+            continue;
+        };
+        let mut block = String::new();
+        for line in lines.by_ref() {
+            if line.trim_start().starts_with("# END nodemedic iam-policy") {
+                break;
+            }
+            block.push_str(line.get(pad..).unwrap_or(""));
+            block.push('\n');
+        }
+        blocks.push(block);
+    }
+    blocks
+}
+
+#[test]
+fn the_templates_embed_exactly_the_generated_policy() {
+    let settings = Settings::load_with_env(&Overrides::default(), Some(Default::default()))
+        .expect("the built-in defaults load");
+    let expected = policy_cloudformation(&PolicyInput::from_settings(&settings));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("infra/cloudformation");
+    let mut found = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for block in embedded_blocks(&text) {
+            found += 1;
+            assert!(
+                block == expected,
+                "{} embeds an IAM policy that differs from `nodemedic iam-policy --format cloudformation`: run scripts/sync-iam-policy",
+                path.display()
+            );
+        }
+    }
+    assert!(
+        found >= 2,
+        "the ECS task role and the EKS pod role embed the policy; found {found} block(s)"
+    );
+}

@@ -1,0 +1,214 @@
+//! Telemetry: structured logs through `tracing` (text for terminals, JSON for containers, always on
+//! standard error so that command output on standard out stays machine-readable) with a level
+//! that can be changed at runtime; OpenTelemetry traces over OTLP when an endpoint is configured;
+//! Prometheus metrics ([`metrics`]); and the readiness state ([`health`]).
+
+pub mod health;
+pub mod metrics;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{EnvFilter, dynamic_filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry, reload};
+
+use crate::config::{LogSettings, OtlpSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("log level {0:?} is not a valid tracing filter: {1}")]
+    Level(String, String),
+    #[error("the log level cannot be changed: {0}")]
+    Reload(String),
+    #[error("OTLP exporter: {0}")]
+    Otlp(String),
+}
+
+/// Changes the log filter of the running process.
+#[derive(Clone)]
+pub struct LogLevel {
+    handle: reload::Handle<EnvFilter, Registry>,
+    current: Arc<std::sync::Mutex<String>>,
+}
+
+impl std::fmt::Debug for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogLevel")
+            .field("current", &self.current())
+            .finish()
+    }
+}
+
+impl LogLevel {
+    pub fn current(&self) -> String {
+        self.current.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the filter, e.g. `debug` or `nodemedic=debug,info`.
+    pub fn set(&self, directive: &str) -> Result<(), TelemetryError> {
+        let filter = EnvFilter::try_new(directive)
+            .map_err(|e| TelemetryError::Level(directive.to_string(), e.to_string()))?;
+        self.handle
+            .reload(filter)
+            .map_err(|e| TelemetryError::Reload(e.to_string()))?;
+        if let Ok(mut current) = self.current.lock() {
+            *current = directive.to_string();
+        }
+        Ok(())
+    }
+}
+
+/// What `init` set up; [`Telemetry::shutdown`] flushes the traces still buffered.
+#[derive(Clone)]
+pub struct Telemetry {
+    pub log_level: Option<LogLevel>,
+    tracer: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes the traces still buffered. Blocks: call it off the async runtime's workers, which
+    /// the export itself runs on.
+    pub fn shutdown(&self) {
+        if let Some(tracer) = &self.tracer
+            && let Err(error) = tracer.shutdown()
+        {
+            eprintln!("nodemedic: flushing traces failed: {error}");
+        }
+    }
+}
+
+fn json_logs(format: &str) -> bool {
+    match format {
+        "json" => true,
+        "text" => false,
+        _ => !std::io::stderr().is_terminal(),
+    }
+}
+
+/// Installs the global subscriber. `RUST_LOG`, when set, wins over the configured level. A second
+/// init (tests, the demo) keeps the first subscriber and returns no level handle.
+pub fn init(log: &LogSettings, otlp: &OtlpSettings) -> Result<Telemetry, TelemetryError> {
+    let directive = std::env::var("RUST_LOG").unwrap_or_else(|_| log.level.clone());
+    let filter = EnvFilter::try_new(&directive)
+        .map_err(|e| TelemetryError::Level(directive.clone(), e.to_string()))?;
+    let (filter, handle) = reload::Layer::new(filter);
+    let json = json_logs(&log.format);
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_writer(std::io::stderr)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .boxed()
+    };
+    let (traces, tracer) = if otlp.endpoint.is_empty() {
+        (None, None)
+    } else {
+        let provider = tracer_provider(otlp)?;
+        let tracer = provider.tracer("nodemedic");
+        // The daemon's own spans, and the AWS SDK's one span per operation when it runs inside
+        // one of them (not the SDK's internals, nor the queue's idle long polls).
+        let wanted = dynamic_filter_fn(|metadata, context| {
+            let target = metadata.target();
+            if target.starts_with("nodemedic") {
+                return *metadata.level() <= tracing::Level::INFO;
+            }
+            metadata.is_span()
+                && target.starts_with("aws_sdk_")
+                && target.contains("::operation::")
+                && context.lookup_current().is_some()
+        });
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(wanted);
+        (Some(layer), Some(provider))
+    };
+    // The log filter applies to the logs only, so that a quiet log level keeps the traces whole.
+    let initialised = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .try_init()
+        .is_ok();
+    Ok(Telemetry {
+        log_level: initialised.then(|| LogLevel {
+            handle,
+            current: Arc::new(std::sync::Mutex::new(directive)),
+        }),
+        tracer,
+    })
+}
+
+/// The exporter's HTTP client, run on the daemon's Tokio runtime: the SDK's batch processor
+/// exports from a thread of its own, where hyper finds no reactor.
+#[derive(Debug)]
+struct OnRuntime {
+    inner: Arc<opentelemetry_http::hyper::HyperClient<crate::notify::Https>>,
+    runtime: tokio::runtime::Handle,
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for OnRuntime {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> Result<
+        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+        opentelemetry_http::HttpError,
+    > {
+        let inner = self.inner.clone();
+        self.runtime
+            .spawn(async move { inner.send_bytes(request).await })
+            .await
+            .map_err(|e| Box::new(e) as opentelemetry_http::HttpError)?
+    }
+}
+
+fn tracer_provider(otlp: &OtlpSettings) -> Result<SdkTracerProvider, TelemetryError> {
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| TelemetryError::Otlp(format!("no async runtime: {e}")))?;
+    let client = OnRuntime {
+        inner: Arc::new(opentelemetry_http::hyper::HyperClient::new(
+            crate::notify::https_connector().map_err(|e| TelemetryError::Otlp(e.to_string()))?,
+            Duration::from_secs(10),
+            None,
+        )),
+        runtime,
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(&otlp.endpoint)
+        .with_http_client(client)
+        .build()
+        .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(otlp.service_name.clone())
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+/// The OpenTelemetry trace id of the current span, when traces are exported.
+pub fn current_trace_id() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
