@@ -71,9 +71,12 @@ impl ClientPool {
     }
 }
 
-/// Loads the standard SDK configuration (environment, profile, IMDS, `AWS_ENDPOINT_URL`).
+/// Loads the standard SDK configuration (environment, profile, IMDS, `AWS_ENDPOINT_URL`), with
+/// adaptive retries: throttling and transient errors back off with jitter, and the client slows
+/// itself down while a service throttles it, instead of failing the incident.
 pub async fn load_config(region: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::adaptive().with_max_attempts(5));
     if let Some(region) = region.filter(|r| !r.is_empty()) {
         loader = loader.region(Region::new(region.to_string()));
     }

@@ -16,6 +16,8 @@ use crate::plan::FixKind;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 pub const ENV_PREFIX: &str = "NODEMEDIC";
+/// Variables with this prefix are test hooks (see [`crate::faults`]), never settings.
+pub const TEST_HOOK_PREFIX: &str = "NODEMEDIC_TESTING_";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -36,6 +38,7 @@ pub struct Settings {
     pub notify: NotifySettings,
     pub http: HttpSettings,
     pub otlp: OtlpSettings,
+    pub store: StoreSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -130,6 +133,14 @@ pub struct IntakeSettings {
     pub max_messages: i32,
     pub visibility_timeout_secs: i32,
     pub max_in_flight: usize,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub backend: String,
+    pub lease_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -183,6 +194,7 @@ struct RawSettings {
     notify: NotifySettings,
     http: HttpSettings,
     otlp: OtlpSettings,
+    store: StoreSettings,
 }
 
 /// Values given on the command line; they win over every other source.
@@ -299,6 +311,11 @@ impl Settings {
             }
             builder = builder.add_source(config::File::from(path.as_path()).required(true));
         }
+        let env = env.unwrap_or_else(|| {
+            std::env::vars()
+                .filter(|(key, _)| !key.starts_with(TEST_HOOK_PREFIX))
+                .collect()
+        });
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("_")
@@ -316,7 +333,7 @@ impl Settings {
                 .with_list_parse_key("scope.deny_clusters")
                 .with_list_parse_key("scope.deny_nodegroups")
                 .with_list_parse_key("scope.deny_tags")
-                .source(env),
+                .source(Some(env)),
         );
         let set = |builder: config::ConfigBuilder<config::builder::DefaultState>,
                    key: &str,
@@ -517,6 +534,15 @@ impl Settings {
                 );
             }
         }
+        if raw.store.backend != "sqlite" {
+            problem(
+                "store.backend",
+                format!("{:?}: only \"sqlite\" is available", raw.store.backend),
+            );
+        }
+        if raw.store.lease_ttl_secs < 3 {
+            problem("store.lease_ttl_secs", "must be at least 3".into());
+        }
         if !matches!(raw.audit.journal_mode.as_str(), "wal" | "delete") {
             problem(
                 "audit.journal_mode",
@@ -566,6 +592,7 @@ impl Settings {
             notify: raw.notify,
             http: raw.http,
             otlp: raw.otlp,
+            store: raw.store,
         })
     }
 

@@ -106,6 +106,8 @@ pub async fn run_with(
     let notifier = Notifier::new(&settings.notify, &sdk_for_notify)
         .map_err(|e| DaemonError::Notify(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
+    // Cancelled only when the shutdown grace period runs out (not on the shutdown signal).
+    let stopping = CancellationToken::new();
     let readiness = Arc::new(Readiness::new(Duration::from_secs(
         settings.http.ready_window_secs,
     )));
@@ -115,7 +117,8 @@ pub async fn run_with(
         clients.clone(),
     )
     .with_notifier(notifier)
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_stopping(stopping.clone());
     if settings.join.deadline_secs > 0 {
         pipeline = pipeline.with_join_checks(
             publisher.clone(),
@@ -188,6 +191,7 @@ pub async fn run_with(
         stats: stats.clone(),
         metrics,
         readiness,
+        stopping: stopping.clone(),
     };
     info!(queue = %queue_url, mode = %settings.mode, audit = %settings.audit.path.display(), once, "nodemedic running");
     intake.run(shutdown, once).await;
@@ -196,7 +200,13 @@ pub async fn run_with(
     if let Some(watcher) = watcher {
         let _ = watcher.await;
     }
-    let _ = worker.await;
+    // An approved plan being applied gets the same grace as the queue's work in flight.
+    let mut worker = worker;
+    let grace = Duration::from_secs(settings.intake.shutdown_grace_secs);
+    if tokio::time::timeout(grace, &mut worker).await.is_err() {
+        stopping.cancel();
+        let _ = worker.await;
+    }
     let _ = credentials.await;
     if let Some(http) = http {
         let _ = http.await;

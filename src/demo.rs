@@ -218,9 +218,10 @@ pub async fn run(args: &DemoArgs) -> Result<(), DemoError> {
     let verified = store.read(query::verify_chain).await?;
     match verified {
         Ok(count) => println!("\naudit chain verified: {count} records, every link intact"),
-        Err((seq, why)) => {
+        Err(broken) => {
             return Err(DemoError::Check(format!(
-                "audit chain broken at {seq}: {why}"
+                "audit chain {} broken at {}: {}",
+                broken.chain, broken.seq, broken.why
             )));
         }
     }

@@ -35,6 +35,7 @@ pub mod daemon;
 pub mod demo;
 pub mod diagnose;
 pub mod evidence;
+pub mod faults;
 pub mod guard;
 pub mod http;
 pub mod iam;

@@ -329,8 +329,11 @@ async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
                     println!("audit chain intact: {count} records");
                     Ok(ExitCode::SUCCESS)
                 }
-                Err((seq, why)) => {
-                    println!("audit chain BROKEN at record {seq}: {why}");
+                Err(broken) => {
+                    println!(
+                        "audit chain {} BROKEN at record {}: {}",
+                        broken.chain, broken.seq, broken.why
+                    );
                     Ok(ExitCode::FAILURE)
                 }
             }

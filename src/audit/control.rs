@@ -1,13 +1,12 @@
 //! The guard's memory in the store: plans and their approvals, the kill switch, the mutations
-//! applied (cooldowns, rate limits), and circuit breakers. Writes go through [`Tx`] so that they
-//! commit with the audit records that explain them.
+//! applied (cooldowns, rate limits), and circuit breakers. Writes go through
+//! [`Tx`](super::Tx) so that they commit with the audit records that explain them.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AuditError;
-use super::store::{Tx, now};
+use super::backend::Reads;
 
 /// Where a plan stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +30,22 @@ pub enum PlanStatus {
 }
 
 impl PlanStatus {
+    /// A plan in these states is not registered again: it waits already, or a human decided.
+    pub fn settled(status: &str) -> bool {
+        [
+            PlanStatus::AwaitingApproval,
+            PlanStatus::Approved,
+            PlanStatus::Rejected,
+        ]
+        .iter()
+        .any(|s| s.as_str() == status)
+    }
+
+    /// A human's decision, which records who and why.
+    pub fn is_decision(self) -> bool {
+        matches!(self, PlanStatus::Approved | PlanStatus::Rejected)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             PlanStatus::AwaitingApproval => "awaiting_approval",
@@ -98,369 +113,38 @@ pub struct Breaker {
     pub closed_by: Option<String>,
 }
 
-const KILL_SWITCH: &str = "kill_switch";
-
-impl Tx<'_> {
-    /// Records a plan waiting for approval; a plan already waiting for the same incident is
-    /// superseded by the new one. A plan that comes back after it expired, went stale, was
-    /// superseded, applied, failed or refused waits again, for this incident and trigger, with
-    /// its old decision cleared. Returns whether the plan is newly waiting (and so announced):
-    /// false when it was already waiting, is approved, or was rejected.
-    pub fn register_plan(
-        &self,
-        incident_id: &str,
-        plan_id: &str,
-        plan: &Value,
-        trigger: &Value,
-    ) -> Result<bool, AuditError> {
-        let at = now();
-        let before: Option<String> = self
-            .connection()
-            .query_row(
-                "SELECT status FROM plans WHERE plan_id = ?1",
-                params![plan_id],
-                |row| row.get(0),
-            )
-            .optional()?;
-        self.connection().execute(
-            "UPDATE plans SET status = 'superseded', updated_at = ?3 WHERE incident_id = ?1 AND plan_id != ?2 AND status = 'awaiting_approval'",
-            params![incident_id, plan_id, at],
-        )?;
-        let waiting = PlanStatus::AwaitingApproval.as_str();
-        let settled = |status: &str| {
-            [
-                PlanStatus::AwaitingApproval,
-                PlanStatus::Approved,
-                PlanStatus::Rejected,
-            ]
-            .iter()
-            .any(|s| s.as_str() == status)
-        };
-        match before.as_deref() {
-            None => {
-                self.connection().execute(
-                    "INSERT INTO plans (plan_id, incident_id, status, created_at, updated_at, plan, trigger) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
-                    params![plan_id, incident_id, waiting, at, serde_json::to_string(plan)?, serde_json::to_string(trigger)?],
-                )?;
-                Ok(true)
-            }
-            Some(status) if settled(status) => {
-                // The latest event of the same incident is what an approval re-collects for.
-                self.connection().execute(
-                    "UPDATE plans SET updated_at = ?3, trigger = ?4 WHERE plan_id = ?1 AND incident_id = ?2 AND status = 'awaiting_approval'",
-                    params![plan_id, incident_id, at, serde_json::to_string(trigger)?],
-                )?;
-                Ok(false)
-            }
-            Some(_) => {
-                self.connection().execute(
-                    "UPDATE plans SET status = ?2, incident_id = ?3, updated_at = ?4, trigger = ?5,
-                         decided_by = NULL, decided_at = NULL, decision_reason = NULL
-                     WHERE plan_id = ?1",
-                    params![
-                        plan_id,
-                        waiting,
-                        incident_id,
-                        at,
-                        serde_json::to_string(trigger)?
-                    ],
-                )?;
-                Ok(true)
-            }
-        }
-    }
-
-    pub fn set_plan_status(
-        &self,
-        plan_id: &str,
-        status: PlanStatus,
-        by: Option<&str>,
-        reason: Option<&str>,
-    ) -> Result<(), AuditError> {
-        let at = now();
-        let decided = matches!(status, PlanStatus::Approved | PlanStatus::Rejected);
-        self.connection().execute(
-            "UPDATE plans SET status = ?2, updated_at = ?3,
-                 decided_by = CASE WHEN ?6 THEN ?4 ELSE decided_by END,
-                 decided_at = CASE WHEN ?6 THEN ?3 ELSE decided_at END,
-                 decision_reason = CASE WHEN ?6 THEN ?5 ELSE decision_reason END
-             WHERE plan_id = ?1",
-            params![plan_id, status.as_str(), at, by, reason, decided],
-        )?;
-        Ok(())
-    }
-
-    pub fn set_kill_switch(
-        &self,
-        on: bool,
-        by: Option<&str>,
-        reason: Option<&str>,
-    ) -> Result<(), AuditError> {
-        self.connection().execute(
-            "INSERT INTO controls (name, value, set_by, at, reason) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value, set_by = excluded.set_by, at = excluded.at, reason = excluded.reason",
-            params![KILL_SWITCH, if on { "on" } else { "off" }, by, now(), reason],
-        )?;
-        Ok(())
-    }
-
-    /// Reserves a mutation before it is made, so that concurrent handlers see it in the hourly
-    /// count and the cooldown at once; `None` when the account already made `limit` mutations
-    /// since `since`. Released with [`Tx::release_mutation`] when nothing changed.
-    pub fn reserve_mutation(
-        &self,
-        account: &str,
-        resource: &str,
-        fix: &str,
-        incident_id: &str,
-        since: &str,
-        limit: u32,
-    ) -> Result<Option<i64>, AuditError> {
-        if mutations_since(self.connection(), account, since)? >= limit {
-            return Ok(None);
-        }
-        self.record_mutation(account, resource, fix, incident_id)?;
-        Ok(Some(self.connection().last_insert_rowid()))
-    }
-
-    pub fn release_mutation(&self, seq: i64) -> Result<(), AuditError> {
-        self.connection()
-            .execute("DELETE FROM mutations WHERE seq = ?1", params![seq])?;
-        Ok(())
-    }
-
-    pub fn record_mutation(
-        &self,
-        account: &str,
-        resource: &str,
-        fix: &str,
-        incident_id: &str,
-    ) -> Result<(), AuditError> {
-        self.connection().execute(
-            "INSERT INTO mutations (at, account, resource, fix, incident_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now(), account, resource, fix, incident_id],
-        )?;
-        Ok(())
-    }
-
-    /// Counts a failure against each scope; returns the scopes whose breaker this opens.
-    pub fn record_breaker_failure(
-        &self,
-        scopes: &[String],
-        incident_id: &str,
-        reason: &str,
-        threshold_for: impl Fn(&str) -> u32,
-        window_start: &str,
-    ) -> Result<Vec<String>, AuditError> {
-        let at = now();
-        let mut opened = Vec::new();
-        for scope in scopes {
-            self.connection().execute(
-                "INSERT INTO breaker_failures (scope, at, incident_id, reason) VALUES (?1, ?2, ?3, ?4)",
-                params![scope, at, incident_id, reason],
-            )?;
-            let already_open: bool = self
-                .connection()
-                .query_row(
-                    "SELECT state = 'open' FROM breakers WHERE scope = ?1",
-                    params![scope],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .unwrap_or(false);
-            if already_open {
-                continue;
-            }
-            // Failures in the window, after those the last reset forgave.
-            let forgiven: i64 = self
-                .connection()
-                .query_row(
-                    "SELECT forgiven_through FROM breakers WHERE scope = ?1",
-                    params![scope],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
-            let failures: u32 = self.connection().query_row(
-                "SELECT COUNT(*) FROM breaker_failures WHERE scope = ?1 AND at >= ?2 AND seq > ?3",
-                params![scope, window_start, forgiven],
-                |row| row.get(0),
-            )?;
-            if failures >= threshold_for(scope) {
-                self.connection().execute(
-                    "INSERT INTO breakers (scope, state, opened_at, reason) VALUES (?1, 'open', ?2, ?3)
-                     ON CONFLICT (scope) DO UPDATE SET state = 'open', opened_at = excluded.opened_at, reason = excluded.reason,
-                         closed_at = NULL, closed_by = NULL",
-                    params![scope, at, format!("{failures} failures since {window_start}: {reason}")],
-                )?;
-                opened.push(scope.clone());
-            }
-        }
-        Ok(opened)
-    }
-
-    /// Closes a breaker; returns whether it was open.
-    pub fn reset_breaker(&self, scope: &str, by: &str) -> Result<bool, AuditError> {
-        let changed = self.connection().execute(
-            "UPDATE breakers SET state = 'closed', closed_at = ?2, closed_by = ?3,
-                 forgiven_through = (SELECT COALESCE(MAX(seq), 0) FROM breaker_failures WHERE scope = ?1)
-             WHERE scope = ?1 AND state = 'open'",
-            params![scope, now(), by],
-        )?;
-        Ok(changed > 0)
-    }
+/// Reads of the guard's state, over any backend.
+pub fn plans(reads: &dyn Reads, status: Option<PlanStatus>) -> Result<Vec<PlanRow>, AuditError> {
+    reads.plans(status)
 }
 
-const PLAN_COLUMNS: &str = "p.plan_id, p.incident_id, p.status, p.created_at, p.updated_at, p.plan, p.trigger, p.decided_by, \
-                            p.decided_at, p.decision_reason, i.cluster, i.nodegroup, i.cause";
-
-fn plan_rows(
-    connection: &Connection,
-    sql: &str,
-    params: &[&dyn rusqlite::ToSql],
-) -> Result<Vec<PlanRow>, AuditError> {
-    let mut statement = connection.prepare(sql)?;
-    let rows = statement.query_map(params, |row| {
-        let plan: String = row.get(5)?;
-        let trigger: String = row.get(6)?;
-        Ok((
-            plan,
-            trigger,
-            PlanRow {
-                plan_id: row.get(0)?,
-                incident_id: row.get(1)?,
-                status: row.get(2)?,
-                created_at: row.get(3)?,
-                updated_at: row.get(4)?,
-                plan: Value::Null,
-                trigger: Value::Null,
-                decided_by: row.get(7)?,
-                decided_at: row.get(8)?,
-                decision_reason: row.get(9)?,
-                cluster: row.get(10)?,
-                nodegroup: row.get(11)?,
-                cause: row.get(12)?,
-            },
-        ))
-    })?;
-    let mut found = Vec::new();
-    for row in rows {
-        let (plan, trigger, mut entry) = row?;
-        entry.plan = serde_json::from_str(&plan)?;
-        entry.trigger = serde_json::from_str(&trigger)?;
-        found.push(entry);
-    }
-    Ok(found)
+pub fn plan(reads: &dyn Reads, plan_id: &str) -> Result<Option<PlanRow>, AuditError> {
+    reads.plan(plan_id)
 }
 
-pub fn plans(
-    connection: &Connection,
-    status: Option<PlanStatus>,
-) -> Result<Vec<PlanRow>, AuditError> {
-    match status {
-        Some(status) => plan_rows(
-            connection,
-            &format!(
-                "SELECT {PLAN_COLUMNS} FROM plans p JOIN incidents i USING (incident_id) WHERE p.status = ?1 ORDER BY p.updated_at DESC"
-            ),
-            &[&status.as_str()],
-        ),
-        None => plan_rows(
-            connection,
-            &format!(
-                "SELECT {PLAN_COLUMNS} FROM plans p JOIN incidents i USING (incident_id) ORDER BY p.updated_at DESC"
-            ),
-            &[],
-        ),
-    }
+pub fn kill_switch(reads: &dyn Reads) -> Result<Option<KillSwitch>, AuditError> {
+    reads.kill_switch()
 }
 
-pub fn plan(connection: &Connection, plan_id: &str) -> Result<Option<PlanRow>, AuditError> {
-    Ok(plan_rows(
-        connection,
-        &format!("SELECT {PLAN_COLUMNS} FROM plans p JOIN incidents i USING (incident_id) WHERE p.plan_id = ?1"),
-        &[&plan_id],
-    )?
-    .pop())
-}
-
-pub fn kill_switch(connection: &Connection) -> Result<Option<KillSwitch>, AuditError> {
-    Ok(connection
-        .query_row(
-            "SELECT set_by, at, reason FROM controls WHERE name = ?1 AND value = 'on'",
-            params![KILL_SWITCH],
-            |row| {
-                Ok(KillSwitch {
-                    set_by: row.get(0)?,
-                    at: row.get(1)?,
-                    reason: row.get(2)?,
-                })
-            },
-        )
-        .optional()?)
-}
-
-pub fn mutations_since(
-    connection: &Connection,
-    account: &str,
-    since: &str,
-) -> Result<u32, AuditError> {
-    Ok(connection.query_row(
-        "SELECT COUNT(*) FROM mutations WHERE account = ?1 AND at >= ?2",
-        params![account, since],
-        |row| row.get(0),
-    )?)
+pub fn mutations_since(reads: &dyn Reads, account: &str, since: &str) -> Result<u32, AuditError> {
+    reads.mutations_since(account, since)
 }
 
 /// When `fix` last changed `resource`, and in which incident.
 pub fn last_mutation(
-    connection: &Connection,
+    reads: &dyn Reads,
     resource: &str,
     fix: &str,
 ) -> Result<Option<(String, String)>, AuditError> {
-    Ok(connection
-        .query_row(
-            "SELECT at, incident_id FROM mutations WHERE resource = ?1 AND fix = ?2 ORDER BY seq DESC LIMIT 1",
-            params![resource, fix],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?)
+    reads.last_mutation(resource, fix)
 }
 
-pub fn open_breakers(
-    connection: &Connection,
-    scopes: &[String],
-) -> Result<Vec<String>, AuditError> {
-    let mut open = Vec::new();
-    for scope in scopes {
-        let is_open: bool = connection
-            .query_row(
-                "SELECT state = 'open' FROM breakers WHERE scope = ?1",
-                params![scope],
-                |row| row.get(0),
-            )
-            .optional()?
-            .unwrap_or(false);
-        if is_open {
-            open.push(scope.clone());
-        }
-    }
-    Ok(open)
+pub fn open_breakers(reads: &dyn Reads, scopes: &[String]) -> Result<Vec<String>, AuditError> {
+    reads.open_breakers(scopes)
 }
 
-pub fn breakers(connection: &Connection) -> Result<Vec<Breaker>, AuditError> {
-    let mut statement = connection.prepare("SELECT scope, state, opened_at, reason, closed_at, closed_by FROM breakers ORDER BY opened_at DESC")?;
-    let rows = statement.query_map([], |row| {
-        Ok(Breaker {
-            scope: row.get(0)?,
-            state: row.get(1)?,
-            opened_at: row.get(2)?,
-            reason: row.get(3)?,
-            closed_at: row.get(4)?,
-            closed_by: row.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+pub fn breakers(reads: &dyn Reads) -> Result<Vec<Breaker>, AuditError> {
+    reads.breakers()
 }
 
 #[cfg(test)]
@@ -621,7 +305,7 @@ mod tests {
                         &scopes,
                         "inc-1",
                         "verification failed",
-                        threshold,
+                        &threshold,
                         "0000",
                     )
                 })

@@ -1,10 +1,13 @@
 //! The audit trail: an append-only, hash-chained log of everything nodemedic saw, decided and did,
 //! in an embedded SQLite database, plus the incident index the pipeline and the CLI query.
 
+pub mod backend;
 pub mod control;
 mod schema;
+mod sqlite;
 pub mod store;
 
+pub use backend::{ChainBreak, Lease, Reads, Writes};
 pub use control::{PlanRow, PlanStatus};
 pub use store::{AuditStore, Tx};
 
@@ -195,6 +198,9 @@ pub struct Record {
     pub body: Value,
     pub prev_hash: String,
     pub hash: String,
+    /// The chain the record belongs to (see [`ChainBreak::chain`]).
+    #[serde(default)]
+    pub chain: String,
 }
 
 /// What happened to an event id, for duplicate detection.

@@ -123,15 +123,27 @@ CREATE TABLE breakers (
     forgiven_through INTEGER NOT NULL DEFAULT 0
 );
 "#,
+    r#"
+-- Who works a nodegroup (or a shared resource) now, across processes on one database.
+CREATE TABLE leases (
+    key           TEXT PRIMARY KEY,
+    holder        TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+"#,
 ];
 
+/// Brings the schema up to date. Each step reads the version inside its own IMMEDIATE transaction,
+/// so that replicas starting together on one database migrate it once, not once each.
 pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
-    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        let tx = connection.transaction()?;
+    loop {
+        let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let Some(migration) = MIGRATIONS.get(version.max(0) as usize) else {
+            return tx.commit();
+        };
         tx.execute_batch(migration)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;
     }
-    Ok(())
 }

@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::aws::{AwsError, AwsResultExt};
 use crate::config::IntakeSettings;
-use crate::pipeline::{Disposition, Inbound, Pipeline};
+use crate::pipeline::{Disposition, Inbound, KeepKind, Pipeline};
 use crate::telemetry::health::Readiness;
 use crate::telemetry::metrics::Metrics;
 
@@ -49,6 +49,8 @@ pub struct QueueLoop {
     /// The queue's redrive `maxReceiveCount`, when known: a message kept on that receive is
     /// dead-lettered.
     pub max_receives: Option<u32>,
+    /// Cancelled when the shutdown grace period runs out: the pipeline stops work in flight.
+    pub stopping: CancellationToken,
 }
 
 /// The `maxReceiveCount` of a queue's redrive policy; `None` without one or when it cannot be
@@ -156,9 +158,17 @@ impl QueueLoop {
             for message in messages {
                 let slot = match first_slot.take() {
                     Some(slot) => slot,
-                    None => match slots.clone().acquire_owned().await {
-                        Ok(slot) => slot,
-                        Err(_) => break,
+                    None => tokio::select! {
+                        biased;
+                        // Not started: back to the queue at once, for another replica.
+                        _ = shutdown.cancelled() => {
+                            self.hand_back(&message).await;
+                            continue;
+                        }
+                        slot = slots.clone().acquire_owned() => match slot {
+                            Ok(slot) => slot,
+                            Err(_) => break,
+                        },
                     },
                 };
                 let worker = Worker {
@@ -177,7 +187,33 @@ impl QueueLoop {
             }
         }
         tasks.close();
-        tasks.wait().await;
+        let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            warn!(
+                grace_secs = grace.as_secs(),
+                in_flight = tasks.len(),
+                "shutdown grace period over: stopping work in flight between steps"
+            );
+            self.stopping.cancel();
+            // Each handler stops at its next step or wait, records nothing it did not do, and
+            // hands its message back; an AWS call already under way is let finish.
+            if tokio::time::timeout(Duration::from_secs(15), tasks.wait())
+                .await
+                .is_err()
+            {
+                warn!(
+                    in_flight = tasks.len(),
+                    "handlers did not stop; exiting anyway"
+                );
+            }
+        }
+    }
+
+    /// Makes a message visible again at once.
+    async fn hand_back(&self, message: &Message) {
+        if let Some(receipt) = message.receipt_handle() {
+            hand_back(&self.sqs, &self.queue_url, receipt).await;
+        }
     }
 
     async fn receive(&self, batch: i32, wait: u64) -> Result<Vec<Message>, AwsError> {
@@ -245,9 +281,17 @@ impl Worker {
             let _ = extender.await;
             match disposition {
                 Disposition::Delete => {
+                    crate::faults::crash_point("before_delete", None);
                     self.delete(&receipt).await;
                     self.metrics
                         .handled("deleted", started.elapsed().as_secs_f64());
+                }
+                Disposition::Keep {
+                    kind: KeepKind::ShuttingDown,
+                    ..
+                } => {
+                    hand_back(&self.sqs, &self.queue_url, &receipt).await;
+                    self.metrics.kept(KeepKind::ShuttingDown.as_str());
                 }
                 Disposition::Keep { reason, kind } => {
                     self.stats.kept.fetch_add(1, Ordering::Relaxed);
@@ -322,6 +366,25 @@ async fn extend_visibility(
             Err(error) => {
                 warn!(%error, "could not extend visibility; the message may be delivered again")
             }
+        }
+    }
+}
+
+/// Makes a message visible again at once, so that another replica (or this one, restarted)
+/// takes it up without waiting out its visibility timeout.
+async fn hand_back(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipt: &str) {
+    let handed = sqs
+        .change_message_visibility()
+        .queue_url(queue_url)
+        .receipt_handle(receipt)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .op("sqs:ChangeMessageVisibility");
+    match handed {
+        Ok(_) => info!("message handed back to the queue"),
+        Err(error) => {
+            warn!(%error, "message could not be handed back; it returns after its visibility timeout")
         }
     }
 }

@@ -153,6 +153,29 @@ impl Pipeline {
         key: &NodegroupKey,
         subject: Option<&str>,
     ) -> Result<bool, PipelineError> {
+        // A plan held in the middle of an interrupted run is finished from where it stopped:
+        // re-planning would only see that run's half-done work.
+        if let Some(resumable) = self.resumable_incident(&row.incident_id).await?
+            && resumable.plan.id == row.plan_id
+        {
+            let clients = self.clients.for_region(&key.region);
+            let target = Target {
+                cluster: row.cluster.clone(),
+                nodegroup: row.nodegroup.clone(),
+                group: None,
+            };
+            let evidence = super::resume::resume_evidence(&clients, trigger, target).await?;
+            let id = row.incident_id.clone();
+            let records = self.store.read(move |c| c.records(&id)).await?;
+            if let Some(why) = self.remaining_steps_stale(&resumable, &records, &evidence) {
+                self.mark_stale(row, None, &why).await?;
+                return Ok(false);
+            }
+            let approval = approval_of(row);
+            self.resume_with(resumable, key, trigger, None, evidence, Some(approval))
+                .await?;
+            return Ok(true);
+        }
         let target = Target {
             cluster: row.cluster.clone(),
             nodegroup: row.nodegroup.clone(),
@@ -287,16 +310,7 @@ impl Pipeline {
             .await?;
             return Ok(false);
         }
-        let approval = Approval {
-            plan_id: row.plan_id.clone(),
-            by: row.decided_by.clone().unwrap_or_else(|| "unknown".into()),
-            reason: row.decision_reason.clone(),
-            at: row
-                .decided_at
-                .as_deref()
-                .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
-                .unwrap_or_else(OffsetDateTime::now_utc),
-        };
+        let approval = approval_of(row);
         info!(plan_id = %row.plan_id, approved_by = %approval.by, "applying the approved plan");
         self.run_plan(
             &incident,
@@ -368,5 +382,19 @@ impl Pipeline {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// The approval a decided plan carries.
+fn approval_of(row: &PlanRow) -> Approval {
+    Approval {
+        plan_id: row.plan_id.clone(),
+        by: row.decided_by.clone().unwrap_or_else(|| "unknown".into()),
+        reason: row.decision_reason.clone(),
+        at: row
+            .decided_at
+            .as_deref()
+            .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
+            .unwrap_or_else(OffsetDateTime::now_utc),
     }
 }

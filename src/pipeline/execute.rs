@@ -8,9 +8,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
 
+use super::resume::{self, Interrupted};
 use super::{Pipeline, PipelineError};
-use crate::act::verify::{self, Nodegroup, Verification};
-use crate::act::{self, AwsActuator, StepResult, StepStatus, WaitPolicy};
+use crate::act::{self, AwsActuator, StepResult, StepStatus};
 use crate::audit::control;
 use crate::audit::store::{now, timestamp};
 use crate::audit::{NodegroupKey, RecordKind};
@@ -111,7 +111,7 @@ fn touched(step: &Step, evidence: &Evidence) -> Vec<Touched> {
 }
 
 /// The id of the resource a step changes, for cooldowns.
-fn resource_of(step: &Step) -> String {
+pub(super) fn resource_of(step: &Step) -> String {
     match &step.action {
         Action::CreateRoute { route_table_id, .. }
         | Action::ReplaceRoute { route_table_id, .. } => route_table_id.clone(),
@@ -146,7 +146,7 @@ pub(super) fn breaker_threshold(scope: &str, per_resource: u32) -> u32 {
 }
 
 /// The circuit-breaker scopes a step's failure counts against.
-fn breaker_scopes(step: &Step, evidence: &Evidence, key: &NodegroupKey) -> Vec<String> {
+pub(super) fn breaker_scopes(step: &Step, evidence: &Evidence, key: &NodegroupKey) -> Vec<String> {
     let mut scopes = vec![
         format!("nodegroup:{key}"),
         format!("account:{}", key.account),
@@ -187,12 +187,78 @@ impl Pipeline {
         let mut run = Run::default();
         let mut applied: Vec<(usize, StepResult)> = Vec::new();
         let mut earlier_failure = false;
+        let unfinished = {
+            let id = incident_id.to_string();
+            resume::unfinished(&self.store.read(move |c| c.records(&id)).await?)
+        };
         for (position, step) in plan.steps.iter().enumerate() {
+            if self.stopping.is_cancelled() {
+                return Err(PipelineError::ShuttingDown);
+            }
+            if !earlier_failure && let Some(done) = unfinished.applied(step) {
+                info!(fix = %step.fix, "applied before the run was interrupted; not applied again");
+                self.record_resumed(
+                    incident_id,
+                    position,
+                    step,
+                    done,
+                    "applied before the last run was interrupted",
+                )
+                .await?;
+                run.statuses.push(StepStatus::Applied);
+                applied.push((position, done.clone()));
+                continue;
+            }
+            if !earlier_failure
+                && approval.is_none()
+                && let Some(resolution) = self
+                    .resolve_interrupted(&actuator, &unfinished, step, key, evidence)
+                    .await
+            {
+                match resolution {
+                    Interrupted::InEffect(result) => {
+                        self.record_resumed(incident_id, position, step, &result, &result.detail)
+                            .await?;
+                        run.statuses.push(StepStatus::Applied);
+                        applied.push((position, result));
+                        continue;
+                    }
+                    Interrupted::Unknown(reason) => {
+                        let decision = Decision::Hold {
+                            reason,
+                            awaiting_approval: true,
+                        };
+                        let resource = resource_of(step);
+                        self.record_decision(
+                            incident_id,
+                            position,
+                            step,
+                            decision,
+                            None,
+                            key,
+                            &resource,
+                        )
+                        .await?;
+                        run.awaiting_approval = true;
+                        self.metrics.fix_step(step.fix.code(), "held");
+                        run.statuses.push(StepStatus::Planned);
+                        continue;
+                    }
+                }
+            }
             let touched = touched(step, evidence);
             let scopes = breaker_scopes(step, evidence, key);
             let resource = resource_of(step);
             let history = self
-                .history_for(key, step, &resource, &scopes, &base, approval.as_ref())
+                .history_for(
+                    incident_id,
+                    key,
+                    step,
+                    &resource,
+                    &scopes,
+                    &base,
+                    approval.as_ref(),
+                )
                 .await?;
             let target = guard::Target {
                 account: &key.account,
@@ -256,6 +322,9 @@ impl Pipeline {
                 )
                 .instrument(info_span!("guard", fix = %step.fix))
                 .await?;
+            if decision.allows() {
+                crate::faults::crash_point("after_intent", Some(step.fix.code()));
+            }
             if decision.awaits_approval() {
                 run.awaiting_approval = true;
             }
@@ -277,9 +346,14 @@ impl Pipeline {
                 continue;
             }
             info!(fix = %step.fix, "applying");
-            let result = act::apply(&actuator, step, self.config.remediation.wait_policy())
-                .instrument(info_span!("fix_step", fix = %step.fix))
-                .await;
+            // A long wait (a cycle waits for the nodegroup) is left when the process must stop;
+            // the intent is recorded, so the next run resumes it.
+            let result = tokio::select! {
+                result = act::apply(&actuator, step, self.config.remediation.wait_policy())
+                    .instrument(info_span!("fix_step", fix = %step.fix)) => result,
+                _ = self.stopping.cancelled() => return Err(PipelineError::ShuttingDown),
+            };
+            crate::faults::crash_point("after_mutation", Some(step.fix.code()));
             self.metrics
                 .fix_step(step.fix.code(), result.status.as_str());
             if let Action::CreateRoute { route_table_id, .. }
@@ -321,8 +395,10 @@ impl Pipeline {
         Ok(run)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn history_for(
         &self,
+        incident_id: &str,
         key: &NodegroupKey,
         step: &Step,
         resource: &str,
@@ -369,7 +445,11 @@ impl Pipeline {
                 )
             }),
             open_breakers,
-            last_same_fix: last_same_fix.and_then(|(at, _)| parse(&at)),
+            // The cooldown is between incidents: a run resuming its own interrupted step, or
+            // re-applying within its own incident, is not held back by itself.
+            last_same_fix: last_same_fix
+                .filter(|(_, incident)| incident != incident_id)
+                .and_then(|(at, _)| parse(&at)),
             mutations_last_hour,
             approval: approval.cloned(),
         })
@@ -403,7 +483,7 @@ impl Pipeline {
         Ok(self
             .store
             .write(move |tx| {
-                let mut decision = decision;
+                let mut decision = decision.clone();
                 let mut reservation = None;
                 if decision.allows() {
                     reservation = tx.reserve_mutation(
@@ -475,7 +555,7 @@ impl Pipeline {
     }
 
     /// Counts a failure against the breakers of its scopes; opens those past their threshold.
-    async fn count_failure(
+    pub(super) async fn count_failure(
         &self,
         incident_id: &str,
         scopes: &[String],
@@ -495,7 +575,7 @@ impl Pipeline {
                     &scopes,
                     &id,
                     &reason_text,
-                    |scope| breaker_threshold(scope, threshold),
+                    &|scope| breaker_threshold(scope, threshold),
                     &window_start,
                 )?;
                 for scope in &opened {
@@ -513,153 +593,5 @@ impl Pipeline {
             warn!(%scope, reason, "circuit breaker opened: observing only in this scope");
         }
         Ok(opened)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn verify_or_roll_back(
-        &self,
-        actuator: &AwsActuator,
-        incident_id: &str,
-        key: &NodegroupKey,
-        evidence: &Evidence,
-        plan: &Plan,
-        applied: &[(usize, StepResult)],
-        run: &mut Run,
-    ) -> Result<(), PipelineError> {
-        let steps: Vec<&Step> = applied
-            .iter()
-            .map(|(position, _)| &plan.steps[*position])
-            .collect();
-        let group = evidence.group.as_ref().map(|g| g.name.clone());
-        let nodegroup = Nodegroup {
-            cluster: &key.cluster,
-            name: &key.nodegroup,
-            group: group.as_deref(),
-        };
-        let wait = WaitPolicy {
-            poll: Duration::from_secs_f64(self.config.verify.poll_secs),
-            timeout: Duration::from_secs(self.config.verify.timeout_secs),
-        };
-        let verification: Verification = verify::verify(actuator, &steps, &nodegroup, wait)
-            .instrument(info_span!("verification"))
-            .await;
-        let id = incident_id.to_string();
-        let body = json!(verification);
-        self.store
-            .write(move |tx| {
-                tx.append(Some(&id), None, RecordKind::Verification, &body)
-                    .map(|_| ())
-            })
-            .await?;
-        if verification.passed {
-            info!("verified: the cause is gone");
-            return Ok(());
-        }
-        let failing: Vec<String> = verification
-            .checks
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| format!("{} ({})", c.what, c.detail))
-            .collect();
-        warn!(failing = ?failing, "verification failed; rolling back");
-        run.rolled_back = true;
-        self.roll_back(actuator, incident_id, key, plan, applied, run)
-            .await?;
-        let reason = format!("verification failed: {}", failing.join("; "));
-        if run.statuses.contains(&StepStatus::Failed) {
-            // The failed step already counted against the breakers: one failure per run.
-            run.escalations.push(reason);
-            return Ok(());
-        }
-        let mut scopes: Vec<String> = steps
-            .iter()
-            .flat_map(|s| breaker_scopes(s, evidence, key))
-            .collect();
-        scopes.sort();
-        scopes.dedup();
-        let opened = self.count_failure(incident_id, &scopes, &reason).await?;
-        run.escalations.push(reason);
-        for scope in opened {
-            run.escalations
-                .push(format!("circuit breaker {scope} opened"));
-        }
-        Ok(())
-    }
-
-    /// Undoes the applied steps, newest first, each with an intent record before it and a
-    /// rollback record after. With the kill switch on nothing is undone either: a human decides.
-    async fn roll_back(
-        &self,
-        actuator: &AwsActuator,
-        incident_id: &str,
-        key: &NodegroupKey,
-        plan: &Plan,
-        applied: &[(usize, StepResult)],
-        run: &mut Run,
-    ) -> Result<(), PipelineError> {
-        for (position, result) in applied.iter().rev() {
-            let step = &plan.steps[*position];
-            let calls = verify::undo_calls(step, result);
-            let id = incident_id.to_string();
-            let position = *position;
-            let intent = json!({ "position": position, "fix": step.fix, "rollback": true, "calls": calls, "at": now() });
-            let kill_switch = self
-                .store
-                .write(move |tx| {
-                    let kill_switch = control::kill_switch(tx.connection())?;
-                    if kill_switch.is_none() && !calls.is_empty() {
-                        tx.append(Some(&id), None, RecordKind::StepIntent, &intent)?;
-                    }
-                    Ok(kill_switch)
-                })
-                .await?;
-            let held = kill_switch.is_some();
-            let undone = match kill_switch {
-                Some(on) => StepResult {
-                    status: StepStatus::Applied,
-                    changed: false,
-                    detail: format!(
-                        "not rolled back: the kill switch is on ({}); a human decides",
-                        on.reason.unwrap_or_default()
-                    ),
-                    before: result.after.clone(),
-                    after: result.after.clone(),
-                },
-                None => {
-                    verify::rollback(actuator, step, result)
-                        .instrument(info_span!("rollback", fix = %step.fix))
-                        .await
-                }
-            };
-            let id = incident_id.to_string();
-            let status = undone.status;
-            let detail = undone.detail.clone();
-            let recorded_detail = detail.clone();
-            let account = key.account.clone();
-            let resource = resource_of(step);
-            let body = json!({ "position": position, "fix": step.fix, "result": undone });
-            self.store
-                .write(move |tx| {
-                    tx.append(Some(&id), None, RecordKind::Rollback, &body)?;
-                    if status == StepStatus::RolledBack {
-                        tx.set_step(&id, position, status.as_str(), &recorded_detail)?;
-                        tx.record_mutation(&account, &resource, "rollback", &id)?;
-                    }
-                    Ok(())
-                })
-                .await?;
-            if status == StepStatus::RolledBack {
-                self.metrics.fix_step(step.fix.code(), "rolled_back");
-            }
-            match status {
-                StepStatus::RolledBack => run.statuses[position] = StepStatus::RolledBack,
-                StepStatus::Failed => run
-                    .escalations
-                    .push(format!("rollback of {} failed: {detail}", step.fix)),
-                _ if held => run.escalations.push(format!("{} {detail}", step.fix)),
-                _ => {}
-            }
-        }
-        Ok(())
     }
 }

@@ -5,11 +5,15 @@
 mod approvals;
 mod execute;
 mod incident;
+mod leases;
+mod resume;
 mod state;
+mod verification;
 
 use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -30,6 +34,7 @@ use crate::intake::{
 use crate::notify::Notifier;
 use crate::resolve::{Resolution, Target, resolve};
 pub use approvals::ApprovalsPass;
+pub use leases::{LeaseGuard, Leases};
 pub use state::{KeyedLocks, RouteVerdicts};
 
 /// One received message.
@@ -59,6 +64,8 @@ pub enum KeepKind {
     AwsUnavailable,
     /// The outcome could not be recorded in the store.
     NotRecorded,
+    /// The process is stopping: handed back to the queue at once, to be resumed.
+    ShuttingDown,
 }
 
 impl KeepKind {
@@ -67,6 +74,7 @@ impl KeepKind {
             KeepKind::Unreadable => "unreadable",
             KeepKind::AwsUnavailable => "aws_unavailable",
             KeepKind::NotRecorded => "not_recorded",
+            KeepKind::ShuttingDown => "shutting_down",
         }
     }
 }
@@ -77,6 +85,8 @@ pub enum PipelineError {
     Audit(#[from] AuditError),
     #[error("evidence could not be collected: {0}")]
     Collect(String),
+    #[error("stopped between steps: the process is shutting down")]
+    ShuttingDown,
 }
 
 /// What the pipeline needs from the settings.
@@ -86,6 +96,8 @@ pub struct PipelineConfig {
     pub remediation: RemediationSettings,
     pub guard: GuardSettings,
     pub verify: VerifySettings,
+    /// How long a replica's hold on a nodegroup outlives its last renewal.
+    pub lease_ttl_secs: u64,
 }
 
 impl PipelineConfig {
@@ -95,6 +107,7 @@ impl PipelineConfig {
             remediation: settings.remediation.clone(),
             guard: settings.guard.clone(),
             verify: settings.verify.clone(),
+            lease_ttl_secs: settings.store.lease_ttl_secs,
         }
     }
 }
@@ -103,13 +116,15 @@ pub struct Pipeline {
     config: PipelineConfig,
     store: AuditStore,
     clients: Arc<ClientPool>,
-    locks: KeyedLocks,
+    locks: Leases,
     routes: RouteVerdicts,
     /// Where nodemedic's own events (join checks) go; `None` disables them.
     publisher: Option<Publisher>,
     join_deadline: Duration,
     notifier: Arc<Notifier>,
     metrics: Arc<Metrics>,
+    /// Cancelled when in-flight work must stop (the shutdown grace period ran out).
+    stopping: CancellationToken,
 }
 
 impl Pipeline {
@@ -117,17 +132,25 @@ impl Pipeline {
         let routes = RouteVerdicts::new(Duration::from_secs(
             config.remediation.route_verdict_ttl_secs,
         ));
+        let locks = Leases::new(store.clone(), Duration::from_secs(config.lease_ttl_secs));
         Self {
             config,
             store,
             clients,
-            locks: KeyedLocks::default(),
+            locks,
             routes,
             publisher: None,
             join_deadline: Duration::ZERO,
             notifier: Notifier::disabled(),
             metrics: Arc::new(Metrics::new()),
+            stopping: CancellationToken::new(),
         }
+    }
+
+    /// Work in flight stops between steps, and leaves long waits, once `stopping` is cancelled.
+    pub fn with_stopping(mut self, stopping: CancellationToken) -> Self {
+        self.stopping = stopping;
+        self
     }
 
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
@@ -159,6 +182,13 @@ impl Pipeline {
     pub async fn handle(&self, message: &Inbound) -> Disposition {
         match self.handle_message(message).await {
             Ok(disposition) => disposition,
+            Err(PipelineError::ShuttingDown) => {
+                info!("stopped for shutdown; the message goes back to the queue");
+                Disposition::Keep {
+                    reason: PipelineError::ShuttingDown.to_string(),
+                    kind: KeepKind::ShuttingDown,
+                }
+            }
             Err(error) => {
                 warn!(%error, "message kept: its outcome could not be recorded");
                 Disposition::Keep {
@@ -316,6 +346,21 @@ impl Pipeline {
         // Another handler may have finished the same event while this one waited.
         if self.already_handled(&trigger, message).await? {
             return Ok(Disposition::Delete);
+        }
+        // Before anything is judged from the world: it may be the half-done work of a run that
+        // died, which is finished first.
+        if let Some(resumable) = self.resumable_for(&key).await? {
+            return self
+                .resume_incident(
+                    resumable,
+                    &key,
+                    &trigger,
+                    Some(message),
+                    &clients,
+                    target,
+                    None,
+                )
+                .await;
         }
         if self.superseded_by_fix(&trigger, &key, message).await? {
             return Ok(Disposition::Delete);

@@ -609,6 +609,7 @@ mod tests {
             body,
             prev_hash: String::new(),
             hash: String::new(),
+            chain: "global".into(),
         }
     }
 

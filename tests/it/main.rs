@@ -3,6 +3,7 @@
 
 mod approvals;
 mod breakage;
+mod fleet;
 mod guard;
 mod intake;
 mod labs;

@@ -71,6 +71,8 @@ impl World {
             .env("NODEMEDIC_REMEDIATION__NODEGROUP_TIMEOUT_SECS", "30")
             .env("NODEMEDIC_VERIFY__TIMEOUT_SECS", "20")
             .env("NODEMEDIC_VERIFY__POLL_SECS", "0.3")
+            // A crashed run's hold on a nodegroup expires quickly, so the restart does not wait.
+            .env("NODEMEDIC_STORE__LEASE_TTL_SECS", "3")
             .env("NODEMEDIC_LOG__LEVEL", "info");
         for (key, value) in extra_env {
             command.env(key, value);
@@ -126,6 +128,9 @@ impl World {
     /// `nodemedic audit list --json`, one object per incident.
     pub fn incidents(&self) -> Vec<Value> {
         let audit = self.audit_db();
+        if !audit.exists() {
+            return Vec::new();
+        }
         let output = self.nodemedic(
             &[
                 "audit",
@@ -446,6 +451,9 @@ impl World {
     /// Starts `nodemedic run` (no `--once`) in `mode`; it runs until the handle is dropped.
     pub fn start_daemon(&self, mode: &str, extra_env: &[(&str, &str)]) -> Daemon {
         let audit = self.audit_db();
+        let log = self
+            .dir
+            .join(format!("daemon-{}.log", uuid::Uuid::new_v4().simple()));
         let child = self
             .command(
                 &[
@@ -459,11 +467,12 @@ impl World {
                 ],
                 extra_env,
             )
+            // A file, not a pipe: a pipe nobody reads fills up and blocks the daemon's logging.
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("daemon log"))
             .spawn()
             .expect("nodemedic starts");
-        Daemon { child }
+        Daemon { child, log }
     }
 
     /// Polls `condition` (with the incidents so far) until it holds; panics after `seconds`.
@@ -499,17 +508,34 @@ pub fn incident_of<'a>(incidents: &'a [Value], nodegroup: &str) -> Option<&'a Va
 /// A running daemon; dropping it stops it (SIGTERM, then SIGKILL after 10 s).
 pub struct Daemon {
     child: Child,
+    log: PathBuf,
 }
 
 impl Daemon {
     /// Stops the daemon gracefully and returns what it logged.
     pub fn stop(mut self) -> String {
         self.terminate();
-        let mut log = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            let _ = stderr.read_to_string(&mut log);
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits up to `seconds` for the process to exit; its exit status and log.
+    pub fn terminate_within(mut self, seconds: u64) -> (Option<std::process::ExitStatus>, String) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut status = None;
+        while Instant::now() < deadline {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                status = Some(exit);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        log
+        (
+            status,
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+        )
     }
 
     fn terminate(&mut self) {

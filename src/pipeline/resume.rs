@@ -1,0 +1,503 @@
+//! Resuming an incident whose last run never concluded (the process died, or shut down and handed
+//! the message back). The audit trail says how far it got: every step applied since the last
+//! `outcome` record is taken as done, not applied again; a step whose intent was recorded but not
+//! its result was interrupted, and is only redone when redoing it cannot double its effect.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tracing::info;
+
+use super::incident::{Conclusion, IncidentChoice};
+use super::{Disposition, Inbound, Pipeline, PipelineError};
+use crate::act::verify::{self, Nodegroup};
+use crate::act::{Actuator, AwsActuator, StepResult, StepStatus, WaitPolicy};
+use crate::audit::{NodegroupKey, Record, RecordKind};
+use crate::aws::AwsClients;
+use crate::evidence::CallLog;
+use crate::evidence::Evidence;
+use crate::evidence::collect::{Scope, collect};
+use crate::guard::{Approval, History};
+use crate::intake::Trigger;
+use crate::plan::{Action, Step};
+use crate::resolve::Target;
+
+/// The exact calls of a step, as its intent record names them.
+pub(super) fn calls_key(step: &Step) -> String {
+    serde_json::to_string(&step.action.api_calls()).unwrap_or_default()
+}
+
+/// What the unconcluded run of an incident did, keyed by the steps' exact calls.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Unfinished {
+    /// Steps whose result was recorded (applied or failed).
+    pub results: HashMap<String, StepResult>,
+    /// Steps whose intent was recorded but not their result.
+    pub interrupted: HashSet<String>,
+}
+
+impl Unfinished {
+    /// A step this run already applied.
+    pub fn applied(&self, step: &Step) -> Option<&StepResult> {
+        self.results
+            .get(&calls_key(step))
+            .filter(|r| r.status == crate::act::StepStatus::Applied)
+    }
+
+    pub fn was_interrupted(&self, step: &Step) -> bool {
+        self.interrupted.contains(&calls_key(step))
+    }
+}
+
+/// What the runs of an incident's current plan did: its records (oldest first) after the last
+/// `plan` record. A step rolled back is not done any more.
+pub(super) fn unfinished(records: &[Record]) -> Unfinished {
+    let since_plan = records
+        .iter()
+        .rposition(|r| r.kind == "plan")
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let mut pending: HashMap<u64, String> = HashMap::new();
+    let mut calls_at: HashMap<u64, String> = HashMap::new();
+    let mut run = Unfinished::default();
+    for record in &records[since_plan..] {
+        let position = record.body["position"].as_u64();
+        match (record.kind.as_str(), position) {
+            // Rollbacks have intents of their own; they are not steps of the plan.
+            ("step_intent", Some(position)) if record.body["rollback"] != true => {
+                let calls = record.body["calls"].to_string();
+                pending.insert(position, calls.clone());
+                calls_at.insert(position, calls);
+            }
+            ("step_result", Some(position)) => {
+                if let (Some(calls), Ok(result)) = (
+                    pending.remove(&position),
+                    serde_json::from_value::<StepResult>(record.body["result"].clone()),
+                ) {
+                    run.results.insert(calls, result);
+                }
+            }
+            ("rollback", Some(position))
+                if record.body["result"]["status"] == json!(StepStatus::RolledBack) =>
+            {
+                if let Some(calls) = calls_at.get(&position) {
+                    run.results.remove(calls);
+                }
+            }
+            _ => {}
+        }
+    }
+    run.interrupted = pending.into_values().collect();
+    run
+}
+
+/// Whether the incident's last run died: it recorded step intents or results after the last
+/// `outcome` record.
+pub(super) fn run_died(records: &[Record]) -> bool {
+    let since_outcome = records
+        .iter()
+        .rposition(|r| r.kind == "outcome")
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    records[since_outcome..]
+        .iter()
+        .any(|r| matches!(r.kind.as_str(), "step_intent" | "step_result"))
+}
+
+/// An incident whose last run never concluded, with what that run was working from.
+pub(super) struct Resumable {
+    pub incident_id: String,
+    pub outcome: Option<crate::audit::Outcome>,
+    pub plan: crate::plan::Plan,
+    pub diagnosis: crate::diagnose::Diagnosis,
+}
+
+/// The plan and diagnosis of an incident's current plan when its last run died (or, with
+/// `partly_applied`, when that plan was applied in part and then held, for an approval).
+pub(super) fn resumable(
+    incident_id: &str,
+    outcome: &str,
+    records: &[Record],
+    partly_applied: bool,
+) -> Option<Resumable> {
+    let resume = run_died(records) || (partly_applied && !unfinished(records).results.is_empty());
+    if !resume {
+        return None;
+    }
+    let last = |kind: &str| {
+        records
+            .iter()
+            .rev()
+            .find(|r| r.kind == kind)
+            .map(|r| r.body.clone())
+    };
+    Some(Resumable {
+        incident_id: incident_id.to_string(),
+        outcome: crate::audit::Outcome::parse(outcome),
+        plan: serde_json::from_value(last("plan")?).ok()?,
+        diagnosis: serde_json::from_value(last("diagnosis")?).ok()?,
+    })
+}
+
+impl Pipeline {
+    /// The nodegroup's incident whose last run never concluded, if any: it is resumed before
+    /// anything else is decided for the nodegroup, because the world it sees now may be the
+    /// half-done work of that run.
+    pub(super) async fn resumable_for(
+        &self,
+        key: &NodegroupKey,
+    ) -> Result<Option<Resumable>, PipelineError> {
+        let key = key.clone();
+        Ok(self
+            .store
+            .read(move |c| {
+                for incident in c.incidents_of_nodegroup(&key, 3)? {
+                    let records = c.records(&incident.incident_id)?;
+                    if let Some(found) =
+                        resumable(&incident.incident_id, &incident.outcome, &records, false)
+                    {
+                        return Ok(Some(found));
+                    }
+                }
+                Ok(None)
+            })
+            .await?)
+    }
+
+    /// Finishes an incident's unconcluded run from its recorded plan: steps it applied are taken
+    /// as done, interrupted ones are resolved, the rest go through the guard; then verification
+    /// and the conclusion, as for any run. The event that brought it here joins the incident.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn resume_incident(
+        &self,
+        resumable: Resumable,
+        key: &NodegroupKey,
+        trigger: &Trigger,
+        message: Option<&Inbound>,
+        clients: &AwsClients,
+        target: Target,
+        approval: Option<Approval>,
+    ) -> Result<Disposition, PipelineError> {
+        let evidence = resume_evidence(clients, trigger, target).await?;
+        self.resume_with(resumable, key, trigger, message, evidence, approval)
+            .await
+    }
+
+    /// [`resume_incident`](Self::resume_incident) with the evidence already collected.
+    pub(super) async fn resume_with(
+        &self,
+        resumable: Resumable,
+        key: &NodegroupKey,
+        trigger: &Trigger,
+        message: Option<&Inbound>,
+        evidence: Evidence,
+        approval: Option<Approval>,
+    ) -> Result<Disposition, PipelineError> {
+        let Resumable {
+            incident_id,
+            outcome,
+            plan,
+            diagnosis,
+        } = resumable;
+        info!(incident_id = %incident_id, plan_id = %plan.id, "resuming an incident whose last run did not conclude");
+        let id = incident_id.clone();
+        let event_id = trigger.event_id.clone();
+        let received = json!({
+            "trigger": trigger,
+            "message_id": message.and_then(|m| m.message_id.clone()),
+            "resumed": true,
+            "trace_id": crate::telemetry::current_trace_id(),
+        });
+        let evidence_body = json!(evidence);
+        self.store
+            .write(move |tx| {
+                tx.append(
+                    Some(&id),
+                    Some(&event_id),
+                    RecordKind::EventReceived,
+                    &received,
+                )?;
+                tx.append(
+                    Some(&id),
+                    Some(&event_id),
+                    RecordKind::Evidence,
+                    &evidence_body,
+                )
+                .map(|_| ())
+            })
+            .await?;
+        let approved_plan = approval.as_ref().map(|a| a.plan_id.clone());
+        let run = self
+            .execute(
+                &incident_id,
+                key,
+                trigger,
+                &evidence,
+                &plan,
+                History::default(),
+                approval,
+            )
+            .await?;
+        let incident = IncidentChoice {
+            id: incident_id,
+            is_new: false,
+            previous_outcome: outcome,
+        };
+        self.conclude(Conclusion {
+            incident: &incident,
+            key,
+            trigger,
+            message_id: message.map(|m| m.message_id.clone().unwrap_or_default()),
+            diagnosis: &diagnosis,
+            plan: &plan,
+            evidence: &evidence,
+            run,
+            approved_plan: approved_plan.as_deref(),
+        })
+        .await?;
+        Ok(Disposition::Delete)
+    }
+
+    /// For an approval of a plan applied in part: the steps not applied yet must still rest on
+    /// what the plan saw. Only the cycle can tell from the evidence (the nodegroup's scaling);
+    /// the other fixes re-read the world before they write.
+    pub(super) fn remaining_steps_stale(
+        &self,
+        resumable: &Resumable,
+        records: &[Record],
+        evidence: &Evidence,
+    ) -> Option<String> {
+        let done = unfinished(records);
+        resumable.plan.steps.iter().find_map(|step| match &step.action {
+            Action::CycleNodegroup { original, .. }
+                if done.applied(step).is_none() && *original != evidence.nodegroup.scaling =>
+            {
+                Some(format!(
+                    "the nodegroup's scaling changed since the plan (min {} max {} desired {} then, min {} max {} desired {} now)",
+                    original.min,
+                    original.max,
+                    original.desired,
+                    evidence.nodegroup.scaling.min,
+                    evidence.nodegroup.scaling.max,
+                    evidence.nodegroup.scaling.desired
+                ))
+            }
+            _ => None,
+        })
+    }
+
+    pub(super) async fn resumable_incident(
+        &self,
+        incident_id: &str,
+    ) -> Result<Option<Resumable>, PipelineError> {
+        let id = incident_id.to_string();
+        Ok(self
+            .store
+            .read(move |c| {
+                let Some(incident) = c.incident(&id)? else {
+                    return Ok(None);
+                };
+                Ok(resumable(&id, &incident.outcome, &c.records(&id)?, true))
+            })
+            .await?)
+    }
+    /// Records a step taken as done from an earlier, unconcluded run.
+    pub(super) async fn record_resumed(
+        &self,
+        incident_id: &str,
+        position: usize,
+        step: &Step,
+        result: &StepResult,
+        why: &str,
+    ) -> Result<(), PipelineError> {
+        let id = incident_id.to_string();
+        let detail = format!("{}: {why}", result.detail);
+        let body = json!({ "position": position, "fix": step.fix, "result": result, "resumed": true, "why": why });
+        self.store
+            .write(move |tx| {
+                tx.append(Some(&id), None, RecordKind::StepResult, &body)?;
+                tx.set_step(&id, position, StepStatus::Applied.as_str(), &detail)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// What to make of a step whose intent was recorded but not its result. Every fix but the
+    /// cycle reads the world before it writes, so applying it again is safe: `None`. A cycle
+    /// that may have run is not run twice: if the nodegroup is healthy it is in effect; if it
+    /// was left at zero the cycle only restores (`None`); otherwise a human decides.
+    pub(super) async fn resolve_interrupted(
+        &self,
+        actuator: &AwsActuator,
+        unfinished: &Unfinished,
+        step: &Step,
+        key: &NodegroupKey,
+        evidence: &Evidence,
+    ) -> Option<Interrupted> {
+        if !unfinished.was_interrupted(step) {
+            return None;
+        }
+        let Action::CycleNodegroup { original, .. } = &step.action else {
+            info!(fix = %step.fix, "interrupted before its result was recorded; applied again (it reads the world first)");
+            return None;
+        };
+        let group = evidence.group.as_ref().map(|g| g.name.clone());
+        let nodegroup = Nodegroup {
+            cluster: &key.cluster,
+            name: &key.nodegroup,
+            group: group.as_deref(),
+        };
+        let once = WaitPolicy {
+            poll: Duration::from_millis(1),
+            timeout: Duration::ZERO,
+        };
+        let check = verify::verify(actuator, &[step], &nodegroup, once).await;
+        if check.passed {
+            let detail = check
+                .checks
+                .first()
+                .map(|c| c.detail.clone())
+                .unwrap_or_default();
+            return Some(Interrupted::InEffect(StepResult {
+                status: StepStatus::Applied,
+                detail: format!(
+                    "interrupted before its result was recorded; the nodegroup is healthy ({detail}): not cycled again"
+                ),
+                before: Value::Null,
+                after: Value::Null,
+                changed: false,
+            }));
+        }
+        match actuator.nodegroup(&key.cluster, &key.nodegroup).await {
+            Ok(state) if state.scaling.desired == 0 && original.desired > 0 => None,
+            _ => Some(Interrupted::Unknown(
+                "cycle_nodegroup was interrupted before its result was recorded and the nodegroup is not healthy; \
+                 whether it ran is unknown, so it is not run again on its own: approve this plan to cycle"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// An interrupted step, resolved.
+pub(super) enum Interrupted {
+    /// Its effect is there: taken as applied.
+    InEffect(StepResult),
+    /// Nobody can tell whether it ran; waits for a human.
+    Unknown(String),
+}
+
+/// The whole checklist: verification needs the group, whatever the event was.
+pub(super) async fn resume_evidence(
+    clients: &AwsClients,
+    trigger: &Trigger,
+    target: Target,
+) -> Result<Evidence, PipelineError> {
+    collect(clients, trigger, target, Scope::FULL, CallLog::default())
+        .await
+        .map_err(|e| PipelineError::Collect(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::act::StepStatus;
+    use crate::plan::{Action, FixKind};
+
+    fn record(kind: &str, body: Value) -> Record {
+        Record {
+            seq: 0,
+            at: String::new(),
+            incident_id: Some("inc-1".into()),
+            event_id: None,
+            kind: kind.into(),
+            body,
+            prev_hash: String::new(),
+            hash: String::new(),
+            chain: "global".into(),
+        }
+    }
+
+    fn route() -> Step {
+        Step {
+            fix: FixKind::AddNatRoute,
+            action: Action::CreateRoute {
+                route_table_id: "rtb-1".into(),
+                destination_cidr_block: "0.0.0.0/0".into(),
+                nat_gateway_id: "nat-1".into(),
+            },
+            reason: String::new(),
+        }
+    }
+
+    fn intent(position: u64, step: &Step) -> Record {
+        record(
+            "step_intent",
+            json!({ "position": position, "fix": step.fix, "calls": step.action.api_calls() }),
+        )
+    }
+
+    fn result(position: u64, status: StepStatus) -> Record {
+        record(
+            "step_result",
+            json!({ "position": position, "result": { "status": status, "detail": "", "before": null, "after": null } }),
+        )
+    }
+
+    #[test]
+    fn only_the_runs_of_the_current_plan_count() {
+        let step = route();
+        let concluded = [
+            intent(0, &step),
+            result(0, StepStatus::Applied),
+            record("outcome", json!({})),
+            record("plan", json!({})),
+        ];
+        assert_eq!(unfinished(&concluded), Unfinished::default());
+        assert!(!run_died(&concluded));
+        let crashed_after_intent = [concluded.to_vec(), vec![intent(0, &step)]].concat();
+        assert!(run_died(&crashed_after_intent));
+        let run = unfinished(&crashed_after_intent);
+        assert!(run.was_interrupted(&step) && run.applied(&step).is_none());
+        let crashed_after_result = [
+            crashed_after_intent.clone(),
+            vec![result(0, StepStatus::Applied)],
+        ]
+        .concat();
+        let run = unfinished(&crashed_after_result);
+        assert!(!run.was_interrupted(&step) && run.applied(&step).is_some());
+        let failed = [crashed_after_intent, vec![result(0, StepStatus::Failed)]].concat();
+        assert!(
+            unfinished(&failed).applied(&route()).is_none(),
+            "a failed step is not done"
+        );
+    }
+
+    #[test]
+    fn a_rolled_back_step_is_not_done() {
+        let step = route();
+        let records = [
+            record("plan", json!({})),
+            intent(0, &step),
+            result(0, StepStatus::Applied),
+            record(
+                "rollback",
+                json!({ "position": 0, "result": { "status": "rolled_back" } }),
+            ),
+        ];
+        assert!(unfinished(&records).applied(&step).is_none());
+    }
+
+    #[test]
+    fn rollback_intents_are_not_plan_steps() {
+        let step = route();
+        let records = [record(
+            "step_intent",
+            json!({ "position": 0, "rollback": true, "calls": step.action.api_calls() }),
+        )];
+        assert!(!unfinished(&records).was_interrupted(&step));
+    }
+}

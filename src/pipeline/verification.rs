@@ -1,0 +1,170 @@
+//! After a plan's steps: verify that the cause is gone and, when it is not, undo what is safely
+//! reversible, each undo with its intent recorded first; count the failure against the breakers.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::execute::{Run, breaker_scopes, resource_of};
+use super::{Pipeline, PipelineError};
+use crate::act::verify::{self, Nodegroup, Verification};
+use crate::act::{AwsActuator, StepResult, StepStatus, WaitPolicy};
+use crate::audit::control;
+use crate::audit::store::now;
+use crate::audit::{NodegroupKey, RecordKind};
+use crate::evidence::Evidence;
+use crate::plan::{Plan, Step};
+
+impl Pipeline {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn verify_or_roll_back(
+        &self,
+        actuator: &AwsActuator,
+        incident_id: &str,
+        key: &NodegroupKey,
+        evidence: &Evidence,
+        plan: &Plan,
+        applied: &[(usize, StepResult)],
+        run: &mut Run,
+    ) -> Result<(), PipelineError> {
+        let steps: Vec<&Step> = applied
+            .iter()
+            .map(|(position, _)| &plan.steps[*position])
+            .collect();
+        let group = evidence.group.as_ref().map(|g| g.name.clone());
+        let nodegroup = Nodegroup {
+            cluster: &key.cluster,
+            name: &key.nodegroup,
+            group: group.as_deref(),
+        };
+        let wait = WaitPolicy {
+            poll: Duration::from_secs_f64(self.config.verify.poll_secs),
+            timeout: Duration::from_secs(self.config.verify.timeout_secs),
+        };
+        // Stopping mid-verification proves nothing either way: no rollback; the next run resumes.
+        let verification: Verification = tokio::select! {
+            verification = verify::verify(actuator, &steps, &nodegroup, wait)
+                .instrument(info_span!("verification")) => verification,
+            _ = self.stopping.cancelled() => return Err(PipelineError::ShuttingDown),
+        };
+        let id = incident_id.to_string();
+        let body = json!(verification);
+        self.store
+            .write(move |tx| {
+                tx.append(Some(&id), None, RecordKind::Verification, &body)
+                    .map(|_| ())
+            })
+            .await?;
+        if verification.passed {
+            info!("verified: the cause is gone");
+            return Ok(());
+        }
+        let failing: Vec<String> = verification
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{} ({})", c.what, c.detail))
+            .collect();
+        warn!(failing = ?failing, "verification failed; rolling back");
+        run.rolled_back = true;
+        self.roll_back(actuator, incident_id, key, plan, applied, run)
+            .await?;
+        let reason = format!("verification failed: {}", failing.join("; "));
+        if run.statuses.contains(&StepStatus::Failed) {
+            // The failed step already counted against the breakers: one failure per run.
+            run.escalations.push(reason);
+            return Ok(());
+        }
+        let mut scopes: Vec<String> = steps
+            .iter()
+            .flat_map(|s| breaker_scopes(s, evidence, key))
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        let opened = self.count_failure(incident_id, &scopes, &reason).await?;
+        run.escalations.push(reason);
+        for scope in opened {
+            run.escalations
+                .push(format!("circuit breaker {scope} opened"));
+        }
+        Ok(())
+    }
+
+    /// Undoes the applied steps, newest first, each with an intent record before it and a
+    /// rollback record after. With the kill switch on nothing is undone either: a human decides.
+    async fn roll_back(
+        &self,
+        actuator: &AwsActuator,
+        incident_id: &str,
+        key: &NodegroupKey,
+        plan: &Plan,
+        applied: &[(usize, StepResult)],
+        run: &mut Run,
+    ) -> Result<(), PipelineError> {
+        for (position, result) in applied.iter().rev() {
+            let step = &plan.steps[*position];
+            let calls = verify::undo_calls(step, result);
+            let id = incident_id.to_string();
+            let position = *position;
+            let intent = json!({ "position": position, "fix": step.fix, "rollback": true, "calls": calls, "at": now() });
+            let kill_switch = self
+                .store
+                .write(move |tx| {
+                    let kill_switch = control::kill_switch(tx.connection())?;
+                    if kill_switch.is_none() && !calls.is_empty() {
+                        tx.append(Some(&id), None, RecordKind::StepIntent, &intent)?;
+                    }
+                    Ok(kill_switch)
+                })
+                .await?;
+            let held = kill_switch.is_some();
+            let undone = match kill_switch {
+                Some(on) => StepResult {
+                    status: StepStatus::Applied,
+                    changed: false,
+                    detail: format!(
+                        "not rolled back: the kill switch is on ({}); a human decides",
+                        on.reason.unwrap_or_default()
+                    ),
+                    before: result.after.clone(),
+                    after: result.after.clone(),
+                },
+                None => {
+                    verify::rollback(actuator, step, result)
+                        .instrument(info_span!("rollback", fix = %step.fix))
+                        .await
+                }
+            };
+            let id = incident_id.to_string();
+            let status = undone.status;
+            let detail = undone.detail.clone();
+            let recorded_detail = detail.clone();
+            let account = key.account.clone();
+            let resource = resource_of(step);
+            let body = json!({ "position": position, "fix": step.fix, "result": undone });
+            self.store
+                .write(move |tx| {
+                    tx.append(Some(&id), None, RecordKind::Rollback, &body)?;
+                    if status == StepStatus::RolledBack {
+                        tx.set_step(&id, position, status.as_str(), &recorded_detail)?;
+                        tx.record_mutation(&account, &resource, "rollback", &id)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            if status == StepStatus::RolledBack {
+                self.metrics.fix_step(step.fix.code(), "rolled_back");
+            }
+            match status {
+                StepStatus::RolledBack => run.statuses[position] = StepStatus::RolledBack,
+                StepStatus::Failed => run
+                    .escalations
+                    .push(format!("rollback of {} failed: {detail}", step.fix)),
+                _ if held => run.escalations.push(format!("{} {detail}", step.fix)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
