@@ -38,6 +38,11 @@ pub enum Command {
     /// Ask the running daemon's HTTP server for a health endpoint (for container health checks
     /// in images without a shell). Exit 0 when it answers 2xx, 1 otherwise.
     Probe(ProbeArgs),
+    /// The shared store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Settings files.
     Config {
         #[command(subcommand)]
@@ -220,8 +225,31 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Walk the hash chain and report the first broken link.
+    /// Walk the hash chains and report the first broken link.
     Verify {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Every record as JSON lines (chain, seq, hashes, body), for a SIEM or an S3 bucket with
+    /// object lock (`aws s3 cp FILE s3://bucket/key --object-lock-mode COMPLIANCE ...`).
+    Export {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        /// Only records after this sequence number (SQLite's single chain; for incremental
+        /// exports).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Create the DynamoDB tables the settings name (state and audit; TTL, point-in-time
+    /// recovery) unless they exist. The CloudFormation template does the same.
+    Init {
         #[command(flatten)]
         settings: SettingsArgs,
     },

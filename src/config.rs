@@ -141,6 +141,9 @@ pub struct IntakeSettings {
 pub struct StoreSettings {
     pub backend: String,
     pub lease_ttl_secs: u64,
+    pub state_table: String,
+    pub audit_table: String,
+    pub event_ttl_days: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -534,11 +537,33 @@ impl Settings {
                 );
             }
         }
-        if raw.store.backend != "sqlite" {
+        if !matches!(raw.store.backend.as_str(), "sqlite" | "dynamodb") {
             problem(
                 "store.backend",
-                format!("{:?}: only \"sqlite\" is available", raw.store.backend),
+                format!(
+                    "{:?} is neither \"sqlite\" nor \"dynamodb\"",
+                    raw.store.backend
+                ),
             );
+        }
+        if raw.store.backend == "dynamodb" {
+            for (key, table) in [
+                ("store.state_table", &raw.store.state_table),
+                ("store.audit_table", &raw.store.audit_table),
+            ] {
+                if table.len() < 3 || table.len() > 255 {
+                    problem(key, "a DynamoDB table name has 3 to 255 characters".into());
+                }
+            }
+            if raw.store.state_table == raw.store.audit_table {
+                problem(
+                    "store.audit_table",
+                    "must differ from store.state_table".into(),
+                );
+            }
+        }
+        if raw.store.event_ttl_days == 0 {
+            problem("store.event_ttl_days", "must be at least 1".into());
         }
         if raw.store.lease_ttl_secs < 3 {
             problem("store.lease_ttl_secs", "must be at least 3".into());

@@ -63,6 +63,36 @@ pub struct RunSummary {
     pub receive_errors: u64,
 }
 
+/// Opens the store the settings name: the SQLite file, or the DynamoDB tables (with the SDK's
+/// configuration, which is loaded when not given).
+pub async fn open_store(
+    settings: &Settings,
+    sdk: Option<&SdkConfig>,
+) -> Result<AuditStore, DaemonError> {
+    match settings.store.backend.as_str() {
+        "dynamodb" => {
+            let loaded;
+            let sdk = match sdk {
+                Some(sdk) => sdk,
+                None => {
+                    loaded = aws::load_config(settings.region.as_deref()).await;
+                    &loaded
+                }
+            };
+            Ok(AuditStore::open_dynamo(
+                aws_sdk_dynamodb::Client::new(sdk),
+                &settings.store.state_table,
+                &settings.store.audit_table,
+                Duration::from_secs(settings.store.event_ttl_days * 86_400),
+            )?)
+        }
+        _ => Ok(AuditStore::open_with_journal(
+            &settings.audit.path,
+            &settings.audit.journal_mode,
+        )?),
+    }
+}
+
 /// What the process set up before the daemon starts, for the HTTP API to control.
 #[derive(Debug, Clone, Default)]
 pub struct Runtime {
@@ -91,7 +121,8 @@ pub async fn run_with(
     runtime: Runtime,
 ) -> Result<RunSummary, DaemonError> {
     let queue_url = settings.require_queue()?.to_string();
-    let store = AuditStore::open_with_journal(&settings.audit.path, &settings.audit.journal_mode)?;
+    let store = open_store(&settings, Some(&sdk)).await?;
+    let store_location = store.location();
     let Some(region) = sdk.region().map(|r| r.to_string()) else {
         return Err(DaemonError::NoRegion);
     };
@@ -193,7 +224,7 @@ pub async fn run_with(
         readiness,
         stopping: stopping.clone(),
     };
-    info!(queue = %queue_url, mode = %settings.mode, audit = %settings.audit.path.display(), once, "nodemedic running");
+    info!(queue = %queue_url, mode = %settings.mode, store = %store_location, once, "nodemedic running");
     intake.run(shutdown, once).await;
     watch_stop.cancel();
     worker_stop.cancel();

@@ -18,6 +18,11 @@ enum Resource {
     Queue,
     /// The notification topic.
     Topic,
+    /// The DynamoDB state table and its indexes.
+    StateTable,
+    StateTableIndexes,
+    /// The DynamoDB audit table.
+    AuditTable,
     /// A resource type: `service`, then the ARN's resource part (`route-table/*`). The account and
     /// region are left open in plain JSON (events come from every region) and bound to the stack's
     /// account in templates.
@@ -67,6 +72,8 @@ pub struct PolicyInput {
     pub sns_topic: Option<String>,
     pub queue_url: String,
     pub ignore_tag: String,
+    /// The DynamoDB tables (state, audit), when the store is DynamoDB.
+    pub dynamodb: Option<(String, String)>,
 }
 
 impl PolicyInput {
@@ -82,6 +89,12 @@ impl PolicyInput {
             sns_topic: Some(settings.notify.sns_topic_arn.clone()).filter(|t| !t.is_empty()),
             queue_url: settings.queue_url.clone(),
             ignore_tag: settings.scope.ignore_tag.clone(),
+            dynamodb: (settings.store.backend == "dynamodb").then(|| {
+                (
+                    settings.store.state_table.clone(),
+                    settings.store.audit_table.clone(),
+                )
+            }),
         }
     }
 
@@ -170,6 +183,27 @@ fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
         queue.push("sqs:SendMessage");
     }
     out.push(Statement::read("EventQueue", &queue, vec![Queue]));
+    if input.dynamodb.is_some() || every_fix {
+        // TransactWriteItems needs the permission of each kind of write it carries.
+        out.push(Statement::read(
+            "SharedState",
+            &[
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+            ],
+            vec![StateTable, StateTableIndexes],
+        ));
+        // Records are only ever added: no update or delete, even for nodemedic itself.
+        out.push(Statement::read(
+            "AuditTrail",
+            &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+            vec![AuditTable],
+        ));
+    }
     if input.sns_topic.is_some() || every_fix {
         out.push(Statement::read("Notify", &["sns:Publish"], vec![Topic]));
     }
@@ -293,6 +327,16 @@ pub fn policy_json(input: &PolicyInput) -> Value {
             Resource::Any => "*".into(),
             Resource::Queue => queue_arn(&input.queue_url).unwrap_or_else(|| "*".into()),
             Resource::Topic => input.sns_topic.clone().unwrap_or_else(|| "*".into()),
+            Resource::StateTable | Resource::StateTableIndexes | Resource::AuditTable => {
+                let (state, audit) = input.dynamodb.clone().unwrap_or_default();
+                match resource {
+                    Resource::StateTable => format!("arn:aws:dynamodb:*:*:table/{state}"),
+                    Resource::StateTableIndexes => {
+                        format!("arn:aws:dynamodb:*:*:table/{state}/index/*")
+                    }
+                    _ => format!("arn:aws:dynamodb:*:*:table/{audit}"),
+                }
+            }
             Resource::Typed(service, path) if *service == "iam" => {
                 format!("arn:aws:iam::*:{path}")
             }
@@ -319,8 +363,9 @@ pub fn policy_json(input: &PolicyInput) -> Value {
 
 /// The policy as the CloudFormation templates embed it: every statement a fix could need, the
 /// mutating ones under the template condition `CanMutate`, the topic under
-/// `HasNotificationTopic`, the queue and topic as the parameters `EventQueueArn` and
-/// `NotificationTopicArn`, ARNs bound to the stack's partition and account.
+/// `HasNotificationTopic`, the DynamoDB tables under `UsesDynamoDb`; the queue, topic and tables
+/// as the parameters `EventQueueArn`, `NotificationTopicArn`, `StateTableName` and
+/// `AuditTableName`; ARNs bound to the stack's partition and account.
 pub fn policy_cloudformation(input: &PolicyInput) -> String {
     let mut out = String::from("PolicyDocument:\n  Version: \"2012-10-17\"\n  Statement:\n");
     let resource = |resource: &Resource| -> String {
@@ -328,6 +373,9 @@ pub fn policy_cloudformation(input: &PolicyInput) -> String {
             Resource::Any => "\"*\"".into(),
             Resource::Queue => "!Ref EventQueueArn".into(),
             Resource::Topic => "!Ref NotificationTopicArn".into(),
+            Resource::StateTable => "!Sub \"arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${StateTableName}\"".into(),
+            Resource::StateTableIndexes => "!Sub \"arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${StateTableName}/index/*\"".into(),
+            Resource::AuditTable => "!Sub \"arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${AuditTableName}\"".into(),
             Resource::Typed(service, path) if *service == "iam" => {
                 format!("!Sub \"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:{path}\"")
             }
@@ -358,6 +406,12 @@ pub fn policy_cloudformation(input: &PolicyInput) -> String {
             Some("CanMutate")
         } else if statement.resources.contains(&Resource::Topic) {
             Some("HasNotificationTopic")
+        } else if statement
+            .resources
+            .iter()
+            .any(|r| matches!(r, Resource::StateTable | Resource::AuditTable))
+        {
+            Some("UsesDynamoDb")
         } else {
             None
         };

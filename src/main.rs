@@ -9,7 +9,7 @@ use nodemedic::audit::control::{self, PlanStatus};
 use nodemedic::audit::store::query;
 use nodemedic::cli::{
     AuditCommand, BreakersCommand, Cli, Command, ConfigCommand, DecisionArgs, DiagnoseArgs,
-    PlansCommand, SettingsArgs,
+    PlansCommand, SettingsArgs, StoreCommand,
 };
 use nodemedic::config::{ConfigError, LogSettings, OtlpSettings, Overrides, Settings};
 use nodemedic::operate;
@@ -125,6 +125,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Store {
+            command: StoreCommand::Init { settings },
+        } => {
+            let settings = Settings::load(&Overrides {
+                config_file: settings.config,
+                ..Overrides::default()
+            })?;
+            anyhow::ensure!(
+                settings.store.backend == "dynamodb",
+                "store.backend is {:?}: `store init` creates DynamoDB tables (SQLite creates its file itself)",
+                settings.store.backend
+            );
+            let sdk = nodemedic::aws::load_config(settings.region.as_deref()).await;
+            nodemedic::audit::dynamo::create_tables(
+                &aws_sdk_dynamodb::Client::new(&sdk),
+                &settings.store.state_table,
+                &settings.store.audit_table,
+            )
+            .await?;
+            println!(
+                "tables {} and {} are ready",
+                settings.store.state_table, settings.store.audit_table
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config {
             command: ConfigCommand::Check { settings, mode },
         } => {
@@ -150,7 +175,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => {
-            let store = open_store(settings)?;
+            let store = open_store(settings).await?;
             let status = (!all).then_some(PlanStatus::AwaitingApproval);
             let plans = store.read(move |c| control::plans(c, status)).await?;
             if json {
@@ -162,10 +187,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Approve(args) => decide(args, true),
-        Command::Reject(args) => decide(args, false),
+        Command::Approve(args) => decide(args, true).await,
+        Command::Reject(args) => decide(args, false).await,
         Command::KillSwitch(args) => {
-            let store = open_store(args.settings)?;
+            let store = open_store(args.settings).await?;
             if args.state == "status" {
                 match store.read_blocking(control::kill_switch)? {
                     Some(on) => println!(
@@ -185,7 +210,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Breakers { command } => match command {
             BreakersCommand::List { settings, json } => {
-                let store = open_store(settings)?;
+                let store = open_store(settings).await?;
                 let breakers = store.read_blocking(control::breakers)?;
                 for breaker in &breakers {
                     if json {
@@ -207,7 +232,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 by,
                 settings,
             } => {
-                let store = open_store(settings)?;
+                let store = open_store(settings).await?;
                 operate::reset_breaker(&store, &scope, &by.unwrap_or_else(operator))?;
                 println!("breaker {scope} reset");
                 Ok(ExitCode::SUCCESS)
@@ -221,8 +246,8 @@ fn operator() -> String {
     std::env::var("USER").unwrap_or_else(|_| "operator".into())
 }
 
-fn decide(args: DecisionArgs, approve: bool) -> anyhow::Result<ExitCode> {
-    let store = open_store(args.settings)?;
+async fn decide(args: DecisionArgs, approve: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(args.settings).await?;
     let by = args.by.unwrap_or_else(operator);
     let row = operate::decide_plan(&store, &args.plan, approve, &by, args.reason.as_deref())?;
     println!(
@@ -271,22 +296,21 @@ async fn diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn open_store(settings: SettingsArgs) -> anyhow::Result<AuditStore> {
+async fn open_store(settings: SettingsArgs) -> anyhow::Result<AuditStore> {
     let settings = Settings::load(&Overrides {
         config_file: settings.config,
         audit_db: settings.audit_db,
         ..Overrides::default()
     })?;
-    let path = &settings.audit.path;
-    anyhow::ensure!(
-        path.exists(),
-        "no audit database at {} (set --audit-db or audit.path)",
-        path.display()
-    );
-    Ok(AuditStore::open_with_journal(
-        path,
-        &settings.audit.journal_mode,
-    )?)
+    if settings.store.backend == "sqlite" {
+        let path = &settings.audit.path;
+        anyhow::ensure!(
+            path.exists(),
+            "no audit database at {} (set --audit-db or audit.path)",
+            path.display()
+        );
+    }
+    Ok(nodemedic::daemon::open_store(&settings, None).await?)
 }
 
 async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -296,7 +320,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             json,
             limit,
         } => {
-            let store = open_store(settings)?;
+            let store = open_store(settings).await?;
             let incidents = store.read(move |c| query::list(c, limit)).await?;
             if json {
                 for incident in &incidents {
@@ -308,7 +332,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Show { id, settings, json } => {
-            let store = open_store(settings)?;
+            let store = open_store(settings).await?;
             let wanted = id.clone();
             let incident = store
                 .read(move |c| query::incident(c, &wanted))
@@ -322,8 +346,28 @@ async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Export {
+            settings,
+            after,
+            out,
+        } => {
+            let store = open_store(settings).await?;
+            let records = store.read(move |r| r.all_records(after)).await?;
+            let mut lines = String::new();
+            for record in &records {
+                lines.push_str(&serde_json::to_string(record)?);
+                lines.push('\n');
+            }
+            match out {
+                Some(path) => std::fs::write(&path, lines)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{lines}"),
+            }
+            eprintln!("{} records exported", records.len());
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCommand::Verify { settings } => {
-            let store = open_store(settings)?;
+            let store = open_store(settings).await?;
             match store.read(query::verify_chain).await? {
                 Ok(count) => {
                     println!("audit chain intact: {count} records");

@@ -30,6 +30,18 @@ pub enum PlanStatus {
 }
 
 impl PlanStatus {
+    pub const ALL: [PlanStatus; 9] = [
+        PlanStatus::AwaitingApproval,
+        PlanStatus::Approved,
+        PlanStatus::Rejected,
+        PlanStatus::Expired,
+        PlanStatus::Stale,
+        PlanStatus::Superseded,
+        PlanStatus::Applied,
+        PlanStatus::Failed,
+        PlanStatus::Refused,
+    ];
+
     /// A plan in these states is not registered again: it waits already, or a human decided.
     pub fn settled(status: &str) -> bool {
         [

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod control;
+pub mod dynamo;
 mod schema;
 mod sqlite;
 pub mod store;
@@ -225,4 +226,9 @@ pub enum AuditError {
     Task(String),
     #[error("no incident {0}")]
     NoSuchIncident(String),
+    #[error("audit store: {0}")]
+    Backend(String),
+    /// Another writer changed what this transaction read; the store runs it again.
+    #[error("audit store: a concurrent write got in first")]
+    Conflict,
 }

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use super::backend::{Reads, Writes};
+use super::dynamo::DynamoBackend;
 use super::sqlite::SqliteBackend;
 use super::*;
 
@@ -55,6 +56,7 @@ pub(super) fn chain_hash(
 
 enum Backend {
     Sqlite(SqliteBackend),
+    Dynamo(DynamoBackend),
 }
 
 #[derive(Clone)]
@@ -68,6 +70,10 @@ impl std::fmt::Debug for AuditStore {
             Backend::Sqlite(sqlite) => f
                 .debug_struct("AuditStore")
                 .field("sqlite", &sqlite.path())
+                .finish(),
+            Backend::Dynamo(dynamo) => f
+                .debug_struct("AuditStore")
+                .field("dynamodb", &dynamo.tables())
                 .finish(),
         }
     }
@@ -86,10 +92,35 @@ impl AuditStore {
         })
     }
 
+    /// A DynamoDB store on two tables (see [`super::dynamo`]); call within a Tokio runtime,
+    /// which then runs its DynamoDB calls.
+    pub fn open_dynamo(
+        client: aws_sdk_dynamodb::Client,
+        state_table: &str,
+        audit_table: &str,
+        event_ttl: std::time::Duration,
+    ) -> Result<Self, AuditError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| AuditError::Backend(format!("no async runtime: {e}")))?;
+        Ok(Self {
+            backend: Arc::new(Backend::Dynamo(DynamoBackend::new(
+                client,
+                state_table,
+                audit_table,
+                event_ttl,
+                runtime,
+            ))),
+        })
+    }
+
     /// Where the store lives, for people.
     pub fn location(&self) -> String {
         match self.backend.as_ref() {
             Backend::Sqlite(sqlite) => sqlite.path().display().to_string(),
+            Backend::Dynamo(dynamo) => {
+                let (state, audit) = dynamo.tables();
+                format!("dynamodb:{state},{audit}")
+            }
         }
     }
 
@@ -100,8 +131,23 @@ impl AuditStore {
         work: impl Fn(&Tx) -> Result<T, AuditError>,
     ) -> Result<T, AuditError> {
         let work = |writes: &dyn Writes| work(&Tx { inner: writes });
-        match self.backend.as_ref() {
-            Backend::Sqlite(sqlite) => sqlite.write(&work),
+        let mut attempt = 0u32;
+        loop {
+            let result = match self.backend.as_ref() {
+                Backend::Sqlite(sqlite) => sqlite.write(&work),
+                Backend::Dynamo(dynamo) => dynamo.write(&work),
+            };
+            match result {
+                // Another replica wrote what this transaction read: read again and redo.
+                Err(AuditError::Conflict) if attempt < 8 => {
+                    attempt += 1;
+                    let jitter = u64::from(uuid::Uuid::new_v4().as_u128() as u8) % 50;
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        20 * u64::from(attempt) + jitter,
+                    ));
+                }
+                result => return result,
+            }
         }
     }
 
@@ -111,6 +157,7 @@ impl AuditStore {
     ) -> Result<T, AuditError> {
         match self.backend.as_ref() {
             Backend::Sqlite(sqlite) => sqlite.read(&work),
+            Backend::Dynamo(dynamo) => dynamo.read(&work),
         }
     }
 

@@ -240,3 +240,41 @@ fn the_templates_embed_exactly_the_generated_policy() {
         "the ECS task role and the EKS pod role embed the policy; found {found} block(s)"
     );
 }
+
+#[test]
+fn a_dynamodb_store_may_add_records_but_never_change_them() {
+    let mut with_tables = input(Mode::Observe);
+    with_tables.dynamodb = Some(("nodemedic-state".into(), "nodemedic-audit".into()));
+    let policy = policy_json(&with_tables);
+    let statement = |sid: &str| {
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .cloned()
+            .unwrap_or_else(|| panic!("{sid}"))
+    };
+    let audit = statement("AuditTrail");
+    assert_eq!(
+        audit["Resource"][0],
+        "arn:aws:dynamodb:*:*:table/nodemedic-audit"
+    );
+    let actions = audit["Action"].to_string();
+    assert!(actions.contains("dynamodb:PutItem"));
+    assert!(!actions.contains("UpdateItem") && !actions.contains("DeleteItem"));
+    assert!(
+        statement("SharedState")["Resource"][1]
+            .as_str()
+            .unwrap()
+            .ends_with("table/nodemedic-state/index/*")
+    );
+    assert!(
+        policy_json(&input(Mode::Observe))["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["Sid"] != "SharedState"),
+        "SQLite needs no DynamoDB"
+    );
+}

@@ -127,7 +127,17 @@ async fn a_crash_after_the_route_intent_resumes_and_adds_it_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_after_the_route_was_added_does_not_add_it_twice() {
-    let world = World::new(5).await;
+    crash_after_the_route(World::new(5).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_dynamodb_a_crash_after_the_route_was_added_does_not_add_it_twice() {
+    let mut world = World::new(5).await;
+    world.use_dynamodb();
+    crash_after_the_route(world).await;
+}
+
+async fn crash_after_the_route(world: World) {
     let lab = lab_000(&world).await;
     publish(&world, &lab).await;
     run_until_crash(&world, "after_mutation:add_nat_route");
@@ -225,7 +235,17 @@ async fn a_crash_before_the_delete_redelivers_a_duplicate_that_changes_nothing()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_and_a_storm_of_duplicates_make_one_fix() {
-    let world = World::new(5).await;
+    storm_on_two_replicas(World::new(5).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_sharing_dynamodb_make_one_fix() {
+    let mut world = World::new(5).await;
+    world.use_dynamodb();
+    storm_on_two_replicas(world).await;
+}
+
+async fn storm_on_two_replicas(world: World) {
     let lab = lab_000(&world).await;
     publish(&world, &lab).await;
     let original = world.peek_bodies().await;

@@ -11,4 +11,5 @@ mod operations;
 mod scenarios;
 mod settings;
 mod sources;
+mod store;
 mod support;

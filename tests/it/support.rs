@@ -19,6 +19,8 @@ pub struct World {
     pub queue: EventQueue,
     pub network: Network,
     dir: PathBuf,
+    /// Settings every nodemedic run of this world gets (the store backend).
+    store_env: Vec<(String, String)>,
 }
 
 impl World {
@@ -40,7 +42,26 @@ impl World {
             queue,
             network,
             dir,
+            store_env: Vec::new(),
         }
+    }
+
+    /// Every run of this world keeps its state in DynamoDB tables of the emulator, created with
+    /// `nodemedic store init` as an operator would.
+    pub fn use_dynamodb(&mut self) {
+        self.store_env = vec![
+            ("NODEMEDIC_STORE__BACKEND".into(), "dynamodb".into()),
+            (
+                "NODEMEDIC_STORE__STATE_TABLE".into(),
+                "nodemedic-state".into(),
+            ),
+            (
+                "NODEMEDIC_STORE__AUDIT_TABLE".into(),
+                "nodemedic-audit".into(),
+            ),
+        ];
+        let output = self.nodemedic(&["store", "init"], &[]);
+        assert!(output.status.success(), "store init: {}", stderr(&output));
     }
 
     pub fn audit_db(&self) -> PathBuf {
@@ -74,6 +95,9 @@ impl World {
             // A crashed run's hold on a nodegroup expires quickly, so the restart does not wait.
             .env("NODEMEDIC_STORE__LEASE_TTL_SECS", "3")
             .env("NODEMEDIC_LOG__LEVEL", "info");
+        for (key, value) in &self.store_env {
+            command.env(key, value);
+        }
         for (key, value) in extra_env {
             command.env(key, value);
         }
@@ -128,7 +152,7 @@ impl World {
     /// `nodemedic audit list --json`, one object per incident.
     pub fn incidents(&self) -> Vec<Value> {
         let audit = self.audit_db();
-        if !audit.exists() {
+        if !audit.exists() && self.store_env.is_empty() {
             return Vec::new();
         }
         let output = self.nodemedic(
