@@ -158,7 +158,14 @@ impl Pipeline {
             nodegroup: row.nodegroup.clone(),
             group: None,
         };
-        let clients = self.clients.for_region(&key.region);
+        let clients = match self.clients.for_account(&key.account, &key.region).await {
+            Ok(clients) => clients,
+            Err(refused) => {
+                // The settings changed since approval: the plan's account is no longer served.
+                self.mark_stale(row, None, &refused.to_string()).await?;
+                return Ok(false);
+            }
+        };
         let evidence = collect(
             &clients,
             trigger,
