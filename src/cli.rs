@@ -33,7 +33,8 @@ pub enum Command {
     /// Print the catalog of cause codes and fix kinds as Markdown.
     Catalog,
     /// Print the least-privilege IAM policy for the settings: read-only in observe and dry-run,
-    /// plus each enabled fix's own actions in approve and auto.
+    /// plus each enabled fix's own actions in approve and auto; with --member, the role to
+    /// create in each member account.
     IamPolicy(IamPolicyArgs),
     /// Ask the running daemon's HTTP server for a health endpoint (for container health checks
     /// in images without a shell). Exit 0 when it answers 2xx, 1 otherwise.
@@ -76,6 +77,14 @@ pub struct IamPolicyArgs {
     /// `json` (an IAM policy document) or `cloudformation` (the block the templates embed).
     #[arg(long, default_value = "json", value_parser = ["json", "cloudformation"])]
     pub format: String,
+    /// Print the role to create in each member account (hub and spoke) instead: its name, its
+    /// trust policy (the hub, with `accounts.external_id`) and its permissions policy, as JSON.
+    #[arg(long, requires = "hub_principal", conflicts_with = "format")]
+    pub member: bool,
+    /// With --member: the hub account id (any role of it the hub's IAM allows), or the ARN of the
+    /// daemon's own role.
+    #[arg(long, value_name = "ACCOUNT_OR_ARN", requires = "member")]
+    pub hub_principal: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,67 @@ pub struct Settings {
     pub http: HttpSettings,
     pub otlp: OtlpSettings,
     pub store: StoreSettings,
+    pub accounts: AccountsSettings,
+}
+
+/// Hub and spoke: which other accounts' events this daemon serves, and how it gets in.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsSettings {
+    /// The role assumed in every member account; empty serves the daemon's own account only.
+    pub role_name: String,
+    /// Sent with every AssumeRole when not empty; member roles require it in their trust policy.
+    pub external_id: String,
+    /// Member account ids (12 digits).
+    #[serde(deserialize_with = "account_ids")]
+    pub members: Vec<String>,
+    pub session_name: String,
+    pub session_duration_secs: u64,
+}
+
+impl AccountsSettings {
+    /// Whether other accounts than the daemon's own are served.
+    pub fn hub_and_spoke(&self) -> bool {
+        !self.role_name.is_empty()
+    }
+}
+
+/// Account ids as strings. The environment source turns a lone `NODEMEDIC_ACCOUNTS__MEMBERS=
+/// 012345678901` into the number 12345678901 before this sees it (only a comma makes a list), so
+/// numbers are accepted and given back their leading zeros: an account id has exactly 12 digits.
+fn account_ids<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ids {
+        Many(Vec<Id>),
+        One(Id),
+    }
+    let text = |id: Id| match id {
+        Id::Text(text) => text.trim().to_string(),
+        Id::Number(number) => format!("{number:012}"),
+    };
+    Ok(match Ids::deserialize(deserializer)? {
+        Ids::Many(ids) => ids.into_iter().map(text).collect(),
+        Ids::One(Id::Text(list)) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Ids::One(id) => vec![text(id)],
+    })
+}
+
+/// What IAM and STS accept in role names, role session names and external ids.
+fn iam_name_chars(text: &str, extra: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) || extra.contains(c))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -198,6 +259,7 @@ struct RawSettings {
     http: HttpSettings,
     otlp: OtlpSettings,
     store: StoreSettings,
+    accounts: AccountsSettings,
 }
 
 /// Values given on the command line; they win over every other source.
@@ -263,6 +325,25 @@ impl Settings {
                 "http.address is {} but http.tokens is empty: the approvals API refuses every request",
                 self.http.address
             ));
+        }
+        let accounts = &self.accounts;
+        if accounts.hub_and_spoke() && accounts.members.is_empty() {
+            warnings.push(format!(
+                "accounts.role_name is {:?} but accounts.members is empty: only this account is served",
+                accounts.role_name
+            ));
+        }
+        if accounts.hub_and_spoke() && accounts.external_id.is_empty() {
+            warnings.push(
+                "accounts.external_id is empty: member roles cannot require an external id from this daemon"
+                    .into(),
+            );
+        }
+        if !accounts.hub_and_spoke() && !accounts.external_id.is_empty() {
+            warnings.push(
+                "accounts.external_id is set but accounts.role_name is empty: no role is assumed"
+                    .into(),
+            );
         }
         let asks_for_approval = self.mode == Mode::Approve
             || (self.mode == Mode::Auto
@@ -336,6 +417,7 @@ impl Settings {
                 .with_list_parse_key("scope.deny_clusters")
                 .with_list_parse_key("scope.deny_nodegroups")
                 .with_list_parse_key("scope.deny_tags")
+                .with_list_parse_key("accounts.members")
                 .source(Some(env)),
         );
         let set = |builder: config::ConfigBuilder<config::builder::DefaultState>,
@@ -596,6 +678,7 @@ impl Settings {
         if raw.watch.clusters.iter().any(|c| c.trim().is_empty()) {
             problem("watch.clusters", "contains an empty cluster name".into());
         }
+        validate_accounts(&raw.accounts, &mut problem);
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -618,6 +701,7 @@ impl Settings {
             http: raw.http,
             otlp: raw.otlp,
             store: raw.store,
+            accounts: raw.accounts,
         })
     }
 
@@ -630,6 +714,57 @@ impl Settings {
             }]));
         }
         Ok(&self.queue_url)
+    }
+}
+
+fn validate_accounts(accounts: &AccountsSettings, problem: &mut dyn FnMut(&str, String)) {
+    let role = &accounts.role_name;
+    if !role.is_empty() && (role.len() > 64 || !iam_name_chars(role, "")) {
+        problem(
+            "accounts.role_name",
+            format!("{role:?} is not an IAM role name (1-64 of A-Z a-z 0-9 _+=,.@-)"),
+        );
+    }
+    if role.is_empty() && !accounts.members.is_empty() {
+        problem(
+            "accounts.role_name",
+            "accounts.members is set: name the role to assume in them".into(),
+        );
+    }
+    let external_id = &accounts.external_id;
+    // STS takes 2-1224 characters; a one-character id is refused by AssumeRole itself.
+    if !external_id.is_empty()
+        && (!(2..=1224).contains(&external_id.len()) || !iam_name_chars(external_id, ":/"))
+    {
+        problem(
+            "accounts.external_id",
+            "must be 2-1224 of A-Z a-z 0-9 _+=,.@:/-".into(),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (n, account) in accounts.members.iter().enumerate() {
+        let key = format!("accounts.members[{n}]");
+        if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+            problem(&key, format!("{account:?} is not a 12-digit account id"));
+        } else if !seen.insert(account) {
+            problem(&key, format!("{account} is listed twice"));
+        }
+    }
+    let session = &accounts.session_name;
+    if !(2..=64).contains(&session.len()) || !iam_name_chars(session, "") {
+        problem(
+            "accounts.session_name",
+            format!("{session:?} is not a role session name (2-64 of A-Z a-z 0-9 _+=,.@-)"),
+        );
+    }
+    if !(900..=43_200).contains(&accounts.session_duration_secs) {
+        problem(
+            "accounts.session_duration_secs",
+            format!(
+                "{} is outside 900-43200 (what STS allows)",
+                accounts.session_duration_secs
+            ),
+        );
     }
 }
 
@@ -885,6 +1020,129 @@ mod tests {
         let mut found = keys(error);
         found.sort();
         assert_eq!(found, vec!["http.address", "http.tokens.alice"]);
+    }
+
+    #[test]
+    fn one_account_is_served_unless_a_member_role_is_named() {
+        let settings = load(&[], Overrides::default()).unwrap();
+        assert!(!settings.accounts.hub_and_spoke());
+        assert!(settings.accounts.members.is_empty());
+        assert_eq!(settings.accounts.session_name, "nodemedic");
+        assert_eq!(settings.accounts.session_duration_secs, 3600);
+        assert!(settings.warnings().iter().all(|w| !w.contains("accounts.")));
+    }
+
+    #[test]
+    fn member_accounts_come_from_the_environment_as_a_list() {
+        let settings = load(
+            &[
+                ("NODEMEDIC_ACCOUNTS__ROLE_NAME", "nodemedic-member"),
+                ("NODEMEDIC_ACCOUNTS__EXTERNAL_ID", "hub-7f3a"),
+                ("NODEMEDIC_ACCOUNTS__MEMBERS", "111111111111,222222222222"),
+                ("NODEMEDIC_ACCOUNTS__SESSION_DURATION_SECS", "900"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        let accounts = &settings.accounts;
+        assert!(accounts.hub_and_spoke());
+        assert_eq!(accounts.members, vec!["111111111111", "222222222222"]);
+        assert_eq!(accounts.external_id, "hub-7f3a");
+        assert_eq!(accounts.session_duration_secs, 900);
+        assert!(
+            settings.warnings().iter().all(|w| !w.contains("accounts.")),
+            "a complete hub-and-spoke setting warns of nothing: {:?}",
+            settings.warnings()
+        );
+    }
+
+    #[test]
+    fn a_lone_member_keeps_its_leading_zero() {
+        // Without a comma the environment source reads the id as a number.
+        let settings = load(
+            &[
+                ("NODEMEDIC_ACCOUNTS__ROLE_NAME", "nodemedic-member"),
+                ("NODEMEDIC_ACCOUNTS__MEMBERS", "012345678901"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(settings.accounts.members, vec!["012345678901"]);
+    }
+
+    #[test]
+    fn members_from_a_file_are_a_toml_list() {
+        let dir =
+            std::env::temp_dir().join(format!("nodemedic-accounts-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("accounts.toml");
+        std::fs::write(
+            &file,
+            "[accounts]\nrole_name = \"nodemedic-member\"\nmembers = [\"111111111111\", \"099999999999\"]\n",
+        )
+        .unwrap();
+        let settings = load(
+            &[],
+            Overrides {
+                config_file: Some(file),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            settings.accounts.members,
+            vec!["111111111111", "099999999999"]
+        );
+        assert!(
+            settings
+                .warnings()
+                .iter()
+                .any(|w| w.contains("accounts.external_id is empty")),
+            "{:?}",
+            settings.warnings()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_account_settings_are_named_by_key() {
+        let error = load(
+            &[
+                ("NODEMEDIC_ACCOUNTS__ROLE_NAME", "no spaces allowed"),
+                ("NODEMEDIC_ACCOUNTS__EXTERNAL_ID", "x"),
+                (
+                    "NODEMEDIC_ACCOUNTS__MEMBERS",
+                    "111111111111,12345,111111111111",
+                ),
+                ("NODEMEDIC_ACCOUNTS__SESSION_NAME", "a b"),
+                ("NODEMEDIC_ACCOUNTS__SESSION_DURATION_SECS", "60"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        let mut found = keys(error);
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                "accounts.external_id",
+                "accounts.members[1]",
+                "accounts.members[2]",
+                "accounts.role_name",
+                "accounts.session_duration_secs",
+                "accounts.session_name",
+            ]
+        );
+        let error = load(
+            &[("NODEMEDIC_ACCOUNTS__MEMBERS", "111111111111,222222222222")],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            keys(error),
+            vec!["accounts.role_name"],
+            "members without a role to assume"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::audit::{AuditError, AuditStore};
-use crate::aws::{self, ClientPool};
+use crate::aws::{self, ClientPool, MemberAccess};
 use crate::config::{ConfigError, Settings};
 use crate::http::HttpState;
 use crate::intake::publish::Publisher;
@@ -132,8 +132,19 @@ pub async fn run_with(
         queue_url: queue_url.clone(),
     };
     let sts = aws_sdk_sts::Client::new(&sdk);
+    // The one GetCallerIdentity at start: which account is the hub (served with the daemon's
+    // own credentials) and its partition (for member role ARNs); the watcher reuses it.
+    let hub = aws::caller_identity(&sts).await?;
     let sdk_for_notify = sdk.clone();
-    let clients = Arc::new(ClientPool::new(sdk));
+    let clients = Arc::new(ClientPool::new(
+        sdk,
+        hub.clone(),
+        MemberAccess::from_settings(&settings.accounts),
+    ));
+    if settings.accounts.hub_and_spoke() {
+        info!(hub = %hub.account, members = ?clients.members(), role = %settings.accounts.role_name,
+            "hub and spoke: member accounts are served through their role");
+    }
     let notifier = Notifier::new(&settings.notify, &sdk_for_notify)
         .map_err(|e| DaemonError::Notify(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
@@ -190,23 +201,34 @@ pub async fn run_with(
         }
         Err(_) => None,
     };
-    // The watcher stops with the queue loop, whichever way that ends.
+    // The watcher stops with the queue loop, whichever way that ends. It watches the hub and
+    // every member account (through its role) in the daemon's region, and publishes to the hub's
+    // queue, where each event is handled in its own account.
     let watch_stop = shutdown.child_token();
-    let watcher = if settings.watch.enabled() {
-        let watcher = Watcher {
-            clients: clients.for_region(&region),
-            account: aws::caller_account(&sts).await?,
-            region: region.clone(),
-            clusters: settings.watch.clusters.clone(),
-            interval: Duration::from_secs(settings.watch.interval_secs),
-            publisher,
-        };
-        info!(clusters = ?settings.watch.clusters, interval_secs = settings.watch.interval_secs, "health watcher on");
-        let published = watcher.first_pass().await;
-        Some(tokio::spawn(watcher.run(published, watch_stop.clone())))
-    } else {
-        None
-    };
+    let mut watchers = Vec::new();
+    if settings.watch.enabled() {
+        let mut watched = vec![(hub.account.clone(), clients.for_hub(&region))];
+        for member in clients.members() {
+            match clients.for_account(&member, &region).await {
+                Ok(member_clients) => watched.push((member, member_clients)),
+                Err(refused) => tracing::warn!(%refused, "member account not watched"),
+            }
+        }
+        info!(clusters = ?settings.watch.clusters, interval_secs = settings.watch.interval_secs,
+            accounts = watched.len(), "health watcher on");
+        for (account, account_clients) in watched {
+            let watcher = Watcher {
+                clients: account_clients,
+                account,
+                region: region.clone(),
+                clusters: settings.watch.clusters.clone(),
+                interval: Duration::from_secs(settings.watch.interval_secs),
+                publisher: publisher.clone(),
+            };
+            let published = watcher.first_pass().await;
+            watchers.push(tokio::spawn(watcher.run(published, watch_stop.clone())));
+        }
+    }
     let stats = Arc::new(IntakeStats::default());
     let credentials = tokio::spawn(check_credentials(
         sts.clone(),
@@ -228,7 +250,7 @@ pub async fn run_with(
     intake.run(shutdown, once).await;
     watch_stop.cancel();
     worker_stop.cancel();
-    if let Some(watcher) = watcher {
+    for watcher in watchers {
         let _ = watcher.await;
     }
     // An approved plan being applied gets the same grace as the queue's work in flight.

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use crate::aws::MemberAccess;
 use crate::config::Settings;
 use crate::diagnose::identity::REQUIRED_POLICIES;
 use crate::guard::{FixPolicy, Mode};
@@ -23,6 +24,8 @@ enum Resource {
     StateTableIndexes,
     /// The DynamoDB audit table.
     AuditTable,
+    /// The role nodemedic assumes in each member account.
+    MemberRoles,
     /// A resource type: `service`, then the ARN's resource part (`route-table/*`). The account and
     /// region are left open in plain JSON (events come from every region) and bound to the stack's
     /// account in templates.
@@ -74,6 +77,8 @@ pub struct PolicyInput {
     pub ignore_tag: String,
     /// The DynamoDB tables (state, audit), when the store is DynamoDB.
     pub dynamodb: Option<(String, String)>,
+    /// The roles assumed in member accounts (hub and spoke); empty in single-account mode.
+    pub member_roles: Vec<String>,
 }
 
 impl PolicyInput {
@@ -95,6 +100,17 @@ impl PolicyInput {
                     settings.store.audit_table.clone(),
                 )
             }),
+            // IAM policies are printed offline, so the partition is the commercial one; other
+            // partitions take the ARNs from the template's MemberRoleArns parameter.
+            member_roles: MemberAccess::from_settings(&settings.accounts)
+                .map(|access| {
+                    access
+                        .members
+                        .iter()
+                        .map(|account| access.role_arn("aws", account))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -206,6 +222,13 @@ fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
     }
     if input.sns_topic.is_some() || every_fix {
         out.push(Statement::read("Notify", &["sns:Publish"], vec![Topic]));
+    }
+    if !input.member_roles.is_empty() || every_fix {
+        out.push(Statement::read(
+            "AssumeMemberRoles",
+            &["sts:AssumeRole"],
+            vec![MemberRoles],
+        ));
     }
     if !input.mutates() && !every_fix {
         return out;
@@ -320,37 +343,119 @@ pub fn queue_arn(queue_url: &str) -> Option<String> {
     Some(format!("arn:aws:sqs:{region}:{account}:{name}"))
 }
 
-/// The policy document for `input`, as IAM takes it.
+/// The policy document for `input`, as IAM takes it: the daemon's own (hub) role.
 pub fn policy_json(input: &PolicyInput) -> Value {
-    let resource = |resource: &Resource| -> String {
+    document(input, statements(input, false))
+}
+
+/// The permissions of the role nodemedic assumes in a member account: the same reads and fixes
+/// as the hub's, without the queue, the topic and the assuming of roles, which only the hub does.
+pub fn member_policy_json(input: &PolicyInput) -> Value {
+    let hub_only = |s: &Statement| {
+        s.sid == "Identity"
+            || s.resources
+                .iter()
+                .any(|r| matches!(r, Resource::Queue | Resource::Topic | Resource::MemberRoles))
+    };
+    let member = statements(input, false)
+        .into_iter()
+        .filter(|s| !hub_only(s))
+        .collect();
+    document(input, member)
+}
+
+/// Why a member role's policies cannot be printed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MemberRoleError {
+    #[error(
+        "the hub principal {0:?} is neither a 12-digit account id nor an IAM ARN (arn:aws:iam::<account>:role/<name>)"
+    )]
+    HubPrincipal(String),
+    #[error("accounts.role_name is empty: name the role nodemedic assumes in member accounts")]
+    NoRoleName,
+}
+
+/// The hub as a trust policy principal: an account id means any principal of that account the
+/// account allows to assume the role (its own IAM policy decides), an ARN exactly that principal.
+pub fn hub_principal(text: &str) -> Result<String, MemberRoleError> {
+    if text.len() == 12 && text.chars().all(|c| c.is_ascii_digit()) {
+        return Ok(format!("arn:aws:iam::{text}:root"));
+    }
+    let mut parts = text.split(':');
+    let is_iam_arn = parts.next() == Some("arn")
+        && parts.next().is_some_and(|p| p.starts_with("aws"))
+        && parts.next() == Some("iam")
+        && parts.next() == Some("")
+        && parts.next().is_some_and(|a| a.len() == 12)
+        && parts.next().is_some_and(|r| !r.is_empty());
+    if is_iam_arn {
+        Ok(text.to_string())
+    } else {
+        Err(MemberRoleError::HubPrincipal(text.to_string()))
+    }
+}
+
+/// The member role's trust policy: the hub may assume it, with the external id when one is set.
+pub fn member_trust_policy(hub_principal: &str, external_id: Option<&str>) -> Value {
+    let mut statement = json!({
+        "Sid": "NodemedicHub",
+        "Effect": "Allow",
+        "Principal": { "AWS": hub_principal },
+        "Action": "sts:AssumeRole",
+    });
+    if let Some(external_id) = external_id {
+        statement["Condition"] = json!({ "StringEquals": { "sts:ExternalId": external_id } });
+    }
+    json!({ "Version": "2012-10-17", "Statement": [statement] })
+}
+
+/// What `nodemedic iam-policy --member` prints: the role to create in every member account.
+pub fn member_role(settings: &Settings, hub: &str) -> Result<Value, MemberRoleError> {
+    let accounts = &settings.accounts;
+    if !accounts.hub_and_spoke() {
+        return Err(MemberRoleError::NoRoleName);
+    }
+    let principal = hub_principal(hub)?;
+    let external_id = Some(accounts.external_id.as_str()).filter(|id| !id.is_empty());
+    Ok(json!({
+        "RoleName": accounts.role_name,
+        "MaxSessionDuration": accounts.session_duration_secs.max(3600),
+        "TrustPolicy": member_trust_policy(&principal, external_id),
+        "PermissionsPolicy": member_policy_json(&PolicyInput::from_settings(settings)),
+    }))
+}
+
+fn document(input: &PolicyInput, statements: Vec<Statement>) -> Value {
+    let resources = |resource: &Resource| -> Vec<String> {
         match resource {
-            Resource::Any => "*".into(),
-            Resource::Queue => queue_arn(&input.queue_url).unwrap_or_else(|| "*".into()),
-            Resource::Topic => input.sns_topic.clone().unwrap_or_else(|| "*".into()),
+            Resource::Any => vec!["*".into()],
+            Resource::Queue => vec![queue_arn(&input.queue_url).unwrap_or_else(|| "*".into())],
+            Resource::Topic => vec![input.sns_topic.clone().unwrap_or_else(|| "*".into())],
+            Resource::MemberRoles => input.member_roles.clone(),
             Resource::StateTable | Resource::StateTableIndexes | Resource::AuditTable => {
                 let (state, audit) = input.dynamodb.clone().unwrap_or_default();
-                match resource {
+                vec![match resource {
                     Resource::StateTable => format!("arn:aws:dynamodb:*:*:table/{state}"),
                     Resource::StateTableIndexes => {
                         format!("arn:aws:dynamodb:*:*:table/{state}/index/*")
                     }
                     _ => format!("arn:aws:dynamodb:*:*:table/{audit}"),
-                }
+                }]
             }
             Resource::Typed(service, path) if *service == "iam" => {
-                format!("arn:aws:iam::*:{path}")
+                vec![format!("arn:aws:iam::*:{path}")]
             }
-            Resource::Typed(service, path) => format!("arn:aws:{service}:*:*:{path}"),
+            Resource::Typed(service, path) => vec![format!("arn:aws:{service}:*:*:{path}")],
         }
     };
-    let statements: Vec<Value> = statements(input, false)
+    let statements: Vec<Value> = statements
         .iter()
         .map(|s| {
             let mut value = json!({
                 "Sid": s.sid,
                 "Effect": if s.allow { "Allow" } else { "Deny" },
                 "Action": s.actions,
-                "Resource": s.resources.iter().map(resource).collect::<Vec<_>>(),
+                "Resource": s.resources.iter().flat_map(resources).collect::<Vec<_>>(),
             });
             if let Some(condition) = &s.condition {
                 value["Condition"] = condition.clone();
@@ -363,9 +468,10 @@ pub fn policy_json(input: &PolicyInput) -> Value {
 
 /// The policy as the CloudFormation templates embed it: every statement a fix could need, the
 /// mutating ones under the template condition `CanMutate`, the topic under
-/// `HasNotificationTopic`, the DynamoDB tables under `UsesDynamoDb`; the queue, topic and tables
-/// as the parameters `EventQueueArn`, `NotificationTopicArn`, `StateTableName` and
-/// `AuditTableName`; ARNs bound to the stack's partition and account.
+/// `HasNotificationTopic`, the member roles under `HasMemberRoles`, the DynamoDB tables under
+/// `UsesDynamoDb`; the queue, topic, member roles and tables as the parameters `EventQueueArn`,
+/// `NotificationTopicArn`, `MemberRoleArns`, `StateTableName` and `AuditTableName`; other ARNs
+/// bound to the stack's partition and account.
 pub fn policy_cloudformation(input: &PolicyInput) -> String {
     let mut out = String::from("PolicyDocument:\n  Version: \"2012-10-17\"\n  Statement:\n");
     let resource = |resource: &Resource| -> String {
@@ -376,6 +482,7 @@ pub fn policy_cloudformation(input: &PolicyInput) -> String {
             Resource::StateTable => "!Sub \"arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${StateTableName}\"".into(),
             Resource::StateTableIndexes => "!Sub \"arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${StateTableName}/index/*\"".into(),
             Resource::AuditTable => "!Sub \"arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${AuditTableName}\"".into(),
+            Resource::MemberRoles => "!Ref MemberRoleArns".into(),
             Resource::Typed(service, path) if *service == "iam" => {
                 format!("!Sub \"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:{path}\"")
             }
@@ -391,13 +498,18 @@ pub fn policy_cloudformation(input: &PolicyInput) -> String {
             "Action:".to_string(),
         ];
         body.extend(statement.actions.iter().map(|a| format!("  - {a}")));
-        body.push("Resource:".into());
-        body.extend(
-            statement
-                .resources
-                .iter()
-                .map(|r| format!("  - {}", resource(r))),
-        );
+        if statement.resources == [Resource::MemberRoles] {
+            // The parameter is a list already: it is the Resource, not an item of it.
+            body.push(format!("Resource: {}", resource(&Resource::MemberRoles)));
+        } else {
+            body.push("Resource:".into());
+            body.extend(
+                statement
+                    .resources
+                    .iter()
+                    .map(|r| format!("  - {}", resource(r))),
+            );
+        }
         if let Some(condition) = &statement.condition {
             body.push("Condition:".into());
             body.extend(yaml_lines(condition, 1));
@@ -412,6 +524,8 @@ pub fn policy_cloudformation(input: &PolicyInput) -> String {
             .any(|r| matches!(r, Resource::StateTable | Resource::AuditTable))
         {
             Some("UsesDynamoDb")
+        } else if statement.resources.contains(&Resource::MemberRoles) {
+            Some("HasMemberRoles")
         } else {
             None
         };

@@ -86,6 +86,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 mode: args.mode,
                 ..Overrides::default()
             })?;
+            if args.member {
+                // clap refuses --member without --hub-principal; an empty one is refused below.
+                let hub = args.hub_principal.as_deref().unwrap_or_default();
+                let role = nodemedic::iam::member_role(&settings, hub)?;
+                println!("{}", serde_json::to_string_pretty(&role)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let input = nodemedic::iam::PolicyInput::from_settings(&settings);
             if args.format == "cloudformation" {
                 print!("{}", nodemedic::iam::policy_cloudformation(&input));

@@ -33,6 +33,8 @@ pub enum RecordKind {
     EventSuperseded,
     /// Evidence could not be collected; the message is retried.
     CollectionFailed,
+    /// An event of an account this daemon does not serve: recorded and deleted, nothing read.
+    AccountRefused,
     Evidence,
     Diagnosis,
     Plan,
@@ -67,6 +69,7 @@ impl RecordKind {
             RecordKind::EventHealthy => "event_healthy",
             RecordKind::EventSuperseded => "event_superseded",
             RecordKind::CollectionFailed => "collection_failed",
+            RecordKind::AccountRefused => "account_refused",
             RecordKind::Evidence => "evidence",
             RecordKind::Diagnosis => "diagnosis",
             RecordKind::Plan => "plan",

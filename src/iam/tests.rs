@@ -156,9 +156,13 @@ fn every_call_the_daemon_makes_is_in_the_policy() {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            for marker in [".op(\"", "calls.record(\""] {
+            // record_aws_call counts the calls the SDK makes on its own (AssumeRole).
+            for marker in [".op(", "calls.record(", "record_aws_call("] {
                 for piece in text.split(marker).skip(1) {
-                    let call = piece.split('"').next().unwrap_or("");
+                    let Some(quoted) = piece.trim_start().strip_prefix('"') else {
+                        continue;
+                    };
+                    let call = quoted.split('"').next().unwrap_or("");
                     if call.contains(':') && !call.contains(' ') {
                         calls.insert(call.to_string());
                     }
@@ -167,9 +171,14 @@ fn every_call_the_daemon_makes_is_in_the_policy() {
         }
     }
     assert!(calls.len() > 30, "the scan found the calls: {calls:?}");
+    assert!(
+        calls.contains("sts:AssumeRole"),
+        "the scan sees the calls the SDK makes for nodemedic: {calls:?}"
+    );
     let mut everything = input(Mode::Auto);
     everything.fixes = FixKind::ALL.to_vec();
     everything.sns_topic = Some("arn:aws:sns:us-west-2:123456789012:t".into());
+    everything.member_roles = vec!["arn:aws:iam::111111111111:role/nodemedic-member".into()];
     let allowed = allowed_actions(&everything);
     let missing: Vec<&String> = calls
         .iter()
@@ -188,6 +197,11 @@ fn the_cloudformation_block_gates_fixes_and_the_topic() {
     assert!(block.contains("- CanMutate\n"));
     assert!(block.contains("- HasNotificationTopic\n"));
     assert!(block.contains("!Ref EventQueueArn"));
+    assert!(block.contains("- HasMemberRoles\n"));
+    assert!(
+        block.contains("Resource: !Ref MemberRoleArns\n"),
+        "the member roles are the parameter's list itself"
+    );
     assert!(
         block.contains("Sid: FixRoutes"),
         "every fix, whatever the mode"
@@ -276,5 +290,145 @@ fn a_dynamodb_store_may_add_records_but_never_change_them() {
             .iter()
             .all(|s| s["Sid"] != "SharedState"),
         "SQLite needs no DynamoDB"
+    );
+}
+
+fn hub_and_spoke(mode: Mode, external_id: &str) -> Settings {
+    let mut env: std::collections::HashMap<String, String> = [
+        ("NODEMEDIC_ACCOUNTS__ROLE_NAME", "nodemedic-member"),
+        ("NODEMEDIC_ACCOUNTS__MEMBERS", "111111111111,222222222222"),
+        (
+            "NODEMEDIC_QUEUE_URL",
+            "https://sqs.us-west-2.amazonaws.com/123456789012/nodemedic-events",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if !external_id.is_empty() {
+        env.insert(
+            "NODEMEDIC_ACCOUNTS__EXTERNAL_ID".into(),
+            external_id.to_string(),
+        );
+    }
+    let mut settings =
+        Settings::load_with_env(&Overrides::default(), Some(env)).expect("settings load");
+    settings.mode = mode;
+    settings
+}
+
+fn statement<'a>(policy: &'a Value, sid: &str) -> Option<&'a Value> {
+    policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["Sid"] == sid)
+}
+
+#[test]
+fn the_hub_may_assume_exactly_the_member_roles() {
+    let policy = policy_json(&PolicyInput::from_settings(&hub_and_spoke(
+        Mode::DryRun,
+        "hub-7f3a",
+    )));
+    let assume = statement(&policy, "AssumeMemberRoles").expect("an AssumeRole statement");
+    assert_eq!(assume["Action"], json!(["sts:AssumeRole"]));
+    assert_eq!(
+        assume["Resource"],
+        json!([
+            "arn:aws:iam::111111111111:role/nodemedic-member",
+            "arn:aws:iam::222222222222:role/nodemedic-member"
+        ])
+    );
+    let single = policy_json(&input(Mode::Auto));
+    assert!(
+        statement(&single, "AssumeMemberRoles").is_none(),
+        "a single account assumes no role"
+    );
+    assert!(!allowed_actions(&input(Mode::Auto)).contains(&"sts:AssumeRole"));
+}
+
+#[test]
+fn a_member_role_reads_and_fixes_like_the_hub_but_owns_no_queue() {
+    for mode in [Mode::DryRun, Mode::Auto] {
+        let settings = hub_and_spoke(mode, "hub-7f3a");
+        let input = PolicyInput::from_settings(&settings);
+        let actions = |policy: &Value| -> BTreeSet<String> {
+            policy["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["Effect"] == "Allow")
+                .flat_map(|s| s["Action"].as_array().unwrap().clone())
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect()
+        };
+        let member = actions(&member_policy_json(&input));
+        let hub = actions(&policy_json(&input));
+        let hub_only: BTreeSet<String> = hub.difference(&member).cloned().collect();
+        assert!(
+            hub_only
+                .iter()
+                .all(|a| a.starts_with("sqs:") || a.starts_with("sts:") || a == "sns:Publish"),
+            "{mode}: {hub_only:?}"
+        );
+        assert!(hub_only.contains("sts:AssumeRole"));
+        assert!(hub_only.contains("sqs:ReceiveMessage"));
+        assert!(member.is_subset(&hub), "{mode}");
+        assert_eq!(
+            member.contains("ec2:CreateRoute"),
+            mode == Mode::Auto,
+            "fixes follow the mode"
+        );
+        assert!(member.contains("ec2:DescribeRouteTables"));
+        let denies = member_policy_json(&input)["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["Sid"] == "HonourIgnoreTag");
+        assert_eq!(
+            denies,
+            mode == Mode::Auto,
+            "the ignore tag binds members too"
+        );
+    }
+}
+
+#[test]
+fn the_member_role_trusts_the_hub_with_the_external_id() {
+    let role = member_role(&hub_and_spoke(Mode::Auto, "hub-7f3a"), "123456789012").unwrap();
+    assert_eq!(role["RoleName"], "nodemedic-member");
+    let trust = &role["TrustPolicy"]["Statement"][0];
+    assert_eq!(trust["Principal"]["AWS"], "arn:aws:iam::123456789012:root");
+    assert_eq!(trust["Action"], "sts:AssumeRole");
+    assert_eq!(
+        trust["Condition"]["StringEquals"]["sts:ExternalId"],
+        "hub-7f3a"
+    );
+    assert!(statement(&role["PermissionsPolicy"], "FixRoutes").is_some());
+
+    let role = member_role(
+        &hub_and_spoke(Mode::Auto, ""),
+        "arn:aws:iam::123456789012:role/nodemedic",
+    )
+    .unwrap();
+    let trust = &role["TrustPolicy"]["Statement"][0];
+    assert_eq!(
+        trust["Principal"]["AWS"],
+        "arn:aws:iam::123456789012:role/nodemedic"
+    );
+    assert!(
+        trust.get("Condition").is_none(),
+        "no external id, no condition"
+    );
+
+    assert_eq!(
+        member_role(&hub_and_spoke(Mode::Auto, ""), "hub"),
+        Err(MemberRoleError::HubPrincipal("hub".into()))
+    );
+    let single = Settings::load_with_env(&Overrides::default(), Some(Default::default())).unwrap();
+    assert_eq!(
+        member_role(&single, "123456789012"),
+        Err(MemberRoleError::NoRoleName)
     );
 }

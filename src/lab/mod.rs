@@ -609,6 +609,17 @@ pub async fn publish_launch_event(
     group: &str,
     subnet: &str,
 ) -> Result<String, LabError> {
+    let (detail_type, detail) = launch_event(c, group, subnet).await?;
+    put_event(c, &network.account, detail_type, &detail, group).await
+}
+
+/// The detail type and detail of the launch event AWS would send for `group`'s most recent
+/// activity (for an envelope made by hand, say one forwarded from another account).
+pub async fn launch_event(
+    c: &LabClients,
+    group: &str,
+    subnet: &str,
+) -> Result<(&'static str, serde_json::Value), LabError> {
     let activities = c
         .autoscaling
         .describe_scaling_activities()
@@ -648,7 +659,7 @@ pub async fn publish_launch_event(
     } else {
         crate::intake::LAUNCH_SUCCESSFUL
     };
-    put_event(c, &network.account, detail_type, &detail, group).await
+    Ok((detail_type, detail))
 }
 
 /// Publishes one `aws.autoscaling` event through EventBridge; returns its event id.

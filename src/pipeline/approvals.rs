@@ -153,12 +153,19 @@ impl Pipeline {
         key: &NodegroupKey,
         subject: Option<&str>,
     ) -> Result<bool, PipelineError> {
+        let clients = match self.clients.for_account(&key.account, &key.region).await {
+            Ok(clients) => clients,
+            Err(refused) => {
+                // The settings changed since approval: the plan's account is no longer served.
+                self.mark_stale(row, None, &refused.to_string()).await?;
+                return Ok(false);
+            }
+        };
         // A plan held in the middle of an interrupted run is finished from where it stopped:
         // re-planning would only see that run's half-done work.
         if let Some(resumable) = self.resumable_incident(&row.incident_id).await?
             && resumable.plan.id == row.plan_id
         {
-            let clients = self.clients.for_region(&key.region);
             let target = Target {
                 cluster: row.cluster.clone(),
                 nodegroup: row.nodegroup.clone(),
@@ -181,7 +188,6 @@ impl Pipeline {
             nodegroup: row.nodegroup.clone(),
             group: None,
         };
-        let clients = self.clients.for_region(&key.region);
         let evidence = collect(
             &clients,
             trigger,

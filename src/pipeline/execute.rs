@@ -182,7 +182,11 @@ impl Pipeline {
         base: History,
         approval: Option<Approval>,
     ) -> Result<Run, PipelineError> {
-        let actuator = AwsActuator::new(self.clients.for_region(&trigger.region));
+        let actuator = AwsActuator::new(
+            self.clients
+                .for_account(&trigger.account, &trigger.region)
+                .await?,
+        );
         let policy = &self.config.policy;
         let mut run = Run::default();
         let mut applied: Vec<(usize, StepResult)> = Vec::new();

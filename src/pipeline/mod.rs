@@ -21,7 +21,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::audit::store::{query, timestamp};
 use crate::audit::{AuditError, AuditStore, NodegroupKey, RecordKind};
-use crate::aws::ClientPool;
+use crate::aws::{AccountRefused, ClientPool};
 use crate::config::{GuardSettings, RemediationSettings, Settings, VerifySettings};
 use crate::diagnose::diagnose;
 use crate::evidence::CallLog;
@@ -87,6 +87,8 @@ pub enum PipelineError {
     Collect(String),
     #[error("stopped between steps: the process is shutting down")]
     ShuttingDown,
+    #[error(transparent)]
+    AccountRefused(#[from] AccountRefused),
 }
 
 /// What the pipeline needs from the settings.
@@ -125,6 +127,8 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     /// Cancelled when in-flight work must stop (the shutdown grace period ran out).
     stopping: CancellationToken,
+    /// Accounts whose events were refused, so that each is logged at warn once, not per event.
+    refused_accounts: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Pipeline {
@@ -144,6 +148,7 @@ impl Pipeline {
             notifier: Notifier::disabled(),
             metrics: Arc::new(Metrics::new()),
             stopping: CancellationToken::new(),
+            refused_accounts: Default::default(),
         }
     }
 
@@ -254,6 +259,44 @@ impl Pipeline {
         Ok(())
     }
 
+    /// An event of an account this daemon does not serve: recorded, and its message deleted
+    /// (it will never be served by this daemon, however often it comes back).
+    async fn record_refused(
+        &self,
+        trigger: &Trigger,
+        message: &Inbound,
+        refused: &AccountRefused,
+    ) -> Result<(), PipelineError> {
+        let first_time = self
+            .refused_accounts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(refused.account.clone());
+        if first_time {
+            warn!(account = %refused.account, reason = %refused.reason,
+                "events of this account are refused and recorded (logged once per account)");
+        } else {
+            info!(account = %refused.account, "event refused: account not served");
+        }
+        let event_id = trigger.event_id.clone();
+        let message_id = message.message_id.clone();
+        let body = json!({
+            "event_id": event_id,
+            "account": refused.account,
+            "region": trigger.region,
+            "reason": refused.reason,
+            "trigger": trigger,
+            "message_id": message_id,
+        });
+        self.store
+            .write(move |tx| {
+                tx.append(None, Some(&event_id), RecordKind::AccountRefused, &body)?;
+                tx.mark_event(&event_id, message_id.as_deref(), "refused", None)
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Records a second delivery; returns whether the event had been handled already.
     async fn already_handled(
         &self,
@@ -293,6 +336,17 @@ impl Pipeline {
         if self.already_handled(&trigger, message).await? {
             return Ok(Disposition::Delete);
         }
+        let clients = match self
+            .clients
+            .for_account(&trigger.account, &trigger.region)
+            .await
+        {
+            Ok(clients) => clients,
+            Err(refused) => {
+                self.record_refused(&trigger, message, &refused).await?;
+                return Ok(Disposition::Delete);
+            }
+        };
         if let TriggerKind::JoinCheck(check) = &trigger.kind
             && let Some(remaining) = seconds_until(check.due_at)
             && remaining > 5
@@ -300,7 +354,6 @@ impl Pipeline {
             // Deadlines longer than SQS's 15-minute delay are reached in hops.
             return self.publish_join_check(&trigger, check, remaining).await;
         }
-        let clients = self.clients.for_region(&trigger.region);
         let mut calls = CallLog::default();
         let target = match (&trigger.kind, trigger.nodegroup()) {
             (TriggerKind::Launch(launch), _) => {

@@ -18,6 +18,30 @@ pub fn settings_text(settings: &crate::config::Settings) -> String {
         }
     );
     let _ = writeln!(out, "  audit database  {}", settings.audit.path.display());
+    let accounts = &settings.accounts;
+    let _ = writeln!(
+        out,
+        "  accounts        {}",
+        if accounts.hub_and_spoke() {
+            format!(
+                "this one, and through role {} ({} external id, {}s sessions): {}",
+                accounts.role_name,
+                if accounts.external_id.is_empty() {
+                    "no"
+                } else {
+                    "with an"
+                },
+                accounts.session_duration_secs,
+                if accounts.members.is_empty() {
+                    "(no members)".to_string()
+                } else {
+                    accounts.members.join(", ")
+                }
+            )
+        } else {
+            "this one only".to_string()
+        }
+    );
     for fix in crate::plan::FixKind::ALL {
         let _ = writeln!(
             out,

@@ -1,6 +1,7 @@
 //! Black-box integration tests: the real `nodemedic` binary against a moto-based AWS emulator on
 //! 127.0.0.1 (one emulator per test, on a free port). One test binary, so the AWS SDK is linked once.
 
+mod accounts;
 mod approvals;
 mod breakage;
 mod fleet;
