@@ -722,3 +722,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -588,3 +588,6 @@ mod tests {
         assert_eq!(added[0]["Sid"], USE_SID);
     }
 }
+
+#[cfg(test)]
+mod proptests;
