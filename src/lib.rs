@@ -50,3 +50,6 @@ pub mod report;
 pub mod resolve;
 pub mod telemetry;
 pub mod watch;
+
+#[cfg(test)]
+mod proptest_support;

@@ -3,8 +3,8 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
 
 /// The Auto Scaling detail-types nodemedic acts on.
 pub const LAUNCH_UNSUCCESSFUL: &str = "EC2 Instance Launch Unsuccessful";
@@ -292,6 +292,14 @@ fn parse_envelope(value: Value) -> Result<Parsed, EnvelopeError> {
             field: "time",
             problem: format!("`{time_text}` is not RFC 3339: {e}"),
         })?;
+    // The audit trail stamps records with the event's time in UTC. A time on 9999-12-31 behind
+    // UTC parses, but has no UTC form (converting it panics), so it is refused here.
+    if time.checked_to_offset(UtcOffset::UTC).is_none() {
+        return Err(EnvelopeError::InvalidField {
+            field: "time",
+            problem: format!("`{time_text}` is after 9999-12-31T23:59:59Z"),
+        });
+    }
     let invalid_detail = |e: serde_json::Error| EnvelopeError::InvalidField {
         field: "detail",
         problem: e.to_string(),
@@ -514,6 +522,25 @@ mod tests {
     }
 
     #[test]
+    fn a_time_with_no_utc_form_is_refused_not_left_to_panic_later() {
+        // Found by the property tests: 20:00 at -04:00 on 9999-12-31 is midnight of year 10000
+        // in UTC, which the audit timestamp cannot represent.
+        let mut event = unsuccessful();
+        event["time"] = json!("9999-12-31T20:00:00-04:00");
+        let error = parse_message(&event.to_string()).unwrap_err();
+        assert!(
+            matches!(error, EnvelopeError::InvalidField { field: "time", .. }),
+            "{error:?}"
+        );
+        event["time"] = json!("9999-12-31T19:59:59-04:00");
+        let trigger = trigger_of(&event);
+        assert_eq!(
+            crate::audit::store::timestamp(trigger.time),
+            "9999-12-31T23:59:59.000Z"
+        );
+    }
+
+    #[test]
     fn other_well_formed_events_are_ignored_with_a_reason() {
         let mut event = unsuccessful();
         event["detail-type"] = json!("EC2 Instance Terminate Successful");
@@ -695,3 +722,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -181,7 +181,7 @@ fn assess_statements(statements: &[Value], role_arn: &str) -> Access {
         if effect_of(statement) != Some("Deny") || statement.get("Condition").is_some() {
             continue;
         }
-        if !principal_matches(statement, role_arn) {
+        if !deny_reaches(statement, role_arn) {
             continue;
         }
         if let Some(action) = REQUIRED_OPERATIONS
@@ -223,7 +223,12 @@ fn sid_of(statement: &Value) -> Option<&str> {
 
 /// Principals named under `Principal`; the only valid bare string is the wildcard `"*"`.
 fn principals_of(statement: &Value) -> Vec<&str> {
-    match statement.get("Principal") {
+    principals_in(statement.get("Principal"))
+}
+
+/// Principals named in a `Principal` or `NotPrincipal` element.
+fn principals_in(element: Option<&Value>) -> Vec<&str> {
+    match element {
         Some(Value::String(everyone)) => vec![everyone.as_str()],
         Some(Value::Object(map)) => map
             .get("AWS")
@@ -242,6 +247,21 @@ fn principal_matches(statement: &Value, role_arn: &str) -> bool {
     principals_of(statement)
         .iter()
         .any(|p| *p == "*" || *p == role_arn)
+}
+
+/// Whether a Deny statement applies to the role. `NotPrincipal` means everyone except the
+/// principals it lists, so a Deny with a `NotPrincipal` that does not list the role (or `*`)
+/// blocks the role as surely as one naming it.
+fn deny_reaches(statement: &Value, role_arn: &str) -> bool {
+    if statement.get("Principal").is_some() {
+        return principal_matches(statement, role_arn);
+    }
+    match statement.get("NotPrincipal") {
+        Some(excepted) => !principals_in(Some(excepted))
+            .iter()
+            .any(|p| *p == "*" || *p == role_arn),
+        None => false,
+    }
 }
 
 fn action_matches(statement: &Value, operation: &str) -> bool {
@@ -457,6 +477,34 @@ mod tests {
     }
 
     #[test]
+    fn a_deny_to_everyone_but_named_principals_blocks_the_role() {
+        // Found by the property tests: `NotPrincipal` was not read, so this policy was
+        // "patched" with two allow statements that its Deny still overrides.
+        let deny_all_but = |excepted: Value| {
+            json!({"Statement": [
+                {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"},
+                {"Sid": "OnlyAdmins", "Effect": "Deny", "NotPrincipal": {"AWS": excepted}, "Action": "kms:*", "Resource": "*"}
+            ]})
+            .to_string()
+        };
+        let admins_only = deny_all_but(json!([
+            "arn:aws:iam::123456789012:root",
+            "arn:aws:iam::123456789012:role/KeyAdmin"
+        ]));
+        assert_eq!(
+            patch(&admins_only, ROLE).unwrap_err(),
+            KeyPolicyError::ExplicitDeny {
+                sid: "OnlyAdmins".into(),
+                action: "kms:Encrypt".into()
+            }
+        );
+        // Excepting the role itself leaves the allow statements something to do.
+        let role_excepted = deny_all_but(json!(["arn:aws:iam::123456789012:root", ROLE]));
+        let (policy, _) = patched(&role_excepted);
+        assert_eq!(assess(&policy, ROLE).unwrap(), Access::Granted);
+    }
+
+    #[test]
     fn a_single_statement_object_and_odd_fields_survive_unchanged() {
         let policy = json!({
             "Id": "key-consolepolicy-3",
@@ -540,3 +588,6 @@ mod tests {
         assert_eq!(added[0]["Sid"], USE_SID);
     }
 }
+
+#[cfg(test)]
+mod proptests;

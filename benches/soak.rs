@@ -1,0 +1,843 @@
+//! Soak: thousands of events through the daemon against the emulator, next to a bare
+//! receive-and-delete loop over the same messages on the same emulator.
+//!
+//! Run: `cargo bench --bench soak --profile dev` (`NODEMEDIC_SOAK_EVENTS`, default 2000).
+//! Without `--bench` (as `cargo test --all-targets` runs it) it is a 20-event smoke test.
+//! Either way it fails unless every event was handled and recorded and the queue is empty.
+//!
+//! The daemon is `nodemedic::daemon::run_with` in this process, with the default settings but
+//! dry-run (which plans and mutates nothing, so every wave meets the same world) and no join
+//! checks (each would park a delayed message in the queue, and moto scans every stored message
+//! on each receive). It runs until every message is handled, then is shut down.
+//!
+//! How each figure is measured:
+//! - events/s: messages sent divided by the time from the first send to the last message
+//!   handled (the daemon) or deleted (the loop). Both are fed the same way, in waves.
+//! - latency: from receipt to delete, per message, from the daemon's own `message` span (the
+//!   span its queue loop opens around each message), timed by a tracing layer of this bench.
+//!   It is what `nodemedic_message_handling_seconds` measures, unbucketed.
+//! - RSS: `/proc/self/status` of this process (daemon, feeder and SDK clients together).
+//! - AWS calls: the process-wide `nodemedic_aws_calls_total` family, before and after the
+//!   daemon ran; the feeder and the bare loop bypass it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use nodemedic::aws::AwsResultExt;
+use nodemedic::config::{Overrides, Settings};
+use nodemedic::lab::{self, Emulator, LabClients, Network};
+use nodemedic::telemetry::metrics::Metrics;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+const DEFAULT_EVENTS: usize = 2000;
+const SMOKE_EVENTS: usize = 20;
+/// Messages per SendMessageBatch.
+const WAVE: usize = 10;
+/// At most this many messages sent but not yet handled: moto drains a deep queue slowly
+/// (about 9 messages/s with 5000 waiting, 550 with 10 or fewer), which would measure moto.
+const MAX_OUTSTANDING: usize = 20;
+/// A run that handles nothing for this long is stuck.
+const STALL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Kind {
+    /// A successful launch in a healthy nodegroup.
+    Healthy,
+    /// A launch in an Auto Scaling group without EKS tags: not ours.
+    NotEks,
+    /// An Auto Scaling event nodemedic does not act on (a termination).
+    OtherType,
+    /// A second delivery of a healthy launch event already sent.
+    Duplicate,
+    /// Lab 002: a launch failed on a KMS key the Auto Scaling role may not use.
+    FailingKms,
+    /// Lab 000: an instance launched into a subnet with no route out.
+    FailingRoute,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Healthy => "healthy launch",
+            Kind::NotEks => "ignored: not EKS",
+            Kind::OtherType => "ignored: other type",
+            Kind::Duplicate => "duplicate",
+            Kind::FailingKms => "failing: KMS (002)",
+            Kind::FailingRoute => "failing: route (000)",
+        }
+    }
+
+    /// The mix, repeating every 50 messages: 40 healthy, 4 not EKS, 1 other type, 3
+    /// duplicates, 2 failing. The first 20 already hold one of each.
+    fn at(index: usize) -> Kind {
+        match index % 50 {
+            0 => Kind::FailingKms,
+            8 => Kind::FailingRoute,
+            2 | 11 | 17 | 30 => Kind::NotEks,
+            4 => Kind::OtherType,
+            6 | 14 | 40 => Kind::Duplicate,
+            _ => Kind::Healthy,
+        }
+    }
+}
+
+/// The world the events are about.
+struct World {
+    emulator: Emulator,
+    clients: LabClients,
+    network: Network,
+    queue: lab::EventQueue,
+    /// A queue like `queue` for the bare loop alone: a long poll the loop leaves behind when it
+    /// stops would otherwise take (and hide for 120 s) the daemon's first message.
+    baseline_queue: lab::EventQueue,
+    /// (Auto Scaling group, subnet, instance) of each healthy nodegroup.
+    healthy: Vec<(String, String, String)>,
+    /// The instance lab 000 launched.
+    lab_000_instance: String,
+    not_eks_group: String,
+    lab_000: lab::Lab000,
+    lab_002: lab::Lab002,
+}
+
+async fn build_world() -> World {
+    let emulator = Emulator::start(0.5)
+        .await
+        .expect("the emulator starts (pip install \"moto[server]\")");
+    let clients = LabClients::new(&emulator.sdk_config());
+    let queue = lab::event_queue(&clients, "nodemedic-soak", 5)
+        .await
+        .expect("queue");
+    let baseline_queue = lab::event_queue(&clients, "nodemedic-soak-baseline", 5)
+        .await
+        .expect("baseline queue");
+    let network = lab::workshop(&clients).await.expect("workshop");
+    let default_group = clients
+        .eks
+        .describe_nodegroup()
+        .cluster_name(lab::CLUSTER)
+        .nodegroup_name("default")
+        .send()
+        .await
+        .op("eks:DescribeNodegroup")
+        .expect("the workshop's nodegroup")
+        .nodegroup()
+        .and_then(|n| n.resources())
+        .and_then(|r| r.auto_scaling_groups().first())
+        .and_then(|g| g.name())
+        .map(str::to_string)
+        .expect("its Auto Scaling group");
+    let mut groups = vec![(default_group, network.private_subnet.clone())];
+    for (name, subnet) in [
+        ("workers-b", &network.private_subnet),
+        ("workers-public", &network.public_subnet),
+    ] {
+        let group = lab::nodegroup(&clients, &network, name, subnet, (1, 3, 1), None)
+            .await
+            .expect("healthy nodegroup");
+        groups.push((group, subnet.clone()));
+    }
+    let mut healthy = Vec::new();
+    for (group, subnet) in groups {
+        let instance = instance_of(&clients, &group).await;
+        healthy.push((group, subnet, instance));
+    }
+    let not_eks_group = self_managed_group(&clients, &network).await;
+    let lab_000 = lab::lab_000(&clients, &network).await.expect("lab 000");
+    let lab_000_instance = instance_of(&clients, &lab_000.group).await;
+    let lab_002 = lab::lab_002(&clients, &network).await.expect("lab 002");
+    World {
+        emulator,
+        clients,
+        network,
+        queue,
+        baseline_queue,
+        healthy,
+        lab_000_instance,
+        not_eks_group,
+        lab_000,
+        lab_002,
+    }
+}
+
+/// The instance the emulator launched for `group`: launch events name real instances.
+async fn instance_of(c: &LabClients, group: &str) -> String {
+    c.autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .op("autoscaling:DescribeAutoScalingGroups")
+        .expect("the group")
+        .auto_scaling_groups()
+        .first()
+        .and_then(|g| g.instances().first())
+        .and_then(|i| i.instance_id())
+        .map(str::to_string)
+        .expect("the group's instance")
+}
+
+/// An Auto Scaling group of self-managed instances: no `eks:*` tags.
+async fn self_managed_group(c: &LabClients, network: &Network) -> String {
+    let template = c
+        .ec2
+        .create_launch_template()
+        .launch_template_name("self-managed-workers")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Medium)
+                .build(),
+        )
+        .send()
+        .await
+        .op("ec2:CreateLaunchTemplate")
+        .expect("launch template")
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .map(str::to_string)
+        .expect("launch template id");
+    let name = "self-managed-workers";
+    c.autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .launch_template(
+            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                .launch_template_id(template)
+                .version("$Latest")
+                .build(),
+        )
+        .min_size(0)
+        .max_size(1)
+        .desired_capacity(0)
+        .vpc_zone_identifier(&network.private_subnet)
+        .send()
+        .await
+        .op("autoscaling:CreateAutoScalingGroup")
+        .expect("self-managed group");
+    name.to_string()
+}
+
+/// The body EventBridge delivers to SQS for an Auto Scaling event.
+fn envelope(
+    world: &World,
+    event_id: &str,
+    detail_type: &str,
+    group: &str,
+    detail: serde_json::Value,
+) -> String {
+    let mut detail = detail;
+    detail["AutoScalingGroupName"] = json!(group);
+    json!({
+        "version": "0",
+        "id": event_id,
+        "detail-type": detail_type,
+        "source": "aws.autoscaling",
+        "account": world.network.account,
+        "time": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("now formats"),
+        "region": lab::REGION,
+        "resources": [format!("arn:aws:autoscaling:{}:{}:autoScalingGroup:0:autoScalingGroupName/{group}", lab::REGION, world.network.account)],
+        "detail": detail,
+    })
+    .to_string()
+}
+
+fn launched(instance: &str, subnet: &str) -> serde_json::Value {
+    json!({
+        "StatusCode": "InProgress",
+        "ActivityId": uuid::Uuid::new_v4().to_string(),
+        "Details": { "Availability Zone": lab::ZONE, "Subnet ID": subnet },
+        "StatusMessage": "",
+        "Description": format!("Launching a new EC2 instance: {instance}"),
+        "EC2InstanceId": instance,
+        "Cause": "At 2026-01-01T00:00:00Z an instance was started in response to a difference between desired and actual capacity",
+    })
+}
+
+/// One message to send, and what it is.
+struct Message {
+    kind: Kind,
+    event_id: String,
+    body: String,
+}
+
+fn messages(world: &World, count: usize) -> Vec<Message> {
+    let mut out: Vec<Message> = Vec::with_capacity(count);
+    let mut last_healthy: Option<usize> = None;
+    for index in 0..count {
+        let kind = Kind::at(index);
+        let event_id = uuid::Uuid::new_v4().to_string();
+        let body = match kind {
+            Kind::Healthy => {
+                let (group, subnet, instance) = &world.healthy[index % world.healthy.len()];
+                envelope(
+                    world,
+                    &event_id,
+                    nodemedic::intake::LAUNCH_SUCCESSFUL,
+                    group,
+                    launched(instance, subnet),
+                )
+            }
+            Kind::NotEks => envelope(
+                world,
+                &event_id,
+                nodemedic::intake::LAUNCH_SUCCESSFUL,
+                &world.not_eks_group,
+                launched(
+                    &format!("i-{:017x}", index + 1),
+                    &world.network.private_subnet,
+                ),
+            ),
+            Kind::OtherType => envelope(
+                world,
+                &event_id,
+                "EC2 Instance Terminate Successful",
+                &world.healthy[0].0,
+                launched(&world.healthy[0].2, &world.healthy[0].1),
+            ),
+            Kind::Duplicate => {
+                let original = &out[last_healthy.expect("a healthy event comes first")];
+                out.push(Message {
+                    kind,
+                    event_id: original.event_id.clone(),
+                    body: original.body.clone(),
+                });
+                continue;
+            }
+            Kind::FailingKms => envelope(
+                world,
+                &event_id,
+                nodemedic::intake::LAUNCH_UNSUCCESSFUL,
+                &world.lab_002.group,
+                json!({
+                    "StatusCode": "Failed",
+                    "ActivityId": uuid::Uuid::new_v4().to_string(),
+                    "Details": { "Availability Zone": lab::ZONE, "Subnet ID": world.network.private_subnet },
+                    "StatusMessage": "Instance became unhealthy while waiting for instance to be in InService state. Termination Reason: Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state",
+                    "Description": "Launching a new EC2 instance. Status Reason: Client.InvalidKMSKey.InvalidState",
+                    "EC2InstanceId": "",
+                    "Cause": "At 2026-01-01T00:00:00Z an instance was started",
+                }),
+            ),
+            Kind::FailingRoute => envelope(
+                world,
+                &event_id,
+                nodemedic::intake::LAUNCH_SUCCESSFUL,
+                &world.lab_000.group,
+                launched(&world.lab_000_instance, &world.lab_000.subnet),
+            ),
+        };
+        if kind == Kind::Healthy {
+            last_healthy = Some(out.len());
+        }
+        out.push(Message {
+            kind,
+            event_id,
+            body,
+        });
+    }
+    out
+}
+
+/// Sends `messages` in waves of [`WAVE`], never more than [`MAX_OUTSTANDING`] ahead of
+/// `done()`; returns each SQS message id's kind, and when the first wave went out.
+async fn feed(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    messages: &[Message],
+    done: impl Fn() -> usize,
+) -> (HashMap<String, Kind>, Instant) {
+    let started = Instant::now();
+    let mut kinds = HashMap::new();
+    let mut progress = (done(), Instant::now());
+    for (wave_number, wave) in messages.chunks(WAVE).enumerate() {
+        let sent = wave_number * WAVE;
+        while sent + wave.len() > done() + MAX_OUTSTANDING {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            stalled(&mut progress, done());
+        }
+        let mut batch = sqs.send_message_batch().queue_url(queue_url);
+        for (position, message) in wave.iter().enumerate() {
+            batch = batch.entries(
+                SendMessageBatchRequestEntry::builder()
+                    .id(position.to_string())
+                    .message_body(&message.body)
+                    .build()
+                    .expect("a batch entry"),
+            );
+        }
+        let output = batch.send().await.expect("SendMessageBatch");
+        assert!(output.failed().is_empty(), "{:?}", output.failed());
+        for entry in output.successful() {
+            let position: usize = entry.id().parse().expect("our entry id");
+            kinds.insert(entry.message_id().to_string(), wave[position].kind);
+        }
+    }
+    (kinds, started)
+}
+
+/// Panics when `done` has not moved for [`STALL`].
+fn stalled(progress: &mut (usize, Instant), done: usize) {
+    if done != progress.0 {
+        *progress = (done, Instant::now());
+    }
+    assert!(
+        progress.1.elapsed() < STALL,
+        "nothing handled for {} s (at {done})",
+        STALL.as_secs()
+    );
+}
+
+async fn wait_until(done: impl Fn() -> usize, total: usize) {
+    let mut progress = (done(), Instant::now());
+    while done() < total {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        stalled(&mut progress, done());
+    }
+}
+
+/// The floor the emulator sets: receive (long poll, up to 10) and delete each, one at a time.
+async fn bare_loop(sqs: aws_sdk_sqs::Client, queue_url: String, deleted: Arc<AtomicUsize>) {
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(20)
+            .visibility_timeout(120)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        for message in received.messages() {
+            sqs.delete_message()
+                .queue_url(&queue_url)
+                .receipt_handle(message.receipt_handle().expect("a receipt handle"))
+                .send()
+                .await
+                .expect("DeleteMessage");
+            deleted.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Times the daemon's `message` spans: receipt to delete (or keep) of each message.
+#[derive(Default)]
+struct Handled {
+    count: AtomicUsize,
+    samples: Mutex<Vec<(String, Duration)>>,
+}
+
+struct HandlingTimer(Arc<Handled>);
+
+struct Started {
+    message_id: String,
+    at: Instant,
+}
+
+struct MessageId(String);
+
+impl Visit for MessageId {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message_id" {
+            self.0 = value.to_string();
+        }
+    }
+
+    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+}
+
+impl<S> Layer<S> for HandlingTimer
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut message_id = MessageId(String::new());
+        attributes.record(&mut message_id);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(Started {
+                message_id: message_id.0,
+                at: Instant::now(),
+            });
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        if let Some(started) = span.extensions().get::<Started>() {
+            let sample = (started.message_id.clone(), started.at.elapsed());
+            self.0
+                .samples
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(sample);
+            self.0.count.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with(field))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// `nodemedic_aws_calls_total` by `service:Operation (outcome)`.
+fn aws_calls() -> BTreeMap<String, u64> {
+    Metrics::new()
+        .encode()
+        .lines()
+        .filter_map(|line| line.strip_prefix("nodemedic_aws_calls_total{"))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once("} ")?;
+            let label = |name: &str| {
+                labels
+                    .split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|v| v.split('"').next())
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            let key = format!(
+                "{}:{} ({})",
+                label("service"),
+                label("operation"),
+                label("outcome")
+            );
+            Some((key, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64) * fraction).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+async fn messages_left(world: &World, queue_url: &str) -> u64 {
+    let attributes = world
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("queue attributes");
+    attributes
+        .attributes()
+        .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0)
+}
+
+/// What the audit trail says was done.
+struct Recorded {
+    dispositions: BTreeMap<String, i64>,
+    event_ids: HashSet<String>,
+    duplicates: i64,
+    incidents: BTreeMap<String, i64>,
+}
+
+fn recorded(audit_db: &std::path::Path) -> Recorded {
+    let store = nodemedic::audit::AuditStore::open(audit_db).expect("audit db");
+    store
+        .read_blocking(|c| {
+            let pairs = |sql: &str| -> Result<BTreeMap<String, i64>, nodemedic::audit::AuditError> {
+                let mut statement = c.prepare(sql)?;
+                let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            };
+            let mut ids = c.prepare("SELECT event_id FROM events")?;
+            let event_ids = ids
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(Recorded {
+                dispositions: pairs(
+                    "SELECT disposition, COUNT(*) FROM events GROUP BY disposition",
+                )?,
+                event_ids,
+                duplicates: c.query_row(
+                    "SELECT COUNT(*) FROM records WHERE kind = 'event_duplicate'",
+                    [],
+                    |row| row.get(0),
+                )?,
+                incidents: pairs("SELECT cause, COUNT(*) FROM incidents GROUP BY cause")?,
+            })
+        })
+        .expect("audit queries")
+}
+
+#[tokio::main]
+async fn main() {
+    let benchmarking = std::env::args().any(|arg| arg == "--bench");
+    let count = if benchmarking {
+        std::env::var("NODEMEDIC_SOAK_EVENTS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(DEFAULT_EVENTS)
+    } else {
+        SMOKE_EVENTS
+    };
+    let handled = Arc::new(Handled::default());
+    let timer =
+        HandlingTimer(handled.clone()).with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            meta.is_span() && meta.name() == "message" && meta.target().starts_with("nodemedic")
+        }));
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(timer))
+        .expect("the only subscriber");
+
+    let setup = Instant::now();
+    let world = build_world().await;
+    let messages = messages(&world, count);
+    let sqs = world.clients.sqs.clone();
+    let unique: HashSet<&str> = messages.iter().map(|m| m.event_id.as_str()).collect();
+    let mut by_kind: BTreeMap<Kind, usize> = BTreeMap::new();
+    for message in &messages {
+        *by_kind.entry(message.kind).or_default() += 1;
+    }
+    println!(
+        "soak: {count} messages ({}), world built in {:.1} s",
+        if benchmarking {
+            "NODEMEDIC_SOAK_EVENTS to change"
+        } else {
+            "smoke run; `cargo bench --bench soak --profile dev` for the soak"
+        },
+        setup.elapsed().as_secs_f64()
+    );
+    println!(
+        "fed in waves of {WAVE} (SendMessageBatch), at most {MAX_OUTSTANDING} sent but not yet handled: moto drains deep queues slowly (~9 msg/s with 5000 waiting, ~550 with 10 or fewer), so the queue is kept shallow for both runs"
+    );
+    println!(
+        "mix: {}",
+        by_kind
+            .iter()
+            .map(|(kind, n)| format!("{} {n}", kind.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // Baseline: the same messages, fed the same way, through a bare loop.
+    let baseline_url = world.baseline_queue.url.clone();
+    let deleted = Arc::new(AtomicUsize::new(0));
+    let looping = tokio::spawn(bare_loop(
+        sqs.clone(),
+        baseline_url.clone(),
+        deleted.clone(),
+    ));
+    let done = || deleted.load(Ordering::SeqCst);
+    let (_, loop_started) = feed(&sqs, &baseline_url, &messages, done).await;
+    wait_until(done, messages.len()).await;
+    let loop_took = loop_started.elapsed();
+    looping.abort();
+    let _ = looping.await;
+    assert_eq!(
+        messages_left(&world, &baseline_url).await,
+        0,
+        "the bare loop emptied its queue"
+    );
+
+    // The daemon, with the production defaults except dry-run and no join checks.
+    let dir =
+        std::env::temp_dir().join(format!("nodemedic-soak-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let audit_db: PathBuf = dir.join("audit.db");
+    let env: HashMap<String, String> = [("NODEMEDIC_JOIN__DEADLINE_SECS", "0")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let overrides = Overrides {
+        queue_url: Some(world.queue.url.clone()),
+        mode: Some("dry-run".into()),
+        audit_db: Some(audit_db.clone()),
+        config_file: None,
+    };
+    let settings = Settings::load_with_env(&overrides, Some(env)).expect("settings");
+    let calls_before = aws_calls();
+    let rss_before = rss_kib("VmRSS:");
+    let peak = Arc::new(AtomicU64::new(rss_before));
+    let sampling = CancellationToken::new();
+    let sampler = {
+        let (peak, stop) = (peak.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                peak.fetch_max(rss_kib("VmRSS:"), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(nodemedic::daemon::run_with(
+        settings,
+        world.emulator.sdk_config(),
+        false,
+        shutdown.clone(),
+        Default::default(),
+    ));
+    let done = || handled.count.load(Ordering::SeqCst);
+    let (kinds, daemon_started) = feed(&sqs, &world.queue.url, &messages, done).await;
+    wait_until(done, messages.len()).await;
+    let daemon_took = daemon_started.elapsed();
+    let rss_after = rss_kib("VmRSS:");
+    shutdown.cancel();
+    let summary = daemon
+        .await
+        .expect("the daemon task")
+        .expect("the daemon runs");
+    sampling.cancel();
+    let _ = sampler.await;
+    let calls_after = aws_calls();
+
+    // Every event handled, recorded, and gone from the queue.
+    let left = messages_left(&world, &world.queue.url).await;
+    let dead_lettered = messages_left(&world, &world.queue.dead_letter_url).await;
+    let audit = recorded(&audit_db);
+    let unrecorded: Vec<&&str> = unique
+        .iter()
+        .filter(|id| !audit.event_ids.contains(**id))
+        .collect();
+    let duplicates_sent = by_kind.get(&Kind::Duplicate).copied().unwrap_or(0) as i64;
+
+    let rate = |took: Duration| messages.len() as f64 / took.as_secs_f64();
+    println!();
+    println!(
+        "{:<30} {:>9} {:>9} {:>9}",
+        "throughput", "messages", "seconds", "msg/s"
+    );
+    println!(
+        "{:<30} {:>9} {:>9.2} {:>9.1}",
+        "bare receive+delete loop",
+        messages.len(),
+        loop_took.as_secs_f64(),
+        rate(loop_took)
+    );
+    println!(
+        "{:<30} {:>9} {:>9.2} {:>9.1}   ({:.2}x the loop)",
+        "nodemedic daemon (dry-run)",
+        messages.len(),
+        daemon_took.as_secs_f64(),
+        rate(daemon_took),
+        rate(daemon_took) / rate(loop_took)
+    );
+
+    let samples = handled
+        .samples
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut latencies: BTreeMap<Option<Kind>, Vec<Duration>> = BTreeMap::new();
+    for (message_id, took) in &samples {
+        latencies.entry(None).or_default().push(*took);
+        if let Some(kind) = kinds.get(message_id) {
+            latencies.entry(Some(*kind)).or_default().push(*took);
+        }
+    }
+    println!();
+    println!(
+        "{:<30} {:>7} {:>9} {:>9} {:>9}",
+        "handling latency (receipt to delete)", "count", "p50 ms", "p99 ms", "max ms"
+    );
+    for (kind, mut took) in latencies {
+        took.sort();
+        println!(
+            "{:<30} {:>7} {:>9.1} {:>9.1} {:>9.1}",
+            kind.map(Kind::name).unwrap_or("all messages"),
+            took.len(),
+            ms(percentile(&took, 0.50)),
+            ms(percentile(&took, 0.99)),
+            ms(took.last().copied().unwrap_or_default())
+        );
+    }
+
+    println!();
+    println!(
+        "RSS of this process (daemon, feeder, clients): before {:.1} MiB, after {:.1} MiB, peak during {:.1} MiB",
+        mib(rss_before),
+        mib(rss_after),
+        mib(peak.load(Ordering::Relaxed).max(rss_after))
+    );
+
+    let mut by_service: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_operation: Vec<(String, u64)> = Vec::new();
+    for (key, after) in &calls_after {
+        let made = after - calls_before.get(key).copied().unwrap_or(0);
+        if made == 0 {
+            continue;
+        }
+        let service = key.split(':').next().unwrap_or("?").to_string();
+        *by_service.entry(service).or_default() += made;
+        by_operation.push((key.clone(), made));
+    }
+    let per_message = |n: u64| n as f64 / messages.len() as f64;
+    let total: u64 = by_service.values().sum();
+    let queue_calls = by_service.get("sqs").copied().unwrap_or(0);
+    println!(
+        "AWS calls per message: {:.2} ({:.2} to investigate, {:.2} SQS receive/delete/visibility)",
+        per_message(total),
+        per_message(total - queue_calls),
+        per_message(queue_calls)
+    );
+    by_operation.sort_by_key(|(_, made)| std::cmp::Reverse(*made));
+    for (operation, made) in &by_operation {
+        println!(
+            "    {operation:<55} {made:>6}  ({:.3}/message)",
+            per_message(*made)
+        );
+    }
+
+    println!();
+    println!(
+        "daemon: received {}, deleted {}, kept {}, receive errors {}",
+        summary.received, summary.deleted, summary.kept, summary.receive_errors
+    );
+    println!(
+        "audit: events by disposition {:?}; duplicate deliveries recorded {}; incidents by cause {:?}",
+        audit.dispositions, audit.duplicates, audit.incidents
+    );
+    println!("queue: {left} message(s) left, {dead_lettered} dead-lettered");
+
+    assert!(
+        unrecorded.is_empty(),
+        "events never recorded: {unrecorded:?}"
+    );
+    assert_eq!(
+        audit.duplicates, duplicates_sent,
+        "every duplicate is recorded as one"
+    );
+    assert_eq!(
+        summary.deleted,
+        messages.len() as u64,
+        "every message deleted"
+    );
+    assert_eq!(summary.kept, 0, "no message kept for redelivery");
+    assert_eq!(left + dead_lettered, 0, "the queue is empty");
+    assert_eq!(samples.len(), messages.len(), "every message timed once");
+    println!("every event handled and recorded; the queue is empty.");
+}
