@@ -566,33 +566,36 @@ struct Recorded {
     incidents: BTreeMap<String, i64>,
 }
 
+/// Aggregates straight from the SQLite file the run used (the store's interface answers per
+/// incident; a benchmark wants totals).
 fn recorded(audit_db: &std::path::Path) -> Recorded {
-    let store = nodemedic::audit::AuditStore::open(audit_db).expect("audit db");
-    store
-        .read_blocking(|c| {
-            let pairs = |sql: &str| -> Result<BTreeMap<String, i64>, nodemedic::audit::AuditError> {
-                let mut statement = c.prepare(sql)?;
-                let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            };
-            let mut ids = c.prepare("SELECT event_id FROM events")?;
-            let event_ids = ids
-                .query_map([], |row| row.get(0))?
-                .collect::<Result<_, _>>()?;
-            Ok(Recorded {
-                dispositions: pairs(
-                    "SELECT disposition, COUNT(*) FROM events GROUP BY disposition",
-                )?,
-                event_ids,
-                duplicates: c.query_row(
-                    "SELECT COUNT(*) FROM records WHERE kind = 'event_duplicate'",
-                    [],
-                    |row| row.get(0),
-                )?,
-                incidents: pairs("SELECT cause, COUNT(*) FROM incidents GROUP BY cause")?,
-            })
-        })
-        .expect("audit queries")
+    let c = rusqlite::Connection::open(audit_db).expect("audit db");
+    let pairs = |sql: &str| -> BTreeMap<String, i64> {
+        let mut statement = c.prepare(sql).expect("query");
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let mut ids = c.prepare("SELECT event_id FROM events").expect("query");
+    let event_ids = ids
+        .query_map([], |row| row.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    Recorded {
+        dispositions: pairs("SELECT disposition, COUNT(*) FROM events GROUP BY disposition"),
+        event_ids,
+        duplicates: c
+            .query_row(
+                "SELECT COUNT(*) FROM records WHERE kind = 'event_duplicate'",
+                [],
+                |row| row.get(0),
+            )
+            .expect("count"),
+        incidents: pairs("SELECT cause, COUNT(*) FROM incidents GROUP BY cause"),
+    }
 }
 
 #[tokio::main]
