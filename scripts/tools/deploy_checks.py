@@ -161,8 +161,23 @@ def resolve_policy_conditions(out_dir, templates):
             yaml.safe_dump(data, f, sort_keys=False)
 
 
+def with_sqlite(value):
+    """The value a deployment with StoreBackend sqlite gets: the false branch of UsesDynamoDb."""
+    branch = value.get("Fn::If") if isinstance(value, dict) else None
+    if branch and branch[0] == "UsesDynamoDb":
+        return branch[2]
+    return value
+
+
 def check_ecs_service(template):
-    resources = yaml.load(open(template), CfnLoader)["Resources"]
+    data = yaml.load(open(template), CfnLoader)
+    resources = data["Resources"]
+    sqlite_rule = [
+        rule
+        for rule in data.get("Rules", {}).values()
+        if rule.get("RuleCondition") == {"Fn::Equals": [{"Ref": "StoreBackend"}, "sqlite"]}
+        and {"Fn::Equals": [{"Ref": "TaskCount"}, "1"]} in [a.get("Assert") for a in rule.get("Assertions", [])]
+    ]
 
     def one(kind):
         found = [r["Properties"] for r in resources.values() if r["Type"] == kind]
@@ -176,9 +191,11 @@ def check_ecs_service(template):
     network = service.get("NetworkConfiguration", {}).get("AwsvpcConfiguration", {})
     (container,) = one("AWS::ECS::TaskDefinition")["ContainerDefinitions"]
     rules = {
-        "DesiredCount is 1": service.get("DesiredCount") == 1,
-        "MinimumHealthyPercent is 0": deployment.get("MinimumHealthyPercent") == 0,
-        "MaximumPercent is 100": deployment.get("MaximumPercent") == 100,
+        # SQLite takes one writer: one task, and the old task stops before the new one starts.
+        "DesiredCount is TaskCount": service.get("DesiredCount") == {"Ref": "TaskCount"},
+        "a rule keeps TaskCount at 1 with sqlite": bool(sqlite_rule),
+        "MinimumHealthyPercent is 0 with sqlite": with_sqlite(deployment.get("MinimumHealthyPercent")) == 0,
+        "MaximumPercent is 100 with sqlite": with_sqlite(deployment.get("MaximumPercent")) == 100,
         "the circuit breaker rolls back": breaker.get("Enable") is True and breaker.get("Rollback") is True,
         "AssignPublicIp is DISABLED": network.get("AssignPublicIp") == "DISABLED",
         "the root filesystem is read-only": container.get("ReadonlyRootFilesystem") is True,
@@ -334,6 +351,35 @@ def check_service_monitor(monitor, services):
                 fail(f"{where}: endpoint {key} {endpoint[key]!r} is not a duration")
 
 
+def store_backend(settings_text):
+    parsed = load_toml(settings_text)
+    if parsed is not None:
+        return parsed.get("store", {}).get("backend", "sqlite")
+    found = re.search(r'^\s*backend\s*=\s*"(\w+)"', settings_text, re.M)
+    return found.group(1) if found else "sqlite"
+
+
+def check_replicas(spec, names, backend):
+    volumes = spec["template"]["spec"].get("volumes", [])
+    claims = [v["name"] for v in volumes if "persistentVolumeClaim" in v]
+    if backend == "sqlite":
+        # SQLite has a single writer: never two pods, not even during a rollout.
+        if spec.get("replicas") != 1 or spec.get("strategy", {}).get("type") != "Recreate":
+            fail("with store.backend sqlite the Deployment must have replicas: 1 and strategy Recreate")
+        if not claims:
+            fail("with store.backend sqlite the audit database needs a PersistentVolumeClaim")
+    elif backend == "dynamodb":
+        # Replicas share DynamoDB; a ReadWriteOnce claim would pin them all to one node.
+        if claims or names.get("PersistentVolumeClaim"):
+            fail(f"with store.backend dynamodb no PersistentVolumeClaim is needed: {claims}")
+        if spec.get("replicas", 1) < 2:
+            fail("with store.backend dynamodb run at least two replicas")
+        if spec.get("strategy", {}).get("type", "RollingUpdate") != "RollingUpdate":
+            fail("with store.backend dynamodb roll updates (RollingUpdate), with no gap")
+    else:
+        fail(f"unknown store.backend {backend!r} in the ConfigMap")
+
+
 def check_rendered(rendered, prefix, defaults_path):
     docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
     by_kind = {}
@@ -355,9 +401,6 @@ def check_rendered(rendered, prefix, defaults_path):
         fail(f"{rendered}: expected one Deployment, found {len(deployments)}")
     deployment = deployments[0]
     spec = deployment["spec"]
-    # SQLite has a single writer: never two pods, not even during a rollout.
-    if spec.get("replicas") != 1 or spec.get("strategy", {}).get("type") != "Recreate":
-        fail("the Deployment must have replicas: 1 and strategy Recreate (single SQLite writer)")
     pod = spec["template"]
     pod_labels = pod["metadata"].get("labels", {})
     if not labels_match(spec["selector"].get("matchLabels"), pod_labels):
@@ -403,6 +446,7 @@ def check_rendered(rendered, prefix, defaults_path):
         fail(f"{rendered}: expected one ConfigMap with nodemedic.toml, found {len(settings)}")
     with open(f"{prefix}.toml", "w") as f:
         f.write(settings[0])
+    check_replicas(spec, names, store_backend(settings[0]))
     parsed = load_toml(settings[0])
     if parsed is None:
         print("settings keys: not checked (needs Python 3.11, or tomli)")
