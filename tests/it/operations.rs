@@ -203,6 +203,24 @@ async fn readiness_follows_the_queue_and_the_credentials_and_recovers() {
     wait_for("ready again without a restart", 60, || {
         http(port, "GET", "/readyz", None, None).0 == 200
     });
+
+    // And it works again: a lab broken in the new world is diagnosed by the same process.
+    world.network = lab::workshop(&world.clients).await.expect("workshop again");
+    let broken = lab::lab_000(&world.clients, &world.network)
+        .await
+        .expect("lab 000");
+    lab::publish_launch_event(
+        &world.clients,
+        &world.network,
+        &broken.group,
+        &broken.subnet,
+    )
+    .await
+    .expect("event");
+    world.wait_until("the event after the outage diagnosed", 60, |incidents| {
+        incident_of(incidents, &broken.nodegroup)
+            .is_some_and(|incident| incident["cause"] == "subnet_no_egress_route")
+    });
     drop(daemon);
 }
 
