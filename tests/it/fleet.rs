@@ -165,6 +165,57 @@ async fn crash_after_the_route(world: World) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_key_policy_was_patched_does_not_patch_it_twice() {
+    let world = World::new(5).await;
+    let lab = lab::lab_002(&world.clients, &world.network)
+        .await
+        .expect("lab 002");
+    lab::publish_launch_event(
+        &world.clients,
+        &world.network,
+        &lab.group,
+        &world.network.private_subnet,
+    )
+    .await
+    .expect("event");
+    run_until_crash(&world, "after_mutation:patch_kms_key_policy");
+    let patched = world.key_policy(&lab.key_id).await;
+    assert_eq!(
+        patched["Statement"].as_array().map(Vec::len),
+        Some(3),
+        "patched, but not recorded: {patched:#}"
+    );
+
+    restart(&world);
+
+    assert_eq!(
+        world.key_policy(&lab.key_id).await,
+        patched,
+        "the resumed run left the policy as the first one wrote it"
+    );
+    let incidents = world.incidents();
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0]["outcome"], "fixed", "{incidents:#?}");
+    let id = incidents[0]["incident_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let results: Vec<Value> = world
+        .records_of(&id, "step_result")
+        .into_iter()
+        .filter(|r| r["body"]["fix"] == "patch_kms_key_policy")
+        .collect();
+    assert_eq!(results.len(), 1, "{results:#?}");
+    assert_eq!(
+        results[0]["body"]["result"]["changed"], false,
+        "the resumed run found the statements in place"
+    );
+    assert_eq!(world.nodegroup_updates(&lab.nodegroup).await.len(), 2);
+    assert_eq!(world.messages_waiting(&world.queue.url).await, 0);
+    verified_chain(&world);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_crash_after_the_cycle_does_not_cycle_twice() {
     let world = World::new(5).await;
     let lab = lab_000(&world).await;
