@@ -1,6 +1,7 @@
 //! The `nodemedic` binary: parses the command line and wires the library together.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -254,9 +255,17 @@ fn operator() -> String {
 }
 
 async fn decide(args: DecisionArgs, approve: bool) -> anyhow::Result<ExitCode> {
+    let plan_ttl = Duration::from_secs(load_settings(&args.settings)?.guard.plan_ttl_secs);
     let store = open_store(args.settings).await?;
     let by = args.by.unwrap_or_else(operator);
-    let row = operate::decide_plan(&store, &args.plan, approve, &by, args.reason.as_deref())?;
+    let row = operate::decide_plan(
+        &store,
+        &args.plan,
+        approve,
+        &by,
+        args.reason.as_deref(),
+        plan_ttl,
+    )?;
     println!(
         "plan {} {} by {} (incident {}){}",
         row.plan_id,
@@ -303,12 +312,16 @@ async fn diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn open_store(settings: SettingsArgs) -> anyhow::Result<AuditStore> {
-    let settings = Settings::load(&Overrides {
-        config_file: settings.config,
-        audit_db: settings.audit_db,
+fn load_settings(settings: &SettingsArgs) -> anyhow::Result<Settings> {
+    Ok(Settings::load(&Overrides {
+        config_file: settings.config.clone(),
+        audit_db: settings.audit_db.clone(),
         ..Overrides::default()
-    })?;
+    })?)
+}
+
+async fn open_store(settings: SettingsArgs) -> anyhow::Result<AuditStore> {
+    let settings = load_settings(&settings)?;
     if settings.store.backend == "sqlite" {
         let path = &settings.audit.path;
         anyhow::ensure!(

@@ -2,11 +2,14 @@
 //! API alike: approve or reject a plan, flip the kill switch, reset a circuit breaker. Each action
 //! is one transaction with the audit record that says who did it.
 
+use std::time::Duration;
+
 use serde_json::json;
+use time::OffsetDateTime;
 
 use crate::audit::control::{self, PlanRow, PlanStatus};
 use crate::audit::store::now;
-use crate::audit::{AuditError, AuditStore, RecordKind};
+use crate::audit::{AuditError, AuditStore, RecordKind, Tx};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperateError {
@@ -20,18 +23,28 @@ pub enum OperateError {
     Audit(#[from] AuditError),
 }
 
-/// Approves (`approve = true`) or rejects a plan that awaits approval.
+/// Approves (`approve = true`) or rejects a plan that awaits approval. A plan that waited longer
+/// than `plan_ttl` is expired instead (recorded) and refused, even when the daemon has not got to
+/// it yet.
 pub fn decide_plan(
     store: &AuditStore,
     plan_id: &str,
     approve: bool,
     by: &str,
     reason: Option<&str>,
+    plan_ttl: Duration,
 ) -> Result<PlanRow, OperateError> {
     let outcome: Result<Result<PlanRow, OperateError>, AuditError> = store.write_blocking(|tx| {
         let Some(row) = control::plan(tx.connection(), plan_id)? else {
             return Ok(Err(OperateError::NoSuchPlan(plan_id.to_string())));
         };
+        if row.unanswered_at(plan_ttl, OffsetDateTime::now_utc()) {
+            expire_unanswered(tx, &row, plan_ttl)?;
+            return Ok(Err(OperateError::NotAwaiting {
+                plan: plan_id.to_string(),
+                status: PlanStatus::Expired.as_str().to_string(),
+            }));
+        }
         if row.status != PlanStatus::AwaitingApproval.as_str() {
             return Ok(Err(OperateError::NotAwaiting {
                 plan: plan_id.to_string(),
@@ -49,6 +62,20 @@ pub fn decide_plan(
         Ok(control::plan(tx.connection(), plan_id)?.ok_or_else(|| OperateError::NoSuchPlan(plan_id.to_string())))
     });
     outcome?
+}
+
+/// Marks a plan nobody decided within `plan_ttl` expired, with the record that says so.
+pub fn expire_unanswered(tx: &Tx, row: &PlanRow, plan_ttl: Duration) -> Result<(), AuditError> {
+    tx.set_plan_status(&row.plan_id, PlanStatus::Expired, None, None)?;
+    tx.append(
+        Some(&row.incident_id),
+        None,
+        RecordKind::ApprovalDecision,
+        &json!({ "plan_id": row.plan_id, "decision": "expired",
+            "reason": format!("not approved or rejected within {} s", plan_ttl.as_secs()),
+            "waiting_since": row.updated_at, "at": now() }),
+    )
+    .map(|_| ())
 }
 
 /// Turns the kill switch on or off: every mutation stops at once, without a restart.

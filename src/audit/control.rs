@@ -125,6 +125,27 @@ pub struct Breaker {
     pub closed_by: Option<String>,
 }
 
+impl PlanRow {
+    /// When a plan awaiting approval expires: `ttl` after an event last confirmed it. `None` for
+    /// a plan in any other state, or whose time cannot be read.
+    pub fn expires_at(&self, ttl: std::time::Duration) -> Option<time::OffsetDateTime> {
+        if self.status != PlanStatus::AwaitingApproval.as_str() {
+            return None;
+        }
+        let confirmed = time::OffsetDateTime::parse(
+            &self.updated_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()?;
+        Some(confirmed + ttl)
+    }
+
+    /// Whether a plan awaiting approval has waited longer than `ttl` at `now`.
+    pub fn unanswered_at(&self, ttl: std::time::Duration, now: time::OffsetDateTime) -> bool {
+        self.expires_at(ttl).is_some_and(|at| at <= now)
+    }
+}
+
 /// Reads of the guard's state, over any backend.
 pub fn plans(reads: &dyn Reads, status: Option<PlanStatus>) -> Result<Vec<PlanRow>, AuditError> {
     reads.plans(status)

@@ -41,11 +41,21 @@ impl Pipeline {
     /// Acts on every approved plan: expires the old, applies the still-valid, and re-plans the
     /// stale.
     pub async fn process_approvals(&self) -> Result<ApprovalsPass, PipelineError> {
+        let mut pass = ApprovalsPass::default();
+        let plan_ttl = Duration::from_secs(self.config.guard.plan_ttl_secs);
+        let waiting = self
+            .store
+            .read(|c| control::plans(c, Some(PlanStatus::AwaitingApproval)))
+            .await?;
+        for row in waiting {
+            if row.unanswered_at(plan_ttl, OffsetDateTime::now_utc()) {
+                pass.expired += self.expire_unanswered(row, plan_ttl).await? as usize;
+            }
+        }
         let approved = self
             .store
             .read(|c| control::plans(c, Some(PlanStatus::Approved)))
             .await?;
-        let mut pass = ApprovalsPass::default();
         for row in approved {
             let plan_id = row.plan_id.clone();
             match self.process_approved(row).await {
@@ -119,6 +129,23 @@ impl Pipeline {
                 Processed::Stale
             },
         ))
+    }
+
+    /// Expires a plan nobody decided in time, unless a decision got in first.
+    async fn expire_unanswered(&self, row: PlanRow, ttl: Duration) -> Result<bool, PipelineError> {
+        info!(plan_id = %row.plan_id, "plan not decided in time: expired");
+        let expired = self
+            .store
+            .write(move |tx| {
+                let current = control::plan(tx.connection(), &row.plan_id)?;
+                if !current.is_some_and(|r| r.unanswered_at(ttl, OffsetDateTime::now_utc())) {
+                    return Ok(false);
+                }
+                crate::operate::expire_unanswered(tx, &row, ttl)?;
+                Ok(true)
+            })
+            .await?;
+        Ok(expired)
     }
 
     async fn expire_if_old(&self, row: &PlanRow) -> Result<bool, PipelineError> {

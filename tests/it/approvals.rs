@@ -6,7 +6,7 @@ use nodemedic::lab;
 use serde_json::{Value, json};
 
 use crate::breakage::{TOKEN, grants_autoscaling, policy_text, publish_lab_002};
-use crate::support::{Daemon, WebhookSink, World, free_port, http, wait_for_http};
+use crate::support::{Daemon, WebhookSink, World, free_port, http, stderr, wait_for_http};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_approved_plan_is_applied_exactly_once_through_the_cli() {
@@ -360,6 +360,74 @@ async fn an_approval_not_acted_on_within_its_ttl_expires_and_nothing_is_applied(
             .collect::<Vec<_>>(),
         vec!["approved", "expired"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_nobody_decides_within_its_ttl_expires_and_cannot_be_approved() {
+    let world = World::new(3).await;
+    let lab = lab::lab_002(&world.clients, &world.network)
+        .await
+        .expect("lab 002");
+    publish_lab_002(&world, &lab).await;
+    world.run_once("approve");
+    let plan_id = world.plans(false)[0]["plan_id"]
+        .as_str()
+        .expect("plan")
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    // The daemon's next pass expires it.
+    world.run_once_with("approve", &[("NODEMEDIC_GUARD__PLAN_TTL_SECS", "1")]);
+    assert_eq!(world.plans(true)[0]["status"], "expired");
+    let late = world.nodemedic(
+        &[
+            "approve",
+            &plan_id,
+            "--audit-db",
+            world.audit_db().to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(!late.status.success());
+    assert!(
+        stderr(&late).contains("expired, not awaiting approval"),
+        "{}",
+        stderr(&late)
+    );
+    assert!(!grants_autoscaling(&world.key_policy(&lab.key_id).await));
+    let incident = world.incidents()[0]["incident_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let decisions = world.records_of(&incident, "approval_decision");
+    assert_eq!(decisions.len(), 1, "{decisions:#?}");
+    assert_eq!(decisions[0]["body"]["decision"], "expired");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_after_the_plan_ttl_is_refused_even_before_the_daemon_expires_it() {
+    let world = World::new(3).await;
+    let lab = lab::lab_002(&world.clients, &world.network)
+        .await
+        .expect("lab 002");
+    publish_lab_002(&world, &lab).await;
+    world.run_once("approve");
+    let plan_id = world.plans(false)[0]["plan_id"]
+        .as_str()
+        .expect("plan")
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let late = world.nodemedic(
+        &[
+            "approve",
+            &plan_id,
+            "--audit-db",
+            world.audit_db().to_str().expect("utf-8"),
+        ],
+        &[("NODEMEDIC_GUARD__PLAN_TTL_SECS", "1")],
+    );
+    assert!(!late.status.success(), "approved after its time");
+    assert_eq!(world.plans(true)[0]["status"], "expired");
 }
 
 #[tokio::test(flavor = "multi_thread")]
