@@ -108,6 +108,7 @@ pub struct GuardSettings {
     pub cooldown_secs: u64,
     pub max_mutations_per_hour: u32,
     pub approval_ttl_secs: u64,
+    pub plan_ttl_secs: u64,
     pub approval_poll_secs: u64,
     pub breaker_failures: u32,
     pub breaker_window_secs: u64,
@@ -158,6 +159,7 @@ pub struct HttpSettings {
     pub address: String,
     pub tokens: BTreeMap<String, String>,
     pub ready_window_secs: u64,
+    pub console: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -10,6 +10,7 @@ use tracing::info;
 use crate::audit::{AuditError, AuditStore};
 use crate::aws::{self, ClientPool, MemberAccess};
 use crate::config::{ConfigError, Settings};
+use crate::console::ConsoleContext;
 use crate::http::HttpState;
 use crate::intake::publish::Publisher;
 use crate::intake::queue::{IntakeStats, QueueLoop, max_receives};
@@ -191,6 +192,13 @@ pub async fn run_with(
                 metrics: metrics.clone(),
                 readiness: readiness.clone(),
                 log_level: runtime.log_level.clone(),
+                plan_ttl: Duration::from_secs(settings.guard.plan_ttl_secs),
+                console: settings.http.console.then(|| {
+                    Arc::new(ConsoleContext::new(
+                        settings.mode.as_str(),
+                        Some((sqs.clone(), queue_url.clone())),
+                    ))
+                }),
             };
             let stop = worker_stop.clone();
             Some(tokio::spawn(async move {

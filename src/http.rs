@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,12 +14,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditStore;
 use crate::audit::control::{self, PlanStatus};
+use crate::console::ConsoleContext;
 use crate::operate::{self, OperateError};
 use crate::telemetry::LogLevel;
 use crate::telemetry::health::Readiness;
@@ -34,9 +35,18 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub log_level: Option<LogLevel>,
+    /// How long a plan may await approval (`guard.plan_ttl_secs`).
+    pub plan_ttl: Duration,
+    /// The web console, when `http.console` is on.
+    pub console: Option<Arc<ConsoleContext>>,
 }
 
 pub fn router(state: HttpState) -> Router {
+    let console = if state.console.is_some() {
+        crate::console::router()
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -47,6 +57,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/plans/{id}/reject", post(reject))
         .route("/v1/kill-switch", get(kill_switch).put(set_kill_switch))
         .route("/v1/breakers", get(list_breakers))
+        .merge(console)
         .with_state(state)
 }
 
@@ -100,12 +111,7 @@ pub fn caller(tokens: &BTreeMap<String, String>, headers: &HeaderMap) -> Result<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(Refused::MissingToken)?;
-    let digest = Sha256::digest(presented.as_bytes());
-    tokens
-        .iter()
-        .find(|(_, token)| Sha256::digest(token.as_bytes()) == digest)
-        .map(|(name, _)| name.clone())
-        .ok_or(Refused::UnknownToken)
+    crate::console::session::approver_of(tokens, presented).ok_or(Refused::UnknownToken)
 }
 
 #[derive(Deserialize)]
@@ -154,7 +160,7 @@ async fn decide(
     let reason = body.and_then(|Json(d)| d.reason);
     let store = state.store.clone();
     let decided = tokio::task::spawn_blocking(move || {
-        operate::decide_plan(&store, &id, approve, &by, reason.as_deref())
+        operate::decide_plan(&store, &id, approve, &by, reason.as_deref(), state.plan_ttl)
     })
     .await;
     match decided {

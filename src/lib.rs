@@ -31,6 +31,7 @@ pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod demo;
 pub mod diagnose;

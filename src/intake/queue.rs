@@ -53,6 +53,36 @@ pub struct QueueLoop {
     pub stopping: CancellationToken,
 }
 
+/// How many messages the queue holds: waiting, in flight (received, not yet deleted), delayed.
+/// SQS's own counts, which are approximate.
+pub async fn depth(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<(u64, u64, u64), AwsError> {
+    use aws_sdk_sqs::types::QueueAttributeName as Name;
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(Name::ApproximateNumberOfMessages)
+        .attribute_names(Name::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(Name::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .op("sqs:GetQueueAttributes")?;
+    let count = |name: Name| {
+        attributes
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((
+        count(Name::ApproximateNumberOfMessages),
+        count(Name::ApproximateNumberOfMessagesNotVisible),
+        count(Name::ApproximateNumberOfMessagesDelayed),
+    ))
+}
+
 /// The `maxReceiveCount` of a queue's redrive policy; `None` without one or when it cannot be
 /// read (the metric of dead-lettered messages then stays at zero).
 pub async fn max_receives(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Option<u32> {
@@ -143,16 +173,23 @@ impl QueueLoop {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
+            let mut oldest_ms = None;
             for message in &messages {
                 if let Some(sent) = message
                     .attributes()
                     .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
                     .and_then(|t| t.parse::<i64>().ok())
                 {
+                    let age_ms = (now_ms - sent).max(0);
                     self.metrics
                         .message_age_seconds
-                        .observe((now_ms - sent).max(0) as f64 / 1000.0);
+                        .observe(age_ms as f64 / 1000.0);
+                    oldest_ms = oldest_ms.max(Some(age_ms));
                 }
+            }
+            if let Some(age_ms) = oldest_ms {
+                self.readiness
+                    .message_age(Duration::from_millis(age_ms as u64));
             }
             let mut first_slot = Some(first_slot);
             for message in messages {

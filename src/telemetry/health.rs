@@ -25,6 +25,8 @@ pub struct Readiness {
     /// Unix milliseconds of the last successful receive; 0 before the first.
     last_receive_ms: AtomicU64,
     last_credentials_ms: AtomicU64,
+    /// How long the oldest message of the last non-empty receive had waited in the queue.
+    last_message_age_ms: AtomicU64,
     credentials_error: Mutex<Option<String>>,
     receive_error: Mutex<Option<String>>,
 }
@@ -43,6 +45,7 @@ impl Readiness {
             started_ms: now_ms(),
             last_receive_ms: AtomicU64::new(0),
             last_credentials_ms: AtomicU64::new(0),
+            last_message_age_ms: AtomicU64::new(0),
             credentials_error: Mutex::new(None),
             receive_error: Mutex::new(None),
         }
@@ -53,6 +56,24 @@ impl Readiness {
         if let Ok(mut error) = self.receive_error.lock() {
             *error = None;
         }
+    }
+
+    /// The age of the oldest message of a non-empty receive.
+    pub fn message_age(&self, age: Duration) {
+        self.last_message_age_ms
+            .store(age.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// When the last receive succeeded (Unix milliseconds) and the last error since, for people.
+    pub fn last_receive(&self) -> (Option<u64>, Option<String>) {
+        let at = self.last_receive_ms.load(Ordering::Relaxed);
+        let error = self.receive_error.lock().ok().and_then(|e| e.clone());
+        ((at > 0).then_some(at), error)
+    }
+
+    /// How long the oldest message of the last non-empty receive had waited.
+    pub fn last_message_age(&self) -> Duration {
+        Duration::from_millis(self.last_message_age_ms.load(Ordering::Relaxed))
     }
 
     pub fn receive_failed(&self, why: &str) {

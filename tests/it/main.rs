@@ -4,6 +4,7 @@
 mod accounts;
 mod approvals;
 mod breakage;
+mod console;
 mod fleet;
 mod guard;
 mod intake;

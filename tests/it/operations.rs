@@ -2,13 +2,13 @@
 //! AWS, a log level changed at runtime, traces exported over OTLP, `config check` and
 //! `iam-policy`.
 
-use std::time::{Duration, Instant};
-
 use nodemedic::lab;
 use serde_json::Value;
 
 use crate::breakage::TOKEN;
-use crate::support::{WebhookSink, World, free_port, http, incident_of, stderr, wait_for_http};
+use crate::support::{
+    WebhookSink, World, free_port, http, incident_of, stderr, wait_for, wait_for_http,
+};
 
 /// The value of one sample line of the exposition (`name{labels} value`), 0 when absent.
 fn sample(metrics: &str, line_start: &str) -> f64 {
@@ -35,14 +35,6 @@ fn scrape(port: u16) -> String {
         .nth(1)
         .unwrap_or_default()
         .to_string()
-}
-
-fn wait_for(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -588,6 +588,15 @@ impl Drop for Daemon {
 }
 
 /// A free loopback port for a server the test starts.
+/// Polls `condition` until it holds; panics after `seconds`.
+pub fn wait_for(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

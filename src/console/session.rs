@@ -1,0 +1,269 @@
+//! Console sign-in: a person signs in with their approver token once and gets a session cookie;
+//! every form carries a CSRF token bound to that session. Both are HMACs keyed by the approver's
+//! own token, so every replica that shares the tokens accepts them, nothing is stored, and
+//! removing a token from the settings ends its sessions at once.
+
+use std::collections::BTreeMap;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "nodemedic_session";
+
+/// How long a sign-in lasts.
+pub const SESSION_SECS: i64 = 8 * 3600;
+
+/// Why a request carries no valid session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("the console is off for everyone: no approver tokens are configured (http.tokens)")]
+    NoTokens,
+    #[error("not signed in")]
+    Missing,
+    #[error("the session is not valid (signed out, expired, or its token was removed)")]
+    Invalid,
+    #[error("the form's CSRF token does not belong to this session")]
+    BadCsrf,
+}
+
+/// A signed-in approver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub approver: String,
+    pub expires: i64,
+    /// The cookie value, to which CSRF tokens are bound.
+    cookie: String,
+}
+
+fn key_of(token: &str) -> Vec<u8> {
+    Sha256::new()
+        .chain_update(b"nodemedic console v1\0")
+        .chain_update(token.as_bytes())
+        .finalize()
+        .to_vec()
+}
+
+fn mac(token: &str, message: &str) -> HmacSha256 {
+    // An HMAC accepts a key of any length.
+    let mut mac = HmacSha256::new_from_slice(&key_of(token)).expect("HMAC takes any key length");
+    mac.update(message.as_bytes());
+    mac
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The approver whose token this is; tokens are compared by hash so that the time taken does not
+/// depend on how much of a guess was right.
+pub fn approver_of(tokens: &BTreeMap<String, String>, presented: &str) -> Option<String> {
+    let digest = Sha256::digest(presented.as_bytes());
+    tokens
+        .iter()
+        .find(|(_, token)| Sha256::digest(token.as_bytes()) == digest)
+        .map(|(name, _)| name.clone())
+}
+
+/// A new session for `approver`, valid until `now + SESSION_SECS`.
+pub fn issue(tokens: &BTreeMap<String, String>, approver: &str, now: i64) -> Option<Session> {
+    let token = tokens.get(approver)?;
+    let expires = now + SESSION_SECS;
+    let signed = format!("{approver}.{expires}");
+    let signature = hex(&mac(token, &signed).finalize().into_bytes());
+    Some(Session {
+        approver: approver.to_string(),
+        expires,
+        cookie: format!("{signed}.{signature}"),
+    })
+}
+
+/// The session a cookie value proves at `now`.
+pub fn verify(
+    tokens: &BTreeMap<String, String>,
+    cookie: Option<&str>,
+    now: i64,
+) -> Result<Session, SessionError> {
+    if tokens.is_empty() {
+        return Err(SessionError::NoTokens);
+    }
+    let cookie = cookie.ok_or(SessionError::Missing)?;
+    // The approver's name may itself contain dots: split from the right.
+    let mut parts = cookie.rsplitn(3, '.');
+    let (Some(signature), Some(expires), Some(approver)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SessionError::Invalid);
+    };
+    let expires: i64 = expires.parse().map_err(|_| SessionError::Invalid)?;
+    let token = tokens.get(approver).ok_or(SessionError::Invalid)?;
+    let signature = unhex(signature).ok_or(SessionError::Invalid)?;
+    mac(token, &format!("{approver}.{expires}"))
+        .verify_slice(&signature)
+        .map_err(|_| SessionError::Invalid)?;
+    if expires <= now {
+        return Err(SessionError::Invalid);
+    }
+    Ok(Session {
+        approver: approver.to_string(),
+        expires,
+        cookie: cookie.to_string(),
+    })
+}
+
+impl Session {
+    pub fn cookie_value(&self) -> &str {
+        &self.cookie
+    }
+
+    /// The token every form of this session carries.
+    pub fn csrf(&self, tokens: &BTreeMap<String, String>) -> String {
+        match tokens.get(&self.approver) {
+            Some(token) => hex(&mac(token, &format!("csrf.{}", self.cookie))
+                .finalize()
+                .into_bytes()),
+            None => String::new(),
+        }
+    }
+
+    pub fn check_csrf(
+        &self,
+        tokens: &BTreeMap<String, String>,
+        presented: &str,
+    ) -> Result<(), SessionError> {
+        let token = tokens.get(&self.approver).ok_or(SessionError::Invalid)?;
+        let presented = unhex(presented).ok_or(SessionError::BadCsrf)?;
+        mac(token, &format!("csrf.{}", self.cookie))
+            .verify_slice(&presented)
+            .map_err(|_| SessionError::BadCsrf)
+    }
+}
+
+/// The value of cookie `name` in a Cookie header.
+pub fn cookie_from_header(header: &str, name: &str) -> Option<String> {
+    header.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then(|| value.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> BTreeMap<String, String> {
+        [
+            ("alice".to_string(), "alice-token-0123456789".to_string()),
+            ("bob.ops".to_string(), "bob-token-0123456789xx".to_string()),
+        ]
+        .into()
+    }
+
+    #[test]
+    fn a_session_proves_its_approver_until_it_expires() {
+        let tokens = tokens();
+        let session = issue(&tokens, "alice", 1000).unwrap();
+        let verified = verify(&tokens, Some(session.cookie_value()), 1001).unwrap();
+        assert_eq!(verified.approver, "alice");
+        assert_eq!(
+            verify(&tokens, Some(session.cookie_value()), 1000 + SESSION_SECS),
+            Err(SessionError::Invalid),
+            "expired"
+        );
+        let dotted = issue(&tokens, "bob.ops", 1000).unwrap();
+        assert_eq!(
+            verify(&tokens, Some(dotted.cookie_value()), 1001)
+                .unwrap()
+                .approver,
+            "bob.ops"
+        );
+    }
+
+    #[test]
+    fn forged_altered_or_orphaned_sessions_are_refused() {
+        let tokens = tokens();
+        let session = issue(&tokens, "alice", 1000).unwrap();
+        let cookie = session.cookie_value();
+        // Another approver's name, or a later expiry, under alice's signature.
+        let signature = cookie.rsplit('.').next().unwrap();
+        for forged in [
+            format!("bob.ops.{}.{signature}", 1000 + SESSION_SECS),
+            format!("alice.{}.{signature}", 9_999_999_999i64),
+            format!("alice.{}.00", 1000 + SESSION_SECS),
+            "alice".to_string(),
+            String::new(),
+        ] {
+            assert_eq!(
+                verify(&tokens, Some(&forged), 1001),
+                Err(SessionError::Invalid),
+                "{forged}"
+            );
+        }
+        let mut without_alice = tokens.clone();
+        without_alice.remove("alice");
+        assert_eq!(
+            verify(&without_alice, Some(cookie), 1001),
+            Err(SessionError::Invalid),
+            "removing the token ends the session"
+        );
+        let mut rotated = tokens.clone();
+        rotated.insert("alice".into(), "alice-new-token-0123456".into());
+        assert_eq!(
+            verify(&rotated, Some(cookie), 1001),
+            Err(SessionError::Invalid),
+            "rotating the token ends the session"
+        );
+        assert_eq!(verify(&tokens, None, 1001), Err(SessionError::Missing));
+        assert_eq!(
+            verify(&BTreeMap::new(), Some(cookie), 1001),
+            Err(SessionError::NoTokens),
+            "never open by default"
+        );
+    }
+
+    #[test]
+    fn csrf_tokens_belong_to_one_session() {
+        let tokens = tokens();
+        let first = issue(&tokens, "alice", 1000).unwrap();
+        let second = issue(&tokens, "alice", 2000).unwrap();
+        let csrf = first.csrf(&tokens);
+        assert_eq!(first.check_csrf(&tokens, &csrf), Ok(()));
+        assert_eq!(
+            second.check_csrf(&tokens, &csrf),
+            Err(SessionError::BadCsrf)
+        );
+        assert_eq!(first.check_csrf(&tokens, ""), Err(SessionError::BadCsrf));
+        assert_eq!(first.check_csrf(&tokens, "zz"), Err(SessionError::BadCsrf));
+    }
+
+    #[test]
+    fn tokens_name_their_approver() {
+        let tokens = tokens();
+        assert_eq!(
+            approver_of(&tokens, "alice-token-0123456789").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(approver_of(&tokens, "alice-token-012345678"), None);
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        assert_eq!(
+            cookie_from_header("a=1; nodemedic_session=x.1.ab; b=2", COOKIE).as_deref(),
+            Some("x.1.ab")
+        );
+        assert_eq!(cookie_from_header("a=1", COOKIE), None);
+    }
+}
