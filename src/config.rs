@@ -328,6 +328,16 @@ impl Settings {
                 self.http.address
             ));
         }
+        if self.http.console && self.http.address.is_empty() {
+            warnings.push(
+                "http.console is on but http.address is empty: the console is not served".into(),
+            );
+        } else if self.http.console && self.http.tokens.is_empty() {
+            warnings.push(
+                "http.console is on but http.tokens is empty: nobody can sign in to the console"
+                    .into(),
+            );
+        }
         let accounts = &self.accounts;
         if accounts.hub_and_spoke() && accounts.members.is_empty() {
             warnings.push(format!(
@@ -1022,6 +1032,36 @@ mod tests {
         let mut found = keys(error);
         found.sort();
         assert_eq!(found, vec!["http.address", "http.tokens.alice"]);
+    }
+
+    #[test]
+    fn the_console_is_off_by_default_and_warns_when_nobody_can_use_it() {
+        let console_warnings = |env: &[(&str, &str)]| {
+            load(env, Overrides::default())
+                .unwrap()
+                .warnings()
+                .into_iter()
+                .filter(|w| w.contains("http.console"))
+                .collect::<Vec<_>>()
+        };
+        assert!(!load(&[], Overrides::default()).unwrap().http.console);
+        assert!(console_warnings(&[]).is_empty());
+        assert!(console_warnings(&[("NODEMEDIC_HTTP__CONSOLE", "true")])[0].contains("not served"));
+        assert!(
+            console_warnings(&[
+                ("NODEMEDIC_HTTP__CONSOLE", "true"),
+                ("NODEMEDIC_HTTP__ADDRESS", "127.0.0.1:8080")
+            ])[0]
+                .contains("nobody can sign in")
+        );
+        assert!(
+            console_warnings(&[
+                ("NODEMEDIC_HTTP__CONSOLE", "true"),
+                ("NODEMEDIC_HTTP__ADDRESS", "127.0.0.1:8080"),
+                ("NODEMEDIC_HTTP__TOKENS__ALICE", "alice-token-0123456789")
+            ])
+            .is_empty()
+        );
     }
 
     #[test]

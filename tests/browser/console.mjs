@@ -151,6 +151,18 @@ try {
   expect(await staleCard.locator("form.approve").count() === 0, "a stale plan still offers Approve");
   await page.screenshot({ path: `${shots}/console-stale.png`, fullPage: true });
   await context.close();
+
+  // Reading needs no JavaScript: the same pages, with scripts off.
+  const plain = await browser.newContext({ javaScriptEnabled: false });
+  const plainPage = await plain.newPage();
+  await plainPage.goto(`${base}/console/login`);
+  await plainPage.fill("#token", token);
+  await submit(plainPage, plainPage.locator("button[type=submit]"));
+  expect(await plainPage.locator("#incidents tbody tr").count() >= 2, "without JavaScript the incidents are not listed");
+  await submit(plainPage, plainPage.locator("#incidents tbody tr", { hasText: labNodegroup002 }).locator("a"));
+  expect((await plainPage.textContent("#outcome")).trim() === "fixed", "without JavaScript the incident does not read");
+  expect(await plainPage.locator("table.diff tr.added").count() > 0, "without JavaScript the diff is missing");
+  await plain.close();
   console.log(`REPORT ${JSON.stringify(report)}`);
 } finally {
   input.close();
