@@ -359,18 +359,11 @@ fn json_view(value: &Value, region: &str) -> Markup {
     html! { pre.json { (PreEscaped(out)) } }
 }
 
+/// Escaped for HTML text and double-quoted attributes, as maud escapes everything else.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
+    // Writing to a String cannot fail.
+    let _ = std::fmt::Write::write_str(&mut maud::Escaper::new(&mut out), text);
     out
 }
 

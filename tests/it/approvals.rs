@@ -379,15 +379,7 @@ async fn a_plan_nobody_decides_within_its_ttl_expires_and_cannot_be_approved() {
     // The daemon's next pass expires it.
     world.run_once_with("approve", &[("NODEMEDIC_GUARD__PLAN_TTL_SECS", "1")]);
     assert_eq!(world.plans(true)[0]["status"], "expired");
-    let late = world.nodemedic(
-        &[
-            "approve",
-            &plan_id,
-            "--audit-db",
-            world.audit_db().to_str().expect("utf-8"),
-        ],
-        &[],
-    );
+    let late = world.try_operate(&["approve", &plan_id], &[]);
     assert!(!late.status.success());
     assert!(
         stderr(&late).contains("expired, not awaiting approval"),
@@ -417,13 +409,8 @@ async fn an_approval_after_the_plan_ttl_is_refused_even_before_the_daemon_expire
         .expect("plan")
         .to_string();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let late = world.nodemedic(
-        &[
-            "approve",
-            &plan_id,
-            "--audit-db",
-            world.audit_db().to_str().expect("utf-8"),
-        ],
+    let late = world.try_operate(
+        &["approve", &plan_id],
         &[("NODEMEDIC_GUARD__PLAN_TTL_SECS", "1")],
     );
     assert!(!late.status.success(), "approved after its time");

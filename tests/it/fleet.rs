@@ -94,6 +94,22 @@ fn verified_chain(world: &World) {
     );
 }
 
+/// The one `step_result` record of `fix` in the world's only incident: a fix resumed after a
+/// crash is recorded once, not once per run.
+fn only_result(world: &World, fix: &str) -> Value {
+    let id = world.incidents()[0]["incident_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let mut results: Vec<Value> = world
+        .records_of(&id, "step_result")
+        .into_iter()
+        .filter(|r| r["body"]["fix"] == fix)
+        .collect();
+    assert_eq!(results.len(), 1, "{results:#?}");
+    results.remove(0)
+}
+
 /// What every crash test expects in the end: one incident, fixed, the route added once, the
 /// nodegroup cycled `cycles` times, the queue empty and the audit chain intact.
 async fn exactly_one_fix(world: &World, lab: &Lab000, cycles: usize) {
@@ -148,18 +164,9 @@ async fn crash_after_the_route(world: World) {
     );
     restart(&world);
     exactly_one_fix(&world, &lab, 1).await;
-    let id = world.incidents()[0]["incident_id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let results: Vec<Value> = world
-        .records_of(&id, "step_result")
-        .into_iter()
-        .filter(|r| r["body"]["fix"] == "add_nat_route")
-        .collect();
-    assert_eq!(results.len(), 1);
     assert_eq!(
-        results[0]["body"]["result"]["changed"], false,
+        only_result(&world, "add_nat_route")["body"]["result"]["changed"],
+        false,
         "the resumed run found the route in place"
     );
 }
@@ -196,18 +203,9 @@ async fn a_crash_after_the_key_policy_was_patched_does_not_patch_it_twice() {
     let incidents = world.incidents();
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     assert_eq!(incidents[0]["outcome"], "fixed", "{incidents:#?}");
-    let id = incidents[0]["incident_id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let results: Vec<Value> = world
-        .records_of(&id, "step_result")
-        .into_iter()
-        .filter(|r| r["body"]["fix"] == "patch_kms_key_policy")
-        .collect();
-    assert_eq!(results.len(), 1, "{results:#?}");
     assert_eq!(
-        results[0]["body"]["result"]["changed"], false,
+        only_result(&world, "patch_kms_key_policy")["body"]["result"]["changed"],
+        false,
         "the resumed run found the statements in place"
     );
     assert_eq!(world.nodegroup_updates(&lab.nodegroup).await.len(), 2);

@@ -437,16 +437,21 @@ impl World {
     /// An operator command (`approve`, `kill-switch`, `breakers` ...) against this world's audit
     /// database; asserts that it succeeds.
     pub fn operate(&self, args: &[&str]) -> Output {
-        let audit = self.audit_db();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--audit-db", audit.to_str().expect("utf-8")]);
-        let output = self.nodemedic(&all, &[]);
+        let output = self.try_operate(args, &[]);
         assert!(
             output.status.success(),
             "nodemedic {args:?} failed:\n{}",
             stderr(&output)
         );
         output
+    }
+
+    /// An operator command on this world's audit database, which may be refused.
+    pub fn try_operate(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+        let audit = self.audit_db();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--audit-db", audit.to_str().expect("utf-8")]);
+        self.nodemedic(&all, extra_env)
     }
 
     /// `nodemedic plans list --json [--all]`.
