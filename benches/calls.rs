@@ -11,11 +11,11 @@
 use std::time::{Duration, Instant};
 
 use nodemedic::aws::AwsClients;
-use nodemedic::evidence::CallLog;
-use nodemedic::evidence::collect::{Scope, collect};
-use nodemedic::intake::{LaunchEvent, LaunchOutcome, Trigger, TriggerKind};
+use nodemedic::aws::collect::{Scope, collect};
+use nodemedic::aws::resolve::{Resolution, resolve};
+use nodemedic::core::evidence::CallLog;
+use nodemedic::core::trigger::{LaunchEvent, LaunchOutcome, Trigger, TriggerKind};
 use nodemedic::lab::{self, Emulator, LabClients};
-use nodemedic::resolve::{Resolution, resolve};
 
 const RUNS: usize = 10;
 

@@ -4,15 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::guard::{FixPolicy, Freeze, Mode, Policy, ScopeRules};
-use crate::plan::FixKind;
+use crate::core::guard::{FixPolicy, Freeze, Mode, Policy, ScopeRules};
+use crate::core::plan::FixKind;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 pub const ENV_PREFIX: &str = "NODEMEDIC";
@@ -223,15 +222,6 @@ pub struct RemediationSettings {
     pub nodegroup_timeout_secs: u64,
     pub route_verdict_ttl_secs: u64,
     pub incident_window_secs: u64,
-}
-
-impl RemediationSettings {
-    pub fn wait_policy(&self) -> crate::act::WaitPolicy {
-        crate::act::WaitPolicy {
-            poll: Duration::from_secs_f64(self.nodegroup_poll_secs),
-            timeout: Duration::from_secs(self.nodegroup_timeout_secs),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -8,16 +8,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::audit::{AuditError, AuditStore};
+use crate::aws::check_credentials;
 use crate::aws::{self, ClientPool, MemberAccess};
 use crate::config::{ConfigError, Settings};
-use crate::console::ConsoleContext;
 use crate::http::HttpState;
+use crate::http::console::ConsoleContext;
 use crate::intake::publish::Publisher;
 use crate::intake::queue::{IntakeStats, QueueLoop, max_receives};
 use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::telemetry::LogLevel;
-use crate::telemetry::health::{Readiness, check_credentials};
+use crate::telemetry::health::Readiness;
 use crate::telemetry::metrics::Metrics;
 use crate::watch::Watcher;
 
@@ -248,7 +249,7 @@ pub async fn run_with(
         sqs,
         queue_url: queue_url.clone(),
         settings: settings.intake.clone(),
-        pipeline,
+        handler: pipeline,
         stats: stats.clone(),
         metrics,
         readiness,

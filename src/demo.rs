@@ -319,7 +319,7 @@ async fn routes(c: &LabClients, table: &str) -> Result<Vec<String>, DemoError> {
     Ok(output
         .route_tables()
         .iter()
-        .flat_map(|t| crate::evidence::collect::route_table_facts(t).routes)
+        .flat_map(|t| crate::aws::collect::route_table_facts(t).routes)
         .map(|r| format!("{} -> {} ({})", r.destination, r.target, r.state))
         .collect())
 }

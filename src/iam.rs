@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use crate::aws::MemberAccess;
 use crate::config::Settings;
-use crate::diagnose::identity::REQUIRED_POLICIES;
-use crate::guard::{FixPolicy, Mode};
-use crate::plan::FixKind;
+use crate::core::checks::identity::REQUIRED_POLICIES;
+use crate::core::guard::{FixPolicy, Mode};
+use crate::core::plan::FixKind;
 
 /// Where a statement applies.
 #[derive(Debug, Clone, PartialEq, Eq)]

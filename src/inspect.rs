@@ -4,13 +4,13 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::aws::collect::{CollectError, Scope, collect};
 use crate::aws::{AwsClients, AwsError, AwsResultExt};
-use crate::diagnose::{Diagnosis, diagnose};
-use crate::evidence::CallLog;
-use crate::evidence::collect::{CollectError, Scope, collect};
-use crate::intake::{JoinCheck, NodegroupApiCall, Trigger, TriggerKind};
-use crate::plan::{Plan, plan};
-use crate::resolve::Target;
+use crate::core::checks::{Diagnosis, diagnose};
+use crate::core::evidence::CallLog;
+use crate::core::evidence::Target;
+use crate::core::plan::{Plan, plan};
+use crate::core::trigger::{JoinCheck, NodegroupApiCall, Trigger, TriggerKind};
 
 /// What to look at.
 #[derive(Debug, Clone)]

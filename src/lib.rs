@@ -31,26 +31,20 @@ pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod config;
-pub mod console;
+pub mod core;
 pub mod daemon;
 pub mod demo;
-pub mod diagnose;
-pub mod evidence;
 pub mod faults;
-pub mod guard;
 pub mod http;
 pub mod iam;
 pub mod inspect;
 pub mod intake;
 pub mod lab;
+pub mod net;
 pub mod notify;
 pub mod operate;
 pub mod pipeline;
-pub mod plan;
 pub mod report;
-pub mod resolve;
 pub mod telemetry;
 pub mod watch;
 
-#[cfg(test)]
-mod proptest_support;

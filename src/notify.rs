@@ -10,12 +10,12 @@ use aws_config::SdkConfig;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use tracing::{debug, warn};
 
 use crate::config::{NotifySettings, Webhook};
+use crate::net::{Https, TlsError, https_connector};
 
 /// What happened, for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,10 +36,8 @@ pub struct Notice {
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     #[error("cannot set up TLS for webhooks: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
 }
-
-pub type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
 #[derive(Clone)]
 pub struct Notifier {
@@ -153,28 +151,6 @@ impl Notifier {
         let _ = response.into_body().collect().await;
         Ok(status)
     }
-}
-
-/// An HTTP(S) connector with the platform's roots and the SDK's crypto provider (webhooks and
-/// the OTLP exporter use it).
-pub fn https_connector() -> Result<Https, NotifyError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(certificate);
-    }
-    // The SDK's own provider: a second one would make rustls unable to pick a default.
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| NotifyError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_or_http()
-        .enable_http1()
-        .build())
 }
 
 fn https_client() -> Result<Client<Https, Full<Bytes>>, NotifyError> {

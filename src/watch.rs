@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::aws::{AwsClients, AwsError, AwsResultExt};
+use crate::core::trigger::{HealthEvent, HealthEventIssue};
+use crate::intake::HEALTH_ISSUE;
 use crate::intake::publish::{Publisher, nodemedic_event};
-use crate::intake::{HEALTH_ISSUE, HealthEvent, HealthEventIssue};
 
 pub struct Watcher {
     pub clients: Arc<AwsClients>,

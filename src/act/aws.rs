@@ -7,11 +7,11 @@ use aws_sdk_ec2::types::VpcAttributeName;
 use aws_sdk_eks::types::NodegroupScalingConfig;
 
 use super::{Actuator, NodegroupState, Permission};
+use crate::aws::collect::route_table_facts;
 use crate::aws::{AwsClients, AwsError, AwsResultExt};
-use crate::evidence::collect::route_table_facts;
-use crate::evidence::{RouteFacts, Scaling};
-use crate::plan::Action;
-use crate::plan::ScalingUpdate;
+use crate::core::evidence::{RouteFacts, Scaling};
+use crate::core::plan::Action;
+use crate::core::plan::ScalingUpdate;
 
 pub struct AwsActuator {
     clients: Arc<AwsClients>,

@@ -5,10 +5,10 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::aws::{AwsError, AwsFailure};
-use crate::evidence::fixtures::{ROLE, ROOT_ONLY_POLICY};
-use crate::evidence::{RouteFacts, Scaling};
-use crate::plan::key_policy;
-use crate::plan::{Action, FixKind, ScalingUpdate, Step};
+use crate::core::evidence::fixtures::{ROLE, ROOT_ONLY_POLICY};
+use crate::core::evidence::{RouteFacts, Scaling};
+use crate::core::key_policy;
+use crate::core::plan::{Action, FixKind, ScalingUpdate, Step};
 
 /// An in-memory world behind the actuator seam.
 #[derive(Default)]

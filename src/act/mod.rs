@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aws::AwsError;
-use crate::evidence::{RouteFacts, Scaling};
-use crate::plan::{Action, ScalingUpdate, Step};
+use crate::config::RemediationSettings;
+use crate::core::evidence::{RouteFacts, Scaling};
+use crate::core::plan::{Action, ScalingUpdate, Step};
 
 /// The AWS operations fixes need: the one seam between the pure core and AWS mutations.
 pub trait Actuator: Send + Sync {
@@ -163,6 +164,15 @@ pub async fn check_permission<A: Actuator>(actuator: &A, step: &Step) -> Permiss
 pub struct WaitPolicy {
     pub poll: Duration,
     pub timeout: Duration,
+}
+
+impl From<&RemediationSettings> for WaitPolicy {
+    fn from(settings: &RemediationSettings) -> WaitPolicy {
+        WaitPolicy {
+            poll: Duration::from_secs_f64(settings.nodegroup_poll_secs),
+            timeout: Duration::from_secs(settings.nodegroup_timeout_secs),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use super::{Actuator, NodegroupState, StepResult, WaitPolicy};
 use crate::aws::AwsError;
-use crate::evidence::{RouteFacts, Scaling};
-use crate::plan::ScalingUpdate;
-use crate::plan::key_policy::{self, Access};
+use crate::core::evidence::{RouteFacts, Scaling};
+use crate::core::key_policy::{self, Access};
+use crate::core::plan::ScalingUpdate;
 
 pub(super) async fn replace_route<A: Actuator>(
     actuator: &A,

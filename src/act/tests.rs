@@ -2,8 +2,8 @@ use serde_json::{Value, json};
 
 use super::fake::*;
 use super::*;
-use crate::evidence::fixtures::{ROLE, ROOT_ONLY_POLICY};
-use crate::plan::FixKind;
+use crate::core::evidence::fixtures::{ROLE, ROOT_ONLY_POLICY};
+use crate::core::plan::FixKind;
 #[tokio::test]
 async fn a_route_is_created_and_read_back() {
     let world = FakeWorld::default().with_table("rtb-new", vec![local()]);

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Actuator, StepResult, StepStatus, WaitPolicy, same_policy};
-use crate::plan::{Action, ApiCall, Step};
+use crate::core::plan::{Action, ApiCall, Step};
 
 /// One thing verification looked at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

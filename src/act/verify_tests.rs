@@ -1,8 +1,8 @@
 use super::fake::*;
 use super::verify::{Nodegroup, rollback, verify};
 use super::*;
-use crate::evidence::fixtures::ROOT_ONLY_POLICY;
-use crate::plan::{Action, FixKind, Step};
+use crate::core::evidence::fixtures::ROOT_ONLY_POLICY;
+use crate::core::plan::{Action, FixKind, Step};
 
 const NODEGROUP: Nodegroup<'static> = Nodegroup {
     cluster: "eks-workshop",

@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::{Disposition, Inbound, KeepKind, MessageHandler};
 use crate::aws::{AwsError, AwsResultExt};
 use crate::config::IntakeSettings;
-use crate::pipeline::{Disposition, Inbound, KeepKind, Pipeline};
 use crate::telemetry::health::Readiness;
 use crate::telemetry::metrics::Metrics;
 
@@ -42,7 +42,7 @@ pub struct QueueLoop {
     pub sqs: aws_sdk_sqs::Client,
     pub queue_url: String,
     pub settings: IntakeSettings,
-    pub pipeline: Arc<Pipeline>,
+    pub handler: Arc<dyn MessageHandler>,
     pub stats: Arc<IntakeStats>,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
@@ -212,7 +212,7 @@ impl QueueLoop {
                     sqs: self.sqs.clone(),
                     queue_url: self.queue_url.clone(),
                     visibility_timeout: self.settings.visibility_timeout_secs,
-                    pipeline: self.pipeline.clone(),
+                    handler: self.handler.clone(),
                     stats: self.stats.clone(),
                     metrics: self.metrics.clone(),
                     max_receives: self.max_receives,
@@ -274,7 +274,7 @@ struct Worker {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     visibility_timeout: i32,
-    pipeline: Arc<Pipeline>,
+    handler: Arc<dyn MessageHandler>,
     stats: Arc<IntakeStats>,
     metrics: Arc<Metrics>,
     max_receives: Option<u32>,
@@ -313,7 +313,7 @@ impl Worker {
                 self.visibility_timeout,
                 heartbeat.clone(),
             ));
-            let disposition = self.pipeline.handle(&inbound).await;
+            let disposition = self.handler.handle(&inbound).await;
             heartbeat.cancel();
             let _ = extender.await;
             match disposition {

@@ -14,14 +14,14 @@ use super::{Pipeline, PipelineError};
 use crate::audit::control::{self, PlanRow, PlanStatus};
 use crate::audit::store::{now, query, timestamp};
 use crate::audit::{NodegroupKey, Outcome, RecordKind};
-use crate::diagnose::{Diagnosis, diagnose};
-use crate::evidence::collect::{Scope, collect};
-use crate::evidence::{CallLog, Evidence};
-use crate::guard::{Approval, History};
-use crate::intake::Trigger;
+use crate::aws::collect::{Scope, collect};
+use crate::core::checks::{Diagnosis, diagnose};
+use crate::core::evidence::Target;
+use crate::core::evidence::{CallLog, Evidence};
+use crate::core::guard::{Approval, History};
+use crate::core::plan::{Plan, plan};
+use crate::core::trigger::Trigger;
 use crate::notify::Notice;
-use crate::plan::{Plan, plan};
-use crate::resolve::Target;
 
 enum Processed {
     Applied,

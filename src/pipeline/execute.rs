@@ -14,10 +14,10 @@ use crate::act::{self, AwsActuator, StepResult, StepStatus};
 use crate::audit::control;
 use crate::audit::store::{now, timestamp};
 use crate::audit::{NodegroupKey, RecordKind};
-use crate::evidence::Evidence;
-use crate::guard::{self, Approval, Decision, History, Mode, Touched};
-use crate::intake::Trigger;
-use crate::plan::{Action, FixKind, Plan, Step};
+use crate::core::evidence::Evidence;
+use crate::core::guard::{self, Approval, Decision, History, Mode, Touched};
+use crate::core::plan::{Action, FixKind, Plan, Step};
+use crate::core::trigger::Trigger;
 
 /// What running a plan did.
 #[derive(Debug, Default)]
@@ -31,7 +31,7 @@ pub(super) struct Run {
 /// The resources a step changes, with their tags, for the guard's scope rules.
 fn touched(step: &Step, evidence: &Evidence) -> Vec<Touched> {
     let network = evidence.network.as_ref();
-    let with_tags = |id: &str, tags: Result<&crate::evidence::Tags, String>| match tags {
+    let with_tags = |id: &str, tags: Result<&crate::core::evidence::Tags, String>| match tags {
         Ok(tags) => Touched {
             id: id.to_string(),
             tags: tags.clone(),
@@ -59,7 +59,7 @@ fn touched(step: &Step, evidence: &Evidence) -> Vec<Touched> {
                 .keys
                 .iter()
                 .find_map(|k| match &k.lookup {
-                    crate::evidence::KeyLookup::Found(m) if &m.arn == key_id => {
+                    crate::core::evidence::KeyLookup::Found(m) if &m.arn == key_id => {
                         Some(match &m.tags_unreadable {
                             Some(why) => Err(why.clone()),
                             None => Ok(&m.tags),
@@ -95,7 +95,7 @@ fn touched(step: &Step, evidence: &Evidence) -> Vec<Touched> {
         Action::AttachRolePolicy { role_name, .. } => vec![with_tags(
             role_name,
             match evidence.identity.as_ref().map(|i| &i.role) {
-                Some(crate::evidence::RoleLookup::Found { tags, .. }) => Ok(tags),
+                Some(crate::core::evidence::RoleLookup::Found { tags, .. }) => Ok(tags),
                 _ => Err(not_collected()),
             },
         )],
@@ -264,7 +264,7 @@ impl Pipeline {
                     approval.as_ref(),
                 )
                 .await?;
-            let target = guard::Target {
+            let target = guard::Site {
                 account: &key.account,
                 region: &key.region,
                 cluster: &key.cluster,
@@ -353,7 +353,7 @@ impl Pipeline {
             // A long wait (a cycle waits for the nodegroup) is left when the process must stop;
             // the intent is recorded, so the next run resumes it.
             let result = tokio::select! {
-                result = act::apply(&actuator, step, self.config.remediation.wait_policy())
+                result = act::apply(&actuator, step, act::WaitPolicy::from(&self.config.remediation))
                     .instrument(info_span!("fix_step", fix = %step.fix)) => result,
                 _ = self.stopping.cancelled() => return Err(PipelineError::ShuttingDown),
             };

@@ -13,12 +13,12 @@ use crate::act::StepStatus;
 use crate::audit::control::PlanStatus;
 use crate::audit::store::{query, timestamp};
 use crate::audit::{IncidentSummary, NodegroupKey, Outcome, RecordKind};
-use crate::diagnose::{Cause, Diagnosis, Subject};
-use crate::evidence::Evidence;
-use crate::guard::History;
-use crate::intake::Trigger;
+use crate::core::checks::{Cause, Diagnosis, Subject};
+use crate::core::evidence::Evidence;
+use crate::core::guard::History;
+use crate::core::plan::{Plan, plan};
+use crate::core::trigger::Trigger;
 use crate::notify::Notice;
-use crate::plan::{Plan, plan};
 
 /// How the incident an event belongs to was found.
 pub(super) struct IncidentChoice {
@@ -68,7 +68,7 @@ pub(super) fn related_subjects(evidence: &Evidence) -> Vec<String> {
     let mut subjects: Vec<String> = Vec::new();
     for key in &evidence.keys {
         subjects.push(format!("key:{}", key.reference));
-        if let crate::evidence::KeyLookup::Found(metadata) = &key.lookup {
+        if let crate::core::evidence::KeyLookup::Found(metadata) = &key.lookup {
             subjects.push(format!("key:{}", metadata.arn));
         }
     }
@@ -498,7 +498,7 @@ pub(super) fn outcome_of(run: &Run, plan: &Plan, previous: Option<Outcome>) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Action, FixKind, Step};
+    use crate::core::plan::{Action, FixKind, Step};
 
     fn plan_with(steps: usize) -> Plan {
         let mut plan = Plan::empty();
@@ -575,11 +575,11 @@ mod tests {
         let evidence = Evidence::lab_002();
         let subjects = related_subjects(&evidence);
         assert!(
-            subjects.contains(&format!("key:{}", crate::evidence::fixtures::KEY_ARN)),
+            subjects.contains(&format!("key:{}", crate::core::evidence::fixtures::KEY_ARN)),
             "{subjects:?}"
         );
         // The storm subject of the key finding is among them.
-        let diagnosis = crate::diagnose::diagnose(&evidence);
+        let diagnosis = crate::core::checks::diagnose(&evidence);
         let subject = diagnosis
             .primary()
             .and_then(|f| storm_subject(&f.subject))
@@ -602,7 +602,7 @@ mod tests {
             subjects, sorted,
             "sorted, so locks are always taken in one order"
         );
-        let diagnosis = crate::diagnose::diagnose(&evidence);
+        let diagnosis = crate::core::checks::diagnose(&evidence);
         let subject = diagnosis
             .primary()
             .and_then(|f| storm_subject(&f.subject))

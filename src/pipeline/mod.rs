@@ -21,63 +21,23 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::audit::store::{query, timestamp};
 use crate::audit::{AuditError, AuditStore, NodegroupKey, RecordKind};
+use crate::aws::collect::{CollectError, Scope, collect};
+use crate::aws::resolve::{Resolution, resolve};
 use crate::aws::{AccountRefused, ClientPool};
 use crate::config::{GuardSettings, RemediationSettings, Settings, VerifySettings};
-use crate::diagnose::diagnose;
-use crate::evidence::CallLog;
-use crate::evidence::collect::{CollectError, Scope, collect};
-use crate::guard::Policy;
+use crate::core::checks::diagnose;
+use crate::core::evidence::CallLog;
+use crate::core::evidence::Target;
+use crate::core::guard::Policy;
+use crate::core::trigger::{JoinCheck, LaunchOutcome, Trigger, TriggerKind};
 use crate::intake::publish::{Publisher, nodemedic_event};
-use crate::intake::{
-    IgnoredEvent, JOIN_CHECK, JoinCheck, LaunchOutcome, Parsed, Trigger, TriggerKind, parse_message,
-};
+use crate::intake::{IgnoredEvent, JOIN_CHECK, Parsed, parse_message};
 use crate::notify::Notifier;
-use crate::resolve::{Resolution, Target, resolve};
 pub use approvals::ApprovalsPass;
 pub use leases::{LeaseGuard, Leases};
 pub use state::{KeyedLocks, RouteVerdicts};
 
-/// One received message.
-#[derive(Debug, Clone)]
-pub struct Inbound {
-    pub message_id: Option<String>,
-    pub body: String,
-    pub receive_count: u32,
-}
-
-/// What the queue loop must do with the message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    /// The outcome is recorded: delete the message.
-    Delete,
-    /// Leave the message: it comes back after its visibility timeout (and eventually goes to the
-    /// dead-letter queue if it never succeeds).
-    Keep { reason: String, kind: KeepKind },
-}
-
-/// Why a message was kept, as a bounded metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeepKind {
-    /// Not a valid event: left for the dead-letter queue.
-    Unreadable,
-    /// AWS could not be asked (evidence, publishing a join check): tried again later.
-    AwsUnavailable,
-    /// The outcome could not be recorded in the store.
-    NotRecorded,
-    /// The process is stopping: handed back to the queue at once, to be resumed.
-    ShuttingDown,
-}
-
-impl KeepKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeepKind::Unreadable => "unreadable",
-            KeepKind::AwsUnavailable => "aws_unavailable",
-            KeepKind::NotRecorded => "not_recorded",
-            KeepKind::ShuttingDown => "shutting_down",
-        }
-    }
-}
+use crate::intake::{Disposition, Inbound, KeepKind, MessageHandler};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -634,6 +594,13 @@ fn excerpt(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageHandler for Pipeline {
+    async fn handle(&self, message: &Inbound) -> Disposition {
+        Pipeline::handle(self, message).await
     }
 }
 

@@ -15,13 +15,13 @@ use crate::act::verify::{self, Nodegroup};
 use crate::act::{Actuator, AwsActuator, StepResult, StepStatus, WaitPolicy};
 use crate::audit::{NodegroupKey, Record, RecordKind};
 use crate::aws::AwsClients;
-use crate::evidence::CallLog;
-use crate::evidence::Evidence;
-use crate::evidence::collect::{Scope, collect};
-use crate::guard::{Approval, History};
-use crate::intake::Trigger;
-use crate::plan::{Action, Step};
-use crate::resolve::Target;
+use crate::aws::collect::{Scope, collect};
+use crate::core::evidence::CallLog;
+use crate::core::evidence::Evidence;
+use crate::core::evidence::Target;
+use crate::core::guard::{Approval, History};
+use crate::core::plan::{Action, Step};
+use crate::core::trigger::Trigger;
 
 /// The exact calls of a step, as its intent record names them.
 pub(super) fn calls_key(step: &Step) -> String {
@@ -109,8 +109,8 @@ pub(super) fn run_died(records: &[Record]) -> bool {
 pub(super) struct Resumable {
     pub incident_id: String,
     pub outcome: Option<crate::audit::Outcome>,
-    pub plan: crate::plan::Plan,
-    pub diagnosis: crate::diagnose::Diagnosis,
+    pub plan: crate::core::plan::Plan,
+    pub diagnosis: crate::core::checks::Diagnosis,
 }
 
 /// The plan and diagnosis of an incident's current plan when its last run died (or, with
@@ -405,7 +405,7 @@ mod tests {
 
     use super::*;
     use crate::act::StepStatus;
-    use crate::plan::{Action, FixKind};
+    use crate::core::plan::{Action, FixKind};
 
     fn record(kind: &str, body: Value) -> Record {
         Record {

@@ -13,8 +13,8 @@ use crate::act::{AwsActuator, StepResult, StepStatus, WaitPolicy};
 use crate::audit::control;
 use crate::audit::store::now;
 use crate::audit::{NodegroupKey, RecordKind};
-use crate::evidence::Evidence;
-use crate::plan::{Plan, Step};
+use crate::core::evidence::Evidence;
+use crate::core::plan::{Plan, Step};
 
 impl Pipeline {
     #[allow(clippy::too_many_arguments)]

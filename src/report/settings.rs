@@ -42,7 +42,7 @@ pub fn settings_text(settings: &crate::config::Settings) -> String {
             "this one only".to_string()
         }
     );
-    for fix in crate::plan::FixKind::ALL {
+    for fix in crate::core::plan::FixKind::ALL {
         let _ = writeln!(
             out,
             "  fix {:<24} {}",

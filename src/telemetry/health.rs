@@ -6,10 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
-use tracing::warn;
-
-use crate::aws::AwsResultExt;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -39,6 +35,11 @@ pub struct ReadyReport {
 }
 
 impl Readiness {
+    /// How recent a receive and a credentials check must be.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
     pub fn new(window: Duration) -> Readiness {
         Readiness {
             window,
@@ -132,32 +133,6 @@ impl Readiness {
         ReadyReport {
             ready: reasons.is_empty(),
             reasons,
-        }
-    }
-}
-
-/// Checks the credentials with sts:GetCallerIdentity every half window until `stop`.
-pub async fn check_credentials(
-    sts: aws_sdk_sts::Client,
-    readiness: std::sync::Arc<Readiness>,
-    stop: CancellationToken,
-) {
-    let every = (readiness.window / 2).max(Duration::from_secs(1));
-    loop {
-        let result = sts
-            .get_caller_identity()
-            .send()
-            .await
-            .op("sts:GetCallerIdentity")
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        if let Err(why) = &result {
-            warn!(error = %why, "AWS credentials check failed");
-        }
-        readiness.credentials(result);
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.cancelled() => return,
         }
     }
 }

@@ -156,7 +156,7 @@ pub fn init(log: &LogSettings, otlp: &OtlpSettings) -> Result<Telemetry, Telemet
 /// exports from a thread of its own, where hyper finds no reactor.
 #[derive(Debug)]
 struct OnRuntime {
-    inner: Arc<opentelemetry_http::hyper::HyperClient<crate::notify::Https>>,
+    inner: Arc<opentelemetry_http::hyper::HyperClient<crate::net::Https>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -182,7 +182,7 @@ fn tracer_provider(otlp: &OtlpSettings) -> Result<SdkTracerProvider, TelemetryEr
         .map_err(|e| TelemetryError::Otlp(format!("no async runtime: {e}")))?;
     let client = OnRuntime {
         inner: Arc::new(opentelemetry_http::hyper::HyperClient::new(
-            crate::notify::https_connector().map_err(|e| TelemetryError::Otlp(e.to_string()))?,
+            crate::net::https_connector().map_err(|e| TelemetryError::Otlp(e.to_string()))?,
             Duration::from_secs(10),
             None,
         )),

@@ -134,7 +134,7 @@ async fn routes_in(clients: &LabClients, table: &str) -> Vec<(String, String, St
         .expect("route table")
         .route_tables()
         .iter()
-        .flat_map(|t| nodemedic::evidence::collect::route_table_facts(t).routes)
+        .flat_map(|t| nodemedic::aws::collect::route_table_facts(t).routes)
         .map(|r| (r.destination, r.target, r.state))
         .collect()
 }
@@ -152,7 +152,7 @@ async fn all_routes(clients: &LabClients) -> Vec<Value> {
         .route_tables()
         .iter()
         .map(|t| {
-            let facts = nodemedic::evidence::collect::route_table_facts(t);
+            let facts = nodemedic::aws::collect::route_table_facts(t);
             json!({"id": facts.id, "routes": facts.routes})
         })
         .collect();

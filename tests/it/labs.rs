@@ -240,7 +240,7 @@ async fn snapshot(world: &World) -> serde_json::Value {
         .route_tables()
         .iter()
         .map(|t| {
-            let facts = nodemedic::evidence::collect::route_table_facts(t);
+            let facts = nodemedic::aws::collect::route_table_facts(t);
             json!({"id": facts.id, "routes": facts.routes})
         })
         .collect();

@@ -661,14 +661,14 @@ async fn an_encrypted_template_whose_key_already_grants_auto_scaling_is_healthy(
                 .build(),
         )
         .build();
-    let granted = match nodemedic::plan::key_policy::patch(
+    let granted = match nodemedic::core::key_policy::patch(
         &lab::root_only_policy(&world.network.account),
         &format!("arn:aws:iam::{}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling", world.network.account),
     )
     .unwrap()
     {
-        nodemedic::plan::key_policy::KeyPolicyPatch::Patched { policy, .. } => policy,
-        nodemedic::plan::key_policy::KeyPolicyPatch::AlreadyGranted => unreachable!(),
+        nodemedic::core::key_policy::KeyPolicyPatch::Patched { policy, .. } => policy,
+        nodemedic::core::key_policy::KeyPolicyPatch::AlreadyGranted => unreachable!(),
     };
     c.kms
         .put_key_policy()

@@ -290,7 +290,7 @@ impl World {
         output
             .route_tables()
             .iter()
-            .flat_map(|t| nodemedic::evidence::collect::route_table_facts(t).routes)
+            .flat_map(|t| nodemedic::aws::collect::route_table_facts(t).routes)
             .map(|r| (r.destination, r.target, r.state))
             .collect()
     }

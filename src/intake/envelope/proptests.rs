@@ -9,7 +9,7 @@ use proptest::sample::select;
 use serde_json::{Map, Value, json};
 
 use super::*;
-use crate::proptest_support::config;
+use crate::core::proptest_support::config;
 
 /// Keys the parser reads, at any level, so that random objects often look like envelopes.
 const KEYS: [&str; 24] = [
