@@ -1,0 +1,295 @@
+//! The SQLite backend: one database file, one writer (a process-wide connection behind a mutex),
+//! every write one transaction committed with `synchronous=FULL`. The audit records form one
+//! chain (`global`), guarded by triggers that refuse updates and deletes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::Value;
+
+use super::backend::{ChainBreak, Lease, Reads, Writes};
+use super::control::{Breaker, KillSwitch, PlanRow, PlanStatus};
+use super::schema;
+use super::store::{GENESIS, chain_hash, now};
+use super::*;
+
+mod reads;
+mod writes;
+
+pub(super) const KILL_SWITCH: &str = "kill_switch";
+
+pub struct SqliteBackend {
+    connection: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl SqliteBackend {
+    pub fn open(path: &Path, journal_mode: &str) -> Result<Self, AuditError> {
+        let open_error = |source| AuditError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut connection = Connection::open(path).map_err(open_error)?;
+        connection
+            .pragma_update(None, "journal_mode", journal_mode)
+            .map_err(open_error)?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(open_error)?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_error)?;
+        schema::migrate(&mut connection).map_err(open_error)?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `work` in one IMMEDIATE transaction (so that another process's writer waits instead
+    /// of failing mid-transaction) and commits it.
+    pub fn write<T>(
+        &self,
+        work: &dyn Fn(&dyn Writes) -> Result<T, AuditError>,
+    ) -> Result<T, AuditError> {
+        let mut connection = self.lock();
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let value = work(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
+    pub fn read<T>(
+        &self,
+        work: &dyn Fn(&dyn Reads) -> Result<T, AuditError>,
+    ) -> Result<T, AuditError> {
+        let connection = self.lock();
+        work(&*connection)
+    }
+}
+
+pub(super) const SUMMARY_COLUMNS: &str = "incident_id, account, region, cluster, nodegroup, cause, mode, outcome, summary, plan_id, opened_at, updated_at";
+
+pub(super) fn summaries(
+    connection: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<IncidentSummary>, AuditError> {
+    let mut statement = connection.prepare(sql)?;
+    let rows = statement.query_map(params, |row| {
+        Ok(IncidentSummary {
+            incident_id: row.get(0)?,
+            account: row.get(1)?,
+            region: row.get(2)?,
+            cluster: row.get(3)?,
+            nodegroup: row.get(4)?,
+            cause: row.get(5)?,
+            mode: row.get(6)?,
+            outcome: row.get(7)?,
+            summary: row.get(8)?,
+            plan_id: row.get(9)?,
+            opened_at: row.get(10)?,
+            updated_at: row.get(11)?,
+            events: 0,
+            actions: Vec::new(),
+            nodegroups: Vec::new(),
+        })
+    })?;
+    let mut found = rows.collect::<Result<Vec<_>, _>>()?;
+    for incident in &mut found {
+        incident.events = connection.query_row(
+            "SELECT COUNT(*) FROM events WHERE incident_id = ?1",
+            params![incident.incident_id],
+            |row| row.get(0),
+        )?;
+        incident.nodegroups = connection.incident_nodegroups(&incident.incident_id)?;
+        let mut steps = connection.prepare(
+            "SELECT kind, status, detail FROM incident_steps WHERE incident_id = ?1 ORDER BY position",
+        )?;
+        incident.actions = steps
+            .query_map(params![incident.incident_id], |row| {
+                Ok(ActionSummary {
+                    kind: row.get(0)?,
+                    status: row.get(1)?,
+                    detail: row.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+    }
+    Ok(found)
+}
+
+type RowResult = Result<Record, AuditError>;
+
+pub(super) fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
+    let body: String = row.get(5)?;
+    let record = serde_json::from_str(&body)
+        .map_err(AuditError::from)
+        .map(|body| Record {
+            seq: row.get(0).unwrap_or_default(),
+            at: row.get(1).unwrap_or_default(),
+            incident_id: row.get(2).unwrap_or_default(),
+            event_id: row.get(3).unwrap_or_default(),
+            kind: row.get(4).unwrap_or_default(),
+            body,
+            prev_hash: row.get(6).unwrap_or_default(),
+            hash: row.get(7).unwrap_or_default(),
+            chain: "global".into(),
+        });
+    Ok(record)
+}
+
+pub(super) fn records_where(
+    connection: &Connection,
+    condition: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<Record>, AuditError> {
+    let mut statement = connection.prepare(&format!(
+        "SELECT seq, at, incident_id, event_id, kind, body, prev_hash, hash FROM records {condition}"
+    ))?;
+    let rows = statement.query_map(params, record_from_row)?;
+    let mut records = Vec::new();
+    for row in rows {
+        records.push(row??);
+    }
+    Ok(records)
+}
+
+pub(super) const PLAN_COLUMNS: &str = "p.plan_id, p.incident_id, p.status, p.created_at, p.updated_at, p.plan, p.trigger, p.decided_by, \
+                            p.decided_at, p.decision_reason, i.cluster, i.nodegroup, i.cause";
+
+pub(super) fn plan_rows(
+    connection: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<PlanRow>, AuditError> {
+    let mut statement = connection.prepare(sql)?;
+    let rows = statement.query_map(params, |row| {
+        let plan: String = row.get(5)?;
+        let trigger: String = row.get(6)?;
+        Ok((
+            plan,
+            trigger,
+            PlanRow {
+                plan_id: row.get(0)?,
+                incident_id: row.get(1)?,
+                status: row.get(2)?,
+                created_at: row.get(3)?,
+                updated_at: row.get(4)?,
+                plan: Value::Null,
+                trigger: Value::Null,
+                decided_by: row.get(7)?,
+                decided_at: row.get(8)?,
+                decision_reason: row.get(9)?,
+                cluster: row.get(10)?,
+                nodegroup: row.get(11)?,
+                cause: row.get(12)?,
+            },
+        ))
+    })?;
+    let mut found = Vec::new();
+    for row in rows {
+        let (plan, trigger, mut entry) = row?;
+        entry.plan = serde_json::from_str(&plan)?;
+        entry.trigger = serde_json::from_str(&trigger)?;
+        found.push(entry);
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditStore;
+    use serde_json::json;
+
+    fn store() -> (AuditStore, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("nodemedic-sqlite-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.db");
+        (AuditStore::open(&path).unwrap(), dir)
+    }
+
+    fn path_of(dir: &Path) -> PathBuf {
+        dir.join("audit.db")
+    }
+
+    #[test]
+    fn records_cannot_be_changed_or_deleted() {
+        let (store, dir) = store();
+        store
+            .write_blocking(|tx| tx.append(None, None, RecordKind::EventIgnored, &json!({"x": 1})))
+            .unwrap();
+        let connection = Connection::open(path_of(&dir)).unwrap();
+        let update = connection.execute("UPDATE records SET body = '{}'", []);
+        assert!(update.unwrap_err().to_string().contains("append-only"));
+        let delete = connection.execute("DELETE FROM records", []);
+        assert!(delete.unwrap_err().to_string().contains("append-only"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn tampering_below_the_triggers_is_detected() {
+        let (store, dir) = store();
+        store
+            .write_blocking(|tx| {
+                tx.append(None, None, RecordKind::EventIgnored, &json!({"x": 1}))?;
+                tx.append(None, None, RecordKind::EventIgnored, &json!({"x": 2}))
+            })
+            .unwrap();
+        let connection = Connection::open(path_of(&dir)).unwrap();
+        connection
+            .execute_batch(
+                "DROP TRIGGER records_are_append_only_update; UPDATE records SET body = '{\"x\":9}' WHERE seq = 1;",
+            )
+            .unwrap();
+        let verified = store.read_blocking(|r| r.verify_chain()).unwrap();
+        assert_eq!(
+            verified,
+            Err(ChainBreak {
+                chain: "global".into(),
+                seq: 1,
+                why: "hash does not match the record's content".into()
+            })
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_path_is_named() {
+        let error = AuditStore::open(Path::new("/nonexistent/dir/audit.db")).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/dir/audit.db"));
+    }
+
+    #[test]
+    fn two_processes_on_one_file_share_leases() {
+        let (first, dir) = store();
+        let second = AuditStore::open(&path_of(&dir)).unwrap();
+        let take = |store: &AuditStore, holder: &'static str, now: i64| {
+            store
+                .write_blocking(move |tx| tx.acquire_lease("nodegroup:a", holder, now, now + 1000))
+                .unwrap()
+        };
+        assert!(take(&first, "replica-1", 0));
+        assert!(!take(&second, "replica-2", 10), "held by the other replica");
+        assert!(take(&first, "replica-1", 20), "renewed by its holder");
+        assert!(take(&second, "replica-2", 1020), "expired: taken over");
+        second
+            .write_blocking(|tx| tx.release_lease("nodegroup:a", "replica-2"))
+            .unwrap();
+        assert!(take(&first, "replica-1", 1030), "released");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,325 @@
+//! Reads on the connection: incidents, records, plans, controls, leases and the chain check.
+
+use super::*;
+
+impl Reads for Connection {
+    fn event_seen(&self, event_id: &str) -> Result<Option<EventSeen>, AuditError> {
+        Ok(self
+            .query_row(
+                "SELECT disposition, incident_id FROM events WHERE event_id = ?1",
+                params![event_id],
+                |row| {
+                    Ok(EventSeen {
+                        disposition: row.get(0)?,
+                        incident_id: row.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn list(&self, limit: usize) -> Result<Vec<IncidentSummary>, AuditError> {
+        summaries(
+            self,
+            &format!(
+                "SELECT {SUMMARY_COLUMNS} FROM incidents ORDER BY opened_at DESC, incident_id DESC LIMIT ?1"
+            ),
+            &[&(limit as i64)],
+        )
+    }
+
+    fn incident(&self, incident_id: &str) -> Result<Option<IncidentSummary>, AuditError> {
+        Ok(summaries(
+            self,
+            &format!("SELECT {SUMMARY_COLUMNS} FROM incidents WHERE incident_id = ?1"),
+            &[&incident_id],
+        )?
+        .pop())
+    }
+
+    fn incident_subject(&self, incident_id: &str) -> Result<Option<String>, AuditError> {
+        Ok(self
+            .query_row(
+                "SELECT subject FROM incidents WHERE incident_id = ?1",
+                params![incident_id],
+                |row| row.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    fn incidents_for_subject(
+        &self,
+        account: &str,
+        region: &str,
+        cause: &str,
+        subject: &str,
+    ) -> Result<Vec<IncidentSummary>, AuditError> {
+        summaries(
+            self,
+            &format!(
+                "SELECT {SUMMARY_COLUMNS} FROM incidents WHERE account = ?1 AND region = ?2 AND cause = ?3 \
+                 AND subject = ?4 ORDER BY updated_at DESC"
+            ),
+            &[&account, &region, &cause, &subject],
+        )
+    }
+
+    fn last_fix_on_subject(
+        &self,
+        account: &str,
+        region: &str,
+        subject: &str,
+    ) -> Result<Option<(String, String)>, AuditError> {
+        Ok(self
+            .query_row(
+                "SELECT s.incident_id, MAX(s.updated_at) FROM incident_steps s JOIN incidents i USING (incident_id)
+                 WHERE i.account = ?1 AND i.region = ?2 AND i.subject = ?3 AND s.status = 'applied'
+                 GROUP BY s.incident_id ORDER BY MAX(s.updated_at) DESC LIMIT 1",
+                params![account, region, subject],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn incident_nodegroups(&self, incident_id: &str) -> Result<Vec<String>, AuditError> {
+        let mut statement = self.prepare(
+            "SELECT cluster || '/' || nodegroup FROM incident_nodegroups WHERE incident_id = ?1 ORDER BY cluster, nodegroup",
+        )?;
+        let rows = statement.query_map(params![incident_id], |row| row.get(0))?;
+        Ok(rows.collect::<Result<Vec<String>, _>>()?)
+    }
+
+    fn incidents_for(
+        &self,
+        key: &NodegroupKey,
+        cause: &str,
+    ) -> Result<Vec<IncidentSummary>, AuditError> {
+        summaries(
+            self,
+            &format!(
+                "SELECT {SUMMARY_COLUMNS} FROM incidents WHERE account = ?1 AND region = ?2 AND cluster = ?3 \
+                 AND nodegroup = ?4 AND cause = ?5 ORDER BY updated_at DESC"
+            ),
+            &[
+                &key.account,
+                &key.region,
+                &key.cluster,
+                &key.nodegroup,
+                &cause,
+            ],
+        )
+    }
+
+    fn incidents_of_nodegroup(
+        &self,
+        key: &NodegroupKey,
+        limit: usize,
+    ) -> Result<Vec<IncidentSummary>, AuditError> {
+        summaries(
+            self,
+            &format!(
+                "SELECT {SUMMARY_COLUMNS} FROM incidents WHERE account = ?1 AND region = ?2 AND cluster = ?3 \
+                 AND nodegroup = ?4 ORDER BY updated_at DESC LIMIT ?5"
+            ),
+            &[
+                &key.account,
+                &key.region,
+                &key.cluster,
+                &key.nodegroup,
+                &(limit as i64),
+            ],
+        )
+    }
+
+    fn last_fix_applied(&self, key: &NodegroupKey) -> Result<Option<(String, String)>, AuditError> {
+        Ok(self
+            .query_row(
+                "SELECT s.incident_id, MAX(s.updated_at) FROM incident_steps s JOIN incidents i USING (incident_id)
+                 WHERE i.account = ?1 AND i.region = ?2 AND i.cluster = ?3 AND i.nodegroup = ?4 AND s.status = 'applied'
+                 GROUP BY s.incident_id ORDER BY MAX(s.updated_at) DESC LIMIT 1",
+                params![key.account, key.region, key.cluster, key.nodegroup],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn records(&self, incident_id: &str) -> Result<Vec<Record>, AuditError> {
+        records_where(self, "WHERE incident_id = ?1 ORDER BY seq", &[&incident_id])
+    }
+
+    fn loose_records(&self, limit: usize) -> Result<Vec<Record>, AuditError> {
+        records_where(
+            self,
+            "WHERE incident_id IS NULL ORDER BY seq DESC LIMIT ?1",
+            &[&(limit as i64)],
+        )
+    }
+
+    fn all_records(&self, after_seq: i64) -> Result<Vec<Record>, AuditError> {
+        records_where(self, "WHERE seq > ?1 ORDER BY seq", &[&after_seq])
+    }
+
+    fn verify_chain(&self) -> Result<Result<u64, ChainBreak>, AuditError> {
+        let mut statement = self.prepare(
+            "SELECT seq, at, incident_id, event_id, kind, body, prev_hash, hash FROM records ORDER BY seq",
+        )?;
+        let mut rows = statement.query([])?;
+        let mut expected_prev = GENESIS.to_string();
+        let mut count = 0;
+        let broken = |seq: i64, why: &str| ChainBreak {
+            chain: "global".into(),
+            seq,
+            why: why.into(),
+        };
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            let at: String = row.get(1)?;
+            let incident: Option<String> = row.get(2)?;
+            let event: Option<String> = row.get(3)?;
+            let kind: String = row.get(4)?;
+            let body: String = row.get(5)?;
+            let prev: String = row.get(6)?;
+            let hash: String = row.get(7)?;
+            if prev != expected_prev {
+                return Ok(Err(broken(
+                    seq,
+                    "prev_hash does not match the previous record",
+                )));
+            }
+            if chain_hash(
+                &prev,
+                &at,
+                incident.as_deref(),
+                event.as_deref(),
+                &kind,
+                &body,
+            ) != hash
+            {
+                return Ok(Err(broken(seq, "hash does not match the record's content")));
+            }
+            expected_prev = hash;
+            count += 1;
+        }
+        Ok(Ok(count))
+    }
+
+    fn plans(&self, status: Option<PlanStatus>) -> Result<Vec<PlanRow>, AuditError> {
+        match status {
+            Some(status) => plan_rows(
+                self,
+                &format!(
+                    "SELECT {PLAN_COLUMNS} FROM plans p JOIN incidents i USING (incident_id) WHERE p.status = ?1 ORDER BY p.updated_at DESC"
+                ),
+                &[&status.as_str()],
+            ),
+            None => plan_rows(
+                self,
+                &format!(
+                    "SELECT {PLAN_COLUMNS} FROM plans p JOIN incidents i USING (incident_id) ORDER BY p.updated_at DESC"
+                ),
+                &[],
+            ),
+        }
+    }
+
+    fn plan(&self, plan_id: &str) -> Result<Option<PlanRow>, AuditError> {
+        Ok(plan_rows(
+            self,
+            &format!(
+                "SELECT {PLAN_COLUMNS} FROM plans p JOIN incidents i USING (incident_id) WHERE p.plan_id = ?1"
+            ),
+            &[&plan_id],
+        )?
+        .pop())
+    }
+
+    fn kill_switch(&self) -> Result<Option<KillSwitch>, AuditError> {
+        Ok(self
+            .query_row(
+                "SELECT set_by, at, reason FROM controls WHERE name = ?1 AND value = 'on'",
+                params![KILL_SWITCH],
+                |row| {
+                    Ok(KillSwitch {
+                        set_by: row.get(0)?,
+                        at: row.get(1)?,
+                        reason: row.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn mutations_since(&self, account: &str, since: &str) -> Result<u32, AuditError> {
+        Ok(self.query_row(
+            "SELECT COUNT(*) FROM mutations WHERE account = ?1 AND at >= ?2",
+            params![account, since],
+            |row| row.get(0),
+        )?)
+    }
+
+    fn last_mutation(
+        &self,
+        resource: &str,
+        fix: &str,
+    ) -> Result<Option<(String, String)>, AuditError> {
+        Ok(self
+            .query_row(
+                "SELECT at, incident_id FROM mutations WHERE resource = ?1 AND fix = ?2 ORDER BY seq DESC LIMIT 1",
+                params![resource, fix],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn open_breakers(&self, scopes: &[String]) -> Result<Vec<String>, AuditError> {
+        let mut open = Vec::new();
+        for scope in scopes {
+            let is_open: bool = self
+                .query_row(
+                    "SELECT state = 'open' FROM breakers WHERE scope = ?1",
+                    params![scope],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .unwrap_or(false);
+            if is_open {
+                open.push(scope.clone());
+            }
+        }
+        Ok(open)
+    }
+
+    fn breakers(&self) -> Result<Vec<Breaker>, AuditError> {
+        let mut statement = self.prepare(
+            "SELECT scope, state, opened_at, reason, closed_at, closed_by FROM breakers ORDER BY opened_at DESC",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(Breaker {
+                scope: row.get(0)?,
+                state: row.get(1)?,
+                opened_at: row.get(2)?,
+                reason: row.get(3)?,
+                closed_at: row.get(4)?,
+                closed_by: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn lease(&self, key: &str) -> Result<Option<Lease>, AuditError> {
+        Ok(self
+            .query_row(
+                "SELECT key, holder, expires_at_ms FROM leases WHERE key = ?1",
+                params![key],
+                |row| {
+                    Ok(Lease {
+                        key: row.get(0)?,
+                        holder: row.get(1)?,
+                        expires_at_ms: row.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
