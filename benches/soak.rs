@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use nodemedic::aws::AwsResultExt;
-use nodemedic::config::{Overrides, Settings};
 use nodemedic::lab::{self, Emulator, LabClients, Network};
+use nodemedic::settings::{Overrides, Settings};
 use nodemedic::telemetry::metrics::Metrics;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;

@@ -10,13 +10,13 @@ use tracing::info;
 use crate::audit::{AuditError, AuditStore};
 use crate::aws::check_credentials;
 use crate::aws::{self, ClientPool, MemberAccess};
-use crate::config::{ConfigError, Settings};
 use crate::http::HttpState;
 use crate::http::console::ConsoleContext;
 use crate::intake::publish::Publisher;
 use crate::intake::queue::{IntakeStats, QueueLoop, max_receives};
 use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::settings::{ConfigError, Settings, StoreBackend};
 use crate::telemetry::LogLevel;
 use crate::telemetry::health::Readiness;
 use crate::telemetry::metrics::Metrics;
@@ -71,8 +71,8 @@ pub async fn open_store(
     settings: &Settings,
     sdk: Option<&SdkConfig>,
 ) -> Result<AuditStore, DaemonError> {
-    match settings.store.backend.as_str() {
-        "dynamodb" => {
+    match settings.store.backend {
+        StoreBackend::Dynamodb => {
             let loaded;
             let sdk = match sdk {
                 Some(sdk) => sdk,
@@ -88,9 +88,9 @@ pub async fn open_store(
                 Duration::from_secs(settings.store.event_ttl_days * 86_400),
             )?)
         }
-        _ => Ok(AuditStore::open_with_journal(
+        StoreBackend::Sqlite => Ok(AuditStore::open_with_journal(
             &settings.audit.path,
-            &settings.audit.journal_mode,
+            settings.audit.journal_mode.as_str(),
         )?),
     }
 }

@@ -12,10 +12,10 @@ use crate::audit::AuditStore;
 use crate::audit::store::query;
 use crate::aws::AwsResultExt;
 use crate::cli::DemoArgs;
-use crate::config::{Overrides, Settings};
 use crate::daemon;
 use crate::lab::{self, Emulator, Lab000, Lab002, LabClients};
 use crate::report;
+use crate::settings::{Overrides, Settings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -24,7 +24,7 @@ pub enum DemoError {
     #[error(transparent)]
     Daemon(#[from] daemon::DaemonError),
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::settings::ConfigError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
     #[error(transparent)]

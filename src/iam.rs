@@ -6,10 +6,10 @@
 use serde_json::{Value, json};
 
 use crate::aws::MemberAccess;
-use crate::config::Settings;
 use crate::core::checks::identity::REQUIRED_POLICIES;
 use crate::core::guard::{FixPolicy, Mode};
 use crate::core::plan::FixKind;
+use crate::settings::{Settings, StoreBackend};
 
 /// Where a statement applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,7 @@ impl PolicyInput {
             sns_topic: Some(settings.notify.sns_topic_arn.clone()).filter(|t| !t.is_empty()),
             queue_url: settings.queue_url.clone(),
             ignore_tag: settings.scope.ignore_tag.clone(),
-            dynamodb: (settings.store.backend == "dynamodb").then(|| {
+            dynamodb: (settings.store.backend == StoreBackend::Dynamodb).then(|| {
                 (
                     settings.store.state_table.clone(),
                     settings.store.audit_table.clone(),

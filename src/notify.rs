@@ -14,8 +14,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use tracing::{debug, warn};
 
-use crate::config::{NotifySettings, Webhook};
 use crate::net::{Https, TlsError, https_connector};
+use crate::settings::{NotifySettings, Webhook, WebhookFormat};
 
 /// What happened, for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -170,8 +170,8 @@ fn redact(url: &str) -> String {
 
 /// The body a webhook gets, by its format.
 pub fn render(webhook: &Webhook, notice: &Notice) -> (&'static str, String) {
-    match webhook.format.as_str() {
-        "slack" => {
+    match webhook.format {
+        WebhookFormat::Slack => {
             let headline = match notice.event {
                 "plan_awaiting_approval" => "Plan waiting for approval",
                 "escalation" => "Escalation",
@@ -207,7 +207,7 @@ pub fn render(webhook: &Webhook, notice: &Notice) -> (&'static str, String) {
                 .to_string(),
             )
         }
-        "template" => {
+        WebhookFormat::Template => {
             // A JSON template gets its values escaped, so that quotes and newlines in a summary
             // cannot break it.
             // (`{"` opens a JSON object; `{name}` is a placeholder.)
@@ -245,7 +245,7 @@ pub fn render(webhook: &Webhook, notice: &Notice) -> (&'static str, String) {
             };
             (content_type, text)
         }
-        _ => (
+        WebhookFormat::Json => (
             "application/json",
             serde_json::to_string(notice).unwrap_or_default(),
         ),
@@ -270,17 +270,17 @@ mod tests {
         }
     }
 
-    fn hook(format: &str, template: &str) -> Webhook {
+    fn hook(format: WebhookFormat, template: &str) -> Webhook {
         Webhook {
             url: "https://hooks.example.com/services/SECRET".into(),
-            format: format.into(),
+            format,
             template: template.into(),
         }
     }
 
     #[test]
     fn slack_gets_text_and_a_block_with_the_approve_command() {
-        let (content_type, body) = render(&hook("slack", ""), &notice());
+        let (content_type, body) = render(&hook(WebhookFormat::Slack, ""), &notice());
         assert_eq!(content_type, "application/json");
         let value: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert!(
@@ -296,7 +296,7 @@ mod tests {
     fn a_template_fills_its_placeholders() {
         let (content_type, body) = render(
             &hook(
-                "template",
+                WebhookFormat::Template,
                 "{event}: {cluster}/{nodegroup} {cause} plan={plan_id} outcome={outcome}",
             ),
             &notice(),
@@ -306,13 +306,16 @@ mod tests {
             body,
             "plan_awaiting_approval: eks-workshop/ng kms_key_policy_blocks_autoscaling plan=plan-abc outcome="
         );
-        let (content_type, _) = render(&hook("template", "{\"id\": \"{incident_id}\"}"), &notice());
+        let (content_type, _) = render(
+            &hook(WebhookFormat::Template, "{\"id\": \"{incident_id}\"}"),
+            &notice(),
+        );
         assert_eq!(content_type, "application/json");
     }
 
     #[test]
     fn json_is_the_notice_itself() {
-        let (_, body) = render(&hook("json", ""), &notice());
+        let (_, body) = render(&hook(WebhookFormat::Json, ""), &notice());
         let value: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(value["plan_id"], "plan-abc");
     }
@@ -338,7 +341,10 @@ mod tests {
     fn a_json_template_stays_json_whatever_the_values_hold() {
         let mut notice = notice();
         notice.summary = "a \"quoted\" summary\nwith a newline".into();
-        let (content_type, body) = render(&hook("template", "{\"text\": \"{summary}\"}"), &notice);
+        let (content_type, body) = render(
+            &hook(WebhookFormat::Template, "{\"text\": \"{summary}\"}"),
+            &notice,
+        );
         assert_eq!(content_type, "application/json");
         let value: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(value["text"], notice.summary.as_str());

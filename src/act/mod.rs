@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aws::AwsError;
-use crate::config::RemediationSettings;
 use crate::core::evidence::{RouteFacts, Scaling};
 use crate::core::plan::{Action, ScalingUpdate, Step};
+use crate::settings::RemediationSettings;
 
 /// The AWS operations fixes need: the one seam between the pure core and AWS mutations.
 pub trait Actuator: Send + Sync {

@@ -18,7 +18,7 @@ use aws_smithy_async::time::SystemTimeSource;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::config::AccountsSettings;
+use crate::settings::AccountsSettings;
 
 /// The clients nodemedic uses in one region.
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::config::{Overrides, Settings};
+use crate::settings::{Overrides, Settings};
 
 fn input(mode: Mode) -> PolicyInput {
     let mut settings = Settings::load_with_env(&Overrides::default(), Some(Default::default()))

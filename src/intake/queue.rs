@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{Disposition, Inbound, KeepKind, MessageHandler};
 use crate::aws::{AwsError, AwsResultExt};
-use crate::config::IntakeSettings;
+use crate::settings::IntakeSettings;
 use crate::telemetry::health::Readiness;
 use crate::telemetry::metrics::Metrics;
 

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 /// The effective settings, for `nodemedic config check`: what the daemon will do, then warnings.
-pub fn settings_text(settings: &crate::config::Settings) -> String {
+pub fn settings_text(settings: &crate::settings::Settings) -> String {
     let mut out = String::new();
     let policy = settings.policy();
     let _ = writeln!(out, "settings: ok");

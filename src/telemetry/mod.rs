@@ -19,7 +19,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry, reload};
 
-use crate::config::{LogSettings, OtlpSettings};
+use crate::settings::{LogFormat, LogSettings, OtlpSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -84,11 +84,11 @@ impl Telemetry {
     }
 }
 
-fn json_logs(format: &str) -> bool {
+fn json_logs(format: LogFormat) -> bool {
     match format {
-        "json" => true,
-        "text" => false,
-        _ => !std::io::stderr().is_terminal(),
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
     }
 }
 
@@ -99,7 +99,7 @@ pub fn init(log: &LogSettings, otlp: &OtlpSettings) -> Result<Telemetry, Telemet
     let filter = EnvFilter::try_new(&directive)
         .map_err(|e| TelemetryError::Level(directive.clone(), e.to_string()))?;
     let (filter, handle) = reload::Layer::new(filter);
-    let json = json_logs(&log.format);
+    let json = json_logs(log.format);
     let logs = if json {
         tracing_subscriber::fmt::layer()
             .json()

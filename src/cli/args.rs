@@ -1,4 +1,4 @@
-//! The command line: a stable contract that tests and operators rely on.
+//! The command line as clap reads it: a stable contract that tests and operators rely on.
 
 use std::path::PathBuf;
 
@@ -25,7 +25,8 @@ pub enum Command {
         command: AuditCommand,
     },
     /// The local demo: start the emulator, break nodegroups like the seed labs, watch nodemedic
-    /// diagnose them in dry-run and then fix them in auto mode.
+    /// diagnose them in dry-run and then fix them in auto mode (built with the `demo` feature).
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Run the whole join checklist on a cluster's nodegroups now, read-only: what is wrong, the
     /// proof, and what to run. Exit 0 when healthy, 3 when a blocking cause is found, 1 on errors.
