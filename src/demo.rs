@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditStore;
 use crate::audit::store::query;
 use crate::aws::AwsResultExt;
-use crate::cli::DemoArgs;
 use crate::daemon;
 use crate::lab::{self, Emulator, Lab000, Lab002, LabClients};
 use crate::report;
@@ -42,7 +41,16 @@ fn heading(text: &str) {
     }
 }
 
-pub async fn run(args: &DemoArgs) -> Result<(), DemoError> {
+/// What the demo breaks and where it keeps its audit database.
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// `000`, `002` or `both`.
+    pub lab: String,
+    /// A temporary directory's database when not set.
+    pub audit_db: Option<PathBuf>,
+}
+
+pub async fn run(args: &DemoOptions) -> Result<(), DemoError> {
     heading(
         "Starting the local AWS emulator (moto_server + nodemedic's EKS/Auto Scaling launcher)",
     );

@@ -42,7 +42,11 @@ pub(super) async fn demo(args: DemoArgs) -> Result<ExitCode, CliError> {
             service_name: "nodemedic".into(),
         },
     )?;
-    crate::demo::run(&args).await?;
+    crate::demo::run(&crate::demo::DemoOptions {
+        lab: args.lab,
+        audit_db: args.audit_db,
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

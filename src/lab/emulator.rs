@@ -13,6 +13,17 @@ use tokio::process::{Child, Command};
 use super::LabError;
 
 const LAUNCHER: &str = include_str!("../../tests/emulator/nodemedic_emulator.py");
+/// Imported by the launcher from its own folder.
+const LAUNCHER_MODULES: [(&str, &str); 2] = [
+    (
+        "ec2_events_patches.py",
+        include_str!("../../tests/emulator/ec2_events_patches.py"),
+    ),
+    (
+        "kms_gate.py",
+        include_str!("../../tests/emulator/kms_gate.py"),
+    ),
+];
 pub const REGION: &str = "us-west-2";
 
 /// A running emulator; stopped when dropped.
@@ -60,6 +71,9 @@ impl Emulator {
             .map_err(|e| LabError::Emulator(format!("{}: {e}", dir.display())))?;
         let script = dir.join("nodemedic_emulator.py");
         std::fs::write(&script, LAUNCHER).map_err(|e| LabError::Emulator(e.to_string()))?;
+        for (name, text) in LAUNCHER_MODULES {
+            std::fs::write(dir.join(name), text).map_err(|e| LabError::Emulator(e.to_string()))?;
+        }
         let port = free_port()?;
         let child = spawn(&dir, port, update_seconds)?;
         let mut emulator = Emulator {

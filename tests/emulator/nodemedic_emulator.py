@@ -24,12 +24,8 @@ user would make:
   changes; accessConfig.authenticationMode is kept; access entries (Create/Describe/List/Delete)
   exist. Managed nodegroup instances without launch-template security groups get the cluster
   security group, as EKS gives them.
-* A route whose NAT gateway is deleted or failed, or whose internet gateway is detached, is in
-  state `blackhole`, as in EC2 (moto reports every route active).
-* CreateRoute, ReplaceRoute and DeleteRoute honour DryRun (DryRunOperation, nothing changed), as
-  EC2 does; moto performs the call.
-* EventBridge deliveries to SQS carry the envelope's `account` field, as AWS's do (moto's default
-  input template leaves it out).
+* Blackholed routes, DryRun on route calls and the EventBridge `account` field: see
+  ec2_events_patches.py, written beside this file and imported by it.
 
 Test-only endpoints (never part of AWS) under /_emulator/:
   GET  /_emulator/ping
@@ -66,11 +62,10 @@ import moto.eks.responses as eks_responses
 import moto.eks.urls as eks_urls
 import moto.autoscaling.models as asg_models
 import moto.autoscaling.responses as asg_responses
-import moto.events.utils as events_utils
+from kms_gate import policy_grants_autoscaling
 from moto.eks.exceptions import InvalidParameterException, ResourceInUseException, ResourceNotFoundException
 
 UPDATE_SECONDS = 1.0
-SLR_SUFFIX = ":role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
 KMS_FAILURE = (
     "Instance became unhealthy while waiting for instance to be in InService state. "
     "Termination Reason: Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"
@@ -484,37 +479,9 @@ def _launch_blocker(group):
             return KMS_FAILURE
         if key.key_manager == "AWS":
             continue
-        if not _policy_grants_autoscaling(key.policy, group.account_id):
+        if not policy_grants_autoscaling(key.policy, group.account_id):
             return KMS_FAILURE
     return None
-
-
-def _policy_grants_autoscaling(policy_text, account_id):
-    try:
-        policy = json.loads(policy_text)
-    except (TypeError, ValueError):
-        return False
-    statements = policy.get("Statement", [])
-    if isinstance(statements, dict):
-        statements = [statements]
-    slr = f"arn:aws:iam::{account_id}{SLR_SUFFIX}"
-    granted = set()
-    for statement in statements:
-        if statement.get("Effect") != "Allow":
-            continue
-        principal = statement.get("Principal", {})
-        principals = principal.get("AWS", []) if isinstance(principal, dict) else principal
-        if isinstance(principals, str):
-            principals = [principals]
-        if slr not in principals:
-            continue
-        actions = statement.get("Action", [])
-        if isinstance(actions, str):
-            actions = [actions]
-        granted.update(actions)
-    use = {"kms:*"} & granted or {"kms:Decrypt", "kms:GenerateDataKey*"} <= granted
-    grant = "kms:*" in granted or "kms:CreateGrant" in granted
-    return bool(use) and grant
 
 
 def _record_activity(group, status_code, description, status_message=""):
@@ -581,47 +548,8 @@ def _describe_scaling_activities(self):
 
 asg_responses.AutoScalingResponse.describe_scaling_activities = _describe_scaling_activities
 
-# --------------------------------------------------------------------------- routes
-
-import moto.ec2.models.route_tables as route_models
-
-
-def _route_state(route):
-    nat = getattr(route, "nat_gateway", None)
-    if nat is not None and getattr(nat, "state", "available") in ("deleted", "deleting", "failed"):
-        return "blackhole"
-    gateway = getattr(route, "gateway", None)
-    if gateway is not None and getattr(gateway, "id", "").startswith("igw-"):
-        attached = getattr(gateway, "vpc", None)
-        if attached is None or attached.id != route.route_table.vpc_id:
-            return "blackhole"
-    return "active"
-
-
-route_models.Route.state = property(_route_state)
-
-
-def _honouring_dry_run(handler):
-    def handle(self):
-        self.error_on_dryrun()
-        return handler(self)
-
-    return handle
-
-
-import moto.ec2.responses.route_tables as route_responses
-
-for _name in ("create_route", "replace_route", "delete_route"):
-    setattr(route_responses.RouteTables, _name,
-            _honouring_dry_run(getattr(route_responses.RouteTables, _name)))
-
-# --------------------------------------------------------------------------- EventBridge
-
-events_utils.EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = (
-    '{"version": "0", "id": "<id>", "detail-type": "<detail-type>", "source": "<source>", '
-    '"account": "<account>", "time": <time>, "region": "<region>", "resources": <resources>, '
-    '"detail": <detail>}'
-)
+# Route states, DryRun on route calls and the EventBridge envelope: ec2_events_patches.py.
+import ec2_events_patches  # noqa: E402,F401  (patches moto on import)
 
 # --------------------------------------------------------------------------- test endpoints
 
