@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::audit::control::{self, PlanRow, PlanStatus};
-use crate::audit::store::now;
-use crate::audit::{AuditError, AuditStore, RecordKind, Tx};
+use crate::audit::{AuditError, AuditStore, Tx};
+use crate::core::journal::{ApprovalDecision, BreakerReset, Entry, KillSwitchEntry, Verdict};
+use crate::core::time::now;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperateError {
@@ -51,15 +51,22 @@ pub fn decide_plan(
                 status: row.status,
             }));
         }
-        let status = if approve { PlanStatus::Approved } else { PlanStatus::Rejected };
+        let (status, verdict) = if approve {
+            (PlanStatus::Approved, Verdict::Approved)
+        } else {
+            (PlanStatus::Rejected, Verdict::Rejected)
+        };
         tx.set_plan_status(plan_id, status, Some(by), reason)?;
-        tx.append(
-            Some(&row.incident_id),
-            None,
-            RecordKind::ApprovalDecision,
-            &json!({ "plan_id": plan_id, "decision": status.as_str(), "by": by, "reason": reason, "at": now() }),
-        )?;
-        Ok(control::plan(tx.connection(), plan_id)?.ok_or_else(|| OperateError::NoSuchPlan(plan_id.to_string())))
+        let entry = Entry::ApprovalDecision(ApprovalDecision::Decided {
+            plan_id: plan_id.to_string(),
+            decision: verdict,
+            by: by.to_string(),
+            reason: reason.map(str::to_string),
+            at: now(),
+        });
+        tx.record(Some(&row.incident_id), None, &entry)?;
+        Ok(control::plan(tx.connection(), plan_id)?
+            .ok_or_else(|| OperateError::NoSuchPlan(plan_id.to_string())))
     });
     outcome?
 }
@@ -67,15 +74,14 @@ pub fn decide_plan(
 /// Marks a plan nobody decided within `plan_ttl` expired, with the record that says so.
 pub fn expire_unanswered(tx: &Tx, row: &PlanRow, plan_ttl: Duration) -> Result<(), AuditError> {
     tx.set_plan_status(&row.plan_id, PlanStatus::Expired, None, None)?;
-    tx.append(
-        Some(&row.incident_id),
-        None,
-        RecordKind::ApprovalDecision,
-        &json!({ "plan_id": row.plan_id, "decision": "expired",
-            "reason": format!("not approved or rejected within {} s", plan_ttl.as_secs()),
-            "waiting_since": row.updated_at, "at": now() }),
-    )
-    .map(|_| ())
+    let entry = Entry::ApprovalDecision(ApprovalDecision::Unanswered {
+        plan_id: row.plan_id.clone(),
+        decision: Verdict::Expired,
+        reason: format!("not approved or rejected within {} s", plan_ttl.as_secs()),
+        waiting_since: row.updated_at.clone(),
+        at: now(),
+    });
+    tx.record(Some(&row.incident_id), None, &entry).map(|_| ())
 }
 
 /// Turns the kill switch on or off: every mutation stops at once, without a restart.
@@ -87,13 +93,13 @@ pub fn set_kill_switch(
 ) -> Result<(), OperateError> {
     store.write_blocking(|tx| {
         tx.set_kill_switch(on, Some(by), reason)?;
-        tx.append(
-            None,
-            None,
-            RecordKind::KillSwitch,
-            &json!({ "on": on, "by": by, "reason": reason, "at": now() }),
-        )
-        .map(|_| ())
+        let entry = Entry::KillSwitch(KillSwitchEntry {
+            on,
+            by: by.to_string(),
+            reason: reason.map(str::to_string),
+            at: now(),
+        });
+        tx.record(None, None, &entry).map(|_| ())
     })?;
     Ok(())
 }
@@ -103,12 +109,12 @@ pub fn reset_breaker(store: &AuditStore, scope: &str, by: &str) -> Result<(), Op
     let reset = store.write_blocking(|tx| {
         let reset = tx.reset_breaker(scope, by)?;
         if reset {
-            tx.append(
-                None,
-                None,
-                RecordKind::BreakerReset,
-                &json!({ "scope": scope, "by": by, "at": now() }),
-            )?;
+            let entry = Entry::BreakerReset(BreakerReset {
+                scope: scope.to_string(),
+                by: by.to_string(),
+                at: now(),
+            });
+            tx.record(None, None, &entry)?;
         }
         Ok(reset)
     })?;

@@ -17,11 +17,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::aws::AwsError;
 use crate::core::evidence::{RouteFacts, Scaling};
 use crate::core::plan::{Action, ScalingUpdate, Step};
+pub use crate::core::step::{Permission, StepResult, StepStatus};
 use crate::settings::RemediationSettings;
 
 /// The AWS operations fixes need: the one seam between the pure core and AWS mutations.
@@ -137,23 +137,6 @@ impl NodegroupState {
     }
 }
 
-/// Whether the daemon's role may perform a step, as far as AWS will say without doing it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum Permission {
-    Allowed,
-    Denied {
-        reason: String,
-    },
-    /// The API has no dry run; the README lists what the role needs.
-    Unchecked {
-        reason: String,
-    },
-    /// The endpoint ignored DryRun and performed the call: it is not EC2-compatible, and the
-    /// change happened.
-    Performed,
-}
-
 /// The dry-run permission check of a step.
 pub async fn check_permission<A: Actuator>(actuator: &A, step: &Step) -> Permission {
     actuator.dry_run(&step.action).await
@@ -172,73 +155,6 @@ impl From<&RemediationSettings> for WaitPolicy {
             poll: Duration::from_secs_f64(settings.nodegroup_poll_secs),
             timeout: Duration::from_secs(settings.nodegroup_timeout_secs),
         }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    Planned,
-    Applied,
-    Skipped,
-    Failed,
-    /// Applied, then undone because verification failed.
-    RolledBack,
-}
-
-impl StepStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Planned => "planned",
-            StepStatus::Applied => "applied",
-            StepStatus::Skipped => "skipped",
-            StepStatus::Failed => "failed",
-            StepStatus::RolledBack => "rolled_back",
-        }
-    }
-}
-
-/// What applying a step did, with the state before and after.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepResult {
-    pub status: StepStatus,
-    pub detail: String,
-    pub before: Value,
-    pub after: Value,
-    /// Whether AWS state was changed; false when the world already matched the plan. Only
-    /// changes count against rate limits and start cooldowns.
-    #[serde(default)]
-    pub changed: bool,
-}
-
-impl StepResult {
-    fn applied(detail: impl Into<String>, before: Value, after: Value) -> Self {
-        Self {
-            status: StepStatus::Applied,
-            detail: detail.into(),
-            changed: before != after,
-            before,
-            after,
-        }
-    }
-
-    /// A failed step changed nothing unless it says so with [`StepResult::with_change`] (a
-    /// cycle that scaled down and could not scale back up).
-    fn failed(detail: impl Into<String>, before: Value, after: Value) -> Self {
-        Self {
-            status: StepStatus::Failed,
-            detail: detail.into(),
-            changed: false,
-            before,
-            after,
-        }
-    }
-
-    /// Overrides the before/after comparison, for steps whose end state equals their start (a
-    /// cycle restores the scaling it changed) or that failed half-way.
-    fn with_change(mut self, changed: bool) -> Self {
-        self.changed = changed;
-        self
     }
 }
 

@@ -1,25 +1,12 @@
 //! After a plan is applied: is the cause gone? And when it is not, undo what is safely
 //! reversible, exactly.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Actuator, StepResult, StepStatus, WaitPolicy, same_policy};
 use crate::core::plan::{Action, ApiCall, Step};
 
-/// One thing verification looked at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Check {
-    pub what: String,
-    pub passed: bool,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verification {
-    pub passed: bool,
-    pub checks: Vec<Check>,
-}
+pub use crate::core::step::{Check, Verification};
 
 /// Where the relaunched nodes should show up.
 #[derive(Debug, Clone)]

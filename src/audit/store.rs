@@ -12,7 +12,7 @@ use super::backend::{Reads, Writes};
 use super::dynamo::DynamoBackend;
 use super::sqlite::SqliteBackend;
 use super::*;
-pub use crate::core::time::{now, timestamp};
+use crate::core::journal::Entry;
 
 pub(super) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -186,6 +186,17 @@ impl Tx<'_> {
     /// Reads inside the transaction see what it already wrote.
     pub fn connection(&self) -> &dyn Reads {
         self.inner.reads()
+    }
+
+    /// Appends one journal entry: its kind and its body as the journal serialises it.
+    pub fn record(
+        &self,
+        incident_id: Option<&str>,
+        event_id: Option<&str>,
+        entry: &Entry,
+    ) -> Result<i64, AuditError> {
+        self.inner
+            .append(incident_id, event_id, entry.kind(), &entry.body()?)
     }
 }
 

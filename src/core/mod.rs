@@ -5,8 +5,10 @@
 pub mod checks;
 pub mod evidence;
 pub mod guard;
+pub mod journal;
 pub mod key_policy;
 pub mod plan;
+pub mod step;
 pub mod time;
 pub mod trigger;
 

@@ -12,14 +12,16 @@ use tracing::{info, warn};
 use super::incident::{Conclusion, IncidentChoice, base_history};
 use super::{Pipeline, PipelineError};
 use crate::audit::control::{self, PlanRow, PlanStatus};
-use crate::audit::store::{now, query, timestamp};
-use crate::audit::{NodegroupKey, Outcome, RecordKind};
+use crate::audit::store::query;
+use crate::audit::{NodegroupKey, Outcome};
 use crate::aws::collect::{Scope, collect};
 use crate::core::checks::{Diagnosis, diagnose};
 use crate::core::evidence::Target;
 use crate::core::evidence::{CallLog, Evidence};
 use crate::core::guard::{Approval, History};
+use crate::core::journal::{self, Entry};
 use crate::core::plan::{Plan, plan};
+use crate::core::time::{now, timestamp};
 use crate::core::trigger::Trigger;
 use crate::notify::Notice;
 
@@ -160,13 +162,17 @@ impl Pipeline {
         }
         info!(plan_id = %row.plan_id, "approval expired");
         let (plan_id, incident) = (row.plan_id.clone(), row.incident_id.clone());
-        let body = json!({ "plan_id": plan_id, "decision": "expired", "approved_by": row.decided_by,
-            "approved_at": row.decided_at, "ttl_secs": ttl.as_secs() });
+        let entry = Entry::ApprovalDecision(journal::ApprovalDecision::ApprovalExpired {
+            plan_id: plan_id.clone(),
+            decision: journal::Verdict::Expired,
+            approved_by: row.decided_by.clone(),
+            approved_at: row.decided_at.clone(),
+            ttl_secs: ttl.as_secs(),
+        });
         self.store
             .write(move |tx| {
                 tx.set_plan_status(&plan_id, PlanStatus::Expired, None, None)?;
-                tx.append(Some(&incident), None, RecordKind::ApprovalDecision, &body)
-                    .map(|_| ())
+                tx.record(Some(&incident), None, &entry).map(|_| ())
             })
             .await?;
         Ok(true)
@@ -261,13 +267,12 @@ impl Pipeline {
         };
         {
             let id = incident_id.clone();
-            let evidence_body = json!(evidence);
-            let diagnosis_body = json!(diagnosis);
+            let evidence_entry = Entry::Evidence(Box::new(evidence.clone()));
+            let diagnosis_entry = Entry::Diagnosis(Box::new(diagnosis.clone()));
             self.store
                 .write(move |tx| {
-                    tx.append(Some(&id), None, RecordKind::Evidence, &evidence_body)?;
-                    tx.append(Some(&id), None, RecordKind::Diagnosis, &diagnosis_body)
-                        .map(|_| ())
+                    tx.record(Some(&id), None, &evidence_entry)?;
+                    tx.record(Some(&id), None, &diagnosis_entry).map(|_| ())
                 })
                 .await?;
         }
@@ -295,9 +300,13 @@ impl Pipeline {
             if diagnosis.is_healthy() {
                 let id = incident_id.clone();
                 let mode = self.config.policy.mode.as_str().to_string();
+                let entry = Entry::Outcome(journal::OutcomeEntry::Resolved {
+                    outcome: Outcome::Resolved,
+                    reason: "the cause went away before the approved plan ran".into(),
+                });
                 self.store
                     .write(move |tx| {
-                        tx.append(Some(&id), None, RecordKind::Outcome, &json!({ "outcome": "resolved", "reason": "the cause went away before the approved plan ran" }))?;
+                        tx.record(Some(&id), None, &entry)?;
                         tx.set_outcome(&id, &mode, Outcome::Resolved)
                     })
                     .await?;
@@ -318,7 +327,7 @@ impl Pipeline {
             }
             // Plan again and let the guard decide as for any new plan: what needs approval asks again.
             let id = incident_id.clone();
-            let plan_body = json!(fresh);
+            let plan_entry = Entry::Plan(Box::new(fresh.clone()));
             let plan_id = fresh.id.clone();
             let steps: Vec<(String, String, String)> = fresh
                 .steps
@@ -333,7 +342,7 @@ impl Pipeline {
                 .collect();
             self.store
                 .write(move |tx| {
-                    tx.append(Some(&id), None, RecordKind::Plan, &plan_body)?;
+                    tx.record(Some(&id), None, &plan_entry)?;
                     tx.set_plan(&id, &plan_id, &steps)
                 })
                 .await?;
@@ -406,12 +415,17 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         warn!(plan_id = %row.plan_id, why, "approved plan is stale; not applied");
         let (plan_id, incident) = (row.plan_id.clone(), row.incident_id.clone());
-        let body = json!({ "plan_id": plan_id, "new_plan_id": fresh, "why": why, "approved_by": row.decided_by, "at": now() });
+        let entry = Entry::PlanStale(journal::PlanStale {
+            plan_id: plan_id.clone(),
+            new_plan_id: fresh.map(str::to_string),
+            why: why.to_string(),
+            approved_by: row.decided_by.clone(),
+            at: now(),
+        });
         self.store
             .write(move |tx| {
                 tx.set_plan_status(&plan_id, PlanStatus::Stale, None, None)?;
-                tx.append(Some(&incident), None, RecordKind::PlanStale, &body)
-                    .map(|_| ())
+                tx.record(Some(&incident), None, &entry).map(|_| ())
             })
             .await?;
         Ok(())

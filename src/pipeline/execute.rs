@@ -4,19 +4,19 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::resume::{self, Interrupted};
 use super::{Pipeline, PipelineError};
 use crate::act::{self, AwsActuator, StepResult, StepStatus};
+use crate::audit::NodegroupKey;
 use crate::audit::control;
-use crate::audit::store::{now, timestamp};
-use crate::audit::{NodegroupKey, RecordKind};
 use crate::core::evidence::Evidence;
 use crate::core::guard::{self, Approval, Decision, History, Mode, Touched};
+use crate::core::journal::{self, Entry};
 use crate::core::plan::{Action, FixKind, Plan, Step};
+use crate::core::time::{now, timestamp};
 use crate::core::trigger::Trigger;
 
 /// What running a plan did.
@@ -479,9 +479,20 @@ impl Pipeline {
         let limit = self.config.policy.max_mutations_per_hour;
         let hour_ago = timestamp(OffsetDateTime::now_utc() - Duration::from_secs(3600));
         let fix = step.fix;
-        let intent_body = json!({ "position": position, "fix": step.fix, "calls": step.action.api_calls(), "at": now() });
-        let permission_body =
-            permission.map(|p| json!({ "position": position, "fix": step.fix, "permission": p }));
+        let intent = Entry::StepIntent(journal::StepIntent {
+            position,
+            fix: step.fix,
+            rollback: None,
+            calls: step.action.api_calls(),
+            at: now(),
+        });
+        let permission = permission.map(|permission| {
+            Entry::PermissionCheck(journal::PermissionCheck {
+                position,
+                fix: step.fix,
+                permission,
+            })
+        });
         let account = key.account.clone();
         let resource = resource.to_string();
         Ok(self
@@ -507,15 +518,19 @@ impl Pipeline {
                         };
                     }
                 }
-                let guard_body =
-                    json!({ "position": position, "fix": fix, "decision": decision, "mode": mode });
-                tx.append(Some(&id), None, RecordKind::GuardDecision, &guard_body)?;
-                if let Some(body) = &permission_body {
-                    tx.append(Some(&id), None, RecordKind::PermissionCheck, body)?;
+                let guard = Entry::GuardDecision(journal::GuardDecision {
+                    position,
+                    fix,
+                    decision: decision.clone(),
+                    mode,
+                });
+                tx.record(Some(&id), None, &guard)?;
+                if let Some(permission) = &permission {
+                    tx.record(Some(&id), None, permission)?;
                 }
                 match &decision {
                     Decision::Apply { .. } => {
-                        tx.append(Some(&id), None, RecordKind::StepIntent, &intent_body)?;
+                        tx.record(Some(&id), None, &intent)?;
                     }
                     Decision::Hold { reason, .. } => {
                         tx.set_step(&id, position, StepStatus::Planned.as_str(), reason)?;
@@ -542,10 +557,16 @@ impl Pipeline {
         let status = result.status;
         let detail = result.detail.clone();
         let changed = result.changed;
-        let body = json!({ "position": position, "fix": step.fix, "result": result });
+        let entry = Entry::StepResult(journal::StepResultEntry {
+            position,
+            fix: step.fix,
+            result: result.clone(),
+            resumed: None,
+            why: None,
+        });
         self.store
             .write(move |tx| {
-                tx.append(Some(&id), None, RecordKind::StepResult, &body)?;
+                tx.record(Some(&id), None, &entry)?;
                 tx.set_step(&id, position, status.as_str(), &detail)?;
                 if let Some(seq) = reservation
                     && !changed
@@ -583,12 +604,13 @@ impl Pipeline {
                     &window_start,
                 )?;
                 for scope in &opened {
-                    tx.append(
-                        Some(&id),
-                        None,
-                        RecordKind::BreakerOpened,
-                        &json!({ "scope": scope, "reason": reason_text, "effect": "nodemedic only observes in this scope until the breaker is reset" }),
-                    )?;
+                    let entry = Entry::BreakerOpened(journal::BreakerOpened {
+                        scope: scope.clone(),
+                        reason: reason_text.clone(),
+                        effect: "nodemedic only observes in this scope until the breaker is reset"
+                            .into(),
+                    });
+                    tx.record(Some(&id), None, &entry)?;
                 }
                 Ok(opened)
             })

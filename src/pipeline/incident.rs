@@ -11,12 +11,14 @@ use super::execute::Run;
 use super::{Inbound, Pipeline, PipelineError};
 use crate::act::StepStatus;
 use crate::audit::control::PlanStatus;
-use crate::audit::store::{query, timestamp};
-use crate::audit::{IncidentSummary, NodegroupKey, Outcome, RecordKind};
+use crate::audit::store::query;
+use crate::audit::{IncidentSummary, NodegroupKey, Outcome};
 use crate::core::checks::{Cause, Diagnosis, Subject};
 use crate::core::evidence::Evidence;
 use crate::core::guard::History;
+use crate::core::journal::{self, Entry};
 use crate::core::plan::{Plan, plan};
+use crate::core::time::timestamp;
 use crate::core::trigger::Trigger;
 use crate::notify::Notice;
 
@@ -205,17 +207,33 @@ impl Pipeline {
         let superseded = self
             .store
             .write(move |tx| {
-                let Some((incident, applied_at)) = query::last_fix_on_subject(tx.connection(), &key.account, &key.region, &subject)? else {
+                let Some((incident, applied_at)) = query::last_fix_on_subject(
+                    tx.connection(),
+                    &key.account,
+                    &key.region,
+                    &subject,
+                )?
+                else {
                     return Ok(None);
                 };
                 if event_time >= applied_at {
                     return Ok(None);
                 }
-                let body = json!({ "event_time": event_time, "fix_applied_at": applied_at, "message_id": message_id,
-                    "nodegroup": format!("{}/{}", key.cluster, key.nodegroup), "subject": subject });
-                tx.append(Some(&incident), Some(&event_id), RecordKind::EventSuperseded, &body)?;
+                let entry = Entry::EventSuperseded(journal::EventSuperseded {
+                    event_time: event_time.clone(),
+                    fix_applied_at: applied_at,
+                    message_id: message_id.clone(),
+                    nodegroup: Some(format!("{}/{}", key.cluster, key.nodegroup)),
+                    subject: Some(subject.clone()),
+                });
+                tx.record(Some(&incident), Some(&event_id), &entry)?;
                 tx.join_nodegroup(&incident, &key.cluster, &key.nodegroup)?;
-                tx.mark_event(&event_id, message_id.as_deref(), "superseded", Some(&incident))?;
+                tx.mark_event(
+                    &event_id,
+                    message_id.as_deref(),
+                    "superseded",
+                    Some(&incident),
+                )?;
                 Ok(Some(incident))
             })
             .await?;
@@ -254,10 +272,16 @@ impl Pipeline {
         let key = key.clone();
         let subject = subject.map(str::to_string);
         let event_id = trigger.event_id.clone();
-        let received = json!({ "trigger": trigger, "message_id": message.message_id, "receive_count": message.receive_count, "trace_id": crate::telemetry::current_trace_id() });
-        let evidence_body = json!(evidence);
-        let diagnosis_body = json!(diagnosis);
-        let plan_body = json!(plan);
+        let received = Entry::EventReceived(journal::EventReceived {
+            trigger: trigger.clone(),
+            message_id: message.message_id.clone(),
+            receive_count: Some(message.receive_count),
+            resumed: None,
+            trace_id: crate::telemetry::current_trace_id(),
+        });
+        let evidence_entry = Entry::Evidence(Box::new(evidence.clone()));
+        let diagnosis_entry = Entry::Diagnosis(Box::new(diagnosis.clone()));
+        let plan_entry = Entry::Plan(Box::new(plan.clone()));
         let plan_id = plan.id.clone();
         let steps: Vec<(String, String, String)> = plan
             .steps
@@ -317,25 +341,9 @@ impl Pipeline {
                 };
                 let history = base_history(&earlier, &choice.id, &window_start);
                 let id = choice.id.as_str();
-                tx.append(
-                    Some(id),
-                    Some(&event_id),
-                    RecordKind::EventReceived,
-                    &received,
-                )?;
-                tx.append(
-                    Some(id),
-                    Some(&event_id),
-                    RecordKind::Evidence,
-                    &evidence_body,
-                )?;
-                tx.append(
-                    Some(id),
-                    Some(&event_id),
-                    RecordKind::Diagnosis,
-                    &diagnosis_body,
-                )?;
-                tx.append(Some(id), Some(&event_id), RecordKind::Plan, &plan_body)?;
+                for entry in [&received, &evidence_entry, &diagnosis_entry, &plan_entry] {
+                    tx.record(Some(id), Some(&event_id), entry)?;
+                }
                 tx.set_plan(id, &plan_id, &steps)?;
                 Ok((choice, history))
             })
@@ -357,20 +365,20 @@ impl Pipeline {
         } = conclusion;
         let outcome = outcome_of(&run, plan, incident.previous_outcome);
         info!(outcome = outcome.as_str(), "incident concluded");
-        let mode = self.config.policy.mode.as_str().to_string();
+        let mode = self.config.policy.mode;
         let cause = diagnosis.cause().map(|c| c.code()).unwrap_or("unknown");
         let id = incident.id.clone();
         let event_id = trigger.event_id.clone();
-        let body = json!({
-            "outcome": outcome.as_str(),
-            "mode": mode,
-            "cause": cause,
-            "plan_id": plan.id,
-            "steps": run.statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-            "awaiting_approval": run.awaiting_approval,
-            "rolled_back": run.rolled_back,
-            "notes": plan.notes,
-            "aws_calls": evidence.calls,
+        let entry = Entry::Outcome(journal::OutcomeEntry::Concluded {
+            outcome,
+            mode,
+            cause: cause.to_string(),
+            plan_id: plan.id.clone(),
+            steps: run.statuses.clone(),
+            awaiting_approval: run.awaiting_approval,
+            rolled_back: run.rolled_back,
+            notes: plan.notes.clone(),
+            aws_calls: evidence.calls.clone(),
         });
         let plan_body = json!(plan);
         let trigger_body = json!(trigger);
@@ -380,8 +388,8 @@ impl Pipeline {
         let newly_waiting = self
             .store
             .write(move |tx| {
-                tx.append(Some(&id), Some(&event_id), RecordKind::Outcome, &body)?;
-                tx.set_outcome(&id, &mode, outcome)?;
+                tx.record(Some(&id), Some(&event_id), &entry)?;
+                tx.set_outcome(&id, mode.as_str(), outcome)?;
                 let mut newly_waiting = false;
                 if let Some((approved, status)) = &approved {
                     // Held steps (kill switch, freeze, rate limit) keep the approval for the

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::audit::store::{query, timestamp};
-use crate::audit::{AuditError, AuditStore, NodegroupKey, RecordKind};
+use crate::audit::store::query;
+use crate::audit::{AuditError, AuditStore, NodegroupKey};
 use crate::aws::collect::{CollectError, Scope, collect};
 use crate::aws::resolve::{Resolution, resolve};
 use crate::aws::{AccountRefused, ClientPool};
@@ -28,6 +28,8 @@ use crate::core::checks::diagnose;
 use crate::core::evidence::CallLog;
 use crate::core::evidence::Target;
 use crate::core::guard::Policy;
+use crate::core::journal::{self, Entry};
+use crate::core::time::timestamp;
 use crate::core::trigger::{JoinCheck, LaunchOutcome, Trigger, TriggerKind};
 use crate::intake::publish::{Publisher, nodemedic_event};
 use crate::intake::{IgnoredEvent, JOIN_CHECK, Parsed, parse_message};
@@ -169,14 +171,14 @@ impl Pipeline {
             Err(error) => {
                 warn!(receive_count = message.receive_count, %error,
                     "message is not a valid event; leaving it for the dead-letter queue");
-                let body = json!({
-                    "message_id": message.message_id,
-                    "receive_count": message.receive_count,
-                    "reason": error.to_string(),
-                    "body_excerpt": excerpt(&message.body, 512),
+                let entry = Entry::MessageRejected(journal::MessageRejected {
+                    message_id: message.message_id.clone(),
+                    receive_count: message.receive_count,
+                    reason: error.to_string(),
+                    body_excerpt: excerpt(&message.body, 512),
                 });
                 self.store
-                    .write(move |tx| tx.append(None, None, RecordKind::MessageRejected, &body))
+                    .write(move |tx| tx.record(None, None, &entry))
                     .await?;
                 Ok(Disposition::Keep {
                     reason: error.to_string(),
@@ -206,11 +208,15 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         info!(event_id, reason, "event ignored");
         let (event_id, message_id) = (event_id.to_string(), message.message_id.clone());
-        let body = json!({ "event": detail, "reason": reason, "message_id": message_id });
+        let entry = Entry::EventIgnored(journal::EventIgnored {
+            event: detail,
+            reason: reason.to_string(),
+            message_id: message_id.clone(),
+        });
         self.store
             .write(move |tx| {
                 if query::event_seen(tx.connection(), &event_id)?.is_none() {
-                    tx.append(None, Some(&event_id), RecordKind::EventIgnored, &body)?;
+                    tx.record(None, Some(&event_id), &entry)?;
                     tx.mark_event(&event_id, message_id.as_deref(), "ignored", None)?;
                 }
                 Ok(())
@@ -240,17 +246,17 @@ impl Pipeline {
         }
         let event_id = trigger.event_id.clone();
         let message_id = message.message_id.clone();
-        let body = json!({
-            "event_id": event_id,
-            "account": refused.account,
-            "region": trigger.region,
-            "reason": refused.reason,
-            "trigger": trigger,
-            "message_id": message_id,
+        let entry = Entry::AccountRefused(journal::AccountRefused {
+            event_id: event_id.clone(),
+            account: refused.account.clone(),
+            region: trigger.region.clone(),
+            reason: refused.reason.clone(),
+            trigger: trigger.clone(),
+            message_id: message_id.clone(),
         });
         self.store
             .write(move |tx| {
-                tx.append(None, Some(&event_id), RecordKind::AccountRefused, &body)?;
+                tx.record(None, Some(&event_id), &entry)?;
                 tx.mark_event(&event_id, message_id.as_deref(), "refused", None)
             })
             .await?;
@@ -271,14 +277,11 @@ impl Pipeline {
                 let Some(seen) = query::event_seen(tx.connection(), &event_id)? else {
                     return Ok(false);
                 };
-                let body =
-                    json!({ "message_id": message_id, "first_disposition": seen.disposition });
-                tx.append(
-                    seen.incident_id.as_deref(),
-                    Some(&event_id),
-                    RecordKind::EventDuplicate,
-                    &body,
-                )?;
+                let entry = Entry::EventDuplicate(journal::EventDuplicate {
+                    message_id: message_id.clone(),
+                    first_disposition: seen.disposition.clone(),
+                });
+                tx.record(seen.incident_id.as_deref(), Some(&event_id), &entry)?;
                 Ok(true)
             })
             .await?;
@@ -385,8 +388,14 @@ impl Pipeline {
             && let Some(subnet) = &launch.subnet_id
             && let Some(table) = self.routes.healthy(subnet)
         {
-            let body = json!({ "subnet": subnet, "route_table": table, "cached": true, "message_id": message.message_id });
-            self.record_healthy(&trigger, body).await?;
+            let healthy = journal::EventHealthy::Cached {
+                subnet: subnet.clone(),
+                route_table: table,
+                cached: true,
+                message_id: message.message_id.clone(),
+                trigger: trigger.clone(),
+            };
+            self.record_healthy(&trigger, healthy).await?;
             self.schedule_join_check(&trigger, &target).await;
             return Ok(Disposition::Delete);
         }
@@ -417,13 +426,14 @@ impl Pipeline {
                     }
                 }
             }
-            let body = json!({
-                "calls": evidence.calls,
-                "message_id": message.message_id,
-                "cached": false,
-                "warnings": diagnosis.warnings().collect::<Vec<_>>(),
-            });
-            self.record_healthy(&trigger, body).await?;
+            let healthy = journal::EventHealthy::Checked {
+                calls: evidence.calls.clone(),
+                message_id: message.message_id.clone(),
+                cached: false,
+                warnings: diagnosis.warnings().cloned().collect(),
+                trigger: trigger.clone(),
+            };
+            self.record_healthy(&trigger, healthy).await?;
             if launched.is_some() {
                 self.schedule_join_check(&trigger, &target).await;
             }
@@ -511,15 +521,19 @@ impl Pipeline {
         }
     }
 
-    async fn record_healthy(&self, trigger: &Trigger, body: Value) -> Result<(), PipelineError> {
+    async fn record_healthy(
+        &self,
+        trigger: &Trigger,
+        healthy: journal::EventHealthy,
+    ) -> Result<(), PipelineError> {
         info!("launch checked: nothing wrong");
         let event_id = trigger.event_id.clone();
-        let mut body = body;
-        body["trigger"] = json!(trigger);
+        let message_id = healthy.message_id().map(str::to_string);
+        let entry = Entry::EventHealthy(healthy);
         self.store
             .write(move |tx| {
-                tx.append(None, Some(&event_id), RecordKind::EventHealthy, &body)?;
-                tx.mark_event(&event_id, body["message_id"].as_str(), "healthy", None)
+                tx.record(None, Some(&event_id), &entry)?;
+                tx.mark_event(&event_id, message_id.as_deref(), "healthy", None)
             })
             .await?;
         Ok(())
@@ -533,9 +547,12 @@ impl Pipeline {
     ) -> Result<Disposition, PipelineError> {
         warn!(%error, "evidence collection failed; the message will be retried");
         let event_id = trigger.event_id.clone();
-        let body = json!({ "error": error, "trigger": trigger });
+        let entry = Entry::CollectionFailed(journal::CollectionFailed {
+            error: error.clone(),
+            trigger: trigger.clone(),
+        });
         self.store
-            .write(move |tx| tx.append(None, Some(&event_id), RecordKind::CollectionFailed, &body))
+            .write(move |tx| tx.record(None, Some(&event_id), &entry))
             .await?;
         Ok(Disposition::Keep {
             reason: error,
@@ -558,15 +575,27 @@ impl Pipeline {
         let superseded = self
             .store
             .write(move |tx| {
-                let Some((incident, applied_at)) = query::last_fix_applied(tx.connection(), &key)? else {
+                let Some((incident, applied_at)) = query::last_fix_applied(tx.connection(), &key)?
+                else {
                     return Ok(None);
                 };
                 if event_time >= applied_at {
                     return Ok(None);
                 }
-                let body = json!({ "event_time": event_time, "fix_applied_at": applied_at, "message_id": message_id });
-                tx.append(Some(&incident), Some(&event_id), RecordKind::EventSuperseded, &body)?;
-                tx.mark_event(&event_id, message_id.as_deref(), "superseded", Some(&incident))?;
+                let entry = Entry::EventSuperseded(journal::EventSuperseded {
+                    event_time: event_time.clone(),
+                    fix_applied_at: applied_at,
+                    message_id: message_id.clone(),
+                    nodegroup: None,
+                    subject: None,
+                });
+                tx.record(Some(&incident), Some(&event_id), &entry)?;
+                tx.mark_event(
+                    &event_id,
+                    message_id.as_deref(),
+                    "superseded",
+                    Some(&incident),
+                )?;
                 Ok(Some(incident))
             })
             .await?;

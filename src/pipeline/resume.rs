@@ -6,20 +6,21 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use tracing::info;
+use serde_json::Value;
+use tracing::{info, warn};
 
 use super::incident::{Conclusion, IncidentChoice};
 use super::{Disposition, Inbound, Pipeline, PipelineError};
 use crate::act::verify::{self, Nodegroup};
 use crate::act::{Actuator, AwsActuator, StepResult, StepStatus, WaitPolicy};
-use crate::audit::{NodegroupKey, Record, RecordKind};
+use crate::audit::{NodegroupKey, Record};
 use crate::aws::AwsClients;
 use crate::aws::collect::{Scope, collect};
 use crate::core::evidence::CallLog;
 use crate::core::evidence::Evidence;
 use crate::core::evidence::Target;
 use crate::core::guard::{Approval, History};
+use crate::core::journal::{self, Entry, RecordKind};
 use crate::core::plan::{Action, Step};
 use crate::core::trigger::Trigger;
 
@@ -50,38 +51,59 @@ impl Unfinished {
     }
 }
 
+/// The kind of a stored record; kinds this build does not know are none of the ones resume reads.
+fn kind_of(record: &Record) -> Option<RecordKind> {
+    RecordKind::parse(&record.kind)
+}
+
+/// A record of one of the kinds resume reads, as its journal entry. A body that does not have
+/// its kind's shape is logged and passed over: it cannot say what a step did.
+fn entry_of(record: &Record) -> Option<Entry> {
+    match Entry::decode(&record.kind, &record.body) {
+        Ok(entry) => Some(entry),
+        Err(error) => {
+            warn!(seq = record.seq, %error, "audit record not read on resume");
+            None
+        }
+    }
+}
+
+/// Index of the first record after the last one of `kind`.
+fn after_last(records: &[Record], kind: RecordKind) -> usize {
+    records
+        .iter()
+        .rposition(|r| kind_of(r) == Some(kind))
+        .map(|i| i + 1)
+        .unwrap_or(0)
+}
+
 /// What the runs of an incident's current plan did: its records (oldest first) after the last
 /// `plan` record. A step rolled back is not done any more.
 pub(super) fn unfinished(records: &[Record]) -> Unfinished {
-    let since_plan = records
-        .iter()
-        .rposition(|r| r.kind == "plan")
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    let mut pending: HashMap<u64, String> = HashMap::new();
-    let mut calls_at: HashMap<u64, String> = HashMap::new();
+    let mut pending: HashMap<usize, String> = HashMap::new();
+    let mut calls_at: HashMap<usize, String> = HashMap::new();
     let mut run = Unfinished::default();
-    for record in &records[since_plan..] {
-        let position = record.body["position"].as_u64();
-        match (record.kind.as_str(), position) {
+    for record in &records[after_last(records, RecordKind::Plan)..] {
+        if !matches!(
+            kind_of(record),
+            Some(RecordKind::StepIntent | RecordKind::StepResult | RecordKind::Rollback)
+        ) {
+            continue;
+        }
+        match entry_of(record) {
             // Rollbacks have intents of their own; they are not steps of the plan.
-            ("step_intent", Some(position)) if record.body["rollback"] != true => {
-                let calls = record.body["calls"].to_string();
-                pending.insert(position, calls.clone());
-                calls_at.insert(position, calls);
+            Some(Entry::StepIntent(intent)) if intent.rollback != Some(true) => {
+                let calls = serde_json::to_string(&intent.calls).unwrap_or_default();
+                pending.insert(intent.position, calls.clone());
+                calls_at.insert(intent.position, calls);
             }
-            ("step_result", Some(position)) => {
-                if let (Some(calls), Ok(result)) = (
-                    pending.remove(&position),
-                    serde_json::from_value::<StepResult>(record.body["result"].clone()),
-                ) {
-                    run.results.insert(calls, result);
+            Some(Entry::StepResult(done)) => {
+                if let Some(calls) = pending.remove(&done.position) {
+                    run.results.insert(calls, done.result);
                 }
             }
-            ("rollback", Some(position))
-                if record.body["result"]["status"] == json!(StepStatus::RolledBack) =>
-            {
-                if let Some(calls) = calls_at.get(&position) {
+            Some(Entry::Rollback(undone)) if undone.result.status == StepStatus::RolledBack => {
+                if let Some(calls) = calls_at.get(&undone.position) {
                     run.results.remove(calls);
                 }
             }
@@ -95,14 +117,14 @@ pub(super) fn unfinished(records: &[Record]) -> Unfinished {
 /// Whether the incident's last run died: it recorded step intents or results after the last
 /// `outcome` record.
 pub(super) fn run_died(records: &[Record]) -> bool {
-    let since_outcome = records
+    records[after_last(records, RecordKind::Outcome)..]
         .iter()
-        .rposition(|r| r.kind == "outcome")
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    records[since_outcome..]
-        .iter()
-        .any(|r| matches!(r.kind.as_str(), "step_intent" | "step_result"))
+        .any(|r| {
+            matches!(
+                kind_of(r),
+                Some(RecordKind::StepIntent | RecordKind::StepResult)
+            )
+        })
 }
 
 /// An incident whose last run never concluded, with what that run was working from.
@@ -125,18 +147,24 @@ pub(super) fn resumable(
     if !resume {
         return None;
     }
-    let last = |kind: &str| {
+    let last = |kind: RecordKind| {
         records
             .iter()
             .rev()
-            .find(|r| r.kind == kind)
-            .map(|r| r.body.clone())
+            .find(|r| kind_of(r) == Some(kind))
+            .and_then(entry_of)
+    };
+    let Some(Entry::Plan(plan)) = last(RecordKind::Plan) else {
+        return None;
+    };
+    let Some(Entry::Diagnosis(diagnosis)) = last(RecordKind::Diagnosis) else {
+        return None;
     };
     Some(Resumable {
         incident_id: incident_id.to_string(),
         outcome: crate::audit::Outcome::parse(outcome),
-        plan: serde_json::from_value(last("plan")?).ok()?,
-        diagnosis: serde_json::from_value(last("diagnosis")?).ok()?,
+        plan: *plan,
+        diagnosis: *diagnosis,
     })
 }
 
@@ -203,28 +231,19 @@ impl Pipeline {
         info!(incident_id = %incident_id, plan_id = %plan.id, "resuming an incident whose last run did not conclude");
         let id = incident_id.clone();
         let event_id = trigger.event_id.clone();
-        let received = json!({
-            "trigger": trigger,
-            "message_id": message.and_then(|m| m.message_id.clone()),
-            "resumed": true,
-            "trace_id": crate::telemetry::current_trace_id(),
+        let received = Entry::EventReceived(journal::EventReceived {
+            trigger: trigger.clone(),
+            message_id: message.and_then(|m| m.message_id.clone()),
+            receive_count: None,
+            resumed: Some(true),
+            trace_id: crate::telemetry::current_trace_id(),
         });
-        let evidence_body = json!(evidence);
+        let evidence_entry = Entry::Evidence(Box::new(evidence.clone()));
         self.store
             .write(move |tx| {
-                tx.append(
-                    Some(&id),
-                    Some(&event_id),
-                    RecordKind::EventReceived,
-                    &received,
-                )?;
-                tx.append(
-                    Some(&id),
-                    Some(&event_id),
-                    RecordKind::Evidence,
-                    &evidence_body,
-                )
-                .map(|_| ())
+                tx.record(Some(&id), Some(&event_id), &received)?;
+                tx.record(Some(&id), Some(&event_id), &evidence_entry)
+                    .map(|_| ())
             })
             .await?;
         let approved_plan = approval.as_ref().map(|a| a.plan_id.clone());
@@ -313,10 +332,16 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         let id = incident_id.to_string();
         let detail = format!("{}: {why}", result.detail);
-        let body = json!({ "position": position, "fix": step.fix, "result": result, "resumed": true, "why": why });
+        let entry = Entry::StepResult(journal::StepResultEntry {
+            position,
+            fix: step.fix,
+            result: result.clone(),
+            resumed: Some(true),
+            why: Some(why.to_string()),
+        });
         self.store
             .write(move |tx| {
-                tx.append(Some(&id), None, RecordKind::StepResult, &body)?;
+                tx.record(Some(&id), None, &entry)?;
                 tx.set_step(&id, position, StepStatus::Applied.as_str(), &detail)
             })
             .await?;
@@ -433,18 +458,39 @@ mod tests {
         }
     }
 
-    fn intent(position: u64, step: &Step) -> Record {
-        record(
-            "step_intent",
-            json!({ "position": position, "fix": step.fix, "calls": step.action.api_calls() }),
-        )
+    /// A record as the journal writes it.
+    fn entry(entry: Entry) -> Record {
+        record(entry.kind().as_str(), entry.body().unwrap())
     }
 
-    fn result(position: u64, status: StepStatus) -> Record {
-        record(
-            "step_result",
-            json!({ "position": position, "result": { "status": status, "detail": "", "before": null, "after": null } }),
-        )
+    fn step_result(status: StepStatus) -> StepResult {
+        StepResult {
+            status,
+            detail: String::new(),
+            before: Value::Null,
+            after: Value::Null,
+            changed: true,
+        }
+    }
+
+    fn intent(position: usize, step: &Step) -> Record {
+        entry(Entry::StepIntent(journal::StepIntent {
+            position,
+            fix: step.fix,
+            rollback: None,
+            calls: step.action.api_calls(),
+            at: String::new(),
+        }))
+    }
+
+    fn result(position: usize, status: StepStatus) -> Record {
+        entry(Entry::StepResult(journal::StepResultEntry {
+            position,
+            fix: FixKind::AddNatRoute,
+            result: step_result(status),
+            resumed: None,
+            why: None,
+        }))
     }
 
     #[test]
@@ -483,10 +529,11 @@ mod tests {
             record("plan", json!({})),
             intent(0, &step),
             result(0, StepStatus::Applied),
-            record(
-                "rollback",
-                json!({ "position": 0, "result": { "status": "rolled_back" } }),
-            ),
+            entry(Entry::Rollback(journal::Rollback {
+                position: 0,
+                fix: step.fix,
+                result: step_result(StepStatus::RolledBack),
+            })),
         ];
         assert!(unfinished(&records).applied(&step).is_none());
     }
@@ -494,10 +541,13 @@ mod tests {
     #[test]
     fn rollback_intents_are_not_plan_steps() {
         let step = route();
-        let records = [record(
-            "step_intent",
-            json!({ "position": 0, "rollback": true, "calls": step.action.api_calls() }),
-        )];
+        let records = [entry(Entry::StepIntent(journal::StepIntent {
+            position: 0,
+            fix: step.fix,
+            rollback: Some(true),
+            calls: step.action.api_calls(),
+            at: String::new(),
+        }))];
         assert!(!unfinished(&records).was_interrupted(&step));
     }
 }

@@ -3,18 +3,18 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::execute::{Run, breaker_scopes, resource_of};
 use super::{Pipeline, PipelineError};
 use crate::act::verify::{self, Nodegroup, Verification};
 use crate::act::{AwsActuator, StepResult, StepStatus, WaitPolicy};
+use crate::audit::NodegroupKey;
 use crate::audit::control;
-use crate::audit::store::now;
-use crate::audit::{NodegroupKey, RecordKind};
 use crate::core::evidence::Evidence;
+use crate::core::journal::{self, Entry};
 use crate::core::plan::{Plan, Step};
+use crate::core::time::now;
 
 impl Pipeline {
     #[allow(clippy::too_many_arguments)]
@@ -49,12 +49,9 @@ impl Pipeline {
             _ = self.stopping.cancelled() => return Err(PipelineError::ShuttingDown),
         };
         let id = incident_id.to_string();
-        let body = json!(verification);
+        let entry = Entry::Verification(verification.clone());
         self.store
-            .write(move |tx| {
-                tx.append(Some(&id), None, RecordKind::Verification, &body)
-                    .map(|_| ())
-            })
+            .write(move |tx| tx.record(Some(&id), None, &entry).map(|_| ()))
             .await?;
         if verification.passed {
             info!("verified: the cause is gone");
@@ -107,13 +104,19 @@ impl Pipeline {
             let calls = verify::undo_calls(step, result);
             let id = incident_id.to_string();
             let position = *position;
-            let intent = json!({ "position": position, "fix": step.fix, "rollback": true, "calls": calls, "at": now() });
+            let intent = Entry::StepIntent(journal::StepIntent {
+                position,
+                fix: step.fix,
+                rollback: Some(true),
+                calls: calls.clone(),
+                at: now(),
+            });
             let kill_switch = self
                 .store
                 .write(move |tx| {
                     let kill_switch = control::kill_switch(tx.connection())?;
                     if kill_switch.is_none() && !calls.is_empty() {
-                        tx.append(Some(&id), None, RecordKind::StepIntent, &intent)?;
+                        tx.record(Some(&id), None, &intent)?;
                     }
                     Ok(kill_switch)
                 })
@@ -142,10 +145,14 @@ impl Pipeline {
             let recorded_detail = detail.clone();
             let account = key.account.clone();
             let resource = resource_of(step);
-            let body = json!({ "position": position, "fix": step.fix, "result": undone });
+            let entry = Entry::Rollback(journal::Rollback {
+                position,
+                fix: step.fix,
+                result: undone.clone(),
+            });
             self.store
                 .write(move |tx| {
-                    tx.append(Some(&id), None, RecordKind::Rollback, &body)?;
+                    tx.record(Some(&id), None, &entry)?;
                     if status == StepStatus::RolledBack {
                         tx.set_step(&id, position, status.as_str(), &recorded_detail)?;
                         tx.record_mutation(&account, &resource, "rollback", &id)?;

@@ -11,8 +11,9 @@ use serde_json::Value;
 use super::backend::{ChainBreak, Lease, Reads, Writes};
 use super::control::{Breaker, KillSwitch, PlanRow, PlanStatus};
 use super::schema;
-use super::store::{GENESIS, chain_hash, now};
+use super::store::{GENESIS, chain_hash};
 use super::*;
+use crate::core::time::now;
 
 mod reads;
 mod writes;

@@ -274,7 +274,7 @@ fn since_cutoff(since: &str, now: OffsetDateTime) -> Option<String> {
         "30d" => time::Duration::days(30),
         _ => return None,
     };
-    Some(crate::audit::store::timestamp(now - span))
+    Some(crate::core::time::timestamp(now - span))
 }
 
 /// The incidents a filter keeps, newest first.

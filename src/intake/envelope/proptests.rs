@@ -338,7 +338,7 @@ fn check_recordable(trigger: &Trigger) -> Result<(), TestCaseError> {
         prop_assert!(!field.trim().is_empty());
     }
     prop_assert!(!trigger.describe().is_empty());
-    prop_assert!(!crate::audit::store::timestamp(trigger.time).is_empty());
+    prop_assert!(!crate::core::time::timestamp(trigger.time).is_empty());
     let stored = serde_json::to_string(trigger).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let read_back: Trigger =
         serde_json::from_str(&stored).map_err(|e| TestCaseError::fail(e.to_string()))?;
