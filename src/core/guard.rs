@@ -415,5 +415,11 @@ pub fn out_of_scope(rules: &ScopeRules, target: &Site<'_>) -> Option<String> {
     None
 }
 
+mod run_rules;
 #[cfg(test)]
 mod tests;
+
+pub use run_rules::{
+    RunSoFar, after_a_failure, decide_in_run, may_roll_back, rate_limit_reached,
+    relaunch_after_fixes, with_approval,
+};

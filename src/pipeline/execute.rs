@@ -15,7 +15,7 @@ use crate::audit::control;
 use crate::core::evidence::Evidence;
 use crate::core::guard::{self, Approval, Decision, History, Mode, Touched};
 use crate::core::journal::{self, Entry};
-use crate::core::plan::{Action, FixKind, Plan, Step};
+use crate::core::plan::{Action, Plan, Step};
 use crate::core::time::{now, timestamp};
 use crate::core::trigger::Trigger;
 
@@ -272,31 +272,18 @@ impl Pipeline {
                 nodegroup_tags: &evidence.nodegroup.tags,
                 touched: &touched,
             };
-            let decision = if earlier_failure {
-                Decision::Skip {
-                    reason: "an earlier step of this plan failed".into(),
-                }
-            } else {
-                let decided =
-                    guard::decide(policy, step, &target, &history, OffsetDateTime::now_utc());
-                // Relaunching before the fixes are in would only make another failing instance.
-                let relaunch_too_early = step.fix == FixKind::CycleNodegroup
-                    && decided.allows()
-                    && run.statuses.iter().any(|s| *s != StepStatus::Applied);
-                if !relaunch_too_early {
-                    decided
-                } else if run.statuses.contains(&StepStatus::Skipped) {
-                    Decision::Skip {
-                        reason: "cycle_nodegroup relaunches for fixes the guard refused".into(),
-                    }
-                } else {
-                    Decision::Hold {
-                        reason: "cycle_nodegroup waits until the fixes before it are applied"
-                            .into(),
-                        awaiting_approval: run.awaiting_approval,
-                    }
-                }
-            };
+            let decision = guard::decide_in_run(
+                policy,
+                step,
+                &target,
+                &history,
+                OffsetDateTime::now_utc(),
+                guard::RunSoFar {
+                    earlier_failure,
+                    statuses: &run.statuses,
+                    awaiting_approval: run.awaiting_approval,
+                },
+            );
             // Only what dry-run holds is checked: a step the guard refuses is never sent, not
             // even with DryRun.
             let permission = if policy.mode == Mode::DryRun
@@ -429,18 +416,9 @@ impl Pipeline {
         let parse = |at: &str| {
             OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
         };
-        Ok(History {
-            // A human's approval is exactly how a failed or returning fix gets another try.
-            failed_fix: if approval.is_some() {
-                None
-            } else {
-                base.failed_fix.clone()
-            },
-            fix_did_not_hold: if approval.is_some() {
-                None
-            } else {
-                base.fix_did_not_hold.clone()
-            },
+        let history = History {
+            failed_fix: base.failed_fix.clone(),
+            fix_did_not_hold: base.fix_did_not_hold.clone(),
             kill_switch: kill_switch.map(|k| {
                 format!(
                     "{} by {}",
@@ -455,8 +433,9 @@ impl Pipeline {
                 .filter(|(_, incident)| incident != incident_id)
                 .and_then(|(at, _)| parse(&at)),
             mutations_last_hour,
-            approval: approval.cloned(),
-        })
+            approval: None,
+        };
+        Ok(guard::with_approval(history, approval))
     }
 
     /// Records the guard's decision (and the dry-run permission check). For a step about to be
@@ -510,12 +489,7 @@ impl Pipeline {
                         limit,
                     )?;
                     if reservation.is_none() {
-                        decision = Decision::Hold {
-                            reason: format!(
-                                "{limit} mutations in account {account} in the last hour; the limit is {limit}"
-                            ),
-                            awaiting_approval: false,
-                        };
+                        decision = guard::rate_limit_reached(limit, &account);
                     }
                 }
                 let guard = Entry::GuardDecision(journal::GuardDecision {

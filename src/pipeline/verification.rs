@@ -12,6 +12,7 @@ use crate::act::{AwsActuator, StepResult, StepStatus, WaitPolicy};
 use crate::audit::NodegroupKey;
 use crate::audit::control;
 use crate::core::evidence::Evidence;
+use crate::core::guard;
 use crate::core::journal::{self, Entry};
 use crate::core::plan::{Plan, Step};
 use crate::core::time::now;
@@ -122,18 +123,16 @@ impl Pipeline {
                 })
                 .await?;
             let held = kill_switch.is_some();
-            let undone = match kill_switch {
-                Some(on) => StepResult {
+            let reason = kill_switch.map(|on| on.reason.unwrap_or_default());
+            let undone = match guard::may_roll_back(reason.as_deref()) {
+                Err(detail) => StepResult {
                     status: StepStatus::Applied,
                     changed: false,
-                    detail: format!(
-                        "not rolled back: the kill switch is on ({}); a human decides",
-                        on.reason.unwrap_or_default()
-                    ),
+                    detail,
                     before: result.after.clone(),
                     after: result.after.clone(),
                 },
-                None => {
+                Ok(()) => {
                     verify::rollback(actuator, step, result)
                         .instrument(info_span!("rollback", fix = %step.fix))
                         .await

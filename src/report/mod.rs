@@ -1,6 +1,7 @@
 //! Rendering the audit trail for people (text) and machines (JSON lines).
 
 mod settings;
+mod timeline;
 
 pub use settings::settings_text;
 
@@ -9,7 +10,6 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::audit::{IncidentSummary, Record};
-use crate::core::key_policy;
 
 /// One JSON object per incident, the stable `audit list --json` contract.
 pub fn incident_json(incident: &IncidentSummary) -> Value {
@@ -166,12 +166,10 @@ pub fn show_text(incident: &IncidentSummary, records: &[Record]) -> String {
             "  {}  {:<17} {}",
             record.at,
             record.kind,
-            describe(record)
+            timeline::describe(record)
         );
-        if record.kind == "step_result" {
-            for line in policy_change(&record.body["result"]) {
-                let _ = writeln!(out, "        {line}");
-            }
+        for line in timeline::policy_change(record) {
+            let _ = writeln!(out, "        {line}");
         }
     }
     out
@@ -199,181 +197,7 @@ fn api_calls(step: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn describe(record: &Record) -> String {
-    let body = &record.body;
-    match record.kind.as_str() {
-        "event_received" => {
-            let kind = &body["trigger"]["kind"];
-            let what = match text(&kind["type"]) {
-                "launch" => format!(
-                    "launch {} of {}",
-                    text(&kind["outcome"]).replace('_', " "),
-                    text(&kind["asg_name"])
-                ),
-                "health" => format!("nodegroup health: {}", text(&kind["status"])),
-                "join_check" => format!("join deadline of {}", text(&kind["instance_id"])),
-                "preflight" => format!("preflight after {}", text(&kind["event_name"])),
-                other => other.replace('_', " "),
-            };
-            format!(
-                "{what} (event {})",
-                record.event_id.as_deref().unwrap_or("?")
-            )
-        }
-        "permission_check" => match text(&body["permission"]["result"]) {
-            "allowed" => format!("{}: the role may apply it", text(&body["fix"])),
-            "performed" => format!(
-                "{}: PERFORMED: the endpoint ignored DryRun and made the call",
-                text(&body["fix"])
-            ),
-            "denied" => format!(
-                "{}: DENIED to the role: {}",
-                text(&body["fix"]),
-                text(&body["permission"]["reason"])
-            ),
-            _ => format!(
-                "{}: not checkable ({})",
-                text(&body["fix"]),
-                text(&body["permission"]["reason"])
-            ),
-        },
-        "verification" => {
-            let failing: Vec<String> = body["checks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|c| c["passed"] != true)
-                .map(|c| format!("{} ({})", text(&c["what"]), text(&c["detail"])))
-                .collect();
-            if body["passed"] == true {
-                "passed: the cause is gone".to_string()
-            } else {
-                format!("FAILED: {}", failing.join("; "))
-            }
-        }
-        "rollback" => format!(
-            "{}: {}: {}",
-            text(&body["fix"]),
-            text(&body["result"]["status"]),
-            text(&body["result"]["detail"])
-        ),
-        "approval_decision" => format!(
-            "plan {} {}{}{}",
-            text(&body["plan_id"]),
-            text(&body["decision"]),
-            body["by"]
-                .as_str()
-                .or(body["approved_by"].as_str())
-                .map(|by| format!(" by {by}"))
-                .unwrap_or_default(),
-            body["reason"]
-                .as_str()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
-        ),
-        "plan_stale" => format!(
-            "approved plan {} not applied: {}",
-            text(&body["plan_id"]),
-            text(&body["why"])
-        ),
-        "breaker_opened" => format!(
-            "circuit breaker {} OPEN: {}",
-            text(&body["scope"]),
-            text(&body["reason"])
-        ),
-        "breaker_reset" => format!(
-            "circuit breaker {} reset by {}",
-            text(&body["scope"]),
-            text(&body["by"])
-        ),
-        "kill_switch" => format!(
-            "kill switch {} by {}",
-            if body["on"] == true { "ON" } else { "off" },
-            text(&body["by"])
-        ),
-        "event_duplicate" => format!(
-            "duplicate delivery of {}",
-            record.event_id.as_deref().unwrap_or("?")
-        ),
-        "event_superseded" => format!(
-            "event from {} predates the fix at {}",
-            text(&body["event_time"]),
-            text(&body["fix_applied_at"])
-        ),
-        "evidence" => format!(
-            "{} AWS calls",
-            body["calls"]["by_operation"]
-                .as_object()
-                .map(|m| m.values().filter_map(Value::as_u64).sum::<u64>())
-                .unwrap_or(0)
-        ),
-        "diagnosis" => body["findings"]
-            .as_array()
-            .map(|f| {
-                f.iter()
-                    .map(|f| text(&f["cause"]).to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default(),
-        "plan" => format!(
-            "{} ({} steps)",
-            text(&body["id"]),
-            body["steps"].as_array().map(Vec::len).unwrap_or(0)
-        ),
-        "guard_decision" => match body["decision"]["decision"].as_str() {
-            Some("apply") => match body["decision"]["approved_by"].as_str() {
-                Some(by) => format!("{}: allowed, approved by {by}", text(&body["fix"])),
-                None => format!("{}: allowed", text(&body["fix"])),
-            },
-            Some("hold") => format!(
-                "{}: held: {}",
-                text(&body["fix"]),
-                text(&body["decision"]["reason"])
-            ),
-            _ => format!(
-                "{}: refused: {}",
-                text(&body["fix"]),
-                text(&body["decision"]["reason"])
-            ),
-        },
-        "step_intent" => format!(
-            "{}: about to call {}",
-            text(&body["fix"]),
-            body["calls"]
-                .as_array()
-                .map(|c| c
-                    .iter()
-                    .map(|c| text(&c["operation"]).to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .unwrap_or_default()
-        ),
-        "step_result" => format!(
-            "{}: {}: {}",
-            text(&body["fix"]),
-            text(&body["result"]["status"]),
-            text(&body["result"]["detail"])
-        ),
-        "outcome" => format!("{} (mode {})", text(&body["outcome"]), text(&body["mode"])),
-        _ => String::new(),
-    }
-}
-
 /// For a key-policy step: the statements the change added, so a reviewer sees the diff.
-fn policy_change(result: &Value) -> Vec<String> {
-    let (Some(before), Some(after)) = (
-        result["before"]["policy"].as_str(),
-        result["after"]["policy"].as_str(),
-    ) else {
-        return Vec::new();
-    };
-    key_policy::added_statements(before, after)
-        .into_iter()
-        .map(|statement| format!("+ {}", Value::Object(statement)))
-        .collect()
-}
-
 fn text(value: &Value) -> &str {
     value.as_str().unwrap_or("")
 }
@@ -526,6 +350,7 @@ pub fn catalog_markdown() -> String {
 mod tests {
     use super::*;
     use crate::audit::ActionSummary;
+    use crate::core::key_policy;
 
     #[test]
     fn docs_catalog_md_matches_the_code() {
@@ -589,8 +414,22 @@ mod tests {
             key_policy::KeyPolicyPatch::Patched { policy, .. } => policy,
             key_policy::KeyPolicyPatch::AlreadyGranted => unreachable!(),
         };
-        let lines =
-            policy_change(&json!({"before": {"policy": before}, "after": {"policy": after}}));
+        let result = crate::core::step::StepResult {
+            status: crate::core::step::StepStatus::Applied,
+            detail: String::new(),
+            before: json!({ "policy": before }),
+            after: json!({ "policy": after }),
+            changed: true,
+        };
+        let entry =
+            crate::core::journal::Entry::StepResult(crate::core::journal::StepResultEntry {
+                position: 0,
+                fix: crate::core::plan::FixKind::PatchKmsKeyPolicy,
+                result,
+                resumed: None,
+                why: None,
+            });
+        let lines = timeline::policy_change(&record("step_result", entry.body().unwrap()));
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("+ ") && lines[0].contains("AllowAutoScalingServiceRole"));
     }
@@ -618,56 +457,88 @@ mod tests {
     #[test]
     fn the_timeline_says_what_each_guard_record_means() {
         use crate::core::evidence::fixtures;
+        use crate::core::guard::{Decision, Mode};
+        use crate::core::journal::{self, Entry, Verdict};
+        use crate::core::plan::FixKind;
+        use crate::core::step::{Check, Permission, Verification};
         let trigger = fixtures::trigger(crate::core::trigger::TriggerKind::Launch(
             fixtures::launch(crate::core::trigger::LaunchOutcome::Unsuccessful),
         ));
+        let at = "2026-01-01T00:00:00.000Z".to_string();
         let cases = [
             (
-                record("event_received", json!({ "trigger": trigger })),
+                Entry::EventReceived(journal::EventReceived {
+                    trigger,
+                    message_id: None,
+                    receive_count: Some(1),
+                    resumed: None,
+                    trace_id: None,
+                }),
                 "launch unsuccessful of eks-ng-abcd (event e-1)",
             ),
             (
-                record(
-                    "permission_check",
-                    json!({ "fix": "add_nat_route", "permission": { "result": "denied", "reason": "ec2:CreateRoute" } }),
-                ),
+                Entry::PermissionCheck(journal::PermissionCheck {
+                    position: 0,
+                    fix: FixKind::AddNatRoute,
+                    permission: Permission::Denied {
+                        reason: "ec2:CreateRoute".into(),
+                    },
+                }),
                 "add_nat_route: DENIED to the role: ec2:CreateRoute",
             ),
             (
-                record(
-                    "verification",
-                    json!({ "passed": false, "checks": [{ "what": "rtb routes", "passed": false, "detail": "no such route" }] }),
-                ),
+                Entry::Verification(Verification {
+                    passed: false,
+                    checks: vec![Check {
+                        what: "rtb routes".into(),
+                        passed: false,
+                        detail: "no such route".into(),
+                    }],
+                }),
                 "FAILED: rtb routes (no such route)",
             ),
             (
-                record(
-                    "approval_decision",
-                    json!({ "plan_id": "plan-1", "decision": "approved", "by": "alice", "reason": "CHG-1" }),
-                ),
+                Entry::ApprovalDecision(journal::ApprovalDecision::Decided {
+                    plan_id: "plan-1".into(),
+                    decision: Verdict::Approved,
+                    by: "alice".into(),
+                    reason: Some("CHG-1".into()),
+                    at: at.clone(),
+                }),
                 "plan plan-1 approved by alice: CHG-1",
             ),
             (
-                record(
-                    "guard_decision",
-                    json!({ "fix": "patch_kms_key_policy", "decision": { "decision": "apply", "approved_by": "alice" } }),
-                ),
+                Entry::GuardDecision(journal::GuardDecision {
+                    position: 0,
+                    fix: FixKind::PatchKmsKeyPolicy,
+                    decision: Decision::Apply {
+                        approved_by: Some("alice".into()),
+                    },
+                    mode: Mode::Approve,
+                }),
                 "patch_kms_key_policy: allowed, approved by alice",
             ),
             (
-                record(
-                    "breaker_opened",
-                    json!({ "scope": "vpc:vpc-1", "reason": "verification failed" }),
-                ),
+                Entry::BreakerOpened(journal::BreakerOpened {
+                    scope: "vpc:vpc-1".into(),
+                    reason: "verification failed".into(),
+                    effect: String::new(),
+                }),
                 "circuit breaker vpc:vpc-1 OPEN: verification failed",
             ),
             (
-                record("kill_switch", json!({ "on": true, "by": "bob" })),
+                Entry::KillSwitch(journal::KillSwitchEntry {
+                    on: true,
+                    by: "bob".into(),
+                    reason: None,
+                    at,
+                }),
                 "kill switch ON by bob",
             ),
         ];
-        for (record, expected) in cases {
-            assert_eq!(describe(&record), expected);
+        for (entry, expected) in cases {
+            let record = record(entry.kind().as_str(), entry.body().unwrap());
+            assert_eq!(timeline::describe(&record), expected);
         }
     }
 

@@ -399,6 +399,16 @@ pub enum Verdict {
     Expired,
 }
 
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approved => "approved",
+            Verdict::Rejected => "rejected",
+            Verdict::Expired => "expired",
+        }
+    }
+}
+
 /// A plan approved or rejected by a person, an approval that expired before it ran, or a plan
 /// nobody answered within its time to live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
