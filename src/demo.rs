@@ -204,14 +204,14 @@ pub async fn run(args: &DemoOptions) -> Result<(), DemoError> {
     }
 
     heading("3. nodemedic diagnose --cluster eks-workshop (the whole checklist, read-only)");
-    let request = crate::inspect::Request {
+    let request = crate::diagnose::Request {
         account: network.account.clone(),
         region: lab::REGION.into(),
         cluster: lab::CLUSTER.into(),
         nodegroup: None,
         instance: None,
     };
-    let reports = crate::inspect::inspect(&crate::aws::AwsClients::new(&sdk), &request)
+    let reports = crate::diagnose::run(&crate::aws::AwsClients::new(&sdk), &request)
         .await
         .map_err(|e| DemoError::Check(e.to_string()))?;
     print!("{}", report::diagnose_text(&reports));

@@ -26,7 +26,7 @@
 //! - Edges: [`daemon`] (wires the services), [`cli`] (one function per subcommand), [`http`]
 //!   (API, probes and [`http::console`]), [`telemetry`], [`notify`], [`net`], [`operate`]
 //!   (approvals, kill switch and breakers for the CLI and HTTP), [`iam`], [`report`], [`watch`]
-//!   (the nodegroup health watcher), [`inspect`] (the `diagnose` command's run), [`faults`].
+//!   (the nodegroup health watcher), [`diagnose`] (the `diagnose` command: the checklist, once), [`faults`].
 //! - `lab` and `demo` (feature `demo`): the seed labs as emulator worlds, for the demo and tests.
 //!
 //! `scripts/check-layout` keeps the top-level modules free of cycles and the core pure.
@@ -39,10 +39,10 @@ pub mod core;
 pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod diagnose;
 pub mod faults;
 pub mod http;
 pub mod iam;
-pub mod inspect;
 pub mod intake;
 #[cfg(feature = "demo")]
 pub mod lab;

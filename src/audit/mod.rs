@@ -12,29 +12,11 @@ pub use backend::{ChainBreak, Lease, Reads, Writes};
 pub use control::{PlanRow, PlanStatus};
 pub use store::{AuditStore, Tx};
 
+pub use crate::core::ids::NodegroupKey;
 pub use crate::core::journal::{Outcome, RecordKind};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// Which nodegroup an incident is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct NodegroupKey {
-    pub account: String,
-    pub region: String,
-    pub cluster: String,
-    pub nodegroup: String,
-}
-
-impl std::fmt::Display for NodegroupKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}/{}",
-            self.account, self.region, self.cluster, self.nodegroup
-        )
-    }
-}
 
 /// One planned step's current state, as `audit list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 mod args;
 mod audit;
 mod control;
-mod inspect;
+mod diagnose;
 mod run;
 
 use std::process::ExitCode;
@@ -26,7 +26,7 @@ pub enum CliError {
     #[error(transparent)]
     Aws(#[from] crate::aws::AwsError),
     #[error(transparent)]
-    Inspect(#[from] crate::inspect::InspectError),
+    Diagnose(#[from] crate::diagnose::DiagnoseError),
     #[error(transparent)]
     Operate(#[from] crate::operate::OperateError),
     #[error(transparent)]
@@ -69,7 +69,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             print!("{}", crate::report::catalog_markdown());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Diagnose(args) => inspect::diagnose(args).await,
+        Command::Diagnose(args) => diagnose::diagnose(args).await,
         Command::Audit { command } => audit::audit(command).await,
         Command::Plans {
             command:

@@ -5,6 +5,7 @@
 pub mod checks;
 pub mod evidence;
 pub mod guard;
+pub mod ids;
 pub mod journal;
 pub mod key_policy;
 pub mod plan;

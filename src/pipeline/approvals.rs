@@ -19,6 +19,7 @@ use crate::core::checks::{Diagnosis, diagnose};
 use crate::core::evidence::Target;
 use crate::core::evidence::{CallLog, Evidence};
 use crate::core::guard::{Approval, History};
+use crate::core::ids::LockKey;
 use crate::core::journal::{self, Entry};
 use crate::core::plan::{Plan, plan};
 use crate::core::time::{now, timestamp};
@@ -100,11 +101,18 @@ impl Pipeline {
             .store
             .read(move |c| query::incident_subject(c, &incident))
             .await?;
-        let _nodegroup = self.locks.lock(&format!("nodegroup:{key}")).await;
+        let _nodegroup = self.locks.lock(&LockKey::Nodegroup(&key).to_string()).await;
         let _shared = match &subject {
             Some(subject) => Some(
                 self.locks
-                    .lock(&format!("subject:{}/{}/{subject}", key.account, key.region))
+                    .lock(
+                        &LockKey::Subject {
+                            account: &key.account,
+                            region: &key.region,
+                            subject,
+                        }
+                        .to_string(),
+                    )
                     .await,
             ),
             None => None,

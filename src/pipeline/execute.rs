@@ -14,6 +14,7 @@ use crate::audit::NodegroupKey;
 use crate::audit::control;
 use crate::core::evidence::Evidence;
 use crate::core::guard::{self, Approval, Decision, History, Mode, Touched};
+use crate::core::ids::{BreakerScope, ScopeKind};
 use crate::core::journal::{self, Entry};
 use crate::core::plan::{Action, Plan, Step};
 use crate::core::time::{now, timestamp};
@@ -133,39 +134,20 @@ pub(super) fn resource_of(step: &Step) -> String {
     }
 }
 
-/// Failures that open a scope's breaker: wider scopes tolerate more, so that one bad nodegroup
-/// does not stop a whole account.
+/// Failures that open a stored scope's breaker (see [`BreakerScope::threshold`]).
 pub(super) fn breaker_threshold(scope: &str, per_resource: u32) -> u32 {
-    if scope == "global" {
-        per_resource * 4
-    } else if scope.starts_with("account:") {
-        per_resource * 2
-    } else {
-        per_resource
-    }
+    BreakerScope::threshold(
+        ScopeKind::of_stored(scope).unwrap_or(ScopeKind::Nodegroup),
+        per_resource,
+    )
 }
 
-/// The circuit-breaker scopes a step's failure counts against.
+/// The circuit-breaker scopes a step's failure counts against, as the store keys them.
 pub(super) fn breaker_scopes(step: &Step, evidence: &Evidence, key: &NodegroupKey) -> Vec<String> {
-    let mut scopes = vec![
-        format!("nodegroup:{key}"),
-        format!("account:{}", key.account),
-        "global".to_string(),
-    ];
-    let vpc = evidence.network.as_ref().map(|n| n.vpc.id.clone());
-    match &step.action {
-        Action::CreateRoute { .. }
-        | Action::ReplaceRoute { .. }
-        | Action::ModifyVpcAttribute { .. }
-        | Action::ModifySubnetAttribute { .. } => {
-            if let Some(vpc) = vpc {
-                scopes.insert(1, format!("vpc:{vpc}"));
-            }
-        }
-        Action::PutKeyPolicy { key_id, .. } => scopes.insert(1, format!("key:{key_id}")),
-        _ => {}
-    }
-    scopes
+    BreakerScope::for_step(step, evidence, key)
+        .iter()
+        .map(BreakerScope::to_string)
+        .collect()
 }
 
 impl Pipeline {

@@ -16,6 +16,7 @@ use crate::audit::{IncidentSummary, NodegroupKey, Outcome};
 use crate::core::checks::{Cause, Diagnosis, Subject};
 use crate::core::evidence::Evidence;
 use crate::core::guard::History;
+use crate::core::ids::{LockKey, StormSubject};
 use crate::core::journal::{self, Entry};
 use crate::core::plan::{Plan, plan};
 use crate::core::time::timestamp;
@@ -42,49 +43,17 @@ pub(super) struct Conclusion<'a> {
     pub approved_plan: Option<&'a str>,
 }
 
-/// The shared resource a finding is about, when failures of other nodegroups can share it: they
-/// then join one incident with one fix.
+/// The storm subject of a finding, as the store keys it.
 pub(super) fn storm_subject(subject: &Subject) -> Option<String> {
-    match subject {
-        Subject::Key { key_arn, .. } => Some(format!("key:{key_arn}")),
-        Subject::UnusableKey { reference, .. } => Some(format!("key:{reference}")),
-        Subject::Subnet {
-            route_table_id: Some(table),
-            ..
-        } => Some(format!("route-table:{table}")),
-        Subject::DefaultRoute { route_table_id, .. } => {
-            Some(format!("route-table:{route_table_id}"))
-        }
-        Subject::Vpc { vpc_id, .. } => Some(format!("vpc:{vpc_id}")),
-        Subject::NodeRole { role_name, .. } => Some(format!("role:{role_name}")),
-        Subject::AccessEntry {
-            cluster,
-            principal_arn,
-        } => Some(format!("access-entry:{cluster}/{principal_arn}")),
-        _ => None,
-    }
+    StormSubject::of(subject).map(|s| s.to_string())
 }
 
-/// The shared resources a nodegroup's launches depend on, as storm subjects, sorted.
+/// The shared resources a nodegroup's launches depend on, as the store keys them.
 pub(super) fn related_subjects(evidence: &Evidence) -> Vec<String> {
-    let mut subjects: Vec<String> = Vec::new();
-    for key in &evidence.keys {
-        subjects.push(format!("key:{}", key.reference));
-        if let crate::core::evidence::KeyLookup::Found(metadata) = &key.lookup {
-            subjects.push(format!("key:{}", metadata.arn));
-        }
-    }
-    if let Some(network) = &evidence.network {
-        for subnet in &evidence.nodegroup.subnets {
-            if let Some(table) = network.route_table_for(subnet) {
-                subjects.push(format!("route-table:{}", table.id));
-            }
-        }
-        subjects.push(format!("vpc:{}", network.vpc.id));
-    }
-    subjects.sort();
-    subjects.dedup();
-    subjects
+    StormSubject::related(evidence)
+        .iter()
+        .map(StormSubject::to_string)
+        .collect()
 }
 
 /// A notice about an incident.
@@ -136,7 +105,14 @@ impl Pipeline {
         for subject in &shared {
             _held.push(
                 self.locks
-                    .lock(&format!("subject:{}/{}/{subject}", key.account, key.region))
+                    .lock(
+                        &LockKey::Subject {
+                            account: &key.account,
+                            region: &key.region,
+                            subject,
+                        }
+                        .to_string(),
+                    )
                     .await,
             );
         }

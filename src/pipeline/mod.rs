@@ -28,6 +28,7 @@ use crate::core::checks::diagnose;
 use crate::core::evidence::CallLog;
 use crate::core::evidence::Target;
 use crate::core::guard::Policy;
+use crate::core::ids::LockKey;
 use crate::core::journal::{self, Entry};
 use crate::core::time::timestamp;
 use crate::core::trigger::{JoinCheck, LaunchOutcome, Trigger, TriggerKind};
@@ -358,7 +359,8 @@ impl Pipeline {
             cluster: target.cluster.clone(),
             nodegroup: target.nodegroup.clone(),
         };
-        let _one_incident_per_nodegroup = self.locks.lock(&format!("nodegroup:{key}")).await;
+        let _one_incident_per_nodegroup =
+            self.locks.lock(&LockKey::Nodegroup(&key).to_string()).await;
         // Another handler may have finished the same event while this one waited.
         if self.already_handled(&trigger, message).await? {
             return Ok(Disposition::Delete);

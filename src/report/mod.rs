@@ -264,7 +264,7 @@ pub fn plans_text(plans: &[crate::audit::PlanRow]) -> String {
 
 /// The `nodemedic diagnose` report: per nodegroup, what is wrong, the proof, what to run, and
 /// what nodemedic would do.
-pub fn diagnose_text(reports: &[crate::inspect::Report]) -> String {
+pub fn diagnose_text(reports: &[crate::diagnose::Report]) -> String {
     let mut out = String::new();
     for report in reports {
         let blocking: Vec<&crate::core::checks::Finding> = report.diagnosis.blocking().collect();

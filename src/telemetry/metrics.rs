@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::core::ids::ScopeKind;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
@@ -42,9 +44,6 @@ pub struct AwsCallLabels {
     pub operation: String,
     pub outcome: String,
 }
-
-/// Kinds of circuit-breaker scope (the part before `:`), the only breaker label.
-pub const SCOPE_KINDS: [&str; 5] = ["nodegroup", "vpc", "key", "account", "global"];
 
 /// AWS calls by service, operation and outcome, counted where every call's result is turned into
 /// nodemedic's error type ([`crate::aws::AwsResultExt::op`]); process-wide, like the calls.
@@ -231,14 +230,14 @@ impl Metrics {
     /// Sets the gauges that mirror the shared store: plans waiting, open breakers, kill switch.
     pub fn set_controls(&self, awaiting: usize, open_scopes: &[String], kill_switch: bool) {
         self.plans_awaiting_approval.set(awaiting as i64);
-        for kind in SCOPE_KINDS {
+        for kind in ScopeKind::ALL {
             let open = open_scopes
                 .iter()
-                .filter(|scope| scope.split(':').next() == Some(kind))
+                .filter(|scope| ScopeKind::of_stored(scope) == Some(kind))
                 .count();
             self.breakers_open
                 .get_or_create(&ScopeKindLabel {
-                    scope: kind.to_string(),
+                    scope: kind.as_str().to_string(),
                 })
                 .set(open as i64);
         }

@@ -14,14 +14,14 @@ pub(super) async fn diagnose(args: DiagnoseArgs) -> Result<ExitCode, CliError> {
     })?;
     let account = crate::aws::caller_account(&aws_sdk_sts::Client::new(&sdk)).await?;
     let clients = crate::aws::AwsClients::new(&sdk);
-    let request = crate::inspect::Request {
+    let request = crate::diagnose::Request {
         account,
         region,
         cluster: args.cluster,
         nodegroup: args.nodegroup,
         instance: args.instance,
     };
-    let reports = crate::inspect::inspect(&clients, &request).await?;
+    let reports = crate::diagnose::run(&clients, &request).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {

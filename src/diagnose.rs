@@ -37,7 +37,7 @@ pub struct Report {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum InspectError {
+pub enum DiagnoseError {
     #[error(transparent)]
     Aws(#[from] AwsError),
     #[error("nodegroup {cluster}/{nodegroup} does not exist")]
@@ -46,13 +46,13 @@ pub enum InspectError {
     NoNodegroups(String),
 }
 
-pub async fn inspect(clients: &AwsClients, request: &Request) -> Result<Vec<Report>, InspectError> {
+pub async fn run(clients: &AwsClients, request: &Request) -> Result<Vec<Report>, DiagnoseError> {
     let nodegroups = match &request.nodegroup {
         Some(name) => vec![name.clone()],
         None => list_nodegroups(clients, &request.cluster).await?,
     };
     if nodegroups.is_empty() {
-        return Err(InspectError::NoNodegroups(request.cluster.clone()));
+        return Err(DiagnoseError::NoNodegroups(request.cluster.clone()));
     }
     let mut reports = Vec::new();
     for nodegroup in nodegroups {
@@ -66,7 +66,7 @@ pub async fn inspect(clients: &AwsClients, request: &Request) -> Result<Vec<Repo
             match collect(clients, &trigger, target, Scope::FULL, CallLog::default()).await {
                 Ok(evidence) => evidence,
                 Err(CollectError::NodegroupGone { cluster, nodegroup }) => {
-                    return Err(InspectError::NoSuchNodegroup { cluster, nodegroup });
+                    return Err(DiagnoseError::NoSuchNodegroup { cluster, nodegroup });
                 }
                 Err(CollectError::Aws(error)) => return Err(error.into()),
             };
@@ -114,7 +114,10 @@ fn trigger_for(request: &Request, nodegroup: &str) -> Trigger {
     }
 }
 
-async fn list_nodegroups(clients: &AwsClients, cluster: &str) -> Result<Vec<String>, InspectError> {
+async fn list_nodegroups(
+    clients: &AwsClients,
+    cluster: &str,
+) -> Result<Vec<String>, DiagnoseError> {
     let mut names = Vec::new();
     let mut pages = clients
         .eks
