@@ -9,19 +9,20 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{info, warn};
 
-use super::incident::{Conclusion, IncidentChoice, base_history};
+use super::incident::{IncidentChoice, base_history};
+use super::remediation::Remediation;
 use super::{Pipeline, PipelineError};
 use crate::audit::control::{self, PlanRow, PlanStatus};
 use crate::audit::store::query;
 use crate::audit::{NodegroupKey, Outcome};
 use crate::aws::collect::{Scope, collect};
-use crate::core::checks::{Diagnosis, diagnose};
+use crate::core::checks::diagnose;
+use crate::core::evidence::CallLog;
 use crate::core::evidence::Target;
-use crate::core::evidence::{CallLog, Evidence};
-use crate::core::guard::{Approval, History};
+use crate::core::guard::Approval;
 use crate::core::ids::LockKey;
 use crate::core::journal::{self, Entry};
-use crate::core::plan::{Plan, plan};
+use crate::core::plan::plan;
 use crate::core::time::{now, timestamp};
 use crate::core::trigger::Trigger;
 use crate::notify::Notice;
@@ -354,65 +355,35 @@ impl Pipeline {
                     tx.set_plan(&id, &plan_id, &steps)
                 })
                 .await?;
-            self.run_plan(
-                &incident, key, trigger, &evidence, &diagnosis, &fresh, history, None,
-            )
+            self.remediate(Remediation {
+                incident,
+                key,
+                trigger,
+                message_id: None,
+                evidence: &evidence,
+                diagnosis: &diagnosis,
+                plan: &fresh,
+                history,
+                approval: None,
+            })
             .await?;
             return Ok(false);
         }
         let approval = approval_of(row);
         info!(plan_id = %row.plan_id, approved_by = %approval.by, "applying the approved plan");
-        self.run_plan(
-            &incident,
-            key,
-            trigger,
-            &evidence,
-            &diagnosis,
-            &fresh,
-            history,
-            Some(approval),
-        )
-        .await?;
-        Ok(true)
-    }
-
-    /// Runs a plan past the guard (with the approval, when there is one) and concludes.
-    #[allow(clippy::too_many_arguments)]
-    async fn run_plan(
-        &self,
-        incident: &IncidentChoice,
-        key: &NodegroupKey,
-        trigger: &Trigger,
-        evidence: &Evidence,
-        diagnosis: &Diagnosis,
-        plan: &Plan,
-        history: History,
-        approval: Option<Approval>,
-    ) -> Result<(), PipelineError> {
-        let approved_plan = approval.as_ref().map(|a| a.plan_id.clone());
-        let run = self
-            .execute(
-                &incident.id,
-                key,
-                trigger,
-                evidence,
-                plan,
-                history,
-                approval,
-            )
-            .await?;
-        self.conclude(Conclusion {
+        self.remediate(Remediation {
             incident,
             key,
             trigger,
             message_id: None,
-            diagnosis,
-            plan,
-            evidence,
-            run,
-            approved_plan: approved_plan.as_deref(),
+            evidence: &evidence,
+            diagnosis: &diagnosis,
+            plan: &fresh,
+            history,
+            approval: Some(approval),
         })
-        .await
+        .await?;
+        Ok(true)
     }
 
     async fn mark_stale(

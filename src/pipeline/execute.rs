@@ -7,6 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
 
+use super::remediation::Remediation;
 use super::resume::{self, Interrupted};
 use super::{Pipeline, PipelineError};
 use crate::act::{self, AwsActuator, StepResult, StepStatus};
@@ -16,9 +17,8 @@ use crate::core::evidence::Evidence;
 use crate::core::guard::{self, Approval, Decision, History, Mode, Touched};
 use crate::core::ids::{BreakerScope, ScopeKind};
 use crate::core::journal::{self, Entry};
-use crate::core::plan::{Action, Plan, Step};
+use crate::core::plan::{Action, Step};
 use crate::core::time::{now, timestamp};
-use crate::core::trigger::Trigger;
 
 /// What running a plan did.
 #[derive(Debug, Default)]
@@ -153,17 +153,22 @@ pub(super) fn breaker_scopes(step: &Step, evidence: &Evidence, key: &NodegroupKe
 impl Pipeline {
     /// Runs every step past the guard, then verifies what was applied and rolls it back when
     /// the cause did not go away.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn execute(
         &self,
-        incident_id: &str,
-        key: &NodegroupKey,
-        trigger: &Trigger,
-        evidence: &Evidence,
-        plan: &Plan,
-        base: History,
-        approval: Option<Approval>,
+        remediation: &Remediation<'_>,
     ) -> Result<Run, PipelineError> {
+        let Remediation {
+            incident,
+            key,
+            trigger,
+            evidence,
+            plan,
+            history: base,
+            approval,
+            ..
+        } = remediation;
+        let (key, trigger, evidence, plan) = (*key, *trigger, *evidence, *plan);
+        let incident_id = incident.id.as_str();
         let actuator = AwsActuator::new(
             self.clients
                 .for_account(&trigger.account, &trigger.region)
@@ -242,7 +247,7 @@ impl Pipeline {
                     step,
                     &resource,
                     &scopes,
-                    &base,
+                    base,
                     approval.as_ref(),
                 )
                 .await?;

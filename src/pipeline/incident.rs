@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span};
 
 use super::execute::Run;
+use super::remediation::Remediation;
 use super::{Inbound, Pipeline, PipelineError};
 use crate::act::StepStatus;
 use crate::audit::control::PlanStatus;
@@ -30,19 +30,6 @@ pub(super) struct IncidentChoice {
     pub previous_outcome: Option<Outcome>,
 }
 
-/// Everything `conclude` records.
-pub(super) struct Conclusion<'a> {
-    pub incident: &'a IncidentChoice,
-    pub key: &'a NodegroupKey,
-    pub trigger: &'a Trigger,
-    pub message_id: Option<String>,
-    pub diagnosis: &'a Diagnosis,
-    pub plan: &'a Plan,
-    pub evidence: &'a Evidence,
-    pub run: Run,
-    pub approved_plan: Option<&'a str>,
-}
-
 /// The storm subject of a finding, as the store keys it.
 pub(super) fn storm_subject(subject: &Subject) -> Option<String> {
     StormSubject::of(subject).map(|s| s.to_string())
@@ -57,7 +44,7 @@ pub(super) fn related_subjects(evidence: &Evidence) -> Vec<String> {
 }
 
 /// A notice about an incident.
-fn notice(
+pub(super) fn notice(
     event: &'static str,
     incident: &str,
     key: &NodegroupKey,
@@ -148,17 +135,16 @@ impl Pipeline {
         async {
             info!(new = incident.is_new, plan_id = %plan.id, steps = plan.steps.len(), calls = evidence.calls.total(),
                 "diagnosed: {}", diagnosis.primary().map(|f| f.summary.as_str()).unwrap_or(""));
-            let run = self.execute(&incident.id, &key, &trigger, &evidence, &plan, history, None).await?;
-            self.conclude(Conclusion {
-                incident: &incident,
+            self.remediate(Remediation {
+                incident,
                 key: &key,
                 trigger: &trigger,
                 message_id: Some(message.message_id.clone().unwrap_or_default()),
+                evidence: &evidence,
                 diagnosis: &diagnosis,
                 plan: &plan,
-                evidence: &evidence,
-                run,
-                approved_plan: None,
+                history,
+                approval: None,
             })
             .await
         }
@@ -324,97 +310,6 @@ impl Pipeline {
                 Ok((choice, history))
             })
             .await?)
-    }
-
-    /// Records the incident's outcome, the plan's approval state, and tells people.
-    pub(super) async fn conclude(&self, conclusion: Conclusion<'_>) -> Result<(), PipelineError> {
-        let Conclusion {
-            incident,
-            key,
-            trigger,
-            message_id,
-            diagnosis,
-            plan,
-            evidence,
-            run,
-            approved_plan,
-        } = conclusion;
-        let outcome = outcome_of(&run, plan, incident.previous_outcome);
-        info!(outcome = outcome.as_str(), "incident concluded");
-        let mode = self.config.policy.mode;
-        let cause = diagnosis.cause().map(|c| c.code()).unwrap_or("unknown");
-        let id = incident.id.clone();
-        let event_id = trigger.event_id.clone();
-        let entry = Entry::Outcome(journal::OutcomeEntry::Concluded {
-            outcome,
-            mode,
-            cause: cause.to_string(),
-            plan_id: plan.id.clone(),
-            steps: run.statuses.clone(),
-            awaiting_approval: run.awaiting_approval,
-            rolled_back: run.rolled_back,
-            notes: plan.notes.clone(),
-            aws_calls: evidence.calls.clone(),
-        });
-        let plan_body = json!(plan);
-        let trigger_body = json!(trigger);
-        let plan_id = plan.id.clone();
-        let awaiting = run.awaiting_approval;
-        let approved = approved_plan.map(|plan| (plan.to_string(), approved_plan_status(&run)));
-        let newly_waiting = self
-            .store
-            .write(move |tx| {
-                tx.record(Some(&id), Some(&event_id), &entry)?;
-                tx.set_outcome(&id, mode.as_str(), outcome)?;
-                let mut newly_waiting = false;
-                if let Some((approved, status)) = &approved {
-                    // Held steps (kill switch, freeze, rate limit) keep the approval for the
-                    // next pass, until it expires.
-                    if let Some(status) = status {
-                        tx.set_plan_status(approved, *status, None, None)?;
-                    }
-                } else if awaiting {
-                    newly_waiting = tx.register_plan(&id, &plan_id, &plan_body, &trigger_body)?;
-                }
-                if let Some(message_id) = &message_id {
-                    tx.mark_event(
-                        &event_id,
-                        Some(message_id)
-                            .filter(|m| !m.is_empty())
-                            .map(String::as_str),
-                        "incident",
-                        Some(&id),
-                    )?;
-                }
-                Ok(newly_waiting)
-            })
-            .await?;
-        // Announced once: a plan already waiting, approved or rejected is not asked for again.
-        if run.awaiting_approval && approved_plan.is_none() && newly_waiting {
-            let mut waiting = notice("plan_awaiting_approval", &incident.id, key, diagnosis);
-            waiting.plan_id = Some(plan.id.clone());
-            waiting.detail = plan
-                .steps
-                .iter()
-                .map(|s| format!("{}: {}", s.fix, s.reason))
-                .collect::<Vec<_>>()
-                .join("\n");
-            self.notifier.send(&waiting).await;
-        }
-        for reason in &run.escalations {
-            let mut escalation = notice("escalation", &incident.id, key, diagnosis);
-            escalation.detail = reason.clone();
-            escalation.outcome = Some(outcome.as_str().into());
-            self.notifier.send(&escalation).await;
-        }
-        // Every change of outcome, not every event of a storm.
-        if incident.is_new || incident.previous_outcome != Some(outcome) {
-            let mut concluded = notice("outcome", &incident.id, key, diagnosis);
-            concluded.outcome = Some(outcome.as_str().into());
-            concluded.plan_id = Some(plan.id.clone());
-            self.notifier.send(&concluded).await;
-        }
-        Ok(())
     }
 }
 

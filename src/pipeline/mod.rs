@@ -6,6 +6,7 @@ mod approvals;
 mod execute;
 mod incident;
 mod leases;
+mod remediation;
 mod resume;
 mod state;
 mod verification;

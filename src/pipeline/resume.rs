@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::incident::{Conclusion, IncidentChoice};
+use super::incident::IncidentChoice;
+use super::remediation::Remediation;
 use super::{Disposition, Inbound, Pipeline, PipelineError};
 use crate::act::verify::{self, Nodegroup};
 use crate::act::{Actuator, AwsActuator, StepResult, StepStatus, WaitPolicy};
@@ -246,33 +247,20 @@ impl Pipeline {
                     .map(|_| ())
             })
             .await?;
-        let approved_plan = approval.as_ref().map(|a| a.plan_id.clone());
-        let run = self
-            .execute(
-                &incident_id,
-                key,
-                trigger,
-                &evidence,
-                &plan,
-                History::default(),
-                approval,
-            )
-            .await?;
-        let incident = IncidentChoice {
-            id: incident_id,
-            is_new: false,
-            previous_outcome: outcome,
-        };
-        self.conclude(Conclusion {
-            incident: &incident,
+        self.remediate(Remediation {
+            incident: IncidentChoice {
+                id: incident_id,
+                is_new: false,
+                previous_outcome: outcome,
+            },
             key,
             trigger,
             message_id: message.map(|m| m.message_id.clone().unwrap_or_default()),
+            evidence: &evidence,
             diagnosis: &diagnosis,
             plan: &plan,
-            evidence: &evidence,
-            run,
-            approved_plan: approved_plan.as_deref(),
+            history: History::default(),
+            approval,
         })
         .await?;
         Ok(Disposition::Delete)

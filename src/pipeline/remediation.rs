@@ -1,0 +1,140 @@
+//! One remediation run: a plan for an incident goes past the guard step by step, what was
+//! applied is verified and rolled back when it did not help, and the incident is concluded. A new
+//! event, a resumed run and an approved plan only build a [`Remediation`]; this is the one place
+//! that carries it out.
+
+use serde_json::json;
+use tracing::info;
+
+use super::execute::Run;
+use super::incident::{IncidentChoice, approved_plan_status, notice, outcome_of};
+use super::{Pipeline, PipelineError};
+use crate::audit::NodegroupKey;
+use crate::core::checks::Diagnosis;
+use crate::core::evidence::Evidence;
+use crate::core::guard::{Approval, History};
+use crate::core::journal::{self, Entry};
+use crate::core::plan::Plan;
+use crate::core::trigger::Trigger;
+
+/// Everything one run works from.
+pub(super) struct Remediation<'a> {
+    pub incident: IncidentChoice,
+    pub key: &'a NodegroupKey,
+    /// The event that brought the run here (for an approved plan, the one the plan was made for).
+    pub trigger: &'a Trigger,
+    /// The message to mark handled with the outcome; none for the approvals worker.
+    pub message_id: Option<String>,
+    pub evidence: &'a Evidence,
+    pub diagnosis: &'a Diagnosis,
+    pub plan: &'a Plan,
+    /// What earlier incidents say about trying again.
+    pub history: History,
+    /// A human's approval of exactly this plan.
+    pub approval: Option<Approval>,
+}
+
+impl Pipeline {
+    /// Executes, verifies, rolls back what did not help, and concludes.
+    pub(super) async fn remediate(
+        &self,
+        remediation: Remediation<'_>,
+    ) -> Result<(), PipelineError> {
+        let run = self.execute(&remediation).await?;
+        self.conclude(&remediation, run).await
+    }
+
+    /// Records the incident's outcome, the plan's approval state, and tells people.
+    async fn conclude(&self, remediation: &Remediation<'_>, run: Run) -> Result<(), PipelineError> {
+        let Remediation {
+            incident,
+            key,
+            trigger,
+            message_id,
+            diagnosis,
+            plan,
+            evidence,
+            ..
+        } = remediation;
+        let (key, trigger, diagnosis, plan, evidence) =
+            (*key, *trigger, *diagnosis, *plan, *evidence);
+        let message_id = message_id.clone();
+        let approved_plan = remediation.approval.as_ref().map(|a| a.plan_id.as_str());
+        let outcome = outcome_of(&run, plan, incident.previous_outcome);
+        info!(outcome = outcome.as_str(), "incident concluded");
+        let mode = self.config.policy.mode;
+        let cause = diagnosis.cause().map(|c| c.code()).unwrap_or("unknown");
+        let id = incident.id.clone();
+        let event_id = trigger.event_id.clone();
+        let entry = Entry::Outcome(journal::OutcomeEntry::Concluded {
+            outcome,
+            mode,
+            cause: cause.to_string(),
+            plan_id: plan.id.clone(),
+            steps: run.statuses.clone(),
+            awaiting_approval: run.awaiting_approval,
+            rolled_back: run.rolled_back,
+            notes: plan.notes.clone(),
+            aws_calls: evidence.calls.clone(),
+        });
+        let plan_body = json!(plan);
+        let trigger_body = json!(trigger);
+        let plan_id = plan.id.clone();
+        let awaiting = run.awaiting_approval;
+        let approved = approved_plan.map(|plan| (plan.to_string(), approved_plan_status(&run)));
+        let newly_waiting = self
+            .store
+            .write(move |tx| {
+                tx.record(Some(&id), Some(&event_id), &entry)?;
+                tx.set_outcome(&id, mode.as_str(), outcome)?;
+                let mut newly_waiting = false;
+                if let Some((approved, status)) = &approved {
+                    // Held steps (kill switch, freeze, rate limit) keep the approval for the
+                    // next pass, until it expires.
+                    if let Some(status) = status {
+                        tx.set_plan_status(approved, *status, None, None)?;
+                    }
+                } else if awaiting {
+                    newly_waiting = tx.register_plan(&id, &plan_id, &plan_body, &trigger_body)?;
+                }
+                if let Some(message_id) = &message_id {
+                    tx.mark_event(
+                        &event_id,
+                        Some(message_id)
+                            .filter(|m| !m.is_empty())
+                            .map(String::as_str),
+                        "incident",
+                        Some(&id),
+                    )?;
+                }
+                Ok(newly_waiting)
+            })
+            .await?;
+        // Announced once: a plan already waiting, approved or rejected is not asked for again.
+        if run.awaiting_approval && approved_plan.is_none() && newly_waiting {
+            let mut waiting = notice("plan_awaiting_approval", &incident.id, key, diagnosis);
+            waiting.plan_id = Some(plan.id.clone());
+            waiting.detail = plan
+                .steps
+                .iter()
+                .map(|s| format!("{}: {}", s.fix, s.reason))
+                .collect::<Vec<_>>()
+                .join("\n");
+            self.notifier.send(&waiting).await;
+        }
+        for reason in &run.escalations {
+            let mut escalation = notice("escalation", &incident.id, key, diagnosis);
+            escalation.detail = reason.clone();
+            escalation.outcome = Some(outcome.as_str().into());
+            self.notifier.send(&escalation).await;
+        }
+        // Every change of outcome, not every event of a storm.
+        if incident.is_new || incident.previous_outcome != Some(outcome) {
+            let mut concluded = notice("outcome", &incident.id, key, diagnosis);
+            concluded.outcome = Some(outcome.as_str().into());
+            concluded.plan_id = Some(plan.id.clone());
+            self.notifier.send(&concluded).await;
+        }
+        Ok(())
+    }
+}
