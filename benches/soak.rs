@@ -442,7 +442,7 @@ async fn main() {
             }
         })
     };
-    let shutdown = CancellationToken::new();
+    let shutdown = nodemedic::shutdown::Shutdown::new();
     let daemon = tokio::spawn(nodemedic::daemon::run_with(
         settings,
         world.emulator.sdk_config(),
@@ -455,7 +455,7 @@ async fn main() {
     wait_until(done, messages.len()).await;
     let daemon_took = daemon_started.elapsed();
     let rss_after = rss_kib("VmRSS:");
-    shutdown.cancel();
+    shutdown.request();
     let summary = daemon
         .await
         .expect("the daemon task")

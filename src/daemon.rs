@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use tokio_util::sync::CancellationToken;
+
+use crate::shutdown::Shutdown;
 use tracing::info;
 
 use crate::audit::{AuditError, AuditStore};
@@ -56,6 +58,47 @@ async fn approval_worker(
     }
 }
 
+/// The health watchers: one per served account (the hub, and every member through its role) in
+/// the daemon's region, each publishing to the hub's queue, where the event is handled in its own
+/// account. They stop when the services wind down.
+async fn start_watchers(
+    settings: &Settings,
+    clients: &ClientPool,
+    hub_account: &str,
+    region: &str,
+    publisher: &Publisher,
+    shutdown: &Shutdown,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut watchers = Vec::new();
+    if !settings.watch.enabled() {
+        return watchers;
+    }
+    let mut watched = vec![(hub_account.to_string(), clients.for_hub(region))];
+    for member in clients.members() {
+        match clients.for_account(&member, region).await {
+            Ok(member_clients) => watched.push((member, member_clients)),
+            Err(refused) => tracing::warn!(%refused, "member account not watched"),
+        }
+    }
+    info!(clusters = ?settings.watch.clusters, interval_secs = settings.watch.interval_secs,
+        accounts = watched.len(), "health watcher on");
+    for (account, account_clients) in watched {
+        let watcher = Watcher {
+            clients: account_clients,
+            account,
+            region: region.to_string(),
+            clusters: settings.watch.clusters.clone(),
+            interval: Duration::from_secs(settings.watch.interval_secs),
+            publisher: publisher.clone(),
+        };
+        let published = watcher.first_pass().await;
+        watchers.push(tokio::spawn(
+            watcher.run(published, shutdown.winding_down()),
+        ));
+    }
+    watchers
+}
+
 /// What a run did, printed when it stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
@@ -103,11 +146,11 @@ pub struct Runtime {
     pub log_level: Option<LogLevel>,
 }
 
-/// Runs the daemon until `shutdown` fires (or, with `once`, until the queue is drained).
+/// Runs the daemon until a stop is requested (or, with `once`, until the queue is drained).
 pub async fn run(
     settings: Settings,
     once: bool,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
     runtime: Runtime,
 ) -> Result<RunSummary, DaemonError> {
     let sdk = aws::load_config(settings.region.as_deref()).await;
@@ -119,7 +162,7 @@ pub async fn run_with(
     settings: Settings,
     sdk: SdkConfig,
     once: bool,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
     runtime: Runtime,
 ) -> Result<RunSummary, DaemonError> {
     let queue_url = settings.require_queue()?.to_string();
@@ -150,8 +193,6 @@ pub async fn run_with(
     let notifier = Notifier::new(&settings.notify, &sdk_for_notify)
         .map_err(|e| DaemonError::Notify(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
-    // Cancelled only when the shutdown grace period runs out (not on the shutdown signal).
-    let stopping = CancellationToken::new();
     let readiness = Arc::new(Readiness::new(Duration::from_secs(
         settings.http.ready_window_secs,
     )));
@@ -162,7 +203,7 @@ pub async fn run_with(
     )
     .with_notifier(notifier)
     .with_metrics(metrics.clone())
-    .with_stopping(stopping.clone());
+    .with_stopping(shutdown.overdue());
     if settings.join.deadline_secs > 0 {
         pipeline = pipeline.with_join_checks(
             publisher.clone(),
@@ -174,7 +215,6 @@ pub async fn run_with(
     // Approved plans are acted on before the queue is read (so a drain-once run applies them),
     // then whenever the approvals API wakes the worker or its poll interval passes.
     let approvals = Arc::new(tokio::sync::Notify::new());
-    let worker_stop = shutdown.child_token();
     if let Err(error) = pipeline.process_approvals().await {
         tracing::warn!(%error, "approved plans could not be processed");
     }
@@ -182,7 +222,7 @@ pub async fn run_with(
         pipeline.clone(),
         approvals.clone(),
         Duration::from_secs(settings.guard.approval_poll_secs),
-        worker_stop.clone(),
+        shutdown.winding_down(),
     ));
     let http = match settings.http.address.parse::<std::net::SocketAddr>() {
         Ok(address) => {
@@ -201,7 +241,7 @@ pub async fn run_with(
                     ))
                 }),
             };
-            let stop = worker_stop.clone();
+            let stop = shutdown.winding_down();
             Some(tokio::spawn(async move {
                 if let Err(error) = crate::http::serve(address, state, stop).await {
                     tracing::error!(%error, %address, "the HTTP API could not start");
@@ -210,39 +250,20 @@ pub async fn run_with(
         }
         Err(_) => None,
     };
-    // The watcher stops with the queue loop, whichever way that ends. It watches the hub and
-    // every member account (through its role) in the daemon's region, and publishes to the hub's
-    // queue, where each event is handled in its own account.
-    let watch_stop = shutdown.child_token();
-    let mut watchers = Vec::new();
-    if settings.watch.enabled() {
-        let mut watched = vec![(hub.account.clone(), clients.for_hub(&region))];
-        for member in clients.members() {
-            match clients.for_account(&member, &region).await {
-                Ok(member_clients) => watched.push((member, member_clients)),
-                Err(refused) => tracing::warn!(%refused, "member account not watched"),
-            }
-        }
-        info!(clusters = ?settings.watch.clusters, interval_secs = settings.watch.interval_secs,
-            accounts = watched.len(), "health watcher on");
-        for (account, account_clients) in watched {
-            let watcher = Watcher {
-                clients: account_clients,
-                account,
-                region: region.clone(),
-                clusters: settings.watch.clusters.clone(),
-                interval: Duration::from_secs(settings.watch.interval_secs),
-                publisher: publisher.clone(),
-            };
-            let published = watcher.first_pass().await;
-            watchers.push(tokio::spawn(watcher.run(published, watch_stop.clone())));
-        }
-    }
+    let watchers = start_watchers(
+        &settings,
+        &clients,
+        &hub.account,
+        &region,
+        &publisher,
+        &shutdown,
+    )
+    .await;
     let stats = Arc::new(IntakeStats::default());
     let credentials = tokio::spawn(check_credentials(
         sts.clone(),
         readiness.clone(),
-        worker_stop.clone(),
+        shutdown.winding_down(),
     ));
     let intake = QueueLoop {
         max_receives: max_receives(&sqs, &queue_url).await,
@@ -253,12 +274,11 @@ pub async fn run_with(
         stats: stats.clone(),
         metrics,
         readiness,
-        stopping: stopping.clone(),
+        shutdown: shutdown.clone(),
     };
     info!(queue = %queue_url, mode = %settings.mode, store = %store_location, once, "nodemedic running");
-    intake.run(shutdown, once).await;
-    watch_stop.cancel();
-    worker_stop.cancel();
+    intake.run(once).await;
+    shutdown.wind_down();
     for watcher in watchers {
         let _ = watcher.await;
     }
@@ -266,7 +286,7 @@ pub async fn run_with(
     let mut worker = worker;
     let grace = Duration::from_secs(settings.intake.shutdown_grace_secs);
     if tokio::time::timeout(grace, &mut worker).await.is_err() {
-        stopping.cancel();
+        shutdown.give_up();
         let _ = worker.await;
     }
     let _ = credentials.await;

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditStore;
 use crate::audit::store::query;
@@ -286,7 +285,7 @@ async fn drain(
         settings,
         sdk.clone(),
         true,
-        CancellationToken::new(),
+        crate::shutdown::Shutdown::new(),
         Default::default(),
     )
     .await?;

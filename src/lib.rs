@@ -52,5 +52,6 @@ pub mod operate;
 pub mod pipeline;
 pub mod report;
 pub mod settings;
+pub mod shutdown;
 pub mod telemetry;
 pub mod watch;

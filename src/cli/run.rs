@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use tokio_util::sync::CancellationToken;
+use crate::shutdown::Shutdown;
 
 use super::*;
 #[cfg(feature = "demo")]
@@ -18,7 +18,7 @@ pub(super) async fn daemon(args: RunArgs) -> Result<ExitCode, CliError> {
     })?;
     settings.require_queue()?;
     let telemetry = crate::telemetry::init(&settings.log, &settings.otlp)?;
-    let shutdown = CancellationToken::new();
+    let shutdown = Shutdown::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let runtime = crate::daemon::Runtime {
         log_level: telemetry.log_level.clone(),
@@ -145,7 +145,7 @@ pub(super) fn config_check(
 }
 
 /// SIGTERM (ECS, Kubernetes) or Ctrl-C: stop receiving, finish what is in flight, exit 0.
-async fn stop_on_signal(shutdown: CancellationToken) {
+async fn stop_on_signal(shutdown: Shutdown) {
     #[cfg(unix)]
     {
         let mut terminate =
@@ -153,7 +153,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
                 Ok(signal) => signal,
                 Err(_) => {
                     let _ = tokio::signal::ctrl_c().await;
-                    shutdown.cancel();
+                    shutdown.request();
                     return;
                 }
             };
@@ -165,5 +165,5 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("stop requested: finishing messages in flight");
-    shutdown.cancel();
+    shutdown.request();
 }

@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::{Disposition, Inbound, KeepKind, MessageHandler};
 use crate::aws::{AwsError, AwsResultExt};
 use crate::settings::IntakeSettings;
+use crate::shutdown::Shutdown;
 use crate::telemetry::health::Readiness;
 use crate::telemetry::metrics::Metrics;
 
@@ -49,8 +50,9 @@ pub struct QueueLoop {
     /// The queue's redrive `maxReceiveCount`, when known: a message kept on that receive is
     /// dead-lettered.
     pub max_receives: Option<u32>,
-    /// Cancelled when the shutdown grace period runs out: the pipeline stops work in flight.
-    pub stopping: CancellationToken,
+    /// Requested: receive no more; overdue (set here when the grace period runs out): the
+    /// handlers stop work in flight.
+    pub shutdown: Shutdown,
 }
 
 /// How many messages the queue holds: waiting, in flight (received, not yet deleted), delayed.
@@ -107,9 +109,10 @@ pub async fn max_receives(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Option<
 }
 
 impl QueueLoop {
-    /// Runs until `shutdown` is cancelled, or, with `once`, until a receive finds the queue empty
+    /// Runs until a stop is requested, or, with `once`, until a receive finds the queue empty
     /// and nothing is in flight. In-flight messages always finish before this returns.
-    pub async fn run(&self, shutdown: CancellationToken, once: bool) {
+    pub async fn run(&self, once: bool) {
+        let shutdown = self.shutdown.requested();
         let slots = Arc::new(Semaphore::new(self.settings.max_in_flight));
         let tasks = TaskTracker::new();
         // A drain-once run should not sit in a 20 s long poll on an empty queue.
@@ -231,7 +234,7 @@ impl QueueLoop {
                 in_flight = tasks.len(),
                 "shutdown grace period over: stopping work in flight between steps"
             );
-            self.stopping.cancel();
+            self.shutdown.give_up();
             // Each handler stops at its next step or wait, records nothing it did not do, and
             // hands its message back; an AWS call already under way is let finish.
             if tokio::time::timeout(Duration::from_secs(15), tasks.wait())
