@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::audit::{IncidentSummary, Record};
+use crate::core::journal::{Entry, RecordKind};
 
 /// One JSON object per incident, the stable `audit list --json` contract.
 pub fn incident_json(incident: &IncidentSummary) -> Value {
@@ -94,42 +95,36 @@ pub fn show_text(incident: &IncidentSummary, records: &[Record]) -> String {
     );
     let _ = writeln!(out, "  events     {}", incident.events);
 
-    let last = |kind: &str| records.iter().rev().find(|r| r.kind == kind);
-    if let Some(diagnosis) = last("diagnosis") {
+    let last = |kind: RecordKind| {
+        records
+            .iter()
+            .rev()
+            .find(|r| r.kind == kind.as_str())
+            .and_then(|r| Entry::decode(&r.kind, &r.body).ok())
+    };
+    if let Some(Entry::Diagnosis(diagnosis)) = last(RecordKind::Diagnosis) {
         let _ = writeln!(out, "\nDiagnosis");
-        for finding in diagnosis.body["findings"].as_array().into_iter().flatten() {
-            let _ = writeln!(
-                out,
-                "  [{}] {}",
-                text(&finding["cause"]),
-                text(&finding["summary"])
-            );
-            let _ = writeln!(
-                out,
-                "{}",
-                indent(&wrap(text(&finding["explanation"]), 92), 6)
-            );
-            for fact in finding["evidence"].as_array().into_iter().flatten() {
-                let _ = writeln!(
-                    out,
-                    "      - {}: {}",
-                    text(&fact["resource"]),
-                    text(&fact["observed"])
-                );
+        for finding in &diagnosis.findings {
+            let _ = writeln!(out, "  [{}] {}", finding.cause.code(), finding.summary);
+            let _ = writeln!(out, "{}", indent(&wrap(&finding.explanation, 92), 6));
+            for fact in &finding.evidence {
+                let _ = writeln!(out, "      - {}: {}", fact.resource, fact.observed);
             }
         }
     }
-    if let Some(evidence) = last("evidence") {
-        let calls = &evidence.body["calls"]["by_operation"];
-        if let Some(calls) = calls.as_object() {
-            let total: u64 = calls.values().filter_map(Value::as_u64).sum();
-            let list: Vec<String> = calls.iter().map(|(op, n)| format!("{op} x{n}")).collect();
-            let _ = writeln!(out, "  evidence: {total} AWS calls ({})", list.join(", "));
-        }
+    if let Some(Entry::Evidence(evidence)) = last(RecordKind::Evidence) {
+        let calls = &evidence.calls.by_operation;
+        let list: Vec<String> = calls.iter().map(|(op, n)| format!("{op} x{n}")).collect();
+        let _ = writeln!(
+            out,
+            "  evidence: {} AWS calls ({})",
+            evidence.calls.total(),
+            list.join(", ")
+        );
     }
-    if let Some(plan) = last("plan") {
-        let _ = writeln!(out, "\nPlan {}", text(&plan.body["id"]));
-        let steps = plan.body["steps"].as_array().cloned().unwrap_or_default();
+    if let Some(Entry::Plan(plan)) = last(RecordKind::Plan) {
+        let _ = writeln!(out, "\nPlan {}", plan.id);
+        let steps = &plan.steps;
         if steps.is_empty() {
             let _ = writeln!(out, "  (no steps)");
         }
@@ -139,23 +134,17 @@ pub fn show_text(incident: &IncidentSummary, records: &[Record]) -> String {
                 .get(position)
                 .map(|a| a.status.as_str())
                 .unwrap_or("planned");
-            let _ = writeln!(
-                out,
-                "  {}. {} [{}]",
-                position + 1,
-                text(&step["fix"]),
-                status
-            );
-            let _ = writeln!(out, "{}", indent(&wrap(text(&step["reason"]), 90), 6));
+            let _ = writeln!(out, "  {}. {} [{}]", position + 1, step.fix, status);
+            let _ = writeln!(out, "{}", indent(&wrap(&step.reason, 90), 6));
             for call in api_calls(step) {
                 let _ = writeln!(out, "      {call}");
             }
         }
-        for note in plan.body["notes"].as_array().into_iter().flatten() {
+        for note in &plan.notes {
             let _ = writeln!(
                 out,
                 "  note: {}",
-                wrap(text(&note["text"]), 90).replace('\n', "\n        ")
+                wrap(&note.text, 90).replace('\n', "\n        ")
             );
         }
     }
@@ -175,31 +164,21 @@ pub fn show_text(incident: &IncidentSummary, records: &[Record]) -> String {
     out
 }
 
-fn api_calls(step: &Value) -> Vec<String> {
-    let action: Option<crate::core::plan::Action> =
-        serde_json::from_value(step["action"].clone()).ok();
-    action
-        .map(|a| {
-            a.api_calls()
-                .into_iter()
-                .map(|call| {
-                    let mut parameters = call.parameters.clone();
-                    if let Some(policy) = parameters.get_mut("Policy") {
-                        *policy = json!(format!(
-                            "<{} bytes, see the step result>",
-                            policy.as_str().map(str::len).unwrap_or(0)
-                        ));
-                    }
-                    format!("{} {}", call.operation, parameters)
-                })
-                .collect()
+fn api_calls(step: &crate::core::plan::Step) -> Vec<String> {
+    step.action
+        .api_calls()
+        .into_iter()
+        .map(|call| {
+            let mut parameters = call.parameters.clone();
+            if let Some(policy) = parameters.get_mut("Policy") {
+                *policy = json!(format!(
+                    "<{} bytes, see the step result>",
+                    policy.as_str().map(str::len).unwrap_or(0)
+                ));
+            }
+            format!("{} {}", call.operation, parameters)
         })
-        .unwrap_or_default()
-}
-
-/// For a key-policy step: the statements the change added, so a reviewer sees the diff.
-fn text(value: &Value) -> &str {
-    value.as_str().unwrap_or("")
+        .collect()
 }
 
 fn indent(text: &str, by: usize) -> String {
@@ -246,9 +225,13 @@ pub fn plans_text(plans: &[crate::audit::PlanRow]) -> String {
             plan.incident_id,
             plan.updated_at
         );
-        for step in plan.plan["steps"].as_array().into_iter().flatten() {
+        // The plan row keeps the plan as stored; one this build cannot read lists no calls.
+        let steps = serde_json::from_value::<crate::core::plan::Plan>(plan.plan.clone())
+            .map(|plan| plan.steps)
+            .unwrap_or_default();
+        for step in &steps {
             for call in api_calls(step) {
-                let _ = writeln!(out, "    {} -> {call}", text(&step["fix"]));
+                let _ = writeln!(out, "    {} -> {call}", step.fix);
             }
         }
         if let Some(by) = &plan.decided_by {

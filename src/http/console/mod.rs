@@ -6,6 +6,7 @@
 
 pub mod diff;
 pub mod links;
+mod records;
 pub mod session;
 pub mod view;
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::diff::{Line, diff, policy_lines};
-use super::links::{auto_scaling_group_url, console_url, nodegroup_url};
+use super::links::{console_url, nodegroup_url};
 use crate::audit::control::{Breaker, KillSwitch, PlanRow, PlanStatus};
 use crate::audit::{IncidentSummary, Record};
 
@@ -353,7 +353,7 @@ pub fn plans(
 }
 
 /// A JSON value as indented text in which resource ids are links to the AWS console.
-fn json_view(value: &Value, region: &str) -> Markup {
+pub(super) fn json_view(value: &Value, region: &str) -> Markup {
     let mut out = String::new();
     write_json(value, region, 0, &mut out);
     html! { pre.json { (PreEscaped(out)) } }
@@ -415,7 +415,7 @@ fn write_json(value: &Value, region: &str, depth: usize, out: &mut String) {
     }
 }
 
-fn policy_diff(before: &str, after: &str) -> Markup {
+pub(super) fn policy_diff(before: &str, after: &str) -> Markup {
     let lines = diff(&policy_lines(before), &policy_lines(after));
     html! {
         table.diff aria-label="Key policy, before and after" {
@@ -431,7 +431,7 @@ fn policy_diff(before: &str, after: &str) -> Markup {
 }
 
 /// The steps of a plan: the exact API calls, and a key policy's diff.
-fn plan_steps(plan: &Value, region: &str) -> Markup {
+pub(super) fn plan_steps(plan: &Value, region: &str) -> Markup {
     let steps = plan["steps"].as_array().cloned().unwrap_or_default();
     html! {
         ol.steps {
@@ -453,103 +453,6 @@ fn plan_steps(plan: &Value, region: &str) -> Markup {
         }
         @if let Some(notes) = plan["notes"].as_array().filter(|n| !n.is_empty()) {
             ul.notes { @for note in notes { li { (note.as_str().map(str::to_string).unwrap_or_else(|| note.to_string())) } } }
-        }
-    }
-}
-
-fn record_view(record: &Record, region: &str) -> Markup {
-    let body = &record.body;
-    html! {
-        li class={"record " (record.kind)} data-kind=(record.kind) {
-            div.when { time datetime=(record.at) { (record.at) } " " span.kind { (record.kind.replace('_', " ")) } }
-            @match record.kind.as_str() {
-                "event_received" => {
-                    @let trigger = &body["trigger"];
-                    @let kind = &trigger["kind"];
-                    p {
-                        (kind["type"].as_str().unwrap_or("event")) " "
-                        (kind["outcome"].as_str().unwrap_or("")) " · event " code { (trigger["event_id"].as_str().unwrap_or("")) }
-                        @if let Some(group) = kind["asg_name"].as_str() {
-                            " · group " a href=(auto_scaling_group_url(region, group)) target="_blank" rel="noopener noreferrer" { (group) }
-                        }
-                    }
-                    @if let Some(message) = kind["status_message"].as_str() { blockquote { (message) } }
-                    @if let Some(trace) = body["trace_id"].as_str() { p.trace { "trace " code { (trace) } } }
-                }
-                "evidence" => {
-                    details {
-                        summary { "Evidence collected (" (body["calls"]["by_operation"].as_object().map(|o| o.len()).unwrap_or(0)) " kinds of AWS call)" }
-                        (json_view(body, region))
-                    }
-                }
-                "diagnosis" => {
-                    @for finding in body["findings"].as_array().cloned().unwrap_or_default() {
-                        div.finding {
-                            p { code.cause { (finding["cause"].as_str().unwrap_or("?")) }
-                                @if finding["blocking"] == true { " " span.bad { "blocking" } } @else { " " span { "warning" } } }
-                            p.summary { strong { (finding["summary"].as_str().unwrap_or("")) } }
-                            p.why { (finding["explanation"].as_str().unwrap_or("")) }
-                            @if !finding["evidence"].is_null() {
-                                details { summary { "Proof" } (json_view(&finding["evidence"], region)) }
-                            }
-                            @if let Some(remedy) = finding["remedy"].as_str() {
-                                details { summary { "Remedy" } pre { (remedy) } }
-                            }
-                        }
-                    }
-                }
-                "plan" => {
-                    p { "Plan " code { (body["id"].as_str().unwrap_or("")) } }
-                    (plan_steps(body, region))
-                }
-                "guard_decision" => {
-                    @let decision = &body["decision"];
-                    p { strong { (body["fix"].as_str().unwrap_or("")) } ": "
-                        span class={"decision " (decision["decision"].as_str().unwrap_or(""))} { (decision["decision"].as_str().unwrap_or("?")) }
-                        @if let Some(reason) = decision["reason"].as_str() { " (" (reason) ")" } }
-                }
-                "permission_check" => {
-                    p { strong { (body["fix"].as_str().unwrap_or("")) } ": " (body["permission"]["result"].as_str().unwrap_or("?"))
-                        @if let Some(reason) = body["permission"]["reason"].as_str() { " (" (reason) ")" } }
-                }
-                "step_intent" => {
-                    p { "About to call, for " strong { (body["fix"].as_str().unwrap_or("")) } ":" }
-                    (json_view(&body["calls"], region))
-                }
-                "step_result" => {
-                    @let result = &body["result"];
-                    p { strong { (body["fix"].as_str().unwrap_or("")) } ": "
-                        span class={"step " (result["status"].as_str().unwrap_or(""))} { (result["status"].as_str().unwrap_or("?")) }
-                        " — " (result["detail"].as_str().unwrap_or("")) }
-                    @if let (Some(before), Some(after)) = (result["before"]["policy"].as_str(), result["after"]["policy"].as_str()) {
-                        (policy_diff(before, after))
-                    } @else {
-                        details { summary { "Before and after" } (json_view(&serde_json::json!({"before": result["before"], "after": result["after"]}), region)) }
-                    }
-                }
-                "verification" => {
-                    p { "Verification " @if body["passed"] == true { span.good { "passed" } } @else { span.bad { "failed" } } }
-                    ul { @for check in body["checks"].as_array().cloned().unwrap_or_default() {
-                        li { @if check["passed"] == true { "✔ " } @else { "✘ " } (check["what"].as_str().unwrap_or("")) ": " (check["detail"].as_str().unwrap_or("")) }
-                    } }
-                }
-                "approval_decision" => {
-                    p { "Plan " code { (body["plan_id"].as_str().unwrap_or("")) } " "
-                        strong.decision { (body["decision"].as_str().unwrap_or("?")) }
-                        @if let Some(by) = body["by"].as_str() { " by " strong.approver { (by) } }
-                        @if let Some(reason) = body["reason"].as_str() { ": " (reason) } }
-                }
-                "outcome" => {
-                    p { "Outcome " span class={"outcome " (body["outcome"].as_str().unwrap_or(""))} { (body["outcome"].as_str().unwrap_or("?")) }
-                        " (mode " (body["mode"].as_str().unwrap_or("")) ")" }
-                    @if let Some(notes) = body["notes"].as_array().filter(|n| !n.is_empty()) {
-                        ul { @for note in notes { li { (note.as_str().map(str::to_string).unwrap_or_else(|| note.to_string())) } } }
-                    }
-                }
-                _ => {
-                    (json_view(body, region))
-                }
-            }
         }
     }
 }
@@ -584,7 +487,7 @@ pub fn incident(
             }
             h2 { "Timeline" }
             ol.timeline #timeline {
-                @for record in records { (record_view(record, region)) }
+                @for record in records { (super::records::record_view(record, region)) }
             }
         }))
     }

@@ -1,0 +1,190 @@
+//! One audit record on an incident's timeline, read from the typed journal. A record the journal
+//! cannot read is shown as its JSON.
+
+use maud::{Markup, html};
+
+use super::links::auto_scaling_group_url;
+use super::view::{json_view, plan_steps, policy_diff};
+use crate::audit::Record;
+use crate::core::guard::Decision;
+use crate::core::journal::{ApprovalDecision, Entry, OutcomeEntry};
+use crate::core::step::Permission;
+use crate::core::trigger::TriggerKind;
+
+pub(super) fn record_view(record: &Record, region: &str) -> Markup {
+    let body = &record.body;
+    let entry = Entry::decode(&record.kind, body).ok();
+    html! {
+        li class={"record " (record.kind)} data-kind=(record.kind) {
+            div.when { time datetime=(record.at) { (record.at) } " " span.kind { (record.kind.replace('_', " ")) } }
+            @match entry {
+                Some(Entry::EventReceived(received)) => {
+                    @let (kind, outcome, group, message) = trigger_parts(&received.trigger.kind);
+                    p {
+                        (kind) " " (outcome) " · event " code { (received.trigger.event_id) }
+                        @if let Some(group) = group {
+                            " · group " a href=(auto_scaling_group_url(region, group)) target="_blank" rel="noopener noreferrer" { (group) }
+                        }
+                    }
+                    @if let Some(message) = message { blockquote { (message) } }
+                    @if let Some(trace) = &received.trace_id { p.trace { "trace " code { (trace) } } }
+                }
+                Some(Entry::Evidence(evidence)) => {
+                    details {
+                        summary { "Evidence collected (" (evidence.calls.by_operation.len()) " kinds of AWS call)" }
+                        (json_view(body, region))
+                    }
+                }
+                Some(Entry::Diagnosis(diagnosis)) => {
+                    @for finding in &diagnosis.findings {
+                        div.finding {
+                            p { code.cause { (finding.cause.code()) }
+                                @if finding.blocking { " " span.bad { "blocking" } } @else { " " span { "warning" } } }
+                            p.summary { strong { (finding.summary) } }
+                            p.why { (finding.explanation) }
+                            details { summary { "Proof" } (json_view(&serde_json::to_value(&finding.evidence).unwrap_or_default(), region)) }
+                            @if let Some(remedy) = &finding.remedy {
+                                details { summary { "Remedy" } pre { (remedy) } }
+                            }
+                        }
+                    }
+                }
+                Some(Entry::Plan(plan)) => {
+                    p { "Plan " code { (plan.id) } }
+                    (plan_steps(body, region))
+                }
+                Some(Entry::GuardDecision(guard)) => {
+                    @let (decision, reason) = decision_parts(&guard.decision);
+                    p { strong { (guard.fix) } ": "
+                        span class={"decision " (decision)} { (decision) }
+                        @if let Some(reason) = reason { " (" (reason) ")" } }
+                }
+                Some(Entry::PermissionCheck(check)) => {
+                    @let (result, reason) = permission_parts(&check.permission);
+                    p { strong { (check.fix) } ": " (result)
+                        @if let Some(reason) = reason { " (" (reason) ")" } }
+                }
+                Some(Entry::StepIntent(intent)) => {
+                    p { "About to call, for " strong { (intent.fix) } ":" }
+                    (json_view(&body["calls"], region))
+                }
+                Some(Entry::StepResult(done)) => {
+                    @let result = &done.result;
+                    p { strong { (done.fix) } ": "
+                        span class={"step " (result.status.as_str())} { (result.status.as_str()) }
+                        " — " (result.detail) }
+                    @if let (Some(before), Some(after)) = (result.before["policy"].as_str(), result.after["policy"].as_str()) {
+                        (policy_diff(before, after))
+                    } @else {
+                        details { summary { "Before and after" } (json_view(&serde_json::json!({"before": result.before, "after": result.after}), region)) }
+                    }
+                }
+                Some(Entry::Verification(verification)) => {
+                    p { "Verification " @if verification.passed { span.good { "passed" } } @else { span.bad { "failed" } } }
+                    ul { @for check in &verification.checks {
+                        li { @if check.passed { "✔ " } @else { "✘ " } (check.what) ": " (check.detail) }
+                    } }
+                }
+                Some(Entry::ApprovalDecision(decision)) => {
+                    @let (plan_id, verdict, by, reason) = approval_parts(&decision);
+                    p { "Plan " code { (plan_id) } " "
+                        strong.decision { (verdict) }
+                        @if let Some(by) = by { " by " strong.approver { (by) } }
+                        @if let Some(reason) = reason { ": " (reason) } }
+                }
+                Some(Entry::Outcome(outcome)) => {
+                    @let (outcome, mode, notes) = outcome_parts(&outcome);
+                    p { "Outcome " span class={"outcome " (outcome)} { (outcome) }
+                        " (mode " (mode) ")" }
+                    @if !notes.is_empty() {
+                        ul { @for note in notes { li { (note) } } }
+                    }
+                }
+                _ => {
+                    (json_view(body, region))
+                }
+            }
+        }
+    }
+}
+
+/// The trigger's kind, a launch's outcome, its Auto Scaling group and status message.
+fn trigger_parts(kind: &TriggerKind) -> (&'static str, &'static str, Option<&str>, Option<&str>) {
+    match kind {
+        TriggerKind::Launch(launch) => (
+            "launch",
+            match launch.outcome {
+                crate::core::trigger::LaunchOutcome::Successful => "successful",
+                crate::core::trigger::LaunchOutcome::Unsuccessful => "unsuccessful",
+            },
+            Some(launch.asg_name.as_str()),
+            launch.status_message.as_deref(),
+        ),
+        TriggerKind::Health(_) => ("health", "", None, None),
+        TriggerKind::JoinCheck(_) => ("join_check", "", None, None),
+        TriggerKind::Preflight(_) => ("preflight", "", None, None),
+    }
+}
+
+fn decision_parts(decision: &Decision) -> (&'static str, Option<&str>) {
+    match decision {
+        Decision::Apply { .. } => ("apply", None),
+        Decision::Hold { reason, .. } => ("hold", Some(reason)),
+        Decision::Skip { reason } => ("skip", Some(reason)),
+    }
+}
+
+fn permission_parts(permission: &Permission) -> (&'static str, Option<&str>) {
+    match permission {
+        Permission::Allowed => ("allowed", None),
+        Permission::Performed => ("performed", None),
+        Permission::Denied { reason } => ("denied", Some(reason)),
+        Permission::Unchecked { reason } => ("unchecked", Some(reason)),
+    }
+}
+
+/// Plan id, verdict, who decided (a person's decision only) and the reason given.
+fn approval_parts(decision: &ApprovalDecision) -> (&str, &'static str, Option<&str>, Option<&str>) {
+    match decision {
+        ApprovalDecision::Decided {
+            plan_id,
+            decision,
+            by,
+            reason,
+            ..
+        } => (plan_id, decision.as_str(), Some(by), reason.as_deref()),
+        ApprovalDecision::ApprovalExpired {
+            plan_id, decision, ..
+        } => (plan_id, decision.as_str(), None, None),
+        ApprovalDecision::Unanswered {
+            plan_id,
+            decision,
+            reason,
+            ..
+        } => (plan_id, decision.as_str(), None, Some(reason)),
+    }
+}
+
+/// The outcome, the mode it ran in (none for a cause that went away) and the plan's notes.
+fn outcome_parts(outcome: &OutcomeEntry) -> (&'static str, &'static str, Vec<String>) {
+    match outcome {
+        OutcomeEntry::Concluded {
+            outcome,
+            mode,
+            notes,
+            ..
+        } => (
+            outcome.as_str(),
+            mode.as_str(),
+            notes
+                .iter()
+                .map(|note| {
+                    serde_json::to_value(note)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                })
+                .collect(),
+        ),
+        OutcomeEntry::Resolved { outcome, .. } => (outcome.as_str(), "", Vec::new()),
+    }
+}
