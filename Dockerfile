@@ -8,8 +8,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY config ./config
-# The binary embeds the emulator launcher for `nodemedic demo`.
-COPY tests/emulator ./tests/emulator
+# Without the `demo` feature: no lab worlds and no emulator launcher in the production binary.
 RUN cargo build --release --locked --bin nodemedic \
     && strip target/release/nodemedic \
     && mkdir -p /state

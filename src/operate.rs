@@ -45,10 +45,10 @@ pub fn decide_plan(
                 status: PlanStatus::Expired.as_str().to_string(),
             }));
         }
-        if row.status != PlanStatus::AwaitingApproval.as_str() {
+        if row.status != PlanStatus::AwaitingApproval {
             return Ok(Err(OperateError::NotAwaiting {
                 plan: plan_id.to_string(),
-                status: row.status,
+                status: row.status.as_str().to_string(),
             }));
         }
         let (status, verdict) = if approve {

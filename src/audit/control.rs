@@ -89,12 +89,18 @@ impl PlanStatus {
     }
 }
 
+impl std::fmt::Display for PlanStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A plan as the approval workflow sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanRow {
     pub plan_id: String,
     pub incident_id: String,
-    pub status: String,
+    pub status: PlanStatus,
     pub created_at: String,
     pub updated_at: String,
     pub plan: Value,
@@ -129,7 +135,7 @@ impl PlanRow {
     /// When a plan awaiting approval expires: `ttl` after an event last confirmed it. `None` for
     /// a plan in any other state, or whose time cannot be read.
     pub fn expires_at(&self, ttl: std::time::Duration) -> Option<time::OffsetDateTime> {
-        if self.status != PlanStatus::AwaitingApproval.as_str() {
+        if self.status != PlanStatus::AwaitingApproval {
             return None;
         }
         let confirmed = time::OffsetDateTime::parse(
@@ -230,7 +236,7 @@ mod tests {
                 .unwrap()
                 .unwrap()
                 .status,
-            "superseded"
+            PlanStatus::Superseded
         );
         store
             .write_blocking(|tx| {
@@ -259,7 +265,7 @@ mod tests {
                 .unwrap()
                 .unwrap()
                 .status,
-            "approved"
+            PlanStatus::Approved
         );
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -289,7 +295,7 @@ mod tests {
                 .unwrap();
             assert!(register(id), "{id} is asked for again");
             let row = status(id);
-            assert_eq!(row.status, "awaiting_approval");
+            assert_eq!(row.status, PlanStatus::AwaitingApproval);
             assert_eq!(row.decided_by, None, "the old approval does not carry over");
         }
         assert!(register("plan-rejected"));
@@ -299,7 +305,7 @@ mod tests {
             })
             .unwrap();
         assert!(!register("plan-rejected"));
-        assert_eq!(status("plan-rejected").status, "rejected");
+        assert_eq!(status("plan-rejected").status, PlanStatus::Rejected);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

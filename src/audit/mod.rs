@@ -36,7 +36,7 @@ pub struct IncidentSummary {
     pub nodegroup: String,
     pub cause: String,
     pub mode: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub summary: String,
     pub plan_id: Option<String>,
     pub opened_at: String,

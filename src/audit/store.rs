@@ -379,7 +379,7 @@ mod tests {
         assert_eq!(listed.len(), 1);
         let incident = &listed[0];
         assert_eq!(incident.events, 1, "the first disposition of an event wins");
-        assert_eq!(incident.outcome, "failed");
+        assert_eq!(incident.outcome, Outcome::Failed);
         assert_eq!(incident.plan_id.as_deref(), Some("plan-1"));
         assert_eq!(incident.actions[0].status, "applied");
         assert_eq!(incident.actions[1].status, "planned");

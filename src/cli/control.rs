@@ -40,7 +40,7 @@ pub(super) async fn decide(args: DecisionArgs, approve: bool) -> Result<ExitCode
     println!(
         "plan {} {} by {} (incident {}){}",
         row.plan_id,
-        row.status,
+        row.status.as_str(),
         by,
         row.incident_id,
         if approve {

@@ -123,7 +123,7 @@ impl Pipeline {
             .store
             .read(move |c| control::plan(c, &plan_id))
             .await?
-            .filter(|r| r.status == PlanStatus::Approved.as_str())
+            .filter(|r| r.status == PlanStatus::Approved)
         else {
             return Ok(None);
         };
@@ -253,8 +253,7 @@ impl Pipeline {
             );
             self.store
                 .read(move |c| {
-                    let previous =
-                        query::incident(c, &id)?.and_then(|i| Outcome::parse(&i.outcome));
+                    let previous = query::incident(c, &id)?.map(|i| i.outcome);
                     let earlier = match &subject {
                         Some(subject) => query::incidents_for_subject(
                             c,

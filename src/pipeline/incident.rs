@@ -272,7 +272,7 @@ impl Pipeline {
                 let reusable = earlier.iter().find(|incident| {
                     incident.updated_at >= window_start
                         && matches!(
-                            Outcome::parse(&incident.outcome),
+                            Some(incident.outcome),
                             Some(
                                 Outcome::InProgress
                                     | Outcome::Planned
@@ -287,7 +287,7 @@ impl Pipeline {
                         IncidentChoice {
                             id: incident.incident_id.clone(),
                             is_new: false,
-                            previous_outcome: Outcome::parse(&incident.outcome),
+                            previous_outcome: Some(incident.outcome),
                         }
                     }
                     None => {
@@ -323,20 +323,20 @@ pub(super) fn base_history(
 ) -> History {
     let concluded = earlier.iter().find(|i| {
         matches!(
-            Outcome::parse(&i.outcome),
+            Some(i.outcome),
             Some(Outcome::Failed | Outcome::Fixed | Outcome::Resolved)
         )
     });
     History {
         failed_fix: concluded
-            .filter(|i| i.outcome == Outcome::Failed.as_str())
+            .filter(|i| i.outcome == Outcome::Failed)
             .map(|i| i.incident_id.clone()),
         fix_did_not_hold: earlier
             .iter()
             .find(|i| {
                 i.incident_id != current
                     && i.updated_at.as_str() >= window_start
-                    && i.outcome == Outcome::Fixed.as_str()
+                    && i.outcome == Outcome::Fixed
             })
             .map(|i| i.incident_id.clone()),
         ..History::default()

@@ -140,7 +140,7 @@ pub(super) struct Resumable {
 /// `partly_applied`, when that plan was applied in part and then held, for an approval).
 pub(super) fn resumable(
     incident_id: &str,
-    outcome: &str,
+    outcome: crate::audit::Outcome,
     records: &[Record],
     partly_applied: bool,
 ) -> Option<Resumable> {
@@ -163,7 +163,7 @@ pub(super) fn resumable(
     };
     Some(Resumable {
         incident_id: incident_id.to_string(),
-        outcome: crate::audit::Outcome::parse(outcome),
+        outcome: Some(outcome),
         plan: *plan,
         diagnosis: *diagnosis,
     })
@@ -184,7 +184,7 @@ impl Pipeline {
                 for incident in c.incidents_of_nodegroup(&key, 3)? {
                     let records = c.records(&incident.incident_id)?;
                     if let Some(found) =
-                        resumable(&incident.incident_id, &incident.outcome, &records, false)
+                        resumable(&incident.incident_id, incident.outcome, &records, false)
                     {
                         return Ok(Some(found));
                     }
@@ -305,7 +305,7 @@ impl Pipeline {
                 let Some(incident) = c.incident(&id)? else {
                     return Ok(None);
                 };
-                Ok(resumable(&id, &incident.outcome, &c.records(&id)?, true))
+                Ok(resumable(&id, incident.outcome, &c.records(&id)?, true))
             })
             .await?)
     }

@@ -57,7 +57,7 @@ pub fn list_text(incidents: &[IncidentSummary]) -> String {
             format!("{}/{}", incident.cluster, incident.nodegroup),
             incident.cause,
             incident.mode,
-            incident.outcome,
+            incident.outcome.as_str(),
             if actions.is_empty() {
                 "-".to_string()
             } else {
@@ -79,7 +79,7 @@ pub fn show_text(incident: &IncidentSummary, records: &[Record]) -> String {
         out,
         "Incident {}  ({})",
         incident.incident_id,
-        incident.outcome.to_uppercase()
+        incident.outcome.as_str().to_uppercase()
     );
     let _ = writeln!(
         out,
@@ -218,7 +218,7 @@ pub fn plans_text(plans: &[crate::audit::PlanRow]) -> String {
             out,
             "{}  {:<17} {}/{}  {}  (incident {}, {})",
             plan.plan_id,
-            plan.status,
+            plan.status.as_str(),
             plan.cluster,
             plan.nodegroup,
             plan.cause,
@@ -354,7 +354,7 @@ mod tests {
             nodegroup: "new_nodegroup_1".into(),
             cause: "kms_key_policy_blocks_autoscaling".into(),
             mode: "auto".into(),
-            outcome: "fixed".into(),
+            outcome: crate::audit::Outcome::Fixed,
             summary: "s".into(),
             plan_id: Some("plan-1".into()),
             opened_at: "2026-01-01T00:00:00.000Z".into(),

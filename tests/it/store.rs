@@ -135,7 +135,11 @@ async fn the_index_lists_incidents_with_their_steps_and_events(name: &str, store
         incident.events, 1,
         "{name}: the first disposition of an event wins"
     );
-    assert_eq!(incident.outcome, "failed", "{name}");
+    assert_eq!(
+        incident.outcome,
+        nodemedic::audit::Outcome::Failed,
+        "{name}"
+    );
     assert_eq!(incident.plan_id.as_deref(), Some("plan-1"), "{name}");
     assert_eq!(incident.actions[0].status, "applied", "{name}");
     assert_eq!(incident.actions[1].status, "planned", "{name}");
@@ -223,7 +227,11 @@ async fn plans_wait_are_decided_and_come_back(name: &str, store: &AuditStore) {
     assert!(register("plan-a").await, "{name}: a new plan is announced");
     assert!(!register("plan-a").await, "{name}: waiting already");
     assert!(register("plan-b").await, "{name}");
-    assert_eq!(status("plan-a").await.status, "superseded", "{name}");
+    assert_eq!(
+        status("plan-a").await.status,
+        PlanStatus::Superseded,
+        "{name}"
+    );
     decide("plan-b", PlanStatus::Approved).await;
     let approved = store
         .read(|r| r.plans(Some(PlanStatus::Approved)))
@@ -236,7 +244,11 @@ async fn plans_wait_are_decided_and_come_back(name: &str, store: &AuditStore) {
         !register("plan-b").await,
         "{name}: an approval is not reset"
     );
-    assert_eq!(status("plan-b").await.status, "approved", "{name}");
+    assert_eq!(
+        status("plan-b").await.status,
+        PlanStatus::Approved,
+        "{name}"
+    );
     decide("plan-b", PlanStatus::Expired).await;
     assert!(
         register("plan-b").await,

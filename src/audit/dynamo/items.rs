@@ -69,7 +69,10 @@ pub(super) fn plan_from_item(item: &Item) -> Result<PlanRow, AuditError> {
     Ok(PlanRow {
         plan_id: text(item, "plan_id").unwrap_or_default(),
         incident_id: text(item, "incident_id").unwrap_or_default(),
-        status: text(item, "status").unwrap_or_default(),
+        status: text(item, "status")
+            .as_deref()
+            .and_then(PlanStatus::parse)
+            .ok_or_else(|| backend_error("a plan item has no known status"))?,
         created_at: text(item, "created_at").unwrap_or_default(),
         updated_at: text(item, "updated_at").unwrap_or_default(),
         plan: serde_json::from_str(&text(item, "plan").unwrap_or_else(|| "null".into()))?,

@@ -235,6 +235,7 @@ impl DynamoBackend {
 
     pub(super) fn summary(&self, meta: &Item) -> Result<IncidentSummary, AuditError> {
         let id = text(meta, "incident_id").unwrap_or_default();
+        let id_for_errors = id.clone();
         let steps = self.partition(&format!("INC#{id}"), Some("STEP#"))?;
         let nodegroups = self
             .partition(&format!("INC#{id}"), Some("NG#"))?
@@ -250,7 +251,12 @@ impl DynamoBackend {
             nodegroup: text(meta, "nodegroup").unwrap_or_default(),
             cause: text(meta, "cause").unwrap_or_default(),
             mode: text(meta, "mode").unwrap_or_default(),
-            outcome: text(meta, "outcome").unwrap_or_default(),
+            outcome: text(meta, "outcome")
+                .as_deref()
+                .and_then(Outcome::parse)
+                .ok_or_else(|| {
+                    backend_error(format!("incident {id_for_errors} has no known outcome"))
+                })?,
             summary: text(meta, "summary").unwrap_or_default(),
             plan_id: text(meta, "plan_id"),
             opened_at: text(meta, "opened_at").unwrap_or_default(),

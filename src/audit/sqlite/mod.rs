@@ -81,6 +81,32 @@ impl SqliteBackend {
     }
 }
 
+/// A plan's status as stored: its text, read back as the enum.
+struct StoredPlanStatus(PlanStatus);
+
+impl rusqlite::types::FromSql for StoredPlanStatus {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        PlanStatus::parse(text)
+            .map(StoredPlanStatus)
+            .ok_or_else(|| {
+                rusqlite::types::FromSqlError::Other(format!("unknown plan status {text:?}").into())
+            })
+    }
+}
+
+/// An incident's outcome as stored: its text, read back as the enum.
+struct StoredOutcome(Outcome);
+
+impl rusqlite::types::FromSql for StoredOutcome {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        Outcome::parse(text).map(StoredOutcome).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown outcome {text:?}").into())
+        })
+    }
+}
+
 pub(super) const SUMMARY_COLUMNS: &str = "incident_id, account, region, cluster, nodegroup, cause, mode, outcome, summary, plan_id, opened_at, updated_at";
 
 pub(super) fn summaries(
@@ -98,7 +124,7 @@ pub(super) fn summaries(
             nodegroup: row.get(4)?,
             cause: row.get(5)?,
             mode: row.get(6)?,
-            outcome: row.get(7)?,
+            outcome: row.get::<_, StoredOutcome>(7)?.0,
             summary: row.get(8)?,
             plan_id: row.get(9)?,
             opened_at: row.get(10)?,
@@ -186,7 +212,7 @@ pub(super) fn plan_rows(
             PlanRow {
                 plan_id: row.get(0)?,
                 incident_id: row.get(1)?,
-                status: row.get(2)?,
+                status: row.get::<_, StoredPlanStatus>(2)?.0,
                 created_at: row.get(3)?,
                 updated_at: row.get(4)?,
                 plan: Value::Null,

@@ -298,7 +298,7 @@ pub fn filter_incidents(
                     .any(|n| n.rsplit('/').next() == Some(nodegroup))
         })
         .filter(|i| cause.is_empty() || i.cause == cause)
-        .filter(|i| outcome.is_empty() || i.outcome == outcome)
+        .filter(|i| outcome.is_empty() || i.outcome.as_str() == outcome)
         .filter(|i| opened_after.is_none_or(|after| i.opened_at.as_str() >= after))
         .collect();
     kept.sort_by(|a, b| b.opened_at.cmp(&a.opened_at));
@@ -318,7 +318,7 @@ fn choices(incidents: &[IncidentSummary]) -> view::Choices {
         clusters: distinct(&|i| &i.cluster),
         nodegroups: distinct(&|i| &i.nodegroup),
         causes: distinct(&|i| &i.cause),
-        outcomes: distinct(&|i| &i.outcome),
+        outcomes: distinct(&|i| i.outcome.as_str()),
     }
 }
 
@@ -469,7 +469,7 @@ async fn plans(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     };
     let (mut awaiting, mut recent): (Vec<_>, Vec<_>) = all
         .into_iter()
-        .partition(|p| p.status == PlanStatus::AwaitingApproval.as_str());
+        .partition(|p| p.status == PlanStatus::AwaitingApproval);
     awaiting.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
     recent.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
     recent.truncate(20);

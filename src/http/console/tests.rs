@@ -16,7 +16,7 @@ fn incident(
         nodegroup: nodegroup.into(),
         cause: cause.into(),
         mode: "auto".into(),
-        outcome: outcome.into(),
+        outcome: crate::audit::Outcome::parse(outcome).unwrap(),
         summary: String::new(),
         plan_id: None,
         opened_at: opened.into(),

@@ -259,7 +259,7 @@ pub fn index(
                                 td { (incident.cluster) "/" (incident.nodegroup)
                                     @if incident.nodegroups.len() > 1 { " (+" (incident.nodegroups.len() - 1) " more)" } }
                                 td { code { (incident.cause) } }
-                                td { span class={"outcome " (incident.outcome)} { (incident.outcome) } }
+                                td { span class={"outcome " (incident.outcome.as_str())} { (incident.outcome.as_str()) } }
                                 td { a href={"/console/incidents/" (incident.incident_id)} { (incident.summary) } }
                                 td { @for action in &incident.actions { span class={"step " (action.status)} { (action.kind) ": " (action.status) } " " } }
                             }
@@ -302,12 +302,12 @@ fn decision_forms(viewer: &Viewer, row: &PlanRow) -> Markup {
 }
 
 fn plan_card(viewer: &Viewer, row: &PlanRow, plan_ttl: Duration, now: OffsetDateTime) -> Markup {
-    let awaiting = row.status == PlanStatus::AwaitingApproval.as_str();
+    let awaiting = row.status == PlanStatus::AwaitingApproval;
     html! {
-        article.plan data-plan=(row.plan_id) data-status=(row.status) {
+        article.plan data-plan=(row.plan_id) data-status=(row.status.as_str()) {
             h3 {
                 code { (row.plan_id) } " "
-                span class={"status " (row.status)} { (row.status) }
+                span class={"status " (row.status.as_str())} { (row.status.as_str()) }
                 " " (time_left(row, plan_ttl, now))
             }
             p {
@@ -323,7 +323,7 @@ fn plan_card(viewer: &Viewer, row: &PlanRow, plan_ttl: Duration, now: OffsetDate
             @if awaiting {
                 (decision_forms(viewer, row))
             } @else {
-                p.no-decision { "This plan is " (row.status) "; it cannot be approved or rejected." }
+                p.no-decision { "This plan is " (row.status.as_str()) "; it cannot be approved or rejected." }
             }
         }
     }
@@ -476,7 +476,7 @@ pub fn incident(
                 @if incident.nodegroups.len() > 1 { dt { "Also" } dd { (incident.nodegroups.join(", ")) } }
                 dt { "Account, region" } dd { (incident.account) ", " (region) }
                 dt { "Cause" } dd { code #cause { (incident.cause) } }
-                dt { "Outcome" } dd { span #outcome class={"outcome " (incident.outcome)} { (incident.outcome) } }
+                dt { "Outcome" } dd { span #outcome class={"outcome " (incident.outcome.as_str())} { (incident.outcome.as_str()) } }
                 dt { "Mode" } dd { (incident.mode) }
                 dt { "Opened, updated" } dd { (incident.opened_at) ", " (incident.updated_at) }
                 dt { "Summary" } dd { (incident.summary) }

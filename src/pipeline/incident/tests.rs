@@ -120,7 +120,7 @@ fn summary(id: &str, outcome: Outcome, updated_at: &str) -> IncidentSummary {
         nodegroup: "n".into(),
         cause: "subnet_no_egress_route".into(),
         mode: "auto".into(),
-        outcome: outcome.as_str().into(),
+        outcome,
         summary: String::new(),
         plan_id: None,
         opened_at: updated_at.into(),
