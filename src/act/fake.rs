@@ -12,10 +12,10 @@ use crate::core::plan::{Action, FixKind, ScalingUpdate, Step};
 
 /// An in-memory world behind the actuator seam.
 #[derive(Default)]
-pub(super) struct FakeWorld {
-    pub(super) routes: Mutex<HashMap<String, Vec<RouteFacts>>>,
-    pub(super) policies: Mutex<HashMap<String, String>>,
-    pub(super) nodegroup: Mutex<Option<NodegroupState>>,
+pub(crate) struct FakeWorld {
+    pub(crate) routes: Mutex<HashMap<String, Vec<RouteFacts>>>,
+    pub(crate) policies: Mutex<HashMap<String, String>>,
+    pub(crate) nodegroup: Mutex<Option<NodegroupState>>,
     /// Reads left before an update settles.
     pub(super) updating_reads: Mutex<u32>,
     pub(super) updates: Mutex<Vec<ScalingUpdate>>,
@@ -23,7 +23,7 @@ pub(super) struct FakeWorld {
     pub(super) flags: Mutex<HashMap<String, bool>>,
     pub(super) role_policies: Mutex<HashMap<String, Vec<String>>>,
     pub(super) access_entries: Mutex<HashMap<String, String>>,
-    pub(super) in_service: Mutex<usize>,
+    pub(crate) in_service: Mutex<usize>,
     pub(super) denied: Mutex<Option<String>>,
 }
 
@@ -37,7 +37,7 @@ pub(super) fn error(operation: &'static str, code: &str) -> AwsError {
 }
 
 impl FakeWorld {
-    pub(super) fn failing(self, operation: &'static str, code: &str) -> Self {
+    pub(crate) fn failing(self, operation: &'static str, code: &str) -> Self {
         self.fail.lock().unwrap().insert(operation, code.into());
         self
     }
@@ -49,7 +49,7 @@ impl FakeWorld {
         }
     }
 
-    pub(super) fn with_table(self, table: &str, routes: Vec<RouteFacts>) -> Self {
+    pub(crate) fn with_table(self, table: &str, routes: Vec<RouteFacts>) -> Self {
         self.routes.lock().unwrap().insert(table.into(), routes);
         self
     }
@@ -62,7 +62,7 @@ impl FakeWorld {
         self
     }
 
-    pub(super) fn with_nodegroup(self, status: &str, min: i32, max: i32, desired: i32) -> Self {
+    pub(crate) fn with_nodegroup(self, status: &str, min: i32, max: i32, desired: i32) -> Self {
         *self.nodegroup.lock().unwrap() = Some(NodegroupState {
             status: status.into(),
             scaling: Scaling { min, max, desired },

@@ -245,7 +245,7 @@ pub async fn apply<A: Actuator>(actuator: &A, step: &Step, wait: WaitPolicy) -> 
 }
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

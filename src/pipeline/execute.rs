@@ -10,7 +10,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::remediation::Remediation;
 use super::resume::{self, Interrupted};
 use super::{Pipeline, PipelineError};
-use crate::act::{self, AwsActuator, StepResult, StepStatus};
+use crate::act::{self, Actuator, StepResult, StepStatus};
 use crate::audit::NodegroupKey;
 use crate::audit::control;
 use crate::core::evidence::Evidence;
@@ -153,27 +153,22 @@ pub(super) fn breaker_scopes(step: &Step, evidence: &Evidence, key: &NodegroupKe
 impl Pipeline {
     /// Runs every step past the guard, then verifies what was applied and rolls it back when
     /// the cause did not go away.
-    pub(super) async fn execute(
+    pub(super) async fn execute<A: Actuator>(
         &self,
         remediation: &Remediation<'_>,
+        actuator: &A,
     ) -> Result<Run, PipelineError> {
         let Remediation {
             incident,
             key,
-            trigger,
             evidence,
             plan,
             history: base,
             approval,
             ..
         } = remediation;
-        let (key, trigger, evidence, plan) = (*key, *trigger, *evidence, *plan);
+        let (key, evidence, plan) = (*key, *evidence, *plan);
         let incident_id = incident.id.as_str();
-        let actuator = AwsActuator::new(
-            self.clients
-                .for_account(&trigger.account, &trigger.region)
-                .await?,
-        );
         let policy = &self.config.policy;
         let mut run = Run::default();
         let mut applied: Vec<(usize, StepResult)> = Vec::new();
@@ -203,7 +198,7 @@ impl Pipeline {
             if !earlier_failure
                 && approval.is_none()
                 && let Some(resolution) = self
-                    .resolve_interrupted(&actuator, &unfinished, step, key, evidence)
+                    .resolve_interrupted(actuator, &unfinished, step, key, evidence)
                     .await
             {
                 match resolution {
@@ -276,7 +271,7 @@ impl Pipeline {
             let permission = if policy.mode == Mode::DryRun
                 && matches!(decision, Decision::Hold { .. })
             {
-                let permission = act::check_permission(&actuator, step).await;
+                let permission = act::check_permission(actuator, step).await;
                 if permission == act::Permission::Performed {
                     warn!(fix = %step.fix, "the endpoint ignored DryRun and performed the call");
                     run.escalations.push(format!(
@@ -327,7 +322,7 @@ impl Pipeline {
             // A long wait (a cycle waits for the nodegroup) is left when the process must stop;
             // the intent is recorded, so the next run resumes it.
             let result = tokio::select! {
-                result = act::apply(&actuator, step, act::WaitPolicy::from(&self.config.remediation))
+                result = act::apply(actuator, step, act::WaitPolicy::from(&self.config.remediation))
                     .instrument(info_span!("fix_step", fix = %step.fix)) => result,
                 _ = self.stopping.cancelled() => return Err(PipelineError::ShuttingDown),
             };
@@ -360,7 +355,7 @@ impl Pipeline {
         // Steps applied before a failed one are verified too, and undone if they did not help.
         if !applied.is_empty() {
             self.verify_or_roll_back(
-                &actuator,
+                actuator,
                 incident_id,
                 key,
                 evidence,

@@ -7,6 +7,8 @@ mod execute;
 mod incident;
 mod leases;
 mod remediation;
+#[cfg(test)]
+mod remediation_tests;
 mod resume;
 mod state;
 mod verification;

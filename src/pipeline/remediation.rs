@@ -9,6 +9,7 @@ use tracing::info;
 use super::execute::Run;
 use super::incident::{IncidentChoice, approved_plan_status, notice, outcome_of};
 use super::{Pipeline, PipelineError};
+use crate::act::{Actuator, AwsActuator};
 use crate::audit::NodegroupKey;
 use crate::core::checks::Diagnosis;
 use crate::core::evidence::Evidence;
@@ -40,7 +41,21 @@ impl Pipeline {
         &self,
         remediation: Remediation<'_>,
     ) -> Result<(), PipelineError> {
-        let run = self.execute(&remediation).await?;
+        let actuator = AwsActuator::new(
+            self.clients
+                .for_account(&remediation.trigger.account, &remediation.trigger.region)
+                .await?,
+        );
+        self.remediate_with(remediation, &actuator).await
+    }
+
+    /// [`Pipeline::remediate`] through a given actuator (the unit tests' in-memory world).
+    pub(super) async fn remediate_with<A: Actuator>(
+        &self,
+        remediation: Remediation<'_>,
+        actuator: &A,
+    ) -> Result<(), PipelineError> {
+        let run = self.execute(&remediation, actuator).await?;
         self.conclude(&remediation, run).await
     }
 

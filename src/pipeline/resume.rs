@@ -13,7 +13,7 @@ use super::incident::IncidentChoice;
 use super::remediation::Remediation;
 use super::{Disposition, Inbound, Pipeline, PipelineError};
 use crate::act::verify::{self, Nodegroup};
-use crate::act::{Actuator, AwsActuator, StepResult, StepStatus, WaitPolicy};
+use crate::act::{Actuator, StepResult, StepStatus, WaitPolicy};
 use crate::audit::{NodegroupKey, Record};
 use crate::aws::AwsClients;
 use crate::aws::collect::{Scope, collect};
@@ -340,9 +340,9 @@ impl Pipeline {
     /// cycle reads the world before it writes, so applying it again is safe: `None`. A cycle
     /// that may have run is not run twice: if the nodegroup is healthy it is in effect; if it
     /// was left at zero the cycle only restores (`None`); otherwise a human decides.
-    pub(super) async fn resolve_interrupted(
+    pub(super) async fn resolve_interrupted<A: Actuator>(
         &self,
-        actuator: &AwsActuator,
+        actuator: &A,
         unfinished: &Unfinished,
         step: &Step,
         key: &NodegroupKey,

@@ -8,7 +8,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::execute::{Run, breaker_scopes, resource_of};
 use super::{Pipeline, PipelineError};
 use crate::act::verify::{self, Nodegroup, Verification};
-use crate::act::{AwsActuator, StepResult, StepStatus, WaitPolicy};
+use crate::act::{Actuator, StepResult, StepStatus, WaitPolicy};
 use crate::audit::NodegroupKey;
 use crate::audit::control;
 use crate::core::evidence::Evidence;
@@ -19,9 +19,9 @@ use crate::core::time::now;
 
 impl Pipeline {
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn verify_or_roll_back(
+    pub(super) async fn verify_or_roll_back<A: Actuator>(
         &self,
-        actuator: &AwsActuator,
+        actuator: &A,
         incident_id: &str,
         key: &NodegroupKey,
         evidence: &Evidence,
@@ -91,9 +91,9 @@ impl Pipeline {
 
     /// Undoes the applied steps, newest first, each with an intent record before it and a
     /// rollback record after. With the kill switch on nothing is undone either: a human decides.
-    async fn roll_back(
+    async fn roll_back<A: Actuator>(
         &self,
-        actuator: &AwsActuator,
+        actuator: &A,
         incident_id: &str,
         key: &NodegroupKey,
         plan: &Plan,
