@@ -58,6 +58,20 @@ async fn approval_worker(
     }
 }
 
+/// The HTTP API, probes, metrics and console, until the services wind down.
+fn start_http(
+    address: std::net::SocketAddr,
+    state: HttpState,
+    shutdown: &Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    let stop = shutdown.winding_down();
+    tokio::spawn(async move {
+        if let Err(error) = crate::http::serve(address, state, stop).await {
+            tracing::error!(%error, %address, "the HTTP API could not start");
+        }
+    })
+}
+
 /// The health watchers: one per served account (the hub, and every member through its role) in
 /// the daemon's region, each publishing to the hub's queue, where the event is handled in its own
 /// account. They stop when the services wind down.
@@ -224,32 +238,24 @@ pub async fn run_with(
         Duration::from_secs(settings.guard.approval_poll_secs),
         shutdown.winding_down(),
     ));
-    let http = match settings.http.address.parse::<std::net::SocketAddr>() {
-        Ok(address) => {
-            let state = HttpState {
-                store,
-                tokens: settings.http.tokens.clone(),
-                approvals: approvals.clone(),
-                metrics: metrics.clone(),
-                readiness: readiness.clone(),
-                log_level: runtime.log_level.clone(),
-                plan_ttl: Duration::from_secs(settings.guard.plan_ttl_secs),
-                console: settings.http.console.then(|| {
-                    Arc::new(ConsoleContext::new(
-                        settings.mode.as_str(),
-                        Some((sqs.clone(), queue_url.clone())),
-                    ))
-                }),
-            };
-            let stop = shutdown.winding_down();
-            Some(tokio::spawn(async move {
-                if let Err(error) = crate::http::serve(address, state, stop).await {
-                    tracing::error!(%error, %address, "the HTTP API could not start");
-                }
-            }))
-        }
-        Err(_) => None,
-    };
+    let http = settings.http.address.parse().ok().map(|address| {
+        let state = HttpState {
+            store,
+            tokens: settings.http.tokens.clone(),
+            approvals: approvals.clone(),
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            log_level: runtime.log_level.clone(),
+            plan_ttl: Duration::from_secs(settings.guard.plan_ttl_secs),
+            console: settings.http.console.then(|| {
+                Arc::new(ConsoleContext::new(
+                    settings.mode.as_str(),
+                    Some((sqs.clone(), queue_url.clone())),
+                ))
+            }),
+        };
+        start_http(address, state, &shutdown)
+    });
     let watchers = start_watchers(
         &settings,
         &clients,
