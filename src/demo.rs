@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::audit::AuditStore;
-use crate::audit::store::query;
 use crate::aws::AwsResultExt;
 use crate::daemon;
 use crate::lab::{self, Emulator, Lab000, Lab002, LabClients};
@@ -220,9 +219,9 @@ pub async fn run(args: &DemoOptions) -> Result<(), DemoError> {
     )?;
 
     heading("nodemedic audit list");
-    let incidents = store.read(|c| query::list(c, 100)).await?;
+    let incidents = store.read(|c| c.list(100)).await?;
     print!("{}", report::list_text(&incidents));
-    let verified = store.read(query::verify_chain).await?;
+    let verified = store.read(|r| r.verify_chain()).await?;
     match verified {
         Ok(count) => println!("\naudit chain verified: {count} records, every link intact"),
         Err(broken) => {
@@ -297,10 +296,10 @@ async fn drain(
 }
 
 async fn print_incidents(store: &AuditStore) -> Result<(), DemoError> {
-    let incidents = store.read(|c| query::list(c, 100)).await?;
+    let incidents = store.read(|c| c.list(100)).await?;
     for incident in incidents.iter().rev() {
         let id = incident.incident_id.clone();
-        let records = store.read(move |c| query::records(c, &id)).await?;
+        let records = store.read(move |c| c.records(&id)).await?;
         println!();
         print!("{}", report::show_text(incident, &records));
     }

@@ -200,91 +200,10 @@ impl Tx<'_> {
     }
 }
 
-/// Queries used by the pipeline and the CLI, over any backend.
-pub mod query {
-    use super::*;
-
-    pub fn event_seen(reads: &dyn Reads, event_id: &str) -> Result<Option<EventSeen>, AuditError> {
-        reads.event_seen(event_id)
-    }
-
-    pub fn list(reads: &dyn Reads, limit: usize) -> Result<Vec<IncidentSummary>, AuditError> {
-        reads.list(limit)
-    }
-
-    pub fn incident(
-        reads: &dyn Reads,
-        incident_id: &str,
-    ) -> Result<Option<IncidentSummary>, AuditError> {
-        reads.incident(incident_id)
-    }
-
-    pub fn incident_subject(
-        reads: &dyn Reads,
-        incident_id: &str,
-    ) -> Result<Option<String>, AuditError> {
-        reads.incident_subject(incident_id)
-    }
-
-    pub fn incidents_for_subject(
-        reads: &dyn Reads,
-        account: &str,
-        region: &str,
-        cause: &str,
-        subject: &str,
-    ) -> Result<Vec<IncidentSummary>, AuditError> {
-        reads.incidents_for_subject(account, region, cause, subject)
-    }
-
-    pub fn last_fix_on_subject(
-        reads: &dyn Reads,
-        account: &str,
-        region: &str,
-        subject: &str,
-    ) -> Result<Option<(String, String)>, AuditError> {
-        reads.last_fix_on_subject(account, region, subject)
-    }
-
-    pub fn incident_nodegroups(
-        reads: &dyn Reads,
-        incident_id: &str,
-    ) -> Result<Vec<String>, AuditError> {
-        reads.incident_nodegroups(incident_id)
-    }
-
-    pub fn incidents_for(
-        reads: &dyn Reads,
-        key: &NodegroupKey,
-        cause: &str,
-    ) -> Result<Vec<IncidentSummary>, AuditError> {
-        reads.incidents_for(key, cause)
-    }
-
-    pub fn last_fix_applied(
-        reads: &dyn Reads,
-        key: &NodegroupKey,
-    ) -> Result<Option<(String, String)>, AuditError> {
-        reads.last_fix_applied(key)
-    }
-
-    pub fn records(reads: &dyn Reads, incident_id: &str) -> Result<Vec<Record>, AuditError> {
-        reads.records(incident_id)
-    }
-
-    pub fn loose_records(reads: &dyn Reads, limit: usize) -> Result<Vec<Record>, AuditError> {
-        reads.loose_records(limit)
-    }
-
-    pub fn verify_chain(reads: &dyn Reads) -> Result<Result<u64, ChainBreak>, AuditError> {
-        reads.verify_chain()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
-    use super::query::*;
     use super::*;
     use serde_json::json;
 
@@ -326,9 +245,9 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        let verified = store.read_blocking(verify_chain).unwrap();
+        let verified = store.read_blocking(|r| r.verify_chain()).unwrap();
         assert_eq!(verified, Ok(3));
-        let records = store.read_blocking(|c| records(c, "inc-1")).unwrap();
+        let records = store.read_blocking(|c| c.records("inc-1")).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(records[1].prev_hash, records[0].hash);
         std::fs::remove_dir_all(dir).unwrap();
@@ -343,8 +262,8 @@ mod tests {
             Err(AuditError::NoSuchIncident("forced".into()))
         });
         assert!(result.is_err());
-        assert_eq!(store.read_blocking(|c| event_seen(c, "e1")).unwrap(), None);
-        assert_eq!(store.read_blocking(verify_chain).unwrap(), Ok(0));
+        assert_eq!(store.read_blocking(|c| c.event_seen("e1")).unwrap(), None);
+        assert_eq!(store.read_blocking(|r| r.verify_chain()).unwrap(), Ok(0));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -375,7 +294,7 @@ mod tests {
                 tx.set_outcome("inc-1", "auto", Outcome::Failed)
             })
             .unwrap();
-        let listed = store.read_blocking(|c| list(c, 10)).unwrap();
+        let listed = store.read_blocking(|c| c.list(10)).unwrap();
         assert_eq!(listed.len(), 1);
         let incident = &listed[0];
         assert_eq!(incident.events, 1, "the first disposition of an event wins");
@@ -385,19 +304,17 @@ mod tests {
         assert_eq!(incident.actions[1].status, "planned");
         assert_eq!(
             store
-                .read_blocking(|c| event_seen(c, "e1"))
+                .read_blocking(|c| c.event_seen("e1"))
                 .unwrap()
                 .unwrap()
                 .disposition,
             "incident"
         );
         let found = store
-            .read_blocking(|c| incidents_for(c, &key(), "subnet_no_egress_route"))
+            .read_blocking(|c| c.incidents_for(&key(), "subnet_no_egress_route"))
             .unwrap();
         assert_eq!(found.len(), 1);
-        let fixed = store
-            .read_blocking(|c| last_fix_applied(c, &key()))
-            .unwrap();
+        let fixed = store.read_blocking(|c| c.last_fix_applied(&key())).unwrap();
         assert_eq!(fixed.map(|(id, _)| id), Some("inc-1".to_string()));
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use super::*;
-use crate::audit::store::query;
 
 pub(super) async fn audit(command: AuditCommand) -> Result<ExitCode, CliError> {
     match command {
@@ -13,7 +12,7 @@ pub(super) async fn audit(command: AuditCommand) -> Result<ExitCode, CliError> {
             limit,
         } => {
             let store = open_store(settings).await?;
-            let incidents = store.read(move |c| query::list(c, limit)).await?;
+            let incidents = store.read(move |c| c.list(limit)).await?;
             if json {
                 for incident in &incidents {
                     println!("{}", crate::report::incident_json(incident));
@@ -27,10 +26,10 @@ pub(super) async fn audit(command: AuditCommand) -> Result<ExitCode, CliError> {
             let store = open_store(settings).await?;
             let wanted = id.clone();
             let incident = store
-                .read(move |c| query::incident(c, &wanted))
+                .read(move |c| c.incident(&wanted))
                 .await?
                 .ok_or_else(|| CliError::Refused(format!("no incident {id}")))?;
-            let records = store.read(move |c| query::records(c, &id)).await?;
+            let records = store.read(move |c| c.records(&id)).await?;
             if json {
                 println!("{}", crate::report::show_json(&incident, &records));
             } else {
@@ -62,7 +61,7 @@ pub(super) async fn audit(command: AuditCommand) -> Result<ExitCode, CliError> {
         }
         AuditCommand::Verify { settings } => {
             let store = open_store(settings).await?;
-            match store.read(query::verify_chain).await? {
+            match store.read(|r| r.verify_chain()).await? {
                 Ok(count) => {
                     println!("audit chain intact: {count} records");
                     Ok(ExitCode::SUCCESS)

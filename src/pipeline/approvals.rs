@@ -13,7 +13,6 @@ use super::incident::{IncidentChoice, base_history};
 use super::remediation::Remediation;
 use super::{Pipeline, PipelineError};
 use crate::audit::control::{self, PlanRow, PlanStatus};
-use crate::audit::store::query;
 use crate::audit::{NodegroupKey, Outcome};
 use crate::aws::collect::{Scope, collect};
 use crate::core::checks::diagnose;
@@ -100,7 +99,7 @@ impl Pipeline {
         let incident = row.incident_id.clone();
         let subject = self
             .store
-            .read(move |c| query::incident_subject(c, &incident))
+            .read(move |c| c.incident_subject(&incident))
             .await?;
         let _nodegroup = self.locks.lock(&LockKey::Nodegroup(&key).to_string()).await;
         let _shared = match &subject {
@@ -253,16 +252,12 @@ impl Pipeline {
             );
             self.store
                 .read(move |c| {
-                    let previous = query::incident(c, &id)?.map(|i| i.outcome);
+                    let previous = c.incident(&id)?.map(|i| i.outcome);
                     let earlier = match &subject {
-                        Some(subject) => query::incidents_for_subject(
-                            c,
-                            &key.account,
-                            &key.region,
-                            &cause,
-                            subject,
-                        )?,
-                        None => query::incidents_for(c, &key, &cause)?,
+                        Some(subject) => {
+                            c.incidents_for_subject(&key.account, &key.region, &cause, subject)?
+                        }
+                        None => c.incidents_for(&key, &cause)?,
                     };
                     Ok((previous, base_history(&earlier, &id, &window_start)))
                 })

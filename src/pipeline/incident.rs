@@ -11,7 +11,6 @@ use super::remediation::Remediation;
 use super::{Inbound, Pipeline, PipelineError};
 use crate::act::StepStatus;
 use crate::audit::control::PlanStatus;
-use crate::audit::store::query;
 use crate::audit::{IncidentSummary, NodegroupKey, Outcome};
 use crate::core::checks::{Cause, Diagnosis, Subject};
 use crate::core::evidence::Evidence;
@@ -169,12 +168,9 @@ impl Pipeline {
         let superseded = self
             .store
             .write(move |tx| {
-                let Some((incident, applied_at)) = query::last_fix_on_subject(
-                    tx.connection(),
-                    &key.account,
-                    &key.region,
-                    &subject,
-                )?
+                let Some((incident, applied_at)) =
+                    tx.connection()
+                        .last_fix_on_subject(&key.account, &key.region, &subject)?
                 else {
                     return Ok(None);
                 };
@@ -260,14 +256,13 @@ impl Pipeline {
             .store
             .write(move |tx| {
                 let earlier = match &subject {
-                    Some(subject) => query::incidents_for_subject(
-                        tx.connection(),
+                    Some(subject) => tx.connection().incidents_for_subject(
                         &key.account,
                         &key.region,
                         &cause,
                         subject,
                     )?,
-                    None => query::incidents_for(tx.connection(), &key, &cause)?,
+                    None => tx.connection().incidents_for(&key, &cause)?,
                 };
                 let reusable = earlier.iter().find(|incident| {
                     incident.updated_at >= window_start

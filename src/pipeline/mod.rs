@@ -22,7 +22,6 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::audit::store::query;
 use crate::audit::{AuditError, AuditStore, NodegroupKey};
 use crate::aws::collect::{CollectError, Scope, collect};
 use crate::aws::resolve::{Resolution, resolve};
@@ -219,7 +218,7 @@ impl Pipeline {
         });
         self.store
             .write(move |tx| {
-                if query::event_seen(tx.connection(), &event_id)?.is_none() {
+                if tx.connection().event_seen(&event_id)?.is_none() {
                     tx.record(None, Some(&event_id), &entry)?;
                     tx.mark_event(&event_id, message_id.as_deref(), "ignored", None)?;
                 }
@@ -278,7 +277,7 @@ impl Pipeline {
         let duplicate = self
             .store
             .write(move |tx| {
-                let Some(seen) = query::event_seen(tx.connection(), &event_id)? else {
+                let Some(seen) = tx.connection().event_seen(&event_id)? else {
                     return Ok(false);
                 };
                 let entry = Entry::EventDuplicate(journal::EventDuplicate {
@@ -580,8 +579,7 @@ impl Pipeline {
         let superseded = self
             .store
             .write(move |tx| {
-                let Some((incident, applied_at)) = query::last_fix_applied(tx.connection(), &key)?
-                else {
+                let Some((incident, applied_at)) = tx.connection().last_fix_applied(&key)? else {
                     return Ok(None);
                 };
                 if event_time >= applied_at {

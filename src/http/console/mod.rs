@@ -25,7 +25,6 @@ use time::OffsetDateTime;
 
 use crate::audit::IncidentSummary;
 use crate::audit::control::{self, PlanStatus};
-use crate::audit::store::query;
 use crate::http::HttpState;
 use crate::operate::{self, OperateError};
 use session::{COOKIE, Session, SessionError};
@@ -394,7 +393,7 @@ async fn chain_status(state: &HttpState, context: &ConsoleContext) -> Result<u64
     {
         return status.clone();
     }
-    let status = match state.store.read(query::verify_chain).await {
+    let status = match state.store.read(|r| r.verify_chain()).await {
         Ok(Ok(records)) => Ok(records),
         Ok(Err(broken)) => Err(format!(
             "chain {} at record {}: {}",
@@ -424,7 +423,7 @@ async fn index(
     let Some(context) = context(&state) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let incidents = match state.store.read(|c| query::list(c, INCIDENTS_READ)).await {
+    let incidents = match state.store.read(|c| c.list(INCIDENTS_READ)).await {
         Ok(incidents) => incidents,
         Err(error) => return server_error(error),
     };
@@ -505,10 +504,10 @@ async fn incident(
     let read = state
         .store
         .read(move |c| {
-            let Some(summary) = query::incident(c, &wanted)? else {
+            let Some(summary) = c.incident(&wanted)? else {
                 return Ok(None);
             };
-            let records = query::records(c, &wanted)?;
+            let records = c.records(&wanted)?;
             let plans: Vec<_> = control::plans(c, None)?
                 .into_iter()
                 .filter(|p| p.incident_id == wanted)

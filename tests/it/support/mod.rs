@@ -205,7 +205,7 @@ impl World {
     pub fn loose_records(&self) -> Vec<nodemedic::audit::Record> {
         let store = nodemedic::audit::AuditStore::open(&self.audit_db()).expect("audit db");
         store
-            .read_blocking(|c| nodemedic::audit::store::query::loose_records(c, 1000))
+            .read_blocking(|c| c.loose_records(1000))
             .expect("records")
     }
 
