@@ -13,6 +13,16 @@ pub enum LaunchOutcome {
     Successful,
 }
 
+impl LaunchOutcome {
+    /// As records and pages name it (its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LaunchOutcome::Unsuccessful => "unsuccessful",
+            LaunchOutcome::Successful => "successful",
+        }
+    }
+}
+
 /// Why nodemedic is looking at a nodegroup: the input of every incident.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Trigger {
@@ -112,14 +122,7 @@ impl Trigger {
     /// A short name of what happened, for records and logs.
     pub fn describe(&self) -> String {
         match &self.kind {
-            TriggerKind::Launch(l) => format!(
-                "launch {} for {}",
-                match l.outcome {
-                    LaunchOutcome::Successful => "successful",
-                    LaunchOutcome::Unsuccessful => "unsuccessful",
-                },
-                l.asg_name
-            ),
+            TriggerKind::Launch(l) => format!("launch {} for {}", l.outcome.as_str(), l.asg_name),
             TriggerKind::Health(h) => {
                 format!("nodegroup {}/{} is {}", h.cluster, h.nodegroup, h.status)
             }

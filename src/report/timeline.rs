@@ -118,14 +118,9 @@ pub(super) fn policy_change(record: &Record) -> Vec<String> {
 
 fn received_what(received: &EventReceived) -> String {
     match &received.trigger.kind {
-        TriggerKind::Launch(launch) => format!(
-            "launch {} of {}",
-            serde_json::to_value(launch.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
-                .unwrap_or_default(),
-            launch.asg_name
-        ),
+        TriggerKind::Launch(launch) => {
+            format!("launch {} of {}", launch.outcome.as_str(), launch.asg_name)
+        }
         TriggerKind::Health(health) => format!("nodegroup health: {}", health.status),
         TriggerKind::JoinCheck(check) => format!("join deadline of {}", check.instance_id),
         TriggerKind::Preflight(call) => format!("preflight after {}", call.event_name),
@@ -150,31 +145,17 @@ fn step_line(fix: &str, result: &StepResult) -> String {
 }
 
 fn approval(decision: &ApprovalDecision) -> String {
-    let (plan_id, verdict, by, reason) = match decision {
-        ApprovalDecision::Decided {
-            plan_id,
-            decision,
-            by,
-            reason,
-            ..
-        } => (plan_id, decision, Some(by), reason.as_ref()),
-        ApprovalDecision::ApprovalExpired {
-            plan_id,
-            decision,
-            approved_by,
-            ..
-        } => (plan_id, decision, approved_by.as_ref(), None),
-        ApprovalDecision::Unanswered {
-            plan_id,
-            decision,
-            reason,
-            ..
-        } => (plan_id, decision, None, Some(reason)),
-    };
     format!(
-        "plan {plan_id} {}{}{}",
-        verdict.as_str(),
-        by.map(|by| format!(" by {by}")).unwrap_or_default(),
-        reason.map(|r| format!(": {r}")).unwrap_or_default()
+        "plan {} {}{}{}",
+        decision.plan_id(),
+        decision.verdict().as_str(),
+        decision
+            .approver()
+            .map(|by| format!(" by {by}"))
+            .unwrap_or_default(),
+        decision
+            .reason()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
     )
 }

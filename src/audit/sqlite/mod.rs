@@ -81,30 +81,21 @@ impl SqliteBackend {
     }
 }
 
-/// A plan's status as stored: its text, read back as the enum.
-struct StoredPlanStatus(PlanStatus);
-
-impl rusqlite::types::FromSql for StoredPlanStatus {
-    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        let text = value.as_str()?;
-        PlanStatus::parse(text)
-            .map(StoredPlanStatus)
-            .ok_or_else(|| {
-                rusqlite::types::FromSqlError::Other(format!("unknown plan status {text:?}").into())
-            })
-    }
-}
-
-/// An incident's outcome as stored: its text, read back as the enum.
-struct StoredOutcome(Outcome);
-
-impl rusqlite::types::FromSql for StoredOutcome {
-    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        let text = value.as_str()?;
-        Outcome::parse(text).map(StoredOutcome).ok_or_else(|| {
-            rusqlite::types::FromSqlError::Other(format!("unknown outcome {text:?}").into())
-        })
-    }
+/// An enum column (an outcome, a plan status): its text, parsed where it is read. A value this
+/// build does not know is an error, not a default.
+pub(super) fn enum_column<T>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("unknown value {text:?}").into(),
+        )
+    })
 }
 
 pub(super) const SUMMARY_COLUMNS: &str = "incident_id, account, region, cluster, nodegroup, cause, mode, outcome, summary, plan_id, opened_at, updated_at";
@@ -124,7 +115,7 @@ pub(super) fn summaries(
             nodegroup: row.get(4)?,
             cause: row.get(5)?,
             mode: row.get(6)?,
-            outcome: row.get::<_, StoredOutcome>(7)?.0,
+            outcome: enum_column(row, 7, Outcome::parse)?,
             summary: row.get(8)?,
             plan_id: row.get(9)?,
             opened_at: row.get(10)?,
@@ -212,7 +203,7 @@ pub(super) fn plan_rows(
             PlanRow {
                 plan_id: row.get(0)?,
                 incident_id: row.get(1)?,
-                status: row.get::<_, StoredPlanStatus>(2)?.0,
+                status: enum_column(row, 2, PlanStatus::parse)?,
                 created_at: row.get(3)?,
                 updated_at: row.get(4)?,
                 plan: Value::Null,

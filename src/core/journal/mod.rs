@@ -437,6 +437,48 @@ pub enum ApprovalDecision {
     },
 }
 
+impl ApprovalDecision {
+    pub fn plan_id(&self) -> &str {
+        match self {
+            ApprovalDecision::ApprovalExpired { plan_id, .. }
+            | ApprovalDecision::Unanswered { plan_id, .. }
+            | ApprovalDecision::Decided { plan_id, .. } => plan_id,
+        }
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            ApprovalDecision::ApprovalExpired { decision, .. }
+            | ApprovalDecision::Unanswered { decision, .. }
+            | ApprovalDecision::Decided { decision, .. } => *decision,
+        }
+    }
+
+    /// The person who approved or rejected the plan now.
+    pub fn decided_by(&self) -> Option<&str> {
+        match self {
+            ApprovalDecision::Decided { by, .. } => Some(by),
+            _ => None,
+        }
+    }
+
+    /// Whoever approved the plan: the person deciding now, or the one whose approval expired.
+    pub fn approver(&self) -> Option<&str> {
+        match self {
+            ApprovalDecision::ApprovalExpired { approved_by, .. } => approved_by.as_deref(),
+            other => other.decided_by(),
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            ApprovalDecision::Decided { reason, .. } => reason.as_deref(),
+            ApprovalDecision::Unanswered { reason, .. } => Some(reason),
+            ApprovalDecision::ApprovalExpired { .. } => None,
+        }
+    }
+}
+
 /// An approved plan that no longer matches the world: not applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanStale {

@@ -418,6 +418,55 @@ fn outcomes_keep_both_shapes() {
 }
 
 #[test]
+fn an_approval_decision_says_who_decided_and_who_approved() {
+    let decided = ApprovalDecision::Decided {
+        plan_id: "p".into(),
+        decision: Verdict::Rejected,
+        by: "bob".into(),
+        reason: Some("not now".into()),
+        at: AT.into(),
+    };
+    let expired = ApprovalDecision::ApprovalExpired {
+        plan_id: "p".into(),
+        decision: Verdict::Expired,
+        approved_by: Some("alice".into()),
+        approved_at: None,
+        ttl_secs: 60,
+    };
+    let unanswered = ApprovalDecision::Unanswered {
+        plan_id: "p".into(),
+        decision: Verdict::Expired,
+        reason: "not approved or rejected within 60 s".into(),
+        waiting_since: AT.into(),
+        at: AT.into(),
+    };
+    let cases = [
+        (
+            &decided,
+            Verdict::Rejected,
+            Some("bob"),
+            Some("bob"),
+            Some("not now"),
+        ),
+        (&expired, Verdict::Expired, None, Some("alice"), None),
+        (
+            &unanswered,
+            Verdict::Expired,
+            None,
+            None,
+            Some("not approved or rejected within 60 s"),
+        ),
+    ];
+    for (decision, verdict, decided_by, approver, reason) in cases {
+        assert_eq!(decision.plan_id(), "p");
+        assert_eq!(decision.verdict(), verdict);
+        assert_eq!(decision.decided_by(), decided_by, "{decision:?}");
+        assert_eq!(decision.approver(), approver, "{decision:?}");
+        assert_eq!(decision.reason(), reason, "{decision:?}");
+    }
+}
+
+#[test]
 fn every_kind_decodes_or_names_its_problem() {
     assert!(matches!(
         Entry::decode("no_such_kind", &json!({})),

@@ -7,7 +7,7 @@ use super::links::auto_scaling_group_url;
 use super::view::{json_view, plan_steps, policy_diff};
 use crate::audit::Record;
 use crate::core::guard::Decision;
-use crate::core::journal::{ApprovalDecision, Entry, OutcomeEntry};
+use crate::core::journal::{Entry, OutcomeEntry};
 use crate::core::step::Permission;
 use crate::core::trigger::TriggerKind;
 
@@ -86,11 +86,10 @@ pub(super) fn record_view(record: &Record, region: &str) -> Markup {
                     } }
                 }
                 Some(Entry::ApprovalDecision(decision)) => {
-                    @let (plan_id, verdict, by, reason) = approval_parts(&decision);
-                    p { "Plan " code { (plan_id) } " "
-                        strong.decision { (verdict) }
-                        @if let Some(by) = by { " by " strong.approver { (by) } }
-                        @if let Some(reason) = reason { ": " (reason) } }
+                    p { "Plan " code { (decision.plan_id()) } " "
+                        strong.decision { (decision.verdict().as_str()) }
+                        @if let Some(by) = decision.decided_by() { " by " strong.approver { (by) } }
+                        @if let Some(reason) = decision.reason() { ": " (reason) } }
                 }
                 Some(Entry::Outcome(outcome)) => {
                     @let (outcome, mode, notes) = outcome_parts(&outcome);
@@ -113,10 +112,7 @@ fn trigger_parts(kind: &TriggerKind) -> (&'static str, &'static str, Option<&str
     match kind {
         TriggerKind::Launch(launch) => (
             "launch",
-            match launch.outcome {
-                crate::core::trigger::LaunchOutcome::Successful => "successful",
-                crate::core::trigger::LaunchOutcome::Unsuccessful => "unsuccessful",
-            },
+            launch.outcome.as_str(),
             Some(launch.asg_name.as_str()),
             launch.status_message.as_deref(),
         ),
@@ -140,28 +136,6 @@ fn permission_parts(permission: &Permission) -> (&'static str, Option<&str>) {
         Permission::Performed => ("performed", None),
         Permission::Denied { reason } => ("denied", Some(reason)),
         Permission::Unchecked { reason } => ("unchecked", Some(reason)),
-    }
-}
-
-/// Plan id, verdict, who decided (a person's decision only) and the reason given.
-fn approval_parts(decision: &ApprovalDecision) -> (&str, &'static str, Option<&str>, Option<&str>) {
-    match decision {
-        ApprovalDecision::Decided {
-            plan_id,
-            decision,
-            by,
-            reason,
-            ..
-        } => (plan_id, decision.as_str(), Some(by), reason.as_deref()),
-        ApprovalDecision::ApprovalExpired {
-            plan_id, decision, ..
-        } => (plan_id, decision.as_str(), None, None),
-        ApprovalDecision::Unanswered {
-            plan_id,
-            decision,
-            reason,
-            ..
-        } => (plan_id, decision.as_str(), None, Some(reason)),
     }
 }
 
