@@ -1,11 +1,15 @@
 //! What a store backend provides: the reads the pipeline, the guard and the CLI make, and the
-//! writes one transaction groups. SQLite ([`super::sqlite`]) serves one replica; DynamoDB
-//! ([`super::dynamo`]) several.
+//! primitive writes one transaction groups. SQLite ([`super::sqlite`]) serves one replica;
+//! DynamoDB ([`super::dynamo`]) several. The rules built on these primitives (plan
+//! registration, rate reservation, breaker opening) live once, in [`super::tx`].
 
 use serde_json::Value;
 
 use super::control::{Breaker, KillSwitch, PlanRow, PlanStatus};
 use super::{AuditError, EventSeen, IncidentSummary, NodegroupKey, Outcome, Record, RecordKind};
+
+/// What every store call returns.
+pub type StoreResult<T> = Result<T, AuditError>;
 
 /// The first broken link of an audit chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,175 +29,229 @@ pub struct Lease {
     pub expires_at_ms: i64,
 }
 
+/// A shared resource (a subnet, a key) of one account and region, as incidents name it.
+#[derive(Debug, Clone, Copy)]
+pub struct SubjectScope<'a> {
+    pub account: &'a str,
+    pub region: &'a str,
+    pub subject: &'a str,
+}
+
+impl<'a> SubjectScope<'a> {
+    /// The subject in the account and region of a nodegroup.
+    pub fn near(key: &'a NodegroupKey, subject: &'a str) -> Self {
+        Self {
+            account: &key.account,
+            region: &key.region,
+            subject,
+        }
+    }
+}
+
+/// A record to append to the audit chain.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    pub incident_id: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+    pub kind: RecordKind,
+    pub body: &'a Value,
+}
+
+/// What became of an event id.
+#[derive(Debug, Clone, Copy)]
+pub struct EventMark<'a> {
+    pub event_id: &'a str,
+    pub message_id: Option<&'a str>,
+    pub disposition: &'a str,
+    pub incident_id: Option<&'a str>,
+}
+
+/// An incident to open, in progress.
+#[derive(Debug, Clone, Copy)]
+pub struct NewIncident<'a> {
+    pub incident_id: &'a str,
+    pub key: &'a NodegroupKey,
+    pub cause: &'a str,
+    pub subject: Option<&'a str>,
+    pub mode: &'a str,
+    pub summary: &'a str,
+}
+
+/// A nodegroup an incident concerns.
+#[derive(Debug, Clone, Copy)]
+pub struct Member<'a> {
+    pub incident_id: &'a str,
+    pub cluster: &'a str,
+    pub nodegroup: &'a str,
+}
+
+/// An incident's plan and its steps as (kind, status, detail).
+#[derive(Debug, Clone, Copy)]
+pub struct IncidentPlan<'a> {
+    pub incident_id: &'a str,
+    pub plan_id: &'a str,
+    pub steps: &'a [(String, String, String)],
+}
+
+/// A plan's new status, and who decided it and why when it is a decision.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanStatusChange<'a> {
+    pub plan_id: &'a str,
+    pub status: PlanStatus,
+    pub by: Option<&'a str>,
+    pub reason: Option<&'a str>,
+}
+
+/// A planned step's new state.
+#[derive(Debug, Clone, Copy)]
+pub struct StepChange<'a> {
+    pub incident_id: &'a str,
+    pub position: usize,
+    pub status: &'a str,
+    pub detail: &'a str,
+}
+
+/// One mutation, counted against the account's rate limit.
+#[derive(Debug, Clone, Copy)]
+pub struct MutationRow<'a> {
+    pub account: &'a str,
+    pub resource: &'a str,
+    pub fix: &'a str,
+    pub incident_id: &'a str,
+}
+
+/// One failed fix, counted against a breaker scope.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerFailure<'a> {
+    pub scope: &'a str,
+    pub at: &'a str,
+    pub incident_id: &'a str,
+    pub reason: &'a str,
+}
+
+/// A plan waiting for approval, as registered.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanWrite<'a> {
+    pub incident_id: &'a str,
+    pub plan_id: &'a str,
+    pub plan: &'a Value,
+    pub trigger: &'a Value,
+}
+
+/// How a plan is saved as waiting for approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanSave {
+    /// A plan id never seen.
+    Insert,
+    /// A plan id decided before, waiting again (for this incident), its decision cleared.
+    Reopen,
+    /// The same waiting plan: only the trigger an approval re-collects for changes.
+    RefreshTrigger,
+}
+
+/// A plan as the transaction sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPlan {
+    pub status: String,
+    pub incident_id: String,
+}
+
+/// A request for a lease.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseClaim<'a> {
+    pub key: &'a str,
+    pub holder: &'a str,
+    pub now_ms: i64,
+    pub expires_at_ms: i64,
+}
+
 pub trait Reads {
-    fn event_seen(&self, event_id: &str) -> Result<Option<EventSeen>, AuditError>;
+    fn event_seen(&self, event_id: &str) -> StoreResult<Option<EventSeen>>;
     /// Incidents, most recently opened first.
-    fn list(&self, limit: usize) -> Result<Vec<IncidentSummary>, AuditError>;
-    fn incident(&self, incident_id: &str) -> Result<Option<IncidentSummary>, AuditError>;
+    fn list(&self, limit: usize) -> StoreResult<Vec<IncidentSummary>>;
+    fn incident(&self, incident_id: &str) -> StoreResult<Option<IncidentSummary>>;
     /// The shared resource an incident is about, when it is one.
-    fn incident_subject(&self, incident_id: &str) -> Result<Option<String>, AuditError>;
+    fn incident_subject(&self, incident_id: &str) -> StoreResult<Option<String>>;
     /// Incidents of a cause about a shared resource (any nodegroup), most recently updated first.
     fn incidents_for_subject(
         &self,
-        account: &str,
-        region: &str,
+        at: SubjectScope,
         cause: &str,
-        subject: &str,
-    ) -> Result<Vec<IncidentSummary>, AuditError>;
+    ) -> StoreResult<Vec<IncidentSummary>>;
     /// When a fix was last applied to a shared resource: (incident id, time).
-    fn last_fix_on_subject(
-        &self,
-        account: &str,
-        region: &str,
-        subject: &str,
-    ) -> Result<Option<(String, String)>, AuditError>;
+    fn last_fix_on_subject(&self, at: SubjectScope) -> StoreResult<Option<(String, String)>>;
     /// Nodegroups an incident concerns, as `cluster/nodegroup`.
-    fn incident_nodegroups(&self, incident_id: &str) -> Result<Vec<String>, AuditError>;
+    fn incident_nodegroups(&self, incident_id: &str) -> StoreResult<Vec<String>>;
     /// Incidents of a nodegroup for a cause, most recently updated first.
-    fn incidents_for(
-        &self,
-        key: &NodegroupKey,
-        cause: &str,
-    ) -> Result<Vec<IncidentSummary>, AuditError>;
+    fn incidents_for(&self, key: &NodegroupKey, cause: &str) -> StoreResult<Vec<IncidentSummary>>;
     /// A nodegroup's most recently updated incidents, whatever their cause.
     fn incidents_of_nodegroup(
         &self,
         key: &NodegroupKey,
         limit: usize,
-    ) -> Result<Vec<IncidentSummary>, AuditError>;
+    ) -> StoreResult<Vec<IncidentSummary>>;
     /// When a fix was last applied to a nodegroup: (incident id, time).
-    fn last_fix_applied(&self, key: &NodegroupKey) -> Result<Option<(String, String)>, AuditError>;
+    fn last_fix_applied(&self, key: &NodegroupKey) -> StoreResult<Option<(String, String)>>;
     /// An incident's records, oldest first.
-    fn records(&self, incident_id: &str) -> Result<Vec<Record>, AuditError>;
+    fn records(&self, incident_id: &str) -> StoreResult<Vec<Record>>;
     /// Records that belong to no incident, newest first.
-    fn loose_records(&self, limit: usize) -> Result<Vec<Record>, AuditError>;
+    fn loose_records(&self, limit: usize) -> StoreResult<Vec<Record>>;
     /// Every record, in chain order, for exports: those after `after_seq` in SQLite's single
     /// chain (DynamoDB ignores it and returns every chain).
-    fn all_records(&self, after_seq: i64) -> Result<Vec<Record>, AuditError>;
+    fn all_records(&self, after_seq: i64) -> StoreResult<Vec<Record>>;
     /// Walks every chain; the number of records, or the first broken link.
-    fn verify_chain(&self) -> Result<Result<u64, ChainBreak>, AuditError>;
-    fn plans(&self, status: Option<PlanStatus>) -> Result<Vec<PlanRow>, AuditError>;
-    fn plan(&self, plan_id: &str) -> Result<Option<PlanRow>, AuditError>;
-    fn kill_switch(&self) -> Result<Option<KillSwitch>, AuditError>;
-    fn mutations_since(&self, account: &str, since: &str) -> Result<u32, AuditError>;
+    fn verify_chain(&self) -> StoreResult<Result<u64, ChainBreak>>;
+    fn plans(&self, status: Option<PlanStatus>) -> StoreResult<Vec<PlanRow>>;
+    fn plan(&self, plan_id: &str) -> StoreResult<Option<PlanRow>>;
+    fn kill_switch(&self) -> StoreResult<Option<KillSwitch>>;
+    fn mutations_since(&self, account: &str, since: &str) -> StoreResult<u32>;
     /// When `fix` last changed `resource`: (time, incident id).
-    fn last_mutation(
-        &self,
-        resource: &str,
-        fix: &str,
-    ) -> Result<Option<(String, String)>, AuditError>;
-    fn open_breakers(&self, scopes: &[String]) -> Result<Vec<String>, AuditError>;
-    fn breakers(&self) -> Result<Vec<Breaker>, AuditError>;
-    fn lease(&self, key: &str) -> Result<Option<Lease>, AuditError>;
+    fn last_mutation(&self, resource: &str, fix: &str) -> StoreResult<Option<(String, String)>>;
+    fn open_breakers(&self, scopes: &[String]) -> StoreResult<Vec<String>>;
+    fn breakers(&self) -> StoreResult<Vec<Breaker>>;
+    fn lease(&self, key: &str) -> StoreResult<Option<Lease>>;
 }
 
-/// The writes of one transaction: all of them commit together, or none does.
+/// The primitive writes of one transaction: all of them commit together, or none does. Each is
+/// one change to the backend's tables; no rule of the guard's lives here.
 pub trait Writes {
     /// Reads inside the transaction see what it already wrote.
     fn reads(&self) -> &dyn Reads;
-    fn append(
-        &self,
-        incident_id: Option<&str>,
-        event_id: Option<&str>,
-        kind: RecordKind,
-        body: &Value,
-    ) -> Result<i64, AuditError>;
+    /// Appends to the chain; the record's sequence number in its chain.
+    fn append(&self, record: NewRecord) -> StoreResult<i64>;
     /// Remembers what became of an event id (the first disposition wins).
-    fn mark_event(
-        &self,
-        event_id: &str,
-        message_id: Option<&str>,
-        disposition: &str,
-        incident_id: Option<&str>,
-    ) -> Result<(), AuditError>;
-    fn open_incident(
-        &self,
-        incident_id: &str,
-        key: &NodegroupKey,
-        cause: &str,
-        subject: Option<&str>,
-        mode: &str,
-        summary: &str,
-    ) -> Result<(), AuditError>;
-    fn join_nodegroup(
-        &self,
-        incident_id: &str,
-        cluster: &str,
-        nodegroup: &str,
-    ) -> Result<(), AuditError>;
-    fn set_outcome(
-        &self,
-        incident_id: &str,
-        mode: &str,
-        outcome: Outcome,
-    ) -> Result<(), AuditError>;
-    fn set_plan(
-        &self,
-        incident_id: &str,
-        plan_id: &str,
-        steps: &[(String, String, String)],
-    ) -> Result<(), AuditError>;
-    fn set_step(
-        &self,
-        incident_id: &str,
-        position: usize,
-        status: &str,
-        detail: &str,
-    ) -> Result<(), AuditError>;
-    fn register_plan(
-        &self,
-        incident_id: &str,
-        plan_id: &str,
-        plan: &Value,
-        trigger: &Value,
-    ) -> Result<bool, AuditError>;
-    fn set_plan_status(
-        &self,
-        plan_id: &str,
-        status: PlanStatus,
-        by: Option<&str>,
-        reason: Option<&str>,
-    ) -> Result<(), AuditError>;
-    fn set_kill_switch(
-        &self,
-        on: bool,
-        by: Option<&str>,
-        reason: Option<&str>,
-    ) -> Result<(), AuditError>;
-    fn reserve_mutation(
-        &self,
-        account: &str,
-        resource: &str,
-        fix: &str,
-        incident_id: &str,
-        since: &str,
-        limit: u32,
-    ) -> Result<Option<i64>, AuditError>;
-    fn release_mutation(&self, seq: i64) -> Result<(), AuditError>;
-    fn record_mutation(
-        &self,
-        account: &str,
-        resource: &str,
-        fix: &str,
-        incident_id: &str,
-    ) -> Result<(), AuditError>;
-    fn record_breaker_failure(
-        &self,
-        scopes: &[String],
-        incident_id: &str,
-        reason: &str,
-        threshold_for: &dyn Fn(&str) -> u32,
-        window_start: &str,
-    ) -> Result<Vec<String>, AuditError>;
-    fn reset_breaker(&self, scope: &str, by: &str) -> Result<bool, AuditError>;
-    /// Takes `key` for `holder` until `expires_at_ms` when it is free, expired, or already
-    /// `holder`'s; returns whether `holder` has it now.
-    fn acquire_lease(
-        &self,
-        key: &str,
-        holder: &str,
-        now_ms: i64,
-        expires_at_ms: i64,
-    ) -> Result<bool, AuditError>;
-    fn release_lease(&self, key: &str, holder: &str) -> Result<(), AuditError>;
+    fn mark_event(&self, mark: EventMark) -> StoreResult<()>;
+    /// Opens an incident in progress; it concerns its own nodegroup.
+    fn open_incident(&self, incident: NewIncident) -> StoreResult<()>;
+    fn join_nodegroup(&self, member: Member) -> StoreResult<()>;
+    fn set_outcome(&self, incident_id: &str, mode: &str, outcome: Outcome) -> StoreResult<()>;
+    /// Replaces an incident's plan id and its steps.
+    fn set_plan(&self, plan: IncidentPlan) -> StoreResult<()>;
+    /// Changes a step that exists; a step that does not is not created.
+    fn set_step(&self, change: StepChange) -> StoreResult<()>;
+    /// A plan's status and owner, seeing this transaction's writes.
+    fn stored_plan(&self, plan_id: &str) -> StoreResult<Option<StoredPlan>>;
+    /// Marks an incident's other plans that still wait for approval superseded.
+    fn supersede_waiting_plans(&self, incident_id: &str, keep_plan_id: &str) -> StoreResult<()>;
+    fn save_plan(&self, plan: PlanWrite, how: PlanSave) -> StoreResult<()>;
+    /// Sets a plan's status; a decision also records who made it and why.
+    fn set_plan_status(&self, change: PlanStatusChange) -> StoreResult<()>;
+    fn set_kill_switch(&self, on: bool, by: Option<&str>, reason: Option<&str>) -> StoreResult<()>;
+    /// Serialises the rate reservations of an account until this transaction commits.
+    fn lock_rate(&self, account: &str) -> StoreResult<()>;
+    /// Records a mutation; the reservation that [`Writes::release_mutation`] takes back.
+    fn record_mutation(&self, row: MutationRow) -> StoreResult<i64>;
+    fn release_mutation(&self, reservation: i64) -> StoreResult<()>;
+    fn add_breaker_failure(&self, failure: BreakerFailure) -> StoreResult<()>;
+    /// Whether a breaker is open, seeing this transaction's writes.
+    fn breaker_open(&self, scope: &str) -> StoreResult<bool>;
+    /// Failures of a scope since `window_start` (this transaction's included) that no reset
+    /// forgave.
+    fn breaker_failures_since(&self, scope: &str, window_start: &str) -> StoreResult<u32>;
+    fn open_breaker(&self, scope: &str, at: &str, reason: &str) -> StoreResult<()>;
+    fn reset_breaker(&self, scope: &str, by: &str) -> StoreResult<bool>;
+    /// Takes the lease when it is free, expired, or already the holder's; whether the holder has
+    /// it now.
+    fn acquire_lease(&self, claim: LeaseClaim) -> StoreResult<bool>;
+    fn release_lease(&self, key: &str, holder: &str) -> StoreResult<()>;
 }

@@ -7,10 +7,12 @@ pub mod dynamo;
 mod schema;
 mod sqlite;
 pub mod store;
+mod tx;
 
-pub use backend::{ChainBreak, Lease, Reads, Writes};
+pub use backend::{ChainBreak, Lease, Reads, StoreResult, SubjectScope, Writes};
 pub use control::{PlanRow, PlanStatus};
-pub use store::{AuditStore, Tx};
+pub use store::AuditStore;
+pub use tx::Tx;
 
 pub use crate::core::ids::NodegroupKey;
 pub use crate::core::journal::{Outcome, RecordKind};

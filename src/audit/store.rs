@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use super::backend::{Reads, Writes};
 use super::dynamo::DynamoBackend;
 use super::sqlite::SqliteBackend;
+use super::tx::Tx;
 use super::*;
-use crate::core::journal::Entry;
 
 pub(super) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -116,7 +116,7 @@ impl AuditStore {
         &self,
         work: impl Fn(&Tx) -> Result<T, AuditError>,
     ) -> Result<T, AuditError> {
-        let work = |writes: &dyn Writes| work(&Tx { inner: writes });
+        let work = |writes: &dyn Writes| work(&Tx::new(writes));
         let mut attempt = 0u32;
         loop {
             let result = match self.backend.as_ref() {
@@ -166,37 +166,6 @@ impl AuditStore {
         tokio::task::spawn_blocking(move || store.read_blocking(work))
             .await
             .map_err(|e| AuditError::Task(e.to_string()))?
-    }
-}
-
-/// One open write transaction.
-pub struct Tx<'a> {
-    inner: &'a dyn Writes,
-}
-
-impl<'a> std::ops::Deref for Tx<'a> {
-    type Target = dyn Writes + 'a;
-
-    fn deref(&self) -> &Self::Target {
-        self.inner
-    }
-}
-
-impl Tx<'_> {
-    /// Reads inside the transaction see what it already wrote.
-    pub fn connection(&self) -> &dyn Reads {
-        self.inner.reads()
-    }
-
-    /// Appends one journal entry: its kind and its body as the journal serialises it.
-    pub fn record(
-        &self,
-        incident_id: Option<&str>,
-        event_id: Option<&str>,
-        entry: &Entry,
-    ) -> Result<i64, AuditError> {
-        self.inner
-            .append(incident_id, event_id, entry.kind(), &entry.body()?)
     }
 }
 

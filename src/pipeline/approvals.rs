@@ -13,7 +13,7 @@ use super::incident::{IncidentChoice, base_history};
 use super::remediation::Remediation;
 use super::{Pipeline, PipelineError};
 use crate::audit::control::{self, PlanRow, PlanStatus};
-use crate::audit::{NodegroupKey, Outcome};
+use crate::audit::{NodegroupKey, Outcome, SubjectScope};
 use crate::aws::collect::{Scope, collect};
 use crate::core::checks::diagnose;
 use crate::core::evidence::CallLog;
@@ -255,7 +255,7 @@ impl Pipeline {
                     let previous = c.incident(&id)?.map(|i| i.outcome);
                     let earlier = match &subject {
                         Some(subject) => {
-                            c.incidents_for_subject(&key.account, &key.region, &cause, subject)?
+                            c.incidents_for_subject(SubjectScope::near(&key, subject), &cause)?
                         }
                         None => c.incidents_for(&key, &cause)?,
                     };

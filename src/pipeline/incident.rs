@@ -11,7 +11,7 @@ use super::remediation::Remediation;
 use super::{Inbound, Pipeline, PipelineError};
 use crate::act::StepStatus;
 use crate::audit::control::PlanStatus;
-use crate::audit::{IncidentSummary, NodegroupKey, Outcome};
+use crate::audit::{IncidentSummary, NodegroupKey, Outcome, SubjectScope};
 use crate::core::checks::{Cause, Diagnosis, Subject};
 use crate::core::evidence::Evidence;
 use crate::core::guard::History;
@@ -168,9 +168,9 @@ impl Pipeline {
         let superseded = self
             .store
             .write(move |tx| {
-                let Some((incident, applied_at)) =
-                    tx.connection()
-                        .last_fix_on_subject(&key.account, &key.region, &subject)?
+                let Some((incident, applied_at)) = tx
+                    .connection()
+                    .last_fix_on_subject(SubjectScope::near(&key, &subject))?
                 else {
                     return Ok(None);
                 };
@@ -256,12 +256,9 @@ impl Pipeline {
             .store
             .write(move |tx| {
                 let earlier = match &subject {
-                    Some(subject) => tx.connection().incidents_for_subject(
-                        &key.account,
-                        &key.region,
-                        &cause,
-                        subject,
-                    )?,
+                    Some(subject) => tx
+                        .connection()
+                        .incidents_for_subject(SubjectScope::near(&key, subject), &cause)?,
                     None => tx.connection().incidents_for(&key, &cause)?,
                 };
                 let reusable = earlier.iter().find(|incident| {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use nodemedic::audit::control::PlanStatus;
-use nodemedic::audit::{AuditStore, ChainBreak, NodegroupKey, Outcome, RecordKind};
+use nodemedic::audit::{AuditStore, ChainBreak, NodegroupKey, Outcome, RecordKind, SubjectScope};
 use nodemedic::lab::Emulator;
 use serde_json::json;
 
@@ -154,10 +154,8 @@ async fn the_index_lists_incidents_with_their_steps_and_events(name: &str, store
     let by_subject = store
         .read(|r| {
             r.incidents_for_subject(
-                "123456789012",
-                "us-west-2",
+                SubjectScope::near(&key("ng-1"), "route-table:rtb-1"),
                 "subnet_no_egress_route",
-                "route-table:rtb-1",
             )
         })
         .await
@@ -169,7 +167,7 @@ async fn the_index_lists_incidents_with_their_steps_and_events(name: &str, store
         .unwrap();
     assert_eq!(fixed.map(|(id, _)| id), Some("inc-1".to_string()), "{name}");
     let on_subject = store
-        .read(|r| r.last_fix_on_subject("123456789012", "us-west-2", "route-table:rtb-1"))
+        .read(|r| r.last_fix_on_subject(SubjectScope::near(&key("ng-1"), "route-table:rtb-1")))
         .await
         .unwrap();
     assert_eq!(

@@ -29,9 +29,12 @@ use aws_sdk_dynamodb::types::{
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
     TimeToLiveSpecification, TransactWriteItem, Update,
 };
-use serde_json::Value;
 
-use super::backend::{ChainBreak, Lease, Reads, Writes};
+use super::backend::{
+    BreakerFailure, ChainBreak, EventMark, IncidentPlan, Lease, LeaseClaim, Member, MutationRow,
+    NewIncident, NewRecord, PlanSave, PlanStatusChange, PlanWrite, Reads, StepChange, StoreResult,
+    StoredPlan, SubjectScope, Writes,
+};
 use super::control::{Breaker, KillSwitch, PlanRow, PlanStatus};
 use super::store::{GENESIS, chain_hash};
 use super::*;

@@ -3,7 +3,7 @@
 use super::*;
 
 impl Reads for DynamoBackend {
-    fn event_seen(&self, event_id: &str) -> Result<Option<EventSeen>, AuditError> {
+    fn event_seen(&self, event_id: &str) -> StoreResult<Option<EventSeen>> {
         Ok(self
             .get_state(&format!("EVT#{event_id}"), "EVT")?
             .map(|item| EventSeen {
@@ -12,7 +12,7 @@ impl Reads for DynamoBackend {
             }))
     }
 
-    fn list(&self, limit: usize) -> Result<Vec<IncidentSummary>, AuditError> {
+    fn list(&self, limit: usize) -> StoreResult<Vec<IncidentSummary>> {
         let items = self.listed("INCIDENTS", Some(limit))?;
         let mut found = self.summaries(items)?;
         found.sort_by(|a, b| {
@@ -23,14 +23,14 @@ impl Reads for DynamoBackend {
         Ok(found)
     }
 
-    fn incident(&self, incident_id: &str) -> Result<Option<IncidentSummary>, AuditError> {
+    fn incident(&self, incident_id: &str) -> StoreResult<Option<IncidentSummary>> {
         match self.get_state(&format!("INC#{incident_id}"), "META")? {
             Some(meta) => Ok(Some(self.summary(&meta)?)),
             None => Ok(None),
         }
     }
 
-    fn incident_subject(&self, incident_id: &str) -> Result<Option<String>, AuditError> {
+    fn incident_subject(&self, incident_id: &str) -> StoreResult<Option<String>> {
         Ok(self
             .get_state(&format!("INC#{incident_id}"), "META")?
             .and_then(|meta| text(&meta, "subject")))
@@ -38,30 +38,23 @@ impl Reads for DynamoBackend {
 
     fn incidents_for_subject(
         &self,
-        account: &str,
-        region: &str,
+        at: SubjectScope,
         cause: &str,
-        subject: &str,
-    ) -> Result<Vec<IncidentSummary>, AuditError> {
+    ) -> StoreResult<Vec<IncidentSummary>> {
         let items = self
-            .by_subject(account, region, subject)?
+            .by_subject(at.account, at.region, at.subject)?
             .into_iter()
             .filter(|item| text(item, "cause").as_deref() == Some(cause))
             .collect();
         self.summaries(items)
     }
 
-    fn last_fix_on_subject(
-        &self,
-        account: &str,
-        region: &str,
-        subject: &str,
-    ) -> Result<Option<(String, String)>, AuditError> {
-        let incidents = self.by_subject(account, region, subject)?;
+    fn last_fix_on_subject(&self, at: SubjectScope) -> StoreResult<Option<(String, String)>> {
+        let incidents = self.by_subject(at.account, at.region, at.subject)?;
         self.last_applied(&incidents)
     }
 
-    fn incident_nodegroups(&self, incident_id: &str) -> Result<Vec<String>, AuditError> {
+    fn incident_nodegroups(&self, incident_id: &str) -> StoreResult<Vec<String>> {
         Ok(self
             .partition(&format!("INC#{incident_id}"), Some("NG#"))?
             .iter()
@@ -70,11 +63,7 @@ impl Reads for DynamoBackend {
             .collect())
     }
 
-    fn incidents_for(
-        &self,
-        key: &NodegroupKey,
-        cause: &str,
-    ) -> Result<Vec<IncidentSummary>, AuditError> {
+    fn incidents_for(&self, key: &NodegroupKey, cause: &str) -> StoreResult<Vec<IncidentSummary>> {
         let items = self
             .by_nodegroup(key)?
             .into_iter()
@@ -87,22 +76,22 @@ impl Reads for DynamoBackend {
         &self,
         key: &NodegroupKey,
         limit: usize,
-    ) -> Result<Vec<IncidentSummary>, AuditError> {
+    ) -> StoreResult<Vec<IncidentSummary>> {
         let mut items = self.by_nodegroup(key)?;
         items.truncate(limit);
         self.summaries(items)
     }
 
-    fn last_fix_applied(&self, key: &NodegroupKey) -> Result<Option<(String, String)>, AuditError> {
+    fn last_fix_applied(&self, key: &NodegroupKey) -> StoreResult<Option<(String, String)>> {
         let incidents = self.by_nodegroup(key)?;
         self.last_applied(&incidents)
     }
 
-    fn records(&self, incident_id: &str) -> Result<Vec<Record>, AuditError> {
+    fn records(&self, incident_id: &str) -> StoreResult<Vec<Record>> {
         self.chain_records(incident_id, true, None)
     }
 
-    fn loose_records(&self, limit: usize) -> Result<Vec<Record>, AuditError> {
+    fn loose_records(&self, limit: usize) -> StoreResult<Vec<Record>> {
         let today = time::OffsetDateTime::now_utc().date();
         let mut found = Vec::new();
         for back in 0..LOOSE_DAYS {
@@ -123,7 +112,7 @@ impl Reads for DynamoBackend {
         Ok(found)
     }
 
-    fn all_records(&self, _after_seq: i64) -> Result<Vec<Record>, AuditError> {
+    fn all_records(&self, _after_seq: i64) -> StoreResult<Vec<Record>> {
         let mut chains: Vec<String> = self
             .listed("CHAINS", None)?
             .iter()
@@ -137,7 +126,7 @@ impl Reads for DynamoBackend {
         Ok(records)
     }
 
-    fn verify_chain(&self) -> Result<Result<u64, ChainBreak>, AuditError> {
+    fn verify_chain(&self) -> StoreResult<Result<u64, ChainBreak>> {
         let mut count = 0;
         for head in self.listed("CHAINS", None)? {
             let Some(chain) = text(&head, "chain") else {
@@ -199,7 +188,7 @@ impl Reads for DynamoBackend {
         Ok(Ok(count))
     }
 
-    fn plans(&self, status: Option<PlanStatus>) -> Result<Vec<PlanRow>, AuditError> {
+    fn plans(&self, status: Option<PlanStatus>) -> StoreResult<Vec<PlanRow>> {
         let statuses: Vec<PlanStatus> = match status {
             Some(status) => vec![status],
             None => PlanStatus::ALL.to_vec(),
@@ -220,13 +209,13 @@ impl Reads for DynamoBackend {
         Ok(plans)
     }
 
-    fn plan(&self, plan_id: &str) -> Result<Option<PlanRow>, AuditError> {
+    fn plan(&self, plan_id: &str) -> StoreResult<Option<PlanRow>> {
         self.get_state(&format!("PLAN#{plan_id}"), "PLAN")?
             .map(|item| plan_from_item(&item))
             .transpose()
     }
 
-    fn kill_switch(&self) -> Result<Option<KillSwitch>, AuditError> {
+    fn kill_switch(&self) -> StoreResult<Option<KillSwitch>> {
         Ok(self
             .get_state(KILL_SWITCH, "CTRL")?
             .filter(|item| text(item, "value").as_deref() == Some("on"))
@@ -237,7 +226,7 @@ impl Reads for DynamoBackend {
             }))
     }
 
-    fn mutations_since(&self, account: &str, since: &str) -> Result<u32, AuditError> {
+    fn mutations_since(&self, account: &str, since: &str) -> StoreResult<u32> {
         Ok(self
             .query(
                 &self.state,
@@ -251,11 +240,7 @@ impl Reads for DynamoBackend {
             .len() as u32)
     }
 
-    fn last_mutation(
-        &self,
-        resource: &str,
-        fix: &str,
-    ) -> Result<Option<(String, String)>, AuditError> {
+    fn last_mutation(&self, resource: &str, fix: &str) -> StoreResult<Option<(String, String)>> {
         Ok(self
             .query(
                 &self.state,
@@ -275,7 +260,7 @@ impl Reads for DynamoBackend {
             }))
     }
 
-    fn open_breakers(&self, scopes: &[String]) -> Result<Vec<String>, AuditError> {
+    fn open_breakers(&self, scopes: &[String]) -> StoreResult<Vec<String>> {
         let mut open = Vec::new();
         for scope in scopes {
             if self
@@ -288,7 +273,7 @@ impl Reads for DynamoBackend {
         Ok(open)
     }
 
-    fn breakers(&self) -> Result<Vec<Breaker>, AuditError> {
+    fn breakers(&self) -> StoreResult<Vec<Breaker>> {
         let mut breakers: Vec<Breaker> = self
             .listed("BREAKERS", None)?
             .iter()
@@ -305,7 +290,7 @@ impl Reads for DynamoBackend {
         Ok(breakers)
     }
 
-    fn lease(&self, lease_key: &str) -> Result<Option<Lease>, AuditError> {
+    fn lease(&self, lease_key: &str) -> StoreResult<Option<Lease>> {
         Ok(self
             .get_state(&format!("LEASE#{lease_key}"), "LEASE")?
             .map(|item| Lease {

@@ -340,15 +340,28 @@ pub(super) fn transact_item(buffered: &Buffered) -> Result<TransactWriteItem, Au
 }
 
 impl DynamoTx<'_> {
+    /// The sort keys of the items this transaction puts in a partition of the state table.
+    pub(super) fn buffered_keys(&self, pk: &str) -> impl Iterator<Item = String> {
+        let state = self.backend.state.as_str();
+        self.buffer
+            .borrow()
+            .iter()
+            .filter(|b| b.table == state && matches!(b.op, Op::Put(_)))
+            .filter(|b| text(&b.key, "pk").as_deref() == Some(pk))
+            .filter_map(|b| text(&b.key, "sk"))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
     /// Buffers the two items of one mutation (by account, for the rate limit; by resource, for
     /// the cooldown); returns their keys.
-    pub(super) fn mutation_items(
-        &self,
-        account: &str,
-        resource: &str,
-        fix: &str,
-        incident_id: &str,
-    ) -> Vec<Item> {
+    pub(super) fn mutation_items(&self, row: MutationRow) -> Vec<Item> {
+        let MutationRow {
+            account,
+            resource,
+            fix,
+            incident_id,
+        } = row;
         let at = now();
         let sk = format!("{at}#{}", uuid::Uuid::new_v4().simple());
         let expires = time::OffsetDateTime::now_utc().unix_timestamp() + 7 * 86_400;

@@ -7,13 +7,13 @@ impl Writes for DynamoTx<'_> {
         self.backend
     }
 
-    fn append(
-        &self,
-        incident_id: Option<&str>,
-        event_id: Option<&str>,
-        kind: RecordKind,
-        body: &Value,
-    ) -> Result<i64, AuditError> {
+    fn append(&self, record: NewRecord) -> StoreResult<i64> {
+        let NewRecord {
+            incident_id,
+            event_id,
+            kind,
+            body,
+        } = record;
         let at = now();
         let chain = match incident_id {
             Some(id) => id.to_string(),
@@ -68,13 +68,13 @@ impl Writes for DynamoTx<'_> {
         Ok(seq)
     }
 
-    fn mark_event(
-        &self,
-        event_id: &str,
-        message_id: Option<&str>,
-        disposition: &str,
-        incident_id: Option<&str>,
-    ) -> Result<(), AuditError> {
+    fn mark_event(&self, mark: EventMark) -> StoreResult<()> {
+        let EventMark {
+            event_id,
+            message_id,
+            disposition,
+            incident_id,
+        } = mark;
         let pk = format!("EVT#{event_id}");
         if self.current(&pk, "EVT")?.is_some() {
             return Ok(());
@@ -105,15 +105,15 @@ impl Writes for DynamoTx<'_> {
         Ok(())
     }
 
-    fn open_incident(
-        &self,
-        incident_id: &str,
-        key_: &NodegroupKey,
-        cause: &str,
-        subject: Option<&str>,
-        mode: &str,
-        summary: &str,
-    ) -> Result<(), AuditError> {
+    fn open_incident(&self, incident: NewIncident) -> StoreResult<()> {
+        let NewIncident {
+            incident_id,
+            key: key_,
+            cause,
+            subject,
+            mode,
+            summary,
+        } = incident;
         let at = now();
         let mut item = key(&format!("INC#{incident_id}"), "META");
         for (name, value) in [
@@ -145,31 +145,25 @@ impl Writes for DynamoTx<'_> {
             item.insert("gsi2sk".into(), s(at.clone()));
         }
         self.put(item, Some(Condition::absent()));
-        self.join_nodegroup(incident_id, &key_.cluster, &key_.nodegroup)
+        self.join_nodegroup(Member {
+            incident_id,
+            cluster: &key_.cluster,
+            nodegroup: &key_.nodegroup,
+        })
     }
 
-    fn join_nodegroup(
-        &self,
-        incident_id: &str,
-        cluster: &str,
-        nodegroup: &str,
-    ) -> Result<(), AuditError> {
+    fn join_nodegroup(&self, member: Member) -> StoreResult<()> {
         self.put(
             key(
-                &format!("INC#{incident_id}"),
-                &format!("NG#{cluster}/{nodegroup}"),
+                &format!("INC#{}", member.incident_id),
+                &format!("NG#{}/{}", member.cluster, member.nodegroup),
             ),
             None,
         );
         Ok(())
     }
 
-    fn set_outcome(
-        &self,
-        incident_id: &str,
-        mode: &str,
-        outcome: Outcome,
-    ) -> Result<(), AuditError> {
+    fn set_outcome(&self, incident_id: &str, mode: &str, outcome: Outcome) -> StoreResult<()> {
         let pk = format!("INC#{incident_id}");
         let Some(meta) = self.current(&pk, "META")? else {
             return Err(AuditError::NoSuchIncident(incident_id.into()));
@@ -188,12 +182,12 @@ impl Writes for DynamoTx<'_> {
         Ok(())
     }
 
-    fn set_plan(
-        &self,
-        incident_id: &str,
-        plan_id: &str,
-        steps: &[(String, String, String)],
-    ) -> Result<(), AuditError> {
+    fn set_plan(&self, plan: IncidentPlan) -> StoreResult<()> {
+        let IncidentPlan {
+            incident_id,
+            plan_id,
+            steps,
+        } = plan;
         let pk = format!("INC#{incident_id}");
         let at = now();
         self.update(
@@ -218,15 +212,9 @@ impl Writes for DynamoTx<'_> {
         Ok(())
     }
 
-    fn set_step(
-        &self,
-        incident_id: &str,
-        position: usize,
-        status: &str,
-        detail: &str,
-    ) -> Result<(), AuditError> {
-        let pk = format!("INC#{incident_id}");
-        let sk = format!("STEP#{position:04}");
+    fn set_step(&self, change: StepChange) -> StoreResult<()> {
+        let pk = format!("INC#{}", change.incident_id);
+        let sk = format!("STEP#{:04}", change.position);
         // As in SQL, a step that does not exist is not created.
         if self.current(&pk, &sk)?.is_none() {
             return Ok(());
@@ -235,8 +223,8 @@ impl Writes for DynamoTx<'_> {
             &pk,
             &sk,
             vec![
-                ("status", s(status)),
-                ("detail", s(detail)),
+                ("status", s(change.status)),
+                ("detail", s(change.detail)),
                 ("updated_at", s(now())),
             ],
             None,
@@ -244,21 +232,22 @@ impl Writes for DynamoTx<'_> {
         Ok(())
     }
 
-    fn register_plan(
-        &self,
-        incident_id: &str,
-        plan_id: &str,
-        plan: &Value,
-        trigger: &Value,
-    ) -> Result<bool, AuditError> {
+    fn stored_plan(&self, plan_id: &str) -> StoreResult<Option<StoredPlan>> {
+        Ok(self
+            .current(&format!("PLAN#{plan_id}"), "PLAN")?
+            .map(|item| StoredPlan {
+                status: text(&item, "status").unwrap_or_default(),
+                incident_id: text(&item, "incident_id").unwrap_or_default(),
+            }))
+    }
+
+    fn supersede_waiting_plans(&self, incident_id: &str, keep_plan_id: &str) -> StoreResult<()> {
         let at = now();
-        let pk = format!("PLAN#{plan_id}");
-        let before = self.current(&pk, "PLAN")?;
         let waiting = PlanStatus::AwaitingApproval.as_str();
         for other in self.backend.listed(&format!("PLANS#{waiting}"), None)? {
             if text(&other, "incident_id").as_deref() == Some(incident_id)
-                && text(&other, "plan_id").as_deref() != Some(plan_id)
                 && let Some(other_id) = text(&other, "plan_id")
+                && other_id != keep_plan_id
             {
                 self.update(
                     &format!("PLAN#{other_id}"),
@@ -268,66 +257,58 @@ impl Writes for DynamoTx<'_> {
                 );
             }
         }
+        Ok(())
+    }
+
+    fn save_plan(&self, plan: PlanWrite, how: PlanSave) -> StoreResult<()> {
+        let at = now();
+        let pk = format!("PLAN#{}", plan.plan_id);
+        let trigger = s(serde_json::to_string(plan.trigger)?);
+        if how == PlanSave::RefreshTrigger {
+            self.update(
+                &pk,
+                "PLAN",
+                vec![("updated_at", s(at)), ("trigger", trigger)],
+                None,
+            );
+            return Ok(());
+        }
         let meta = self
-            .current(&format!("INC#{incident_id}"), "META")?
+            .current(&format!("INC#{}", plan.incident_id), "META")?
             .unwrap_or_default();
         let mut item = key(&pk, "PLAN");
-        item.insert("plan_id".into(), s(plan_id));
-        item.insert("incident_id".into(), s(incident_id));
-        item.insert("plan".into(), s(serde_json::to_string(plan)?));
-        item.insert("trigger".into(), s(serde_json::to_string(trigger)?));
+        item.insert("plan_id".into(), s(plan.plan_id));
+        item.insert("incident_id".into(), s(plan.incident_id));
+        item.insert("plan".into(), s(serde_json::to_string(plan.plan)?));
+        item.insert("trigger".into(), trigger);
         for field in ["cluster", "nodegroup", "cause"] {
             item.insert(field.into(), s(text(&meta, field).unwrap_or_default()));
         }
         for (name, value) in status_fields(PlanStatus::AwaitingApproval, &at) {
             item.insert(name.into(), value);
         }
-        match before.as_ref().and_then(|b| text(b, "status")) {
-            None => {
-                item.insert("created_at".into(), s(at));
-                self.put(item, Some(Condition::absent()));
-                Ok(true)
-            }
-            Some(status) if PlanStatus::settled(&status) => {
-                // The latest event of the same incident is what an approval re-collects for.
-                if status == waiting
-                    && before
-                        .as_ref()
-                        .and_then(|b| text(b, "incident_id"))
-                        .as_deref()
-                        == Some(incident_id)
-                {
-                    self.update(
-                        &pk,
-                        "PLAN",
-                        vec![
-                            ("updated_at", s(at)),
-                            ("trigger", s(serde_json::to_string(trigger)?)),
-                        ],
-                        None,
-                    );
-                }
-                Ok(false)
-            }
-            Some(_) => {
-                let created = before
-                    .as_ref()
-                    .and_then(|b| text(b, "created_at"))
-                    .unwrap_or_else(|| at.clone());
-                item.insert("created_at".into(), s(created));
-                self.put(item, None);
-                Ok(true)
-            }
+        if how == PlanSave::Insert {
+            item.insert("created_at".into(), s(at));
+            self.put(item, Some(Condition::absent()));
+        } else {
+            // Reopened: a new item without the decision, created when it first was.
+            let created = self
+                .current(&pk, "PLAN")?
+                .and_then(|before| text(&before, "created_at"))
+                .unwrap_or(at);
+            item.insert("created_at".into(), s(created));
+            self.put(item, None);
         }
+        Ok(())
     }
 
-    fn set_plan_status(
-        &self,
-        plan_id: &str,
-        status: PlanStatus,
-        by: Option<&str>,
-        reason: Option<&str>,
-    ) -> Result<(), AuditError> {
+    fn set_plan_status(&self, change: PlanStatusChange) -> StoreResult<()> {
+        let PlanStatusChange {
+            plan_id,
+            status,
+            by,
+            reason,
+        } = change;
         let pk = format!("PLAN#{plan_id}");
         if self.current(&pk, "PLAN")?.is_none() {
             return Ok(());
@@ -349,12 +330,7 @@ impl Writes for DynamoTx<'_> {
         Ok(())
     }
 
-    fn set_kill_switch(
-        &self,
-        on: bool,
-        by: Option<&str>,
-        reason: Option<&str>,
-    ) -> Result<(), AuditError> {
+    fn set_kill_switch(&self, on: bool, by: Option<&str>, reason: Option<&str>) -> StoreResult<()> {
         let mut item = key(KILL_SWITCH, "CTRL");
         item.insert("value".into(), s(if on { "on" } else { "off" }));
         item.insert("at".into(), s(now()));
@@ -368,25 +344,14 @@ impl Writes for DynamoTx<'_> {
         Ok(())
     }
 
-    fn reserve_mutation(
-        &self,
-        account: &str,
-        resource: &str,
-        fix: &str,
-        incident_id: &str,
-        since: &str,
-        limit: u32,
-    ) -> Result<Option<i64>, AuditError> {
-        // Reservations of one account are serialised on its rate item, so that replicas
-        // counting at once cannot all pass the limit.
+    fn lock_rate(&self, account: &str) -> StoreResult<()> {
+        // A conditional bump of the account's rate item: of two replicas counting at once, the
+        // second to commit conflicts and counts again.
         let rate_pk = format!("RATE#{account}");
         let version = self
             .backend
             .get_state(&rate_pk, "RATE")?
             .and_then(|item| number(&item, "version"));
-        if self.backend.mutations_since(account, since)? >= limit {
-            return Ok(None);
-        }
         let mut rate = key(&rate_pk, "RATE");
         rate.insert("version".into(), n(version.unwrap_or(0) + 1));
         let condition = match version {
@@ -396,7 +361,11 @@ impl Writes for DynamoTx<'_> {
             None => Condition::absent(),
         };
         self.put(rate, Some(condition));
-        let keys = self.mutation_items(account, resource, fix, incident_id);
+        Ok(())
+    }
+
+    fn record_mutation(&self, row: MutationRow) -> StoreResult<i64> {
+        let keys = self.mutation_items(row);
         let id = self
             .backend
             .next_reservation
@@ -404,109 +373,89 @@ impl Writes for DynamoTx<'_> {
         if let Ok(mut reservations) = self.backend.reservations.lock() {
             reservations.insert(id, keys);
         }
-        Ok(Some(id))
+        Ok(id)
     }
 
-    fn release_mutation(&self, seq: i64) -> Result<(), AuditError> {
+    fn release_mutation(&self, reservation: i64) -> StoreResult<()> {
         let keys = self
             .backend
             .reservations
             .lock()
             .ok()
-            .and_then(|r| r.get(&seq).cloned())
+            .and_then(|r| r.get(&reservation).cloned())
             .unwrap_or_default();
         for item_key in keys {
             let pk = text(&item_key, "pk").unwrap_or_default();
             let sk = text(&item_key, "sk").unwrap_or_default();
             self.delete(&pk, &sk, None);
         }
-        self.released.borrow_mut().push(seq);
+        self.released.borrow_mut().push(reservation);
         Ok(())
     }
 
-    fn record_mutation(
-        &self,
-        account: &str,
-        resource: &str,
-        fix: &str,
-        incident_id: &str,
-    ) -> Result<(), AuditError> {
-        self.mutation_items(account, resource, fix, incident_id);
+    fn add_breaker_failure(&self, failure: BreakerFailure) -> StoreResult<()> {
+        let failure_sk = format!("{}#{}", failure.at, uuid::Uuid::new_v4().simple());
+        let mut item = key(&format!("BRKF#{}", failure.scope), &failure_sk);
+        item.insert("incident_id".into(), s(failure.incident_id));
+        item.insert("reason".into(), s(failure.reason));
+        item.insert(
+            "expires_at".into(),
+            n(time::OffsetDateTime::now_utc().unix_timestamp() + 30 * 86_400),
+        );
+        self.put(item, None);
         Ok(())
     }
 
-    fn record_breaker_failure(
-        &self,
-        scopes: &[String],
-        incident_id: &str,
-        reason: &str,
-        threshold_for: &dyn Fn(&str) -> u32,
-        window_start: &str,
-    ) -> Result<Vec<String>, AuditError> {
-        let at = now();
-        let mut opened = Vec::new();
-        for scope in scopes {
-            let failure_sk = format!("{at}#{}", uuid::Uuid::new_v4().simple());
-            let mut failure = key(&format!("BRKF#{scope}"), &failure_sk);
-            failure.insert("incident_id".into(), s(incident_id));
-            failure.insert("reason".into(), s(reason));
-            failure.insert(
-                "expires_at".into(),
-                n(time::OffsetDateTime::now_utc().unix_timestamp() + 30 * 86_400),
-            );
-            self.put(failure, None);
-            let breaker = self.current(&format!("BRK#{scope}"), "BRK")?;
-            if breaker
-                .as_ref()
-                .is_some_and(|b| text(b, "state").as_deref() == Some("open"))
-            {
-                continue;
-            }
-            let forgiven = breaker
-                .as_ref()
-                .and_then(|b| text(b, "forgiven_through"))
-                .unwrap_or_default();
-            let earlier = self
-                .backend
-                .query(
-                    &self.backend.state,
-                    None,
-                    "#pk = :pk AND #sk >= :start",
-                    &[("#pk", "pk"), ("#sk", "sk")],
-                    &[
-                        (":pk", s(format!("BRKF#{scope}"))),
-                        (":start", s(window_start)),
-                    ],
-                    true,
-                    None,
-                )?
-                .iter()
-                .filter(|f| text(f, "sk").is_some_and(|sk| sk > forgiven))
-                .count() as u32;
-            // The failure just buffered is not in the table yet.
-            let failures = earlier + 1;
-            if failures >= threshold_for(scope) {
-                let mut item = key(&format!("BRK#{scope}"), "BRK");
-                item.insert("scope".into(), s(scope.clone()));
-                item.insert("state".into(), s("open"));
-                item.insert("opened_at".into(), s(at.clone()));
-                item.insert(
-                    "reason".into(),
-                    s(format!(
-                        "{failures} failures since {window_start}: {reason}"
-                    )),
-                );
-                item.insert("forgiven_through".into(), s(forgiven));
-                item.insert("gsi3pk".into(), s("BREAKERS"));
-                item.insert("gsi3sk".into(), s(at.clone()));
-                self.put(item, None);
-                opened.push(scope.clone());
-            }
-        }
-        Ok(opened)
+    fn breaker_open(&self, scope: &str) -> StoreResult<bool> {
+        Ok(self
+            .current(&format!("BRK#{scope}"), "BRK")?
+            .is_some_and(|b| text(&b, "state").as_deref() == Some("open")))
     }
 
-    fn reset_breaker(&self, scope: &str, by: &str) -> Result<bool, AuditError> {
+    fn breaker_failures_since(&self, scope: &str, window_start: &str) -> StoreResult<u32> {
+        let pk = format!("BRKF#{scope}");
+        let forgiven = self
+            .current(&format!("BRK#{scope}"), "BRK")?
+            .and_then(|b| text(&b, "forgiven_through"))
+            .unwrap_or_default();
+        let stored = self.backend.query(
+            &self.backend.state,
+            None,
+            "#pk = :pk AND #sk >= :start",
+            &[("#pk", "pk"), ("#sk", "sk")],
+            &[(":pk", s(pk.as_str())), (":start", s(window_start))],
+            true,
+            None,
+        )?;
+        let counted = |sk: &str| sk >= window_start && sk > forgiven.as_str();
+        let in_table = stored
+            .iter()
+            .filter_map(|f| text(f, "sk"))
+            .filter(|sk| counted(sk))
+            .count();
+        // Failures this transaction buffered are not in the table yet.
+        let buffered = self.buffered_keys(&pk).filter(|sk| counted(sk)).count();
+        Ok(u32::try_from(in_table + buffered).unwrap_or(u32::MAX))
+    }
+
+    fn open_breaker(&self, scope: &str, at: &str, reason: &str) -> StoreResult<()> {
+        let forgiven = self
+            .current(&format!("BRK#{scope}"), "BRK")?
+            .and_then(|b| text(&b, "forgiven_through"))
+            .unwrap_or_default();
+        let mut item = key(&format!("BRK#{scope}"), "BRK");
+        item.insert("scope".into(), s(scope));
+        item.insert("state".into(), s("open"));
+        item.insert("opened_at".into(), s(at));
+        item.insert("reason".into(), s(reason));
+        item.insert("forgiven_through".into(), s(forgiven));
+        item.insert("gsi3pk".into(), s("BREAKERS"));
+        item.insert("gsi3sk".into(), s(at));
+        self.put(item, None);
+        Ok(())
+    }
+
+    fn reset_breaker(&self, scope: &str, by: &str) -> StoreResult<bool> {
         let pk = format!("BRK#{scope}");
         let Some(breaker) = self.current(&pk, "BRK")? else {
             return Ok(false);
@@ -542,13 +491,13 @@ impl Writes for DynamoTx<'_> {
         Ok(true)
     }
 
-    fn acquire_lease(
-        &self,
-        lease_key: &str,
-        holder: &str,
-        now_ms: i64,
-        expires_at_ms: i64,
-    ) -> Result<bool, AuditError> {
+    fn acquire_lease(&self, claim: LeaseClaim) -> StoreResult<bool> {
+        let LeaseClaim {
+            key: lease_key,
+            holder,
+            now_ms,
+            expires_at_ms,
+        } = claim;
         let pk = format!("LEASE#{lease_key}");
         let found = self.backend.get_state(&pk, "LEASE")?;
         let condition = match &found {
@@ -575,7 +524,7 @@ impl Writes for DynamoTx<'_> {
         Ok(true)
     }
 
-    fn release_lease(&self, lease_key: &str, holder: &str) -> Result<(), AuditError> {
+    fn release_lease(&self, lease_key: &str, holder: &str) -> StoreResult<()> {
         let pk = format!("LEASE#{lease_key}");
         if self
             .backend

@@ -8,7 +8,11 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::Value;
 
-use super::backend::{ChainBreak, Lease, Reads, Writes};
+use super::backend::{
+    BreakerFailure, ChainBreak, EventMark, IncidentPlan, Lease, LeaseClaim, Member, MutationRow,
+    NewIncident, NewRecord, PlanSave, PlanStatusChange, PlanWrite, Reads, StepChange, StoreResult,
+    StoredPlan, SubjectScope, Writes,
+};
 use super::control::{Breaker, KillSwitch, PlanRow, PlanStatus};
 use super::schema;
 use super::store::{GENESIS, chain_hash};

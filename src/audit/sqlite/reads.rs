@@ -3,7 +3,7 @@
 use super::*;
 
 impl Reads for Connection {
-    fn event_seen(&self, event_id: &str) -> Result<Option<EventSeen>, AuditError> {
+    fn event_seen(&self, event_id: &str) -> StoreResult<Option<EventSeen>> {
         Ok(self
             .query_row(
                 "SELECT disposition, incident_id FROM events WHERE event_id = ?1",
@@ -18,7 +18,7 @@ impl Reads for Connection {
             .optional()?)
     }
 
-    fn list(&self, limit: usize) -> Result<Vec<IncidentSummary>, AuditError> {
+    fn list(&self, limit: usize) -> StoreResult<Vec<IncidentSummary>> {
         summaries(
             self,
             &format!(
@@ -28,7 +28,7 @@ impl Reads for Connection {
         )
     }
 
-    fn incident(&self, incident_id: &str) -> Result<Option<IncidentSummary>, AuditError> {
+    fn incident(&self, incident_id: &str) -> StoreResult<Option<IncidentSummary>> {
         Ok(summaries(
             self,
             &format!("SELECT {SUMMARY_COLUMNS} FROM incidents WHERE incident_id = ?1"),
@@ -37,7 +37,7 @@ impl Reads for Connection {
         .pop())
     }
 
-    fn incident_subject(&self, incident_id: &str) -> Result<Option<String>, AuditError> {
+    fn incident_subject(&self, incident_id: &str) -> StoreResult<Option<String>> {
         Ok(self
             .query_row(
                 "SELECT subject FROM incidents WHERE incident_id = ?1",
@@ -50,39 +50,32 @@ impl Reads for Connection {
 
     fn incidents_for_subject(
         &self,
-        account: &str,
-        region: &str,
+        at: SubjectScope,
         cause: &str,
-        subject: &str,
-    ) -> Result<Vec<IncidentSummary>, AuditError> {
+    ) -> StoreResult<Vec<IncidentSummary>> {
         summaries(
             self,
             &format!(
                 "SELECT {SUMMARY_COLUMNS} FROM incidents WHERE account = ?1 AND region = ?2 AND cause = ?3 \
                  AND subject = ?4 ORDER BY updated_at DESC"
             ),
-            &[&account, &region, &cause, &subject],
+            &[&at.account, &at.region, &cause, &at.subject],
         )
     }
 
-    fn last_fix_on_subject(
-        &self,
-        account: &str,
-        region: &str,
-        subject: &str,
-    ) -> Result<Option<(String, String)>, AuditError> {
+    fn last_fix_on_subject(&self, at: SubjectScope) -> StoreResult<Option<(String, String)>> {
         Ok(self
             .query_row(
                 "SELECT s.incident_id, MAX(s.updated_at) FROM incident_steps s JOIN incidents i USING (incident_id)
                  WHERE i.account = ?1 AND i.region = ?2 AND i.subject = ?3 AND s.status = 'applied'
                  GROUP BY s.incident_id ORDER BY MAX(s.updated_at) DESC LIMIT 1",
-                params![account, region, subject],
+                params![at.account, at.region, at.subject],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?)
     }
 
-    fn incident_nodegroups(&self, incident_id: &str) -> Result<Vec<String>, AuditError> {
+    fn incident_nodegroups(&self, incident_id: &str) -> StoreResult<Vec<String>> {
         let mut statement = self.prepare(
             "SELECT cluster || '/' || nodegroup FROM incident_nodegroups WHERE incident_id = ?1 ORDER BY cluster, nodegroup",
         )?;
@@ -90,11 +83,7 @@ impl Reads for Connection {
         Ok(rows.collect::<Result<Vec<String>, _>>()?)
     }
 
-    fn incidents_for(
-        &self,
-        key: &NodegroupKey,
-        cause: &str,
-    ) -> Result<Vec<IncidentSummary>, AuditError> {
+    fn incidents_for(&self, key: &NodegroupKey, cause: &str) -> StoreResult<Vec<IncidentSummary>> {
         summaries(
             self,
             &format!(
@@ -115,7 +104,7 @@ impl Reads for Connection {
         &self,
         key: &NodegroupKey,
         limit: usize,
-    ) -> Result<Vec<IncidentSummary>, AuditError> {
+    ) -> StoreResult<Vec<IncidentSummary>> {
         summaries(
             self,
             &format!(
@@ -132,7 +121,7 @@ impl Reads for Connection {
         )
     }
 
-    fn last_fix_applied(&self, key: &NodegroupKey) -> Result<Option<(String, String)>, AuditError> {
+    fn last_fix_applied(&self, key: &NodegroupKey) -> StoreResult<Option<(String, String)>> {
         Ok(self
             .query_row(
                 "SELECT s.incident_id, MAX(s.updated_at) FROM incident_steps s JOIN incidents i USING (incident_id)
@@ -144,11 +133,11 @@ impl Reads for Connection {
             .optional()?)
     }
 
-    fn records(&self, incident_id: &str) -> Result<Vec<Record>, AuditError> {
+    fn records(&self, incident_id: &str) -> StoreResult<Vec<Record>> {
         records_where(self, "WHERE incident_id = ?1 ORDER BY seq", &[&incident_id])
     }
 
-    fn loose_records(&self, limit: usize) -> Result<Vec<Record>, AuditError> {
+    fn loose_records(&self, limit: usize) -> StoreResult<Vec<Record>> {
         records_where(
             self,
             "WHERE incident_id IS NULL ORDER BY seq DESC LIMIT ?1",
@@ -156,11 +145,11 @@ impl Reads for Connection {
         )
     }
 
-    fn all_records(&self, after_seq: i64) -> Result<Vec<Record>, AuditError> {
+    fn all_records(&self, after_seq: i64) -> StoreResult<Vec<Record>> {
         records_where(self, "WHERE seq > ?1 ORDER BY seq", &[&after_seq])
     }
 
-    fn verify_chain(&self) -> Result<Result<u64, ChainBreak>, AuditError> {
+    fn verify_chain(&self) -> StoreResult<Result<u64, ChainBreak>> {
         let mut statement = self.prepare(
             "SELECT seq, at, incident_id, event_id, kind, body, prev_hash, hash FROM records ORDER BY seq",
         )?;
@@ -204,7 +193,7 @@ impl Reads for Connection {
         Ok(Ok(count))
     }
 
-    fn plans(&self, status: Option<PlanStatus>) -> Result<Vec<PlanRow>, AuditError> {
+    fn plans(&self, status: Option<PlanStatus>) -> StoreResult<Vec<PlanRow>> {
         match status {
             Some(status) => plan_rows(
                 self,
@@ -223,7 +212,7 @@ impl Reads for Connection {
         }
     }
 
-    fn plan(&self, plan_id: &str) -> Result<Option<PlanRow>, AuditError> {
+    fn plan(&self, plan_id: &str) -> StoreResult<Option<PlanRow>> {
         Ok(plan_rows(
             self,
             &format!(
@@ -234,7 +223,7 @@ impl Reads for Connection {
         .pop())
     }
 
-    fn kill_switch(&self) -> Result<Option<KillSwitch>, AuditError> {
+    fn kill_switch(&self) -> StoreResult<Option<KillSwitch>> {
         Ok(self
             .query_row(
                 "SELECT set_by, at, reason FROM controls WHERE name = ?1 AND value = 'on'",
@@ -250,7 +239,7 @@ impl Reads for Connection {
             .optional()?)
     }
 
-    fn mutations_since(&self, account: &str, since: &str) -> Result<u32, AuditError> {
+    fn mutations_since(&self, account: &str, since: &str) -> StoreResult<u32> {
         Ok(self.query_row(
             "SELECT COUNT(*) FROM mutations WHERE account = ?1 AND at >= ?2",
             params![account, since],
@@ -258,11 +247,7 @@ impl Reads for Connection {
         )?)
     }
 
-    fn last_mutation(
-        &self,
-        resource: &str,
-        fix: &str,
-    ) -> Result<Option<(String, String)>, AuditError> {
+    fn last_mutation(&self, resource: &str, fix: &str) -> StoreResult<Option<(String, String)>> {
         Ok(self
             .query_row(
                 "SELECT at, incident_id FROM mutations WHERE resource = ?1 AND fix = ?2 ORDER BY seq DESC LIMIT 1",
@@ -272,7 +257,7 @@ impl Reads for Connection {
             .optional()?)
     }
 
-    fn open_breakers(&self, scopes: &[String]) -> Result<Vec<String>, AuditError> {
+    fn open_breakers(&self, scopes: &[String]) -> StoreResult<Vec<String>> {
         let mut open = Vec::new();
         for scope in scopes {
             let is_open: bool = self
@@ -290,7 +275,7 @@ impl Reads for Connection {
         Ok(open)
     }
 
-    fn breakers(&self) -> Result<Vec<Breaker>, AuditError> {
+    fn breakers(&self) -> StoreResult<Vec<Breaker>> {
         let mut statement = self.prepare(
             "SELECT scope, state, opened_at, reason, closed_at, closed_by FROM breakers ORDER BY opened_at DESC",
         )?;
@@ -307,7 +292,7 @@ impl Reads for Connection {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn lease(&self, key: &str) -> Result<Option<Lease>, AuditError> {
+    fn lease(&self, key: &str) -> StoreResult<Option<Lease>> {
         Ok(self
             .query_row(
                 "SELECT key, holder, expires_at_ms FROM leases WHERE key = ?1",
