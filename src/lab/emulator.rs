@@ -120,6 +120,14 @@ impl Emulator {
         }
     }
 
+    /// Seeds moto's random source: the same calls then make the same ids in every run, so that
+    /// a fixture one build wrote can be read against a world another build made.
+    pub async fn seed(&self, seed: u64) -> Result<(), LabError> {
+        self.request("POST", &format!("/moto-api/seed?a={seed}"), "")
+            .await
+            .map(|_| ())
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

@@ -48,13 +48,14 @@ import os
 import sys
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
 
 from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
 
 from moto.core import DEFAULT_ACCOUNT_ID
+# moto's own random source: `POST /moto-api/seed?a=N` makes every id, ours too, repeatable.
+from moto.moto_api._internal import mock_random
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 import moto.eks.models as eks_models
@@ -126,7 +127,7 @@ def _create_cluster(self, *args, **kwargs):
 
 
 def random_suffix():
-    return uuid.uuid4().hex[:10]
+    return mock_random.uuid4().hex[:10]
 
 
 eks_models.EKSBackend.create_cluster = _create_cluster
@@ -183,7 +184,7 @@ def _access_entries_endpoint(request, region):
             "clusterName": cluster_name,
             "principalArn": arn,
             "kubernetesGroups": body.get("kubernetesGroups", []),
-            "accessEntryArn": f"arn:aws:eks:{region}:{account}:access-entry/{cluster_name}/{uuid.uuid4()}",
+            "accessEntryArn": f"arn:aws:eks:{region}:{account}:access-entry/{cluster_name}/{mock_random.uuid4()}",
             "createdAt": now,
             "modifiedAt": now,
             "tags": body.get("tags", {}),
@@ -366,7 +367,7 @@ def _update_nodegroup_config(self, cluster_name, nodegroup_name, labels=None, ta
         if update_config:
             nodegroup.update_config = update_config
         update = {
-            "id": str(uuid.uuid4()),
+            "id": str(mock_random.uuid4()),
             "status": "InProgress",
             "type": "ConfigUpdate",
             "params": params,
@@ -487,7 +488,7 @@ def _launch_blocker(group):
 def _record_activity(group, status_code, description, status_message=""):
     now = _now().isoformat()
     activity = {
-        "ActivityId": str(uuid.uuid4()),
+        "ActivityId": str(mock_random.uuid4()),
         "AutoScalingGroupName": group.name,
         "Description": description,
         "Cause": f"At {now} an instance was started in response to a difference between desired and actual capacity.",

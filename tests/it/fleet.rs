@@ -141,6 +141,43 @@ async fn a_crash_after_the_route_intent_resumes_and_adds_it_once() {
     exactly_one_fix(&world, &lab, 1).await;
 }
 
+/// A database the build before the redesign wrote (see tests/fixtures/README.md) verifies, and
+/// the incident it was interrupted in resumes and adds the route once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_written_before_the_redesign_verifies_and_resumes() {
+    let world = World::seeded(5, 2026).await;
+    let lab = lab_000(&world).await;
+    assert_eq!(
+        (lab.route_table.as_str(), lab.subnet.as_str()),
+        ("rtb-0955b5baf41852c7b", "subnet-8446a58cca482cc84"),
+        "the seeded emulator no longer makes the ids the fixture names; make the fixture again"
+    );
+    publish(&world, &lab).await;
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ccfb53c-lab000-after-route-intent.db"
+    );
+    std::fs::copy(fixture, world.audit_db()).expect("fixture copied");
+    verified_chain(&world);
+    let before = world.records_of("inc-a1f267868f69", "step_intent");
+    assert_eq!(before.len(), 1, "{before:#?}");
+    assert_eq!(world.incidents()[0]["outcome"], "in_progress");
+
+    world.run_once("auto");
+    exactly_one_fix(&world, &lab, 1).await;
+    assert_eq!(world.incidents()[0]["incident_id"], "inc-a1f267868f69");
+    assert_eq!(
+        world.records_of("inc-a1f267868f69", "step_intent")[0],
+        before[0],
+        "the old record is read as written"
+    );
+    assert_eq!(
+        only_result(&world, "add_nat_route")["body"]["result"]["changed"],
+        true,
+        "the resumed run made the call the crash kept it from"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_after_the_route_was_added_does_not_add_it_twice() {
     crash_after_the_route(World::new(5).await).await;

@@ -30,7 +30,19 @@ impl World {
     /// The workshop cluster with its healthy `default` nodegroup, and the event queue
     /// (dead-letter after `max_receives`).
     pub async fn new(max_receives: u32) -> World {
+        World::build(max_receives, None).await
+    }
+
+    /// A world whose every id repeats from run to run (see [`Emulator::seed`]).
+    pub async fn seeded(max_receives: u32, seed: u64) -> World {
+        World::build(max_receives, Some(seed)).await
+    }
+
+    async fn build(max_receives: u32, seed: Option<u64>) -> World {
         let emulator = Emulator::start(0.5).await.expect("emulator starts");
+        if let Some(seed) = seed {
+            emulator.seed(seed).await.expect("seeded");
+        }
         let clients = LabClients::new(&emulator.sdk_config());
         let queue = lab::event_queue(&clients, "nodemedic-events", max_receives)
             .await
