@@ -147,25 +147,33 @@ impl AuditStore {
         }
     }
 
-    /// [`write_blocking`](Self::write_blocking) off the async runtime's threads.
-    pub async fn write<T: Send + 'static>(
+    /// [`write_blocking`](Self::write_blocking) from async code. On the multi-threaded runtime
+    /// the worker hands its other tasks to a new worker for the duration
+    /// ([`tokio::task::block_in_place`]), so `work` may borrow from the caller; on a
+    /// current-thread runtime (unit tests, one-shot commands) it runs in place.
+    pub async fn write<T>(
         &self,
-        work: impl Fn(&Tx) -> Result<T, AuditError> + Send + 'static,
+        work: impl Fn(&Tx) -> Result<T, AuditError>,
     ) -> Result<T, AuditError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_blocking(work))
-            .await
-            .map_err(|e| AuditError::Task(e.to_string()))?
+        off_the_runtime(|| self.write_blocking(work))
     }
 
-    pub async fn read<T: Send + 'static>(
+    /// [`read_blocking`](Self::read_blocking) from async code, as [`write`](Self::write) runs.
+    pub async fn read<T>(
         &self,
-        work: impl Fn(&dyn Reads) -> Result<T, AuditError> + Send + 'static,
+        work: impl Fn(&dyn Reads) -> Result<T, AuditError>,
     ) -> Result<T, AuditError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_blocking(work))
-            .await
-            .map_err(|e| AuditError::Task(e.to_string()))?
+        off_the_runtime(|| self.read_blocking(work))
+    }
+}
+
+/// Runs blocking store work without stalling the other tasks of a multi-threaded runtime.
+fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 
