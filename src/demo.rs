@@ -298,8 +298,7 @@ async fn drain(
 async fn print_incidents(store: &AuditStore) -> Result<(), DemoError> {
     let incidents = store.read(|c| c.list(100)).await?;
     for incident in incidents.iter().rev() {
-        let id = incident.incident_id.clone();
-        let records = store.read(move |c| c.records(&id)).await?;
+        let records = store.read(|c| c.records(&incident.incident_id)).await?;
         println!();
         print!("{}", report::show_text(incident, &records));
     }

@@ -14,6 +14,10 @@ use super::sqlite::SqliteBackend;
 use super::tx::Tx;
 use super::*;
 
+/// How often a transaction is redone after losing a race with another writer (about 4 s of
+/// backoff in all) before the conflict is reported.
+const MAX_CONFLICT_RETRIES: u32 = 10;
+
 pub(super) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The hash of one record, over its predecessor's hash and its own content.
@@ -124,13 +128,14 @@ impl AuditStore {
                 Backend::Dynamo(dynamo) => dynamo.write(&work),
             };
             match result {
-                // Another replica wrote what this transaction read: read again and redo.
-                Err(AuditError::Conflict) if attempt < 8 => {
+                // Another writer changed what this transaction read: read again and redo, after
+                // an exponential backoff with full jitter, so that writers that collided once
+                // spread out instead of colliding again.
+                Err(AuditError::Conflict) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
-                    let jitter = u64::from(uuid::Uuid::new_v4().as_u128() as u8) % 50;
-                    std::thread::sleep(std::time::Duration::from_millis(
-                        20 * u64::from(attempt) + jitter,
-                    ));
+                    let ceiling_ms = (10u64 << attempt.min(7)).min(1_000);
+                    let jitter = (uuid::Uuid::new_v4().as_u128() as u64) % ceiling_ms;
+                    std::thread::sleep(std::time::Duration::from_millis(5 + jitter));
                 }
                 result => return result,
             }

@@ -12,7 +12,7 @@ pub(super) async fn audit(command: AuditCommand) -> Result<ExitCode, CliError> {
             limit,
         } => {
             let store = open_store(settings).await?;
-            let incidents = store.read(move |c| c.list(limit)).await?;
+            let incidents = store.read(|c| c.list(limit)).await?;
             if json {
                 for incident in &incidents {
                     println!("{}", crate::report::incident_json(incident));
@@ -24,12 +24,11 @@ pub(super) async fn audit(command: AuditCommand) -> Result<ExitCode, CliError> {
         }
         AuditCommand::Show { id, settings, json } => {
             let store = open_store(settings).await?;
-            let wanted = id.clone();
             let incident = store
-                .read(move |c| c.incident(&wanted))
+                .read(|c| c.incident(&id))
                 .await?
                 .ok_or_else(|| CliError::Refused(format!("no incident {id}")))?;
-            let records = store.read(move |c| c.records(&id)).await?;
+            let records = store.read(|c| c.records(&id)).await?;
             if json {
                 println!("{}", crate::report::show_json(&incident, &records));
             } else {
@@ -43,7 +42,7 @@ pub(super) async fn audit(command: AuditCommand) -> Result<ExitCode, CliError> {
             out,
         } => {
             let store = open_store(settings).await?;
-            let records = store.read(move |r| r.all_records(after)).await?;
+            let records = store.read(|r| r.all_records(after)).await?;
             let mut lines = String::new();
             for record in &records {
                 lines.push_str(&serde_json::to_string(record)?);

@@ -14,7 +14,7 @@ pub(super) async fn plans(
 ) -> Result<ExitCode, CliError> {
     let store = open_store(settings).await?;
     let status = (!all).then_some(PlanStatus::AwaitingApproval);
-    let plans = store.read(move |c| control::plans(c, status)).await?;
+    let plans = store.read(|c| control::plans(c, status)).await?;
     if json {
         for plan in &plans {
             println!("{}", serde_json::to_string(plan)?);

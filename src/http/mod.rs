@@ -137,7 +137,7 @@ async fn list_plans(
             None => return error(StatusCode::BAD_REQUEST, format!("unknown status {text:?}")),
         },
     };
-    match state.store.read(move |c| control::plans(c, status)).await {
+    match state.store.read(|c| control::plans(c, status)).await {
         Ok(plans) => Json(plans).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

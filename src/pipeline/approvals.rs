@@ -96,10 +96,9 @@ impl Pipeline {
             cluster: row.cluster.clone(),
             nodegroup: row.nodegroup.clone(),
         };
-        let incident = row.incident_id.clone();
         let subject = self
             .store
-            .read(move |c| c.incident_subject(&incident))
+            .read(|c| c.incident_subject(&row.incident_id))
             .await?;
         let _nodegroup = self.locks.lock(&LockKey::Nodegroup(&key).to_string()).await;
         let _shared = match &subject {
@@ -117,10 +116,9 @@ impl Pipeline {
             ),
             None => None,
         };
-        let plan_id = row.plan_id.clone();
         let Some(row) = self
             .store
-            .read(move |c| control::plan(c, &plan_id))
+            .read(|c| control::plan(c, &row.plan_id))
             .await?
             .filter(|r| r.status == PlanStatus::Approved)
         else {
@@ -146,7 +144,7 @@ impl Pipeline {
         info!(plan_id = %row.plan_id, "plan not decided in time: expired");
         let expired = self
             .store
-            .write(move |tx| {
+            .write(|tx| {
                 let current = control::plan(tx.connection(), &row.plan_id)?;
                 if !current.is_some_and(|r| r.unanswered_at(ttl, OffsetDateTime::now_utc())) {
                     return Ok(false);
@@ -169,18 +167,17 @@ impl Pipeline {
             return Ok(false);
         }
         info!(plan_id = %row.plan_id, "approval expired");
-        let (plan_id, incident) = (row.plan_id.clone(), row.incident_id.clone());
         let entry = Entry::ApprovalDecision(journal::ApprovalDecision::ApprovalExpired {
-            plan_id: plan_id.clone(),
+            plan_id: row.plan_id.clone(),
             decision: journal::Verdict::Expired,
             approved_by: row.decided_by.clone(),
             approved_at: row.decided_at.clone(),
             ttl_secs: ttl.as_secs(),
         });
         self.store
-            .write(move |tx| {
-                tx.set_plan_status(&plan_id, PlanStatus::Expired, None, None)?;
-                tx.record(Some(&incident), None, &entry).map(|_| ())
+            .write(|tx| {
+                tx.set_plan_status(&row.plan_id, PlanStatus::Expired, None, None)?;
+                tx.record(Some(&row.incident_id), None, &entry).map(|_| ())
             })
             .await?;
         Ok(true)
@@ -213,8 +210,7 @@ impl Pipeline {
                 group: None,
             };
             let evidence = super::resume::resume_evidence(&clients, trigger, target).await?;
-            let id = row.incident_id.clone();
-            let records = self.store.read(move |c| c.records(&id)).await?;
+            let records = self.store.read(|c| c.records(&row.incident_id)).await?;
             if let Some(why) = self.remaining_steps_stale(&resumable, &records, &evidence) {
                 self.mark_stale(row, None, &why).await?;
                 return Ok(false);
@@ -240,42 +236,40 @@ impl Pipeline {
         .map_err(|e| PipelineError::Collect(e.to_string()))?;
         let diagnosis = diagnose(&evidence);
         let fresh = plan(&diagnosis, &evidence);
-        let incident_id = row.incident_id.clone();
         let (previous_outcome, history) = {
-            let id = incident_id.clone();
-            let key = key.clone();
-            let cause = row.cause.clone();
-            let subject = subject.map(str::to_string);
             let window_start = timestamp(
                 OffsetDateTime::now_utc()
                     - Duration::from_secs(self.config.remediation.incident_window_secs),
             );
             self.store
-                .read(move |c| {
-                    let previous = c.incident(&id)?.map(|i| i.outcome);
-                    let earlier = match &subject {
+                .read(|c| {
+                    let previous = c.incident(&row.incident_id)?.map(|i| i.outcome);
+                    let earlier = match subject {
                         Some(subject) => {
-                            c.incidents_for_subject(SubjectScope::near(&key, subject), &cause)?
+                            c.incidents_for_subject(SubjectScope::near(key, subject), &row.cause)?
                         }
-                        None => c.incidents_for(&key, &cause)?,
+                        None => c.incidents_for(key, &row.cause)?,
                     };
-                    Ok((previous, base_history(&earlier, &id, &window_start)))
+                    Ok((
+                        previous,
+                        base_history(&earlier, &row.incident_id, &window_start),
+                    ))
                 })
                 .await?
         };
         let incident = IncidentChoice {
-            id: incident_id.clone(),
+            id: row.incident_id.clone(),
             is_new: false,
             previous_outcome,
         };
         {
-            let id = incident_id.clone();
             let evidence_entry = Entry::Evidence(Box::new(evidence.clone()));
             let diagnosis_entry = Entry::Diagnosis(Box::new(diagnosis.clone()));
             self.store
-                .write(move |tx| {
-                    tx.record(Some(&id), None, &evidence_entry)?;
-                    tx.record(Some(&id), None, &diagnosis_entry).map(|_| ())
+                .write(|tx| {
+                    tx.record(Some(&row.incident_id), None, &evidence_entry)?;
+                    tx.record(Some(&row.incident_id), None, &diagnosis_entry)
+                        .map(|_| ())
                 })
                 .await?;
         }
@@ -301,22 +295,24 @@ impl Pipeline {
             };
             self.mark_stale(row, Some(&fresh.id), &why).await?;
             if diagnosis.is_healthy() {
-                let id = incident_id.clone();
-                let mode = self.config.policy.mode.as_str().to_string();
                 let entry = Entry::Outcome(journal::OutcomeEntry::Resolved {
                     outcome: Outcome::Resolved,
                     reason: "the cause went away before the approved plan ran".into(),
                 });
                 self.store
-                    .write(move |tx| {
-                        tx.record(Some(&id), None, &entry)?;
-                        tx.set_outcome(&id, &mode, Outcome::Resolved)
+                    .write(|tx| {
+                        tx.record(Some(&row.incident_id), None, &entry)?;
+                        tx.set_outcome(
+                            &row.incident_id,
+                            self.config.policy.mode.as_str(),
+                            Outcome::Resolved,
+                        )
                     })
                     .await?;
                 self.notifier
                     .send(&Notice {
                         event: "outcome",
-                        incident_id: incident_id.clone(),
+                        incident_id: row.incident_id.clone(),
                         cluster: key.cluster.clone(),
                         nodegroup: key.nodegroup.clone(),
                         cause: row.cause.clone(),
@@ -329,9 +325,7 @@ impl Pipeline {
                 return Ok(false);
             }
             // Plan again and let the guard decide as for any new plan: what needs approval asks again.
-            let id = incident_id.clone();
             let plan_entry = Entry::Plan(Box::new(fresh.clone()));
-            let plan_id = fresh.id.clone();
             let steps: Vec<(String, String, String)> = fresh
                 .steps
                 .iter()
@@ -344,9 +338,9 @@ impl Pipeline {
                 })
                 .collect();
             self.store
-                .write(move |tx| {
-                    tx.record(Some(&id), None, &plan_entry)?;
-                    tx.set_plan(&id, &plan_id, &steps)
+                .write(|tx| {
+                    tx.record(Some(&row.incident_id), None, &plan_entry)?;
+                    tx.set_plan(&row.incident_id, &fresh.id, &steps)
                 })
                 .await?;
             self.remediate(Remediation {
@@ -387,18 +381,17 @@ impl Pipeline {
         why: &str,
     ) -> Result<(), PipelineError> {
         warn!(plan_id = %row.plan_id, why, "approved plan is stale; not applied");
-        let (plan_id, incident) = (row.plan_id.clone(), row.incident_id.clone());
         let entry = Entry::PlanStale(journal::PlanStale {
-            plan_id: plan_id.clone(),
+            plan_id: row.plan_id.clone(),
             new_plan_id: fresh.map(str::to_string),
             why: why.to_string(),
             approved_by: row.decided_by.clone(),
             at: now(),
         });
         self.store
-            .write(move |tx| {
-                tx.set_plan_status(&plan_id, PlanStatus::Stale, None, None)?;
-                tx.record(Some(&incident), None, &entry).map(|_| ())
+            .write(|tx| {
+                tx.set_plan_status(&row.plan_id, PlanStatus::Stale, None, None)?;
+                tx.record(Some(&row.incident_id), None, &entry).map(|_| ())
             })
             .await?;
         Ok(())

@@ -173,10 +173,7 @@ impl Pipeline {
         let mut run = Run::default();
         let mut applied: Vec<(usize, StepResult)> = Vec::new();
         let mut earlier_failure = false;
-        let unfinished = {
-            let id = incident_id.to_string();
-            resume::unfinished(&self.store.read(move |c| c.records(&id)).await?)
-        };
+        let unfinished = resume::unfinished(&self.store.read(|c| c.records(incident_id)).await?);
         for (position, step) in plan.steps.iter().enumerate() {
             if self.stopping.is_cancelled() {
                 return Err(PipelineError::ShuttingDown);
@@ -379,19 +376,15 @@ impl Pipeline {
         base: &History,
         approval: Option<&Approval>,
     ) -> Result<History, PipelineError> {
-        let account = key.account.clone();
-        let resource = resource.to_string();
-        let fix = step.fix.code();
-        let scopes = scopes.to_vec();
         let hour_ago = timestamp(OffsetDateTime::now_utc() - Duration::from_secs(3600));
         let (kill_switch, open_breakers, last_same_fix, mutations_last_hour) = self
             .store
-            .read(move |c| {
+            .read(|c| {
                 Ok((
                     control::kill_switch(c)?,
-                    control::open_breakers(c, &scopes)?,
-                    control::last_mutation(c, &resource, fix)?,
-                    control::mutations_since(c, &account, &hour_ago)?,
+                    control::open_breakers(c, scopes)?,
+                    control::last_mutation(c, resource, step.fix.code())?,
+                    control::mutations_since(c, &key.account, &hour_ago)?,
                 ))
             })
             .await?;
@@ -435,11 +428,8 @@ impl Pipeline {
         key: &NodegroupKey,
         resource: &str,
     ) -> Result<(Decision, Option<i64>), PipelineError> {
-        let id = incident_id.to_string();
-        let mode = self.config.policy.mode;
         let limit = self.config.policy.max_mutations_per_hour;
         let hour_ago = timestamp(OffsetDateTime::now_utc() - Duration::from_secs(3600));
-        let fix = step.fix;
         let intent = Entry::StepIntent(journal::StepIntent {
             position,
             fix: step.fix,
@@ -454,45 +444,43 @@ impl Pipeline {
                 permission,
             })
         });
-        let account = key.account.clone();
-        let resource = resource.to_string();
         Ok(self
             .store
-            .write(move |tx| {
+            .write(|tx| {
                 let mut decision = decision.clone();
                 let mut reservation = None;
                 if decision.allows() {
                     reservation = tx.reserve_mutation(
-                        &account,
-                        &resource,
-                        fix.code(),
-                        &id,
+                        &key.account,
+                        resource,
+                        step.fix.code(),
+                        incident_id,
                         &hour_ago,
                         limit,
                     )?;
                     if reservation.is_none() {
-                        decision = guard::rate_limit_reached(limit, &account);
+                        decision = guard::rate_limit_reached(limit, &key.account);
                     }
                 }
                 let guard = Entry::GuardDecision(journal::GuardDecision {
                     position,
-                    fix,
+                    fix: step.fix,
                     decision: decision.clone(),
-                    mode,
+                    mode: self.config.policy.mode,
                 });
-                tx.record(Some(&id), None, &guard)?;
+                tx.record(Some(incident_id), None, &guard)?;
                 if let Some(permission) = &permission {
-                    tx.record(Some(&id), None, permission)?;
+                    tx.record(Some(incident_id), None, permission)?;
                 }
                 match &decision {
                     Decision::Apply { .. } => {
-                        tx.record(Some(&id), None, &intent)?;
+                        tx.record(Some(incident_id), None, &intent)?;
                     }
                     Decision::Hold { reason, .. } => {
-                        tx.set_step(&id, position, StepStatus::Planned.as_str(), reason)?;
+                        tx.set_step(incident_id, position, StepStatus::Planned.as_str(), reason)?;
                     }
                     Decision::Skip { reason } => {
-                        tx.set_step(&id, position, StepStatus::Skipped.as_str(), reason)?;
+                        tx.set_step(incident_id, position, StepStatus::Skipped.as_str(), reason)?;
                     }
                 }
                 Ok((decision, reservation))
@@ -509,10 +497,6 @@ impl Pipeline {
         result: &StepResult,
         reservation: Option<i64>,
     ) -> Result<(), PipelineError> {
-        let id = incident_id.to_string();
-        let status = result.status;
-        let detail = result.detail.clone();
-        let changed = result.changed;
         let entry = Entry::StepResult(journal::StepResultEntry {
             position,
             fix: step.fix,
@@ -521,11 +505,16 @@ impl Pipeline {
             why: None,
         });
         self.store
-            .write(move |tx| {
-                tx.record(Some(&id), None, &entry)?;
-                tx.set_step(&id, position, status.as_str(), &detail)?;
+            .write(|tx| {
+                tx.record(Some(incident_id), None, &entry)?;
+                tx.set_step(
+                    incident_id,
+                    position,
+                    result.status.as_str(),
+                    &result.detail,
+                )?;
                 if let Some(seq) = reservation
-                    && !changed
+                    && !result.changed
                 {
                     tx.release_mutation(seq)?;
                 }
@@ -546,27 +535,24 @@ impl Pipeline {
         let window_start = timestamp(
             OffsetDateTime::now_utc() - Duration::from_secs(self.config.guard.breaker_window_secs),
         );
-        let id = incident_id.to_string();
-        let scopes = scopes.to_vec();
-        let reason_text = reason.to_string();
         let opened = self
             .store
-            .write(move |tx| {
+            .write(|tx| {
                 let opened = tx.record_breaker_failure(
-                    &scopes,
-                    &id,
-                    &reason_text,
+                    scopes,
+                    incident_id,
+                    reason,
                     &|scope| breaker_threshold(scope, threshold),
                     &window_start,
                 )?;
                 for scope in &opened {
                     let entry = Entry::BreakerOpened(journal::BreakerOpened {
                         scope: scope.clone(),
-                        reason: reason_text.clone(),
+                        reason: reason.to_string(),
                         effect: "nodemedic only observes in this scope until the breaker is reset"
                             .into(),
                     });
-                    tx.record(Some(&id), None, &entry)?;
+                    tx.record(Some(incident_id), None, &entry)?;
                 }
                 Ok(opened)
             })

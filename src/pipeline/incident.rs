@@ -160,17 +160,13 @@ impl Pipeline {
         subject: &str,
         message: &Inbound,
     ) -> Result<bool, PipelineError> {
-        let key = key.clone();
-        let subject = subject.to_string();
-        let event_id = trigger.event_id.clone();
         let event_time = timestamp(trigger.time);
-        let message_id = message.message_id.clone();
         let superseded = self
             .store
-            .write(move |tx| {
+            .write(|tx| {
                 let Some((incident, applied_at)) = tx
                     .connection()
-                    .last_fix_on_subject(SubjectScope::near(&key, &subject))?
+                    .last_fix_on_subject(SubjectScope::near(key, subject))?
                 else {
                     return Ok(None);
                 };
@@ -180,15 +176,15 @@ impl Pipeline {
                 let entry = Entry::EventSuperseded(journal::EventSuperseded {
                     event_time: event_time.clone(),
                     fix_applied_at: applied_at,
-                    message_id: message_id.clone(),
+                    message_id: message.message_id.clone(),
                     nodegroup: Some(format!("{}/{}", key.cluster, key.nodegroup)),
-                    subject: Some(subject.clone()),
+                    subject: Some(subject.to_string()),
                 });
-                tx.record(Some(&incident), Some(&event_id), &entry)?;
+                tx.record(Some(&incident), Some(&trigger.event_id), &entry)?;
                 tx.join_nodegroup(&incident, &key.cluster, &key.nodegroup)?;
                 tx.mark_event(
-                    &event_id,
-                    message_id.as_deref(),
+                    &trigger.event_id,
+                    message.message_id.as_deref(),
                     "superseded",
                     Some(&incident),
                 )?;
@@ -213,23 +209,15 @@ impl Pipeline {
         diagnosis: &Diagnosis,
         plan: &Plan,
     ) -> Result<(IncidentChoice, History), PipelineError> {
-        let cause = diagnosis
-            .cause()
-            .map(|c| c.code())
-            .unwrap_or("unknown")
-            .to_string();
+        let cause = diagnosis.cause().map(|c| c.code()).unwrap_or("unknown");
         let summary = diagnosis
             .primary()
-            .map(|f| f.summary.clone())
+            .map(|f| f.summary.as_str())
             .unwrap_or_default();
         let window_start = timestamp(
             OffsetDateTime::now_utc()
                 - Duration::from_secs(self.config.remediation.incident_window_secs),
         );
-        let mode = self.config.policy.mode.as_str().to_string();
-        let key = key.clone();
-        let subject = subject.map(str::to_string);
-        let event_id = trigger.event_id.clone();
         let received = Entry::EventReceived(journal::EventReceived {
             trigger: trigger.clone(),
             message_id: message.message_id.clone(),
@@ -240,7 +228,6 @@ impl Pipeline {
         let evidence_entry = Entry::Evidence(Box::new(evidence.clone()));
         let diagnosis_entry = Entry::Diagnosis(Box::new(diagnosis.clone()));
         let plan_entry = Entry::Plan(Box::new(plan.clone()));
-        let plan_id = plan.id.clone();
         let steps: Vec<(String, String, String)> = plan
             .steps
             .iter()
@@ -254,12 +241,12 @@ impl Pipeline {
             .collect();
         Ok(self
             .store
-            .write(move |tx| {
-                let earlier = match &subject {
+            .write(|tx| {
+                let earlier = match subject {
                     Some(subject) => tx
                         .connection()
-                        .incidents_for_subject(SubjectScope::near(&key, subject), &cause)?,
-                    None => tx.connection().incidents_for(&key, &cause)?,
+                        .incidents_for_subject(SubjectScope::near(key, subject), cause)?,
+                    None => tx.connection().incidents_for(key, cause)?,
                 };
                 let reusable = earlier.iter().find(|incident| {
                     incident.updated_at >= window_start
@@ -285,7 +272,14 @@ impl Pipeline {
                     None => {
                         let id =
                             format!("inc-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-                        tx.open_incident(&id, &key, &cause, subject.as_deref(), &mode, &summary)?;
+                        tx.open_incident(
+                            &id,
+                            key,
+                            cause,
+                            subject,
+                            self.config.policy.mode.as_str(),
+                            summary,
+                        )?;
                         IncidentChoice {
                             id,
                             is_new: true,
@@ -296,9 +290,9 @@ impl Pipeline {
                 let history = base_history(&earlier, &choice.id, &window_start);
                 let id = choice.id.as_str();
                 for entry in [&received, &evidence_entry, &diagnosis_entry, &plan_entry] {
-                    tx.record(Some(id), Some(&event_id), entry)?;
+                    tx.record(Some(id), Some(&trigger.event_id), entry)?;
                 }
-                tx.set_plan(id, &plan_id, &steps)?;
+                tx.set_plan(id, &plan.id, &steps)?;
                 Ok((choice, history))
             })
             .await?)

@@ -86,12 +86,11 @@ impl Leases {
     }
 
     async fn try_acquire(&self, key: &str, holder: &str) -> Result<bool, crate::audit::AuditError> {
-        let (key, holder) = (key.to_string(), holder.to_string());
         let ttl = self.ttl.as_millis() as i64;
         self.store
-            .write(move |tx| {
+            .write(|tx| {
                 let now = now_ms();
-                tx.acquire_lease(&key, &holder, now, now + ttl)
+                tx.acquire_lease(key, holder, now, now + ttl)
             })
             .await
     }
@@ -111,12 +110,11 @@ async fn renew(
             _ = done.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let (k, h) = (key.clone(), holder.clone());
         let ttl_ms = ttl.as_millis() as i64;
         let renewed = store
-            .write(move |tx| {
+            .write(|tx| {
                 let now = now_ms();
-                tx.acquire_lease(&k, &h, now, now + ttl_ms)
+                tx.acquire_lease(&key, &holder, now, now + ttl_ms)
             })
             .await;
         match renewed {

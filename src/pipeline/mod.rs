@@ -180,9 +180,7 @@ impl Pipeline {
                     reason: error.to_string(),
                     body_excerpt: excerpt(&message.body, 512),
                 });
-                self.store
-                    .write(move |tx| tx.record(None, None, &entry))
-                    .await?;
+                self.store.write(|tx| tx.record(None, None, &entry)).await?;
                 Ok(Disposition::Keep {
                     reason: error.to_string(),
                     kind: KeepKind::Unreadable,
@@ -210,17 +208,16 @@ impl Pipeline {
         reason: &str,
     ) -> Result<(), PipelineError> {
         info!(event_id, reason, "event ignored");
-        let (event_id, message_id) = (event_id.to_string(), message.message_id.clone());
         let entry = Entry::EventIgnored(journal::EventIgnored {
             event: detail,
             reason: reason.to_string(),
-            message_id: message_id.clone(),
+            message_id: message.message_id.clone(),
         });
         self.store
-            .write(move |tx| {
-                if tx.connection().event_seen(&event_id)?.is_none() {
-                    tx.record(None, Some(&event_id), &entry)?;
-                    tx.mark_event(&event_id, message_id.as_deref(), "ignored", None)?;
+            .write(|tx| {
+                if tx.connection().event_seen(event_id)?.is_none() {
+                    tx.record(None, Some(event_id), &entry)?;
+                    tx.mark_event(event_id, message.message_id.as_deref(), "ignored", None)?;
                 }
                 Ok(())
             })
@@ -247,20 +244,23 @@ impl Pipeline {
         } else {
             info!(account = %refused.account, "event refused: account not served");
         }
-        let event_id = trigger.event_id.clone();
-        let message_id = message.message_id.clone();
         let entry = Entry::AccountRefused(journal::AccountRefused {
-            event_id: event_id.clone(),
+            event_id: trigger.event_id.clone(),
             account: refused.account.clone(),
             region: trigger.region.clone(),
             reason: refused.reason.clone(),
             trigger: trigger.clone(),
-            message_id: message_id.clone(),
+            message_id: message.message_id.clone(),
         });
         self.store
-            .write(move |tx| {
-                tx.record(None, Some(&event_id), &entry)?;
-                tx.mark_event(&event_id, message_id.as_deref(), "refused", None)
+            .write(|tx| {
+                tx.record(None, Some(&trigger.event_id), &entry)?;
+                tx.mark_event(
+                    &trigger.event_id,
+                    message.message_id.as_deref(),
+                    "refused",
+                    None,
+                )
             })
             .await?;
         Ok(())
@@ -272,19 +272,17 @@ impl Pipeline {
         trigger: &Trigger,
         message: &Inbound,
     ) -> Result<bool, PipelineError> {
-        let event_id = trigger.event_id.clone();
-        let message_id = message.message_id.clone();
         let duplicate = self
             .store
-            .write(move |tx| {
-                let Some(seen) = tx.connection().event_seen(&event_id)? else {
+            .write(|tx| {
+                let Some(seen) = tx.connection().event_seen(&trigger.event_id)? else {
                     return Ok(false);
                 };
                 let entry = Entry::EventDuplicate(journal::EventDuplicate {
-                    message_id: message_id.clone(),
+                    message_id: message.message_id.clone(),
                     first_disposition: seen.disposition.clone(),
                 });
-                tx.record(seen.incident_id.as_deref(), Some(&event_id), &entry)?;
+                tx.record(seen.incident_id.as_deref(), Some(&trigger.event_id), &entry)?;
                 Ok(true)
             })
             .await?;
@@ -512,9 +510,8 @@ impl Pipeline {
         );
         match publisher.publish(&envelope, hop).await {
             Ok(()) => {
-                let event_id = trigger.event_id.clone();
                 self.store
-                    .write(move |tx| tx.mark_event(&event_id, None, "delayed", None))
+                    .write(|tx| tx.mark_event(&trigger.event_id, None, "delayed", None))
                     .await?;
                 Ok(Disposition::Delete)
             }
@@ -531,13 +528,12 @@ impl Pipeline {
         healthy: journal::EventHealthy,
     ) -> Result<(), PipelineError> {
         info!("launch checked: nothing wrong");
-        let event_id = trigger.event_id.clone();
         let message_id = healthy.message_id().map(str::to_string);
         let entry = Entry::EventHealthy(healthy);
         self.store
-            .write(move |tx| {
-                tx.record(None, Some(&event_id), &entry)?;
-                tx.mark_event(&event_id, message_id.as_deref(), "healthy", None)
+            .write(|tx| {
+                tx.record(None, Some(&trigger.event_id), &entry)?;
+                tx.mark_event(&trigger.event_id, message_id.as_deref(), "healthy", None)
             })
             .await?;
         Ok(())
@@ -550,13 +546,12 @@ impl Pipeline {
         error: String,
     ) -> Result<Disposition, PipelineError> {
         warn!(%error, "evidence collection failed; the message will be retried");
-        let event_id = trigger.event_id.clone();
         let entry = Entry::CollectionFailed(journal::CollectionFailed {
             error: error.clone(),
             trigger: trigger.clone(),
         });
         self.store
-            .write(move |tx| tx.record(None, Some(&event_id), &entry))
+            .write(|tx| tx.record(None, Some(&trigger.event_id), &entry))
             .await?;
         Ok(Disposition::Keep {
             reason: error,
@@ -572,14 +567,11 @@ impl Pipeline {
         key: &NodegroupKey,
         message: &Inbound,
     ) -> Result<bool, PipelineError> {
-        let key = key.clone();
-        let event_id = trigger.event_id.clone();
         let event_time = timestamp(trigger.time);
-        let message_id = message.message_id.clone();
         let superseded = self
             .store
-            .write(move |tx| {
-                let Some((incident, applied_at)) = tx.connection().last_fix_applied(&key)? else {
+            .write(|tx| {
+                let Some((incident, applied_at)) = tx.connection().last_fix_applied(key)? else {
                     return Ok(None);
                 };
                 if event_time >= applied_at {
@@ -588,14 +580,14 @@ impl Pipeline {
                 let entry = Entry::EventSuperseded(journal::EventSuperseded {
                     event_time: event_time.clone(),
                     fix_applied_at: applied_at,
-                    message_id: message_id.clone(),
+                    message_id: message.message_id.clone(),
                     nodegroup: None,
                     subject: None,
                 });
-                tx.record(Some(&incident), Some(&event_id), &entry)?;
+                tx.record(Some(&incident), Some(&trigger.event_id), &entry)?;
                 tx.mark_event(
-                    &event_id,
-                    message_id.as_deref(),
+                    &trigger.event_id,
+                    message.message_id.as_deref(),
                     "superseded",
                     Some(&incident),
                 )?;

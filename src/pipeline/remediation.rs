@@ -73,14 +73,11 @@ impl Pipeline {
         } = remediation;
         let (key, trigger, diagnosis, plan, evidence) =
             (*key, *trigger, *diagnosis, *plan, *evidence);
-        let message_id = message_id.clone();
         let approved_plan = remediation.approval.as_ref().map(|a| a.plan_id.as_str());
         let outcome = outcome_of(&run, plan, incident.previous_outcome);
         info!(outcome = outcome.as_str(), "incident concluded");
         let mode = self.config.policy.mode;
         let cause = diagnosis.cause().map(|c| c.code()).unwrap_or("unknown");
-        let id = incident.id.clone();
-        let event_id = trigger.event_id.clone();
         let entry = Entry::Outcome(journal::OutcomeEntry::Concluded {
             outcome,
             mode,
@@ -94,14 +91,12 @@ impl Pipeline {
         });
         let plan_body = json!(plan);
         let trigger_body = json!(trigger);
-        let plan_id = plan.id.clone();
-        let awaiting = run.awaiting_approval;
-        let approved = approved_plan.map(|plan| (plan.to_string(), approved_plan_status(&run)));
+        let approved = approved_plan.map(|plan| (plan, approved_plan_status(&run)));
         let newly_waiting = self
             .store
-            .write(move |tx| {
-                tx.record(Some(&id), Some(&event_id), &entry)?;
-                tx.set_outcome(&id, mode.as_str(), outcome)?;
+            .write(|tx| {
+                tx.record(Some(&incident.id), Some(&trigger.event_id), &entry)?;
+                tx.set_outcome(&incident.id, mode.as_str(), outcome)?;
                 let mut newly_waiting = false;
                 if let Some((approved, status)) = &approved {
                     // Held steps (kill switch, freeze, rate limit) keep the approval for the
@@ -109,17 +104,18 @@ impl Pipeline {
                     if let Some(status) = status {
                         tx.set_plan_status(approved, *status, None, None)?;
                     }
-                } else if awaiting {
-                    newly_waiting = tx.register_plan(&id, &plan_id, &plan_body, &trigger_body)?;
+                } else if run.awaiting_approval {
+                    newly_waiting =
+                        tx.register_plan(&incident.id, &plan.id, &plan_body, &trigger_body)?;
                 }
-                if let Some(message_id) = &message_id {
+                if let Some(message_id) = message_id {
                     tx.mark_event(
-                        &event_id,
+                        &trigger.event_id,
                         Some(message_id)
                             .filter(|m| !m.is_empty())
                             .map(String::as_str),
                         "incident",
-                        Some(&id),
+                        Some(&incident.id),
                     )?;
                 }
                 Ok(newly_waiting)

@@ -86,13 +86,11 @@ async fn run(bench: &Bench, world: &FakeWorld) -> Vec<Record> {
         .iter()
         .map(|s| (s.fix.code().into(), "planned".into(), s.reason.clone()))
         .collect();
-    let (id, plan_id) = ("inc-run".to_string(), plan.id.clone());
-    let filed = key.clone();
     bench
         .store
-        .write_blocking(move |tx| {
-            tx.open_incident(&id, &filed, "subnet_no_egress_route", None, "auto", "")?;
-            tx.set_plan(&id, &plan_id, &steps)
+        .write_blocking(|tx| {
+            tx.open_incident("inc-run", &key, "subnet_no_egress_route", None, "auto", "")?;
+            tx.set_plan("inc-run", &plan.id, &steps)
         })
         .unwrap();
     bench

@@ -177,11 +177,10 @@ impl Pipeline {
         &self,
         key: &NodegroupKey,
     ) -> Result<Option<Resumable>, PipelineError> {
-        let key = key.clone();
         Ok(self
             .store
-            .read(move |c| {
-                for incident in c.incidents_of_nodegroup(&key, 3)? {
+            .read(|c| {
+                for incident in c.incidents_of_nodegroup(key, 3)? {
                     let records = c.records(&incident.incident_id)?;
                     if let Some(found) =
                         resumable(&incident.incident_id, incident.outcome, &records, false)
@@ -230,8 +229,6 @@ impl Pipeline {
             diagnosis,
         } = resumable;
         info!(incident_id = %incident_id, plan_id = %plan.id, "resuming an incident whose last run did not conclude");
-        let id = incident_id.clone();
-        let event_id = trigger.event_id.clone();
         let received = Entry::EventReceived(journal::EventReceived {
             trigger: trigger.clone(),
             message_id: message.and_then(|m| m.message_id.clone()),
@@ -241,9 +238,9 @@ impl Pipeline {
         });
         let evidence_entry = Entry::Evidence(Box::new(evidence.clone()));
         self.store
-            .write(move |tx| {
-                tx.record(Some(&id), Some(&event_id), &received)?;
-                tx.record(Some(&id), Some(&event_id), &evidence_entry)
+            .write(|tx| {
+                tx.record(Some(&incident_id), Some(&trigger.event_id), &received)?;
+                tx.record(Some(&incident_id), Some(&trigger.event_id), &evidence_entry)
                     .map(|_| ())
             })
             .await?;
@@ -298,14 +295,18 @@ impl Pipeline {
         &self,
         incident_id: &str,
     ) -> Result<Option<Resumable>, PipelineError> {
-        let id = incident_id.to_string();
         Ok(self
             .store
-            .read(move |c| {
-                let Some(incident) = c.incident(&id)? else {
+            .read(|c| {
+                let Some(incident) = c.incident(incident_id)? else {
                     return Ok(None);
                 };
-                Ok(resumable(&id, incident.outcome, &c.records(&id)?, true))
+                Ok(resumable(
+                    incident_id,
+                    incident.outcome,
+                    &c.records(incident_id)?,
+                    true,
+                ))
             })
             .await?)
     }
@@ -318,7 +319,6 @@ impl Pipeline {
         result: &StepResult,
         why: &str,
     ) -> Result<(), PipelineError> {
-        let id = incident_id.to_string();
         let detail = format!("{}: {why}", result.detail);
         let entry = Entry::StepResult(journal::StepResultEntry {
             position,
@@ -328,9 +328,9 @@ impl Pipeline {
             why: Some(why.to_string()),
         });
         self.store
-            .write(move |tx| {
-                tx.record(Some(&id), None, &entry)?;
-                tx.set_step(&id, position, StepStatus::Applied.as_str(), &detail)
+            .write(|tx| {
+                tx.record(Some(incident_id), None, &entry)?;
+                tx.set_step(incident_id, position, StepStatus::Applied.as_str(), &detail)
             })
             .await?;
         Ok(())

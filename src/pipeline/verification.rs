@@ -49,10 +49,9 @@ impl Pipeline {
                 .instrument(info_span!("verification")) => verification,
             _ = self.stopping.cancelled() => return Err(PipelineError::ShuttingDown),
         };
-        let id = incident_id.to_string();
         let entry = Entry::Verification(verification.clone());
         self.store
-            .write(move |tx| tx.record(Some(&id), None, &entry).map(|_| ()))
+            .write(|tx| tx.record(Some(incident_id), None, &entry).map(|_| ()))
             .await?;
         if verification.passed {
             info!("verified: the cause is gone");
@@ -103,7 +102,6 @@ impl Pipeline {
         for (position, result) in applied.iter().rev() {
             let step = &plan.steps[*position];
             let calls = verify::undo_calls(step, result);
-            let id = incident_id.to_string();
             let position = *position;
             let intent = Entry::StepIntent(journal::StepIntent {
                 position,
@@ -114,10 +112,10 @@ impl Pipeline {
             });
             let kill_switch = self
                 .store
-                .write(move |tx| {
+                .write(|tx| {
                     let kill_switch = control::kill_switch(tx.connection())?;
                     if kill_switch.is_none() && !calls.is_empty() {
-                        tx.record(Some(&id), None, &intent)?;
+                        tx.record(Some(incident_id), None, &intent)?;
                     }
                     Ok(kill_switch)
                 })
@@ -138,11 +136,8 @@ impl Pipeline {
                         .await
                 }
             };
-            let id = incident_id.to_string();
             let status = undone.status;
-            let detail = undone.detail.clone();
-            let recorded_detail = detail.clone();
-            let account = key.account.clone();
+            let detail = &undone.detail;
             let resource = resource_of(step);
             let entry = Entry::Rollback(journal::Rollback {
                 position,
@@ -150,11 +145,11 @@ impl Pipeline {
                 result: undone.clone(),
             });
             self.store
-                .write(move |tx| {
-                    tx.record(Some(&id), None, &entry)?;
+                .write(|tx| {
+                    tx.record(Some(incident_id), None, &entry)?;
                     if status == StepStatus::RolledBack {
-                        tx.set_step(&id, position, status.as_str(), &recorded_detail)?;
-                        tx.record_mutation(&account, &resource, "rollback", &id)?;
+                        tx.set_step(incident_id, position, status.as_str(), detail)?;
+                        tx.record_mutation(&key.account, &resource, "rollback", incident_id)?;
                     }
                     Ok(())
                 })

@@ -73,6 +73,7 @@ KMS_FAILURE = (
 )
 
 _lock = threading.RLock()
+_dynamodb_lock = threading.Lock()
 # (account, region, asg name) -> list of activity dicts, newest first
 _activities = {}
 # (account, region, cluster, nodegroup) -> list of update dicts
@@ -661,6 +662,11 @@ class EmulatorApp:
             return _unauthorized(denied, json_protocol)(environ, start_response)
         if path == "/moto-api/reset":
             _reset_emulator_state()
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            # moto checks a transaction's conditions and writes its items without a lock, so two
+            # racing transactions can both commit; DynamoDB judges them one at a time.
+            with _dynamodb_lock:
+                return list(self.moto_app(environ, start_response))
         return self.moto_app(environ, start_response)
 
 

@@ -500,17 +500,16 @@ async fn incident(
         Err(error) => return refused_read(error),
     };
     let viewer = viewer(&state, &session);
-    let wanted = id.clone();
     let read = state
         .store
-        .read(move |c| {
-            let Some(summary) = c.incident(&wanted)? else {
+        .read(|c| {
+            let Some(summary) = c.incident(&id)? else {
                 return Ok(None);
             };
-            let records = c.records(&wanted)?;
+            let records = c.records(&id)?;
             let plans: Vec<_> = control::plans(c, None)?
                 .into_iter()
-                .filter(|p| p.incident_id == wanted)
+                .filter(|p| p.incident_id == id)
                 .collect();
             Ok(Some((summary, records, plans)))
         })
