@@ -4,6 +4,9 @@
 
 use serde_json::{Map, Value, json};
 
+pub use crate::core::policy_document::glob_matches;
+use crate::core::policy_document::{action_matches, aws_principals, effect, sid};
+
 /// Sids of the two statements the guide requires (the names the seed lab uses).
 pub const USE_SID: &str = "AllowAutoScalingServiceRole";
 pub const GRANT_SID: &str = "AllowAttachmentOfPersistentResources";
@@ -178,7 +181,7 @@ fn statements_of(document: &Value) -> Result<Vec<Value>, KeyPolicyError> {
 
 fn assess_statements(statements: &[Value], role_arn: &str) -> Access {
     for statement in statements {
-        if effect_of(statement) != Some("Deny") || statement.get("Condition").is_some() {
+        if effect(statement) != Some("Deny") || statement.get("Condition").is_some() {
             continue;
         }
         if !deny_reaches(statement, role_arn) {
@@ -189,7 +192,7 @@ fn assess_statements(statements: &[Value], role_arn: &str) -> Access {
             .find(|op| action_matches(statement, op))
         {
             return Access::Denied {
-                sid: sid_of(statement).unwrap_or("(no Sid)").to_string(),
+                sid: sid(statement).unwrap_or("(no Sid)").to_string(),
                 action: (*action).to_string(),
             };
         }
@@ -199,7 +202,7 @@ fn assess_statements(statements: &[Value], role_arn: &str) -> Access {
         .copied()
         .filter(|operation| {
             !statements.iter().any(|statement| {
-                effect_of(statement) == Some("Allow")
+                effect(statement) == Some("Allow")
                     && principal_matches(statement, role_arn)
                     && action_matches(statement, operation)
                     && condition_acceptable(statement, operation)
@@ -213,32 +216,9 @@ fn assess_statements(statements: &[Value], role_arn: &str) -> Access {
     }
 }
 
-fn effect_of(statement: &Value) -> Option<&str> {
-    statement.get("Effect").and_then(Value::as_str)
-}
-
-fn sid_of(statement: &Value) -> Option<&str> {
-    statement.get("Sid").and_then(Value::as_str)
-}
-
 /// Principals named under `Principal`; the only valid bare string is the wildcard `"*"`.
 fn principals_of(statement: &Value) -> Vec<&str> {
-    principals_in(statement.get("Principal"))
-}
-
-/// Principals named in a `Principal` or `NotPrincipal` element.
-fn principals_in(element: Option<&Value>) -> Vec<&str> {
-    match element {
-        Some(Value::String(everyone)) => vec![everyone.as_str()],
-        Some(Value::Object(map)) => map
-            .get("AWS")
-            .map(as_list)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(Value::as_str)
-            .collect(),
-        _ => Vec::new(),
-    }
+    aws_principals(statement.get("Principal"))
 }
 
 /// The account root in a key policy only delegates to IAM policies, and the service-linked role's
@@ -257,27 +237,11 @@ fn deny_reaches(statement: &Value, role_arn: &str) -> bool {
         return principal_matches(statement, role_arn);
     }
     match statement.get("NotPrincipal") {
-        Some(excepted) => !principals_in(Some(excepted))
+        Some(excepted) => !aws_principals(Some(excepted))
             .iter()
             .any(|p| *p == "*" || *p == role_arn),
         None => false,
     }
-}
-
-fn action_matches(statement: &Value, operation: &str) -> bool {
-    if let Some(actions) = statement.get("Action") {
-        return as_list(actions)
-            .into_iter()
-            .filter_map(Value::as_str)
-            .any(|pattern| glob_matches(pattern, operation));
-    }
-    if let Some(not_actions) = statement.get("NotAction") {
-        return !as_list(not_actions)
-            .into_iter()
-            .filter_map(Value::as_str)
-            .any(|pattern| glob_matches(pattern, operation));
-    }
-    false
 }
 
 /// A conditional allow only counts when it is the guide's own CreateGrant condition.
@@ -307,15 +271,8 @@ fn is_true(value: Option<&Value>) -> bool {
     }
 }
 
-fn as_list(value: &Value) -> Vec<&Value> {
-    match value {
-        Value::Array(list) => list.iter().collect(),
-        other => vec![other],
-    }
-}
-
 fn unique_sid(statements: &[Value], wanted: &str) -> String {
-    let taken = |sid: &str| statements.iter().any(|s| sid_of(s) == Some(sid));
+    let taken = |wanted_sid: &str| statements.iter().any(|s| sid(s) == Some(wanted_sid));
     if !taken(wanted) {
         return wanted.to_string();
     }
@@ -323,30 +280,6 @@ fn unique_sid(statements: &[Value], wanted: &str) -> String {
         .map(|n| format!("{wanted}{n}"))
         .find(|candidate| !taken(candidate))
         .unwrap_or_else(|| wanted.to_string())
-}
-
-/// IAM action matching: case-insensitive, `*` any run, `?` any one character.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
-    let text: Vec<char> = text.to_ascii_lowercase().chars().collect();
-    let (mut p, mut t) = (0, 0);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            backtrack = Some((p, t));
-            p += 1;
-        } else if let Some((star, matched)) = backtrack {
-            p = star + 1;
-            t = matched + 1;
-            backtrack = Some((star, matched + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|c| *c == '*')
 }
 
 /// The service-linked role Auto Scaling uses in `account` (partition from `partition`).

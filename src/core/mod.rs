@@ -9,6 +9,7 @@ pub mod ids;
 pub mod journal;
 pub mod key_policy;
 pub mod plan;
+pub mod policy_document;
 pub mod step;
 pub mod time;
 pub mod trigger;

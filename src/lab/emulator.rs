@@ -14,7 +14,11 @@ use super::LabError;
 
 const LAUNCHER: &str = include_str!("../../tests/emulator/nodemedic_emulator.py");
 /// Imported by the launcher from its own folder.
-const LAUNCHER_MODULES: [(&str, &str); 2] = [
+const LAUNCHER_MODULES: [(&str, &str); 3] = [
+    (
+        "eks_access_entries.py",
+        include_str!("../../tests/emulator/eks_access_entries.py"),
+    ),
     (
         "ec2_events_patches.py",
         include_str!("../../tests/emulator/ec2_events_patches.py"),
@@ -165,6 +169,15 @@ impl Emulator {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+    }
+
+    /// Sets a cluster's status (CREATING, UPDATING, FAILED ...): moto's clusters are ACTIVE at
+    /// once and stay so.
+    pub async fn set_cluster_status(&self, cluster: &str, status: &str) -> Result<(), LabError> {
+        let body = serde_json::json!({"region": REGION, "cluster": cluster, "status": status});
+        self.request("POST", "/_emulator/cluster-status", &body.to_string())
+            .await
+            .map(|_| ())
     }
 
     /// Sets a nodegroup's status and health issues, which moto cannot express on its own.

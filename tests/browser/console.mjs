@@ -101,6 +101,12 @@ try {
   await submit(page, rows.first().locator("a"));
   expect((await page.textContent("#cause")).trim() === "kms_key_policy_blocks_autoscaling", "not lab 002's incident");
 
+  // The diagnosis shows the whole checklist: the key check fails, the network is not looked at.
+  const keyCheck = page.locator("tr.check[data-check='kms.volume_keys'] td.result");
+  expect((await keyCheck.first().textContent()).trim() === "fail", "the key check does not fail");
+  const routeCheck = page.locator("tr.check[data-check='net.default_route'] td.result");
+  report.route_check = (await routeCheck.first().textContent()).trim();
+
   // Read the key policy's diff in the plan.
   const plan = page.locator("article.plan[data-status=awaiting_approval]");
   expect(await plan.count() === 1, "no plan awaiting approval on the incident");

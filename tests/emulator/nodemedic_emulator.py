@@ -30,6 +30,7 @@ user would make:
 Test-only endpoints (never part of AWS) under /_emulator/:
   GET  /_emulator/ping
   POST /_emulator/nodegroup-health  {"region","cluster","nodegroup","status","issues":[...]}
+  POST /_emulator/cluster-status    {"region","cluster","status"}  CREATING, UPDATING, FAILED ...
   POST /_emulator/scaling-activities {"region","asg","activities":[...]}
   POST /_emulator/launch-failure     {"region","asg","message"}  later launches of the group fail
                                      with that message; an empty message clears it
@@ -43,7 +44,6 @@ Run: python3 nodemedic_emulator.py --port 5000 [--host 127.0.0.1] [--update-seco
 import argparse
 import json
 import re
-from urllib.parse import unquote
 import os
 import sys
 import threading
@@ -64,6 +64,7 @@ import moto.eks.urls as eks_urls
 import moto.autoscaling.models as asg_models
 import moto.autoscaling.responses as asg_responses
 from kms_gate import policy_grants_autoscaling
+from eks_access_entries import access_entries_endpoint, clear_access_entries
 from moto.eks.exceptions import InvalidParameterException, ResourceInUseException, ResourceNotFoundException
 
 UPDATE_SECONDS = 1.0
@@ -78,8 +79,6 @@ _dynamodb_lock = threading.Lock()
 _activities = {}
 # (account, region, cluster, nodegroup) -> list of update dicts
 _updates = {}
-# (account, region, cluster) -> {principal arn: access entry dict}
-_access_entries = {}
 # (account, region, asg name) -> failure message every later launch of that group gets
 _forced_failures = {}
 # "service:Action" names refused with UnauthorizedOperation
@@ -160,57 +159,6 @@ def _create_cluster_response(self):
 
 
 eks_responses.EKSResponse.create_cluster = _create_cluster_response
-
-
-def _access_entries_endpoint(request, region):
-    """CreateAccessEntry, DescribeAccessEntry, ListAccessEntries and DeleteAccessEntry."""
-    match = re.match(r"^/clusters/([^/]+)/access-entries(?:/(.+))?$", request.path)
-    cluster_name, principal = match.group(1), match.group(2)
-    principal = unquote(principal) if principal else None
-    account = DEFAULT_ACCOUNT_ID
-    backend = eks_models.eks_backends[account][region]
-    if cluster_name not in backend.clusters:
-        return _eks_error(404, "ResourceNotFoundException", f"No cluster found for name: {cluster_name}.")
-    entries = _access_entries.setdefault((account, region, cluster_name), {})
-    if request.method == "GET" and principal is None:
-        return _json({"accessEntries": sorted(entries)})
-    if request.method == "POST" and principal is None:
-        body = json.loads(request.get_data() or b"{}")
-        arn = body.get("principalArn", "")
-        if arn in entries:
-            return _eks_error(409, "ResourceInUseException", f"The specified access entry resource is already in use on this cluster.")
-        entry_type = body.get("type", "STANDARD")
-        now = time.time()
-        entry = {
-            "clusterName": cluster_name,
-            "principalArn": arn,
-            "kubernetesGroups": body.get("kubernetesGroups", []),
-            "accessEntryArn": f"arn:aws:eks:{region}:{account}:access-entry/{cluster_name}/{mock_random.uuid4()}",
-            "createdAt": now,
-            "modifiedAt": now,
-            "tags": body.get("tags", {}),
-            "username": "system:node:{{EC2PrivateDNSName}}" if entry_type.startswith("EC2") else arn,
-            "type": entry_type,
-        }
-        entries[arn] = entry
-        return _json({"accessEntry": entry})
-    if principal is not None and principal in entries:
-        if request.method == "GET":
-            return _json({"accessEntry": entries[principal]})
-        if request.method == "DELETE":
-            del entries[principal]
-            return _json({})
-    return _eks_error(404, "ResourceNotFoundException", f"The specified principalArn could not be found.")
-
-
-def _json(payload, status=200):
-    return Response(json.dumps(payload), status=status, content_type="application/json")
-
-
-def _eks_error(status, code, message):
-    response = _json({"message": message}, status)
-    response.headers["x-amzn-ErrorType"] = code
-    return response
 
 
 def _region_of(environ):
@@ -570,6 +518,10 @@ def _emulator_endpoint(request):
             nodegroup.status = body.get("status", "DEGRADED" if nodegroup.health["issues"] else "ACTIVE")
             nodegroup.settled_status = nodegroup.status
         return Response("ok")
+    if request.path == "/_emulator/cluster-status":
+        with _lock:
+            eks_models.eks_backends[account][region].clusters[body["cluster"]].status = body["status"]
+        return Response("ok")
     if request.path == "/_emulator/scaling-activities":
         with _lock:
             _activities[(account, region, body["asg"])] = body.get("activities", [])
@@ -635,7 +587,7 @@ def _reset_emulator_state():
     with _lock:
         _activities.clear()
         _updates.clear()
-        _access_entries.clear()
+        clear_access_entries()
         _forced_failures.clear()
         _denied_actions.clear()
 
@@ -648,7 +600,7 @@ class EmulatorApp:
         path = environ.get("PATH_INFO", "")
         if re.match(r"^/clusters/[^/]+/access-entries", path):
             with _lock:
-                response = _access_entries_endpoint(Request(environ), _region_of(environ))
+                response = access_entries_endpoint(Request(environ), _region_of(environ))
             return response(environ, start_response)
         if path.startswith("/_emulator/"):
             try:

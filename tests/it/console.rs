@@ -129,6 +129,10 @@ async fn the_console_reviews_and_approves_lab_002_and_refuses_a_stale_plan() {
         daemon.stop()
     );
     assert_eq!(report["mode"], "approve", "{report:#}");
+    assert_eq!(
+        report["route_check"], "skipped",
+        "a failed launch's evidence has no network: the route check is skipped, not passed"
+    );
 
     // The world and the audit trail, read without the console.
     let policy = world.key_policy(&lab_002.key_id).await;

@@ -38,6 +38,18 @@ pub struct CauseDoc {
 }
 
 causes! {
+    ClusterNotActive => "cluster_not_active", "nodegroup",
+        "The cluster is not ACTIVE: it is being created, being deleted, or failed",
+        "DescribeCluster: status is CREATING, DELETING or FAILED.",
+        "No automatic fix. Wait for a CREATING cluster; a FAILED or DELETING cluster cannot take nodes: recreate it (`aws eks describe-cluster --name <cluster>` shows why).";
+    ClusterUpdating => "cluster_updating", "nodegroup",
+        "The cluster's control plane is being updated (warning)",
+        "DescribeCluster: status is UPDATING.",
+        "Wait for the update to finish (`aws eks list-updates --name <cluster>`); nodes may fail to join while the control plane changes.";
+    NodegroupCreateFailed => "nodegroup_create_failed", "nodegroup",
+        "The nodegroup is CREATE_FAILED or DEGRADED and no health issue names why",
+        "DescribeNodegroup: status is CREATE_FAILED or DEGRADED, and no health issue or other check explains it.",
+        "No automatic fix. Read `aws eks describe-nodegroup --cluster-name <cluster> --nodegroup-name <nodegroup>` and the Auto Scaling group's activities; delete and recreate a CREATE_FAILED nodegroup once the cause is fixed.";
     KmsKeyUnusable => "kms_key_unusable", "launch",
         "The launch template's KMS key is disabled, pending deletion or missing",
         "DescribeKey on each key the launch template's block device mappings name: KeyState is not Enabled, or the key does not exist.",
@@ -94,6 +106,18 @@ causes! {
         "The node subnet has no free IP addresses",
         "DescribeSubnets: AvailableIpAddressCount is 0 (or the launch failed with \"not enough free addresses\").",
         "No automatic fix. Add subnets in other zones to the nodegroup, or a secondary CIDR to the VPC.";
+    SubnetLowOnAddresses => "subnet_low_on_addresses", "network",
+        "The node subnets have fewer free IP addresses than the nodegroup may need (warning)",
+        "DescribeSubnets: a node subnet has fewer than 5 free addresses, or the nodegroup's subnets together have fewer than its max size minus the nodes it already has.",
+        "Add subnets with free addresses to the nodegroup, or a secondary CIDR to the VPC (`aws ec2 associate-vpc-cidr-block`).";
+    VpcEndpointPrivateDnsDisabled => "vpc_endpoint_private_dns_disabled", "network",
+        "An interface VPC endpoint the nodes need has private DNS turned off",
+        "A node subnet without a default route relies on the ec2, ecr.api, ecr.dkr and sts interface endpoints; one of them is available but PrivateDnsEnabled is false, so the service's public name does not resolve to it.",
+        "Turn private DNS on: `aws ec2 modify-vpc-endpoint --vpc-endpoint-id <id> --private-dns-enabled` (the VPC needs DNS support and hostnames on).";
+    S3EndpointPolicyBlocksEcr => "s3_endpoint_policy_blocks_ecr", "network",
+        "The S3 gateway endpoint's policy does not let nodes pull image layers from ECR",
+        "The node subnet's route table uses an S3 gateway endpoint whose policy does not allow s3:GetObject on arn:aws:s3:::prod-<region>-starport-layer-bucket/* (ECR's image layers); a warning when it only blocks the Amazon Linux package repositories of the region.",
+        "Add a statement to the endpoint policy allowing s3:GetObject on arn:aws:s3:::prod-<region>-starport-layer-bucket/* (`aws ec2 modify-vpc-endpoint --vpc-endpoint-id <id> --policy-document file://policy.json`).";
     SubnetInOtherVpc => "subnet_in_other_vpc", "network",
         "The node subnet is not in the cluster's VPC",
         "The subnet's VpcId differs from the cluster's resourcesVpcConfig.vpcId.",

@@ -2,6 +2,9 @@
 //! One module per area of the join checklist; [`diagnose`] runs them all over the evidence given.
 
 mod catalog;
+mod checklist;
+mod cluster;
+mod endpoints;
 mod firewall;
 mod health;
 pub mod identity;
@@ -11,6 +14,9 @@ mod launch;
 mod network;
 
 pub use catalog::{Cause, CauseDoc};
+pub use checklist::{
+    CheckId, CheckResult, CheckStatus, NOT_CHECKED, NotChecked, Skip, Unseen, checklist,
+};
 pub use health::health_issue_cause;
 pub use launch::{LaunchFailure, classify_launch_failure};
 
@@ -107,10 +113,13 @@ pub enum Subject {
     None,
 }
 
-/// All findings for one incident, most important first.
+/// All findings for one incident, most important first, and the checklist they came from.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Diagnosis {
     pub findings: Vec<Finding>,
+    /// Every check's result, in checklist order (absent from records written before checks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckResult>,
 }
 
 impl Diagnosis {
@@ -139,7 +148,7 @@ impl Diagnosis {
 
 /// Runs every rule over the evidence.
 pub fn diagnose(evidence: &Evidence) -> Diagnosis {
-    let mut findings = Vec::new();
+    let mut findings = cluster::findings(evidence);
     findings.extend(kms::findings(evidence));
     findings.extend(launch::findings(evidence));
     if let Some(network) = &evidence.network {
@@ -157,12 +166,18 @@ pub fn diagnose(evidence: &Evidence) -> Diagnosis {
     findings.extend(health::findings(evidence, &explained));
     dedupe(&mut findings);
     if !findings.iter().any(|f| f.blocking)
-        && let Some(finding) = unexplained_failure(evidence)
+        && let Some(finding) =
+            unexplained_failure(evidence).or_else(|| cluster::failed_nodegroup(evidence))
     {
         findings.push(finding);
     }
     findings.sort_by_key(|finding| (!finding.blocking, finding.cause.rank()));
-    Diagnosis { findings }
+    let mut diagnosis = Diagnosis {
+        findings,
+        checks: Vec::new(),
+    };
+    diagnosis.checks = checklist(evidence, &diagnosis);
+    diagnosis
 }
 
 /// One finding per cause and subject: rules and health issues can report the same thing.

@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 
+use super::endpoints;
 use super::ip::{Cidr, cidr_contains};
 use super::{Cause, Fact, Finding, PRIVATE_JOIN_SERVICES, Subject};
 use crate::core::evidence::{ClusterFacts, Evidence, NetworkFacts, RouteFacts, SubnetFacts};
@@ -28,7 +29,9 @@ pub fn findings(evidence: &Evidence, network: &NetworkFacts) -> Vec<Finding> {
         };
         findings.extend(subnet_findings(evidence, network, subnet));
         findings.extend(route_findings(evidence, network, subnet));
+        findings.extend(endpoints::s3_policy_findings(evidence, network, subnet));
     }
+    findings.extend(address_findings(evidence, network));
     findings.extend(endpoint_security_findings(network));
     findings
 }
@@ -165,6 +168,78 @@ fn subnet_findings(
     findings
 }
 
+/// Fewer than this many free addresses in a node subnet is worth a warning whatever the
+/// nodegroup's size: a node takes one address, and the VPC CNI more for its pods.
+const FEW_ADDRESSES: i32 = 5;
+
+/// Subnets that can still hold a node but not many: each one under [`FEW_ADDRESSES`], or all of
+/// them together under what the nodegroup may still launch. A full subnet is its own, blocking,
+/// cause.
+fn address_findings(evidence: &Evidence, network: &NetworkFacts) -> Vec<Finding> {
+    let subnets: Vec<&SubnetFacts> = network
+        .subnet_ids
+        .iter()
+        .filter_map(|id| network.subnet(id))
+        .filter(|subnet| subnet.available_ips > 0)
+        .collect();
+    if subnets.is_empty() {
+        return Vec::new();
+    }
+    let running = evidence
+        .group
+        .as_ref()
+        .map_or(0, |group| group.instances.len());
+    let running = i32::try_from(running).unwrap_or(i32::MAX);
+    let may_launch = evidence
+        .nodegroup
+        .scaling
+        .max
+        .saturating_sub(running)
+        .max(0);
+    let free: i32 = subnets
+        .iter()
+        .fold(0i32, |sum, subnet| sum.saturating_add(subnet.available_ips));
+    let scarce: Vec<&&SubnetFacts> = subnets
+        .iter()
+        .filter(|subnet| subnet.available_ips < FEW_ADDRESSES || free < may_launch)
+        .collect();
+    if scarce.is_empty() {
+        return Vec::new();
+    }
+    let ids: Vec<&str> = scarce.iter().map(|subnet| subnet.id.as_str()).collect();
+    vec![Finding {
+        cause: Cause::SubnetLowOnAddresses,
+        blocking: false,
+        summary: format!(
+            "subnets {} have {free} free addresses; nodegroup {} may launch {may_launch} more nodes",
+            ids.join(", "),
+            evidence.nodegroup.name
+        ),
+        explanation: "Every node takes an address of its subnet, and the VPC CNI takes more for pods. Launches                       into a subnet without free addresses fail, so a nodegroup that scales out here will soon                       stop getting nodes."
+            .into(),
+        evidence: scarce
+            .iter()
+            .map(|subnet| {
+                Fact::new(
+                    &subnet.id,
+                    format!("{} ({}): AvailableIpAddressCount={}", subnet.cidr, subnet.availability_zone, subnet.available_ips),
+                )
+            })
+            .chain(std::iter::once(Fact::new(
+                format!("nodegroup {}", evidence.nodegroup.name),
+                format!("max size {}, {running} nodes now", evidence.nodegroup.scaling.max),
+            )))
+            .collect(),
+        remedy: Some(format!(
+            "Add subnets with free addresses to the nodegroup, or a secondary CIDR to VPC {}              (aws ec2 associate-vpc-cidr-block --vpc-id {} --cidr-block <cidr>, then subnets in it)",
+            network.vpc.id, network.vpc.id
+        )),
+        subject: Subject::Resource {
+            id: ids.join(","),
+        },
+    }]
+}
+
 fn route_text(routes: &[RouteFacts]) -> String {
     if routes.is_empty() {
         return "no routes".into();
@@ -223,9 +298,10 @@ fn route_findings(
         .map(|i| Fact::new(i, format!("launched into subnet {}", subnet.id)));
 
     let Some(default) = routes.iter().find(|r| r.is_default_ipv4()) else {
+        let mut found = endpoints::private_dns_findings(evidence, network);
         let missing = missing_endpoints(evidence, network, table.map(|t| t.id.as_str()));
         if missing.is_empty() {
-            return Vec::new();
+            return found;
         }
         let mut facts: Vec<Fact> = instance_fact.into_iter().collect();
         facts.push(Fact::new(
@@ -244,7 +320,7 @@ fn route_findings(
             ),
         ));
         if private_only {
-            return vec![Finding {
+            found.push(Finding {
                 cause: Cause::VpcEndpointMissing,
                 blocking: true,
                 summary: format!("private-only cluster: VPC {} lacks endpoints {}", network.vpc.id, missing.join(", ")),
@@ -277,9 +353,10 @@ fn route_findings(
                         .join("\n"),
                 ),
                 subject: Subject::Resource { id: network.vpc.id.clone() },
-            }];
+            });
+            return found;
         }
-        return vec![Finding {
+        found.push(Finding {
             cause: Cause::SubnetNoEgressRoute,
             blocking: true,
             summary: format!(
@@ -303,7 +380,8 @@ fn route_findings(
                 vpc_id: network.vpc.id.clone(),
                 availability_zone: Some(subnet.availability_zone.clone()),
             },
-        }];
+        });
+        return found;
     };
 
     let default_subject = || Subject::DefaultRoute {

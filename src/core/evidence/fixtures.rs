@@ -149,6 +149,7 @@ pub fn private_join_endpoints() -> Vec<EndpointFacts> {
                 vec![]
             },
             private_dns_enabled: *service != "s3",
+            policy: None,
         })
         .collect()
 }

@@ -343,6 +343,9 @@ pub struct EndpointFacts {
     pub security_group_ids: Vec<String>,
     pub route_table_ids: Vec<String>,
     pub private_dns_enabled: bool,
+    /// The endpoint policy, verbatim; `None` when the endpoint has none (full access).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ use maud::{Markup, html};
 use super::links::auto_scaling_group_url;
 use super::view::{json_view, plan_steps, policy_diff};
 use crate::audit::Record;
+use crate::core::checks::{CheckResult, CheckStatus};
 use crate::core::guard::Decision;
 use crate::core::journal::{Entry, OutcomeEntry};
 use crate::core::step::Permission;
@@ -47,6 +48,9 @@ pub(super) fn record_view(record: &Record, region: &str) -> Markup {
                                 details { summary { "Remedy" } pre { (remedy) } }
                             }
                         }
+                    }
+                    @if !diagnosis.checks.is_empty() {
+                        (checklist_view(&diagnosis.checks))
                     }
                 }
                 Some(Entry::Plan(plan)) => {
@@ -101,6 +105,35 @@ pub(super) fn record_view(record: &Record, region: &str) -> Markup {
                 }
                 _ => {
                     (json_view(body, region))
+                }
+            }
+        }
+    }
+}
+
+/// The join checklist: one row per check with its result, what it saw and how to fix it.
+fn checklist_view(checks: &[CheckResult]) -> Markup {
+    let failing = checks
+        .iter()
+        .filter(|c| matches!(c.result, CheckStatus::Fail | CheckStatus::Warn))
+        .count();
+    html! {
+        details.checklist open[failing > 0] {
+            summary { "Checklist: " (checks.len()) " checks, " (failing) " failing or warning" }
+            table.checks {
+                thead { tr { th { "check" } th { "result" } th { "evidence" } th { "fix" } } }
+                tbody {
+                    @for check in checks {
+                        tr class={"check " (check.result.as_str())} data-check=(check.check.id()) {
+                            td { code { (check.check.id()) } }
+                            td.result { (check.result.as_str()) }
+                            td {
+                                @if let Some(skip) = &check.skipped { (skip.to_string()) }
+                                @for fact in &check.evidence { div { (fact.resource) ": " (fact.observed) } }
+                            }
+                            td { @if let Some(remedy) = &check.remedy { pre { (remedy) } } }
+                        }
+                    }
                 }
             }
         }

@@ -6,7 +6,7 @@
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, DomainType, LaunchTemplateBlockDeviceMappingRequest,
     LaunchTemplateEbsBlockDeviceRequest, NewDhcpConfiguration, PortRange,
-    RequestLaunchTemplateData, RuleAction, VpcEndpointType,
+    RequestLaunchTemplateData, RuleAction,
 };
 use aws_sdk_eks::types::{AuthenticationMode, VpcConfigRequest};
 use nodemedic::aws::AwsResultExt;
@@ -15,15 +15,26 @@ use serde_json::json;
 
 use crate::support::World;
 
+mod aws_side;
 mod launch;
 
 /// A nodegroup `probe` in a new subnet 10.42.192.0/19 with its own route table, routed to the
 /// workshop's NAT gateway unless `route` is false. Returns (subnet, route table).
 async fn probe(world: &World, route: bool) -> (String, String) {
+    nodegroup_in_new_subnet(world, "probe", "10.42.192.0/19", (0, 1, 0), route).await
+}
+
+/// A nodegroup in a new subnet of the workshop VPC with its own route table, routed to the
+/// workshop's NAT gateway unless `route` is false. Returns (subnet, route table).
+async fn nodegroup_in_new_subnet(
+    world: &World,
+    name: &str,
+    cidr: &str,
+    scaling: (i32, i32, i32),
+    route: bool,
+) -> (String, String) {
     let c = &world.clients;
-    let subnet = lab::subnet(c, &world.network.vpc, "10.42.192.0/19")
-        .await
-        .unwrap();
+    let subnet = lab::subnet(c, &world.network.vpc, cidr).await.unwrap();
     let table = lab::route_table(c, &world.network.vpc, &subnet)
         .await
         .unwrap();
@@ -37,7 +48,7 @@ async fn probe(world: &World, route: bool) -> (String, String) {
             .await
             .unwrap();
     }
-    lab::nodegroup(c, &world.network, "probe", &subnet, (0, 1, 0), None)
+    lab::nodegroup(c, &world.network, name, &subnet, scaling, None)
         .await
         .unwrap();
     (subnet, table)
@@ -83,6 +94,26 @@ async fn a_healthy_workshop_has_no_cause_and_exits_zero() {
     assert_eq!(code, 0, "{reports:#}");
     assert_eq!(reports[0]["healthy"], true);
     assert!(reports[0]["aws_calls"]["by_operation"]["ec2:DescribeRouteTables"].as_u64() == Some(1));
+    for report in reports.as_array().expect("reports") {
+        for check in report["diagnosis"]["checks"].as_array().expect("checks") {
+            match check["result"].as_str() {
+                Some("pass") => {}
+                Some("skipped") => assert!(check["skipped"]["detail"].is_string(), "{check:#}"),
+                _ => panic!("a healthy nodegroup: {check:#}"),
+            }
+        }
+    }
+    let text = world.nodemedic(&["diagnose", "--cluster", CLUSTER], &[]);
+    assert_eq!(text.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("checklist:") && text.contains("net.default_route"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not checked") && text.contains("NJ7"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -100,33 +131,9 @@ async fn lab_000_subnet_without_a_route() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subnet_that_reaches_aws_through_vpc_endpoints_only_is_healthy() {
     let world = World::new(3).await;
-    let (subnet, table) = probe(&world, false).await;
-    for service in ["ec2", "ecr.api", "ecr.dkr", "sts"] {
-        world
-            .clients
-            .ec2
-            .create_vpc_endpoint()
-            .vpc_id(&world.network.vpc)
-            .vpc_endpoint_type(VpcEndpointType::Interface)
-            .service_name(format!("com.amazonaws.us-west-2.{service}"))
-            .subnet_ids(&subnet)
-            .private_dns_enabled(true)
-            .send()
-            .await
-            .unwrap();
-    }
-    world
-        .clients
-        .ec2
-        .create_vpc_endpoint()
-        .vpc_id(&world.network.vpc)
-        .vpc_endpoint_type(VpcEndpointType::Gateway)
-        .service_name("com.amazonaws.us-west-2.s3")
-        .route_table_ids(&table)
-        .send()
-        .await
-        .unwrap();
+    aws_side::private_join(&world, true).await;
     assert_eq!(world.blocking_causes("probe"), Vec::<String>::new());
+    assert_eq!(world.check("probe", "net.vpc_endpoints")["result"], "pass");
 }
 
 #[tokio::test(flavor = "multi_thread")]

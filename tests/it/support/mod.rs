@@ -444,7 +444,34 @@ impl World {
             if causes.is_empty() { 0 } else { 3 },
             "exit code for {causes:?}"
         );
+        // Each blocking cause fails the one check that decides it.
+        let checks = reports[0]["diagnosis"]["checks"]
+            .as_array()
+            .expect("checks");
+        for cause in &causes {
+            let owner = checks
+                .iter()
+                .find(|check| {
+                    check["causes"]
+                        .as_array()
+                        .is_some_and(|c| c.contains(&cause.as_str().into()))
+                })
+                .unwrap_or_else(|| panic!("no check reports {cause}: {checks:#?}"));
+            assert_eq!(owner["result"], "fail", "{owner:#}");
+        }
         causes
+    }
+
+    /// The result of one check in `diagnose --json` for one nodegroup.
+    pub fn check(&self, nodegroup: &str, check: &str) -> Value {
+        let (_, reports) = self.diagnose(nodemedic::lab::CLUSTER, Some(nodegroup));
+        reports[0]["diagnosis"]["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|result| result["check"] == check)
+            .cloned()
+            .unwrap_or_else(|| panic!("no check {check} in {reports:#}"))
     }
 }
 

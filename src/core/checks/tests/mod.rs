@@ -1,3 +1,4 @@
+mod aws_side;
 mod checklist;
 mod firewall;
 mod health;

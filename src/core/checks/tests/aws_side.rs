@@ -1,0 +1,167 @@
+//! The checks added for the whole AWS-side checklist: cluster and nodegroup status, addresses,
+//! endpoint DNS and endpoint policies, each with a near miss that must pass.
+
+use super::causes;
+use crate::core::checks::*;
+use crate::core::evidence::Evidence;
+use crate::core::evidence::SecurityGroupFacts;
+use crate::core::evidence::fixtures::{private_join_endpoints, sg_rule};
+
+/// The node subnet without a default route, reaching AWS through the private-join endpoints.
+fn private_join(evidence: Evidence) -> Evidence {
+    evidence.network(|network| {
+        if let Some(table) = network.route_tables.iter_mut().find(|t| t.id == "rtb-node") {
+            table.routes.retain(|r| !r.is_default_ipv4());
+        }
+        network.endpoints = private_join_endpoints();
+        network.security_groups.push(SecurityGroupFacts {
+            id: "sg-endpoints".into(),
+            name: "endpoints".into(),
+            ingress: vec![sg_rule("tcp", Some((443, 443)), &["10.42.0.0/16"], &[])],
+            egress: vec![],
+        });
+    })
+}
+
+fn node_subnet(evidence: Evidence, free: i32) -> Evidence {
+    evidence.network(|n| {
+        if let Some(subnet) = n.subnets.iter_mut().find(|s| s.id == "subnet-node") {
+            subnet.available_ips = free;
+        }
+    })
+}
+
+#[test]
+fn a_cluster_that_is_not_active_blocks_and_an_updating_one_warns() {
+    for status in ["CREATING", "DELETING", "FAILED"] {
+        let evidence = Evidence::healthy().cluster(|c| c.status = status.into());
+        let diagnosis = diagnose(&evidence);
+        assert_eq!(diagnosis.cause(), Some(Cause::ClusterNotActive), "{status}");
+        assert_eq!(
+            diagnosis.findings[0].cause,
+            Cause::ClusterNotActive,
+            "nothing else matters first"
+        );
+    }
+    let updating = diagnose(&Evidence::healthy().cluster(|c| c.status = "UPDATING".into()));
+    assert!(updating.is_healthy());
+    assert_eq!(
+        updating.warnings().map(|f| f.cause).collect::<Vec<_>>(),
+        vec![Cause::ClusterUpdating]
+    );
+    assert!(causes(&Evidence::healthy()).is_empty(), "ACTIVE passes");
+}
+
+#[test]
+fn a_failed_nodegroup_without_health_issues_is_named_and_one_with_issues_is_not() {
+    let failed = Evidence::healthy().nodegroup_status("CREATE_FAILED");
+    assert_eq!(
+        diagnose(&failed).cause(),
+        Some(Cause::NodegroupCreateFailed)
+    );
+    // A health issue names the cause; the status adds nothing.
+    let explained = Evidence::healthy()
+        .nodegroup_status("DEGRADED")
+        .health_issue("Ec2SubnetNotFound", "subnet gone", &["subnet-x"]);
+    assert!(!causes(&explained).contains(&Cause::NodegroupCreateFailed));
+    // Lab 002 after its fix: DEGRADED until a launch succeeds, with the old issue, and healthy.
+    let mut fixed = Evidence::lab_002();
+    fixed.keys.clear();
+    assert!(!causes(&fixed).contains(&Cause::NodegroupCreateFailed));
+}
+
+#[test]
+fn a_subnet_with_few_addresses_warns_and_a_roomy_one_passes() {
+    let few = node_subnet(Evidence::healthy(), 3);
+    let diagnosis = diagnose(&few);
+    assert!(diagnosis.is_healthy());
+    assert_eq!(
+        diagnosis.warnings().map(|f| f.cause).collect::<Vec<_>>(),
+        vec![Cause::SubnetLowOnAddresses]
+    );
+    let short = node_subnet(Evidence::healthy().scaling(1, 40, 1), 11);
+    assert_eq!(
+        causes(&short),
+        vec![Cause::SubnetLowOnAddresses],
+        "11 free addresses for up to 40 nodes"
+    );
+    let roomy = node_subnet(Evidence::healthy().scaling(1, 40, 1), 8000);
+    assert!(causes(&roomy).is_empty());
+    let full = node_subnet(Evidence::healthy(), 0);
+    assert_eq!(
+        causes(&full),
+        vec![Cause::SubnetOutOfAddresses],
+        "zero stays blocking"
+    );
+}
+
+#[test]
+fn an_interface_endpoint_with_private_dns_off_blocks_a_private_join() {
+    let healthy = private_join(Evidence::healthy());
+    assert!(causes(&healthy).is_empty(), "{:?}", causes(&healthy));
+    let off = private_join(Evidence::healthy()).network(|n| {
+        for endpoint in &mut n.endpoints {
+            if endpoint.service_name.ends_with(".sts") {
+                endpoint.private_dns_enabled = false;
+            }
+        }
+    });
+    let diagnosis = diagnose(&off);
+    assert_eq!(
+        diagnosis.cause(),
+        Some(Cause::VpcEndpointPrivateDnsDisabled)
+    );
+    let finding = diagnosis.primary().expect("finding");
+    assert!(
+        finding
+            .remedy
+            .as_deref()
+            .is_some_and(|r| r.contains("--private-dns-enabled"))
+    );
+    // With a default route the endpoint's DNS does not matter.
+    let routed = Evidence::healthy().network(|n| {
+        n.endpoints = private_join_endpoints();
+        for endpoint in &mut n.endpoints {
+            endpoint.private_dns_enabled = false;
+        }
+    });
+    assert!(causes(&routed).is_empty());
+}
+
+#[test]
+fn an_s3_endpoint_policy_that_leaves_out_ecr_blocks_and_one_that_allows_it_passes() {
+    let with_policy = |policy: &str| {
+        let policy = policy.to_string();
+        private_join(Evidence::healthy()).network(move |n| {
+            for endpoint in &mut n.endpoints {
+                if endpoint.kind == "Gateway" {
+                    endpoint.policy = Some(policy.clone());
+                }
+            }
+        })
+    };
+    let own_bucket = with_policy(
+        r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::my-bucket/*"]}]}"#,
+    );
+    let diagnosis = diagnose(&own_bucket);
+    assert_eq!(diagnosis.cause(), Some(Cause::S3EndpointPolicyBlocksEcr));
+    let check = diagnosis
+        .checks
+        .iter()
+        .find(|c| c.check == CheckId::S3EndpointPolicy)
+        .expect("check");
+    assert_eq!(check.result, CheckStatus::Fail);
+    let allows = with_policy(
+        r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":["arn:aws:s3:::prod-us-west-2-starport-layer-bucket/*","arn:aws:s3:::al2023-repos-us-west-2-de612dc2/*"]}]}"#,
+    );
+    assert!(causes(&allows).is_empty(), "{:?}", causes(&allows));
+    let layers_only = with_policy(
+        r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::prod-us-west-2-starport-layer-bucket/*"}]}"#,
+    );
+    let diagnosis = diagnose(&layers_only);
+    assert!(diagnosis.is_healthy(), "the package repositories only warn");
+    assert_eq!(
+        diagnosis.warnings().map(|f| f.cause).collect::<Vec<_>>(),
+        vec![Cause::S3EndpointPolicyBlocksEcr]
+    );
+}

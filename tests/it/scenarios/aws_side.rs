@@ -1,0 +1,187 @@
+//! Worlds for the checks of the whole AWS-side checklist (cluster and nodegroup status, subnet
+//! addresses, endpoint DNS and endpoint policies), each with a near miss that must pass. States
+//! moto cannot express (a cluster that is not ACTIVE, a nodegroup marked failed) are set through
+//! the emulator's test endpoints.
+
+use aws_sdk_ec2::types::VpcEndpointType;
+use nodemedic::lab::CLUSTER;
+use serde_json::json;
+
+use super::{nodegroup_in_new_subnet, probe};
+use crate::support::World;
+
+async fn cluster_status(world: &World, status: &str) {
+    world
+        .emulator
+        .set_cluster_status(CLUSTER, status)
+        .await
+        .expect("status");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_that_failed_takes_no_nodes_and_one_updating_warns() {
+    let world = World::new(3).await;
+    cluster_status(&world, "FAILED").await;
+    assert_eq!(world.blocking_causes("default"), vec!["cluster_not_active"]);
+
+    cluster_status(&world, "UPDATING").await;
+    assert_eq!(world.blocking_causes("default"), Vec::<String>::new());
+    let check = world.check("default", "eks.cluster_status");
+    assert_eq!(check["result"], "warn", "{check:#}");
+    assert_eq!(check["causes"], json!(["cluster_updating"]));
+
+    cluster_status(&world, "ACTIVE").await;
+    assert_eq!(
+        world.check("default", "eks.cluster_status")["result"],
+        "pass"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nodegroup_marked_failed_without_a_health_issue_is_named() {
+    let world = World::new(3).await;
+    world
+        .emulator
+        .set_nodegroup_health(CLUSTER, "default", "CREATE_FAILED", json!([]))
+        .await
+        .expect("health");
+    assert_eq!(
+        world.blocking_causes("default"),
+        vec!["nodegroup_create_failed"]
+    );
+    // Near miss: a health issue names the cause, and the status adds nothing.
+    world
+        .emulator
+        .set_nodegroup_health(
+            CLUSTER,
+            "default",
+            "DEGRADED",
+            json!([{"code": "Ec2SubnetMissingIpv6Assignment", "message": "no IPv6", "resourceIds": []}]),
+        )
+        .await
+        .expect("health");
+    assert_eq!(
+        world.blocking_causes("default"),
+        vec!["subnet_missing_ipv6"]
+    );
+    assert_eq!(
+        world.check("default", "eks.nodegroup_status")["result"],
+        "pass"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_small_subnet_under_a_large_nodegroup_warns_and_a_roomy_one_passes() {
+    let world = World::new(3).await;
+    // A /28 holds 11 instances once AWS has taken its five addresses; the nodegroup may grow to 20.
+    nodegroup_in_new_subnet(&world, "small", "10.42.250.0/28", (0, 20, 0), true).await;
+    assert_eq!(world.blocking_causes("small"), Vec::<String>::new());
+    let check = world.check("small", "net.subnet_addresses");
+    assert_eq!(check["result"], "warn", "{check:#}");
+    assert_eq!(check["causes"], json!(["subnet_low_on_addresses"]));
+
+    probe(&world, true).await;
+    assert_eq!(
+        world.check("probe", "net.subnet_addresses")["result"],
+        "pass"
+    );
+}
+
+/// The probe subnet without a default route, with interface endpoints for the private join
+/// (private DNS as given) and the S3 gateway endpoint on its route table.
+pub(super) async fn private_join(world: &World, sts_private_dns: bool) {
+    let (subnet, table) = probe(world, false).await;
+    for service in ["ec2", "ecr.api", "ecr.dkr", "sts"] {
+        world
+            .clients
+            .ec2
+            .create_vpc_endpoint()
+            .vpc_id(&world.network.vpc)
+            .vpc_endpoint_type(VpcEndpointType::Interface)
+            .service_name(format!("com.amazonaws.us-west-2.{service}"))
+            .subnet_ids(&subnet)
+            .private_dns_enabled(service != "sts" || sts_private_dns)
+            .send()
+            .await
+            .expect("endpoint");
+    }
+    s3_gateway(world, &table, None).await;
+}
+
+async fn s3_gateway(world: &World, table: &str, policy: Option<serde_json::Value>) {
+    let mut request = world
+        .clients
+        .ec2
+        .create_vpc_endpoint()
+        .vpc_id(&world.network.vpc)
+        .vpc_endpoint_type(VpcEndpointType::Gateway)
+        .service_name("com.amazonaws.us-west-2.s3")
+        .route_table_ids(table);
+    if let Some(policy) = policy {
+        request = request.policy_document(policy.to_string());
+    }
+    request.send().await.expect("s3 endpoint");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sts_endpoint_without_private_dns_blocks_a_private_join() {
+    let world = World::new(3).await;
+    private_join(&world, false).await;
+    assert_eq!(
+        world.blocking_causes("probe"),
+        vec!["vpc_endpoint_private_dns_disabled"]
+    );
+    let check = world.check("probe", "net.vpc_endpoints");
+    assert_eq!(check["result"], "fail");
+    assert!(
+        check["remedy"]
+            .as_str()
+            .is_some_and(|r| r.contains("--private-dns-enabled")),
+        "{check:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_endpoint_policy_for_one_bucket_keeps_nodes_from_ecr() {
+    let world = World::new(3).await;
+    let (_, table) = probe(&world, true).await;
+    s3_gateway(
+        &world,
+        &table,
+        Some(json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": "*", "Action": "s3:*",
+            "Resource": ["arn:aws:s3:::team-artifacts", "arn:aws:s3:::team-artifacts/*"]}]})),
+    )
+    .await;
+    assert_eq!(
+        world.blocking_causes("probe"),
+        vec!["s3_endpoint_policy_blocks_ecr"]
+    );
+    assert_eq!(
+        world.check("probe", "net.s3_endpoint_policy")["result"],
+        "fail"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_endpoint_policy_that_allows_ecr_and_the_repositories_passes() {
+    let world = World::new(3).await;
+    let (_, table) = probe(&world, true).await;
+    s3_gateway(
+        &world,
+        &table,
+        Some(json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": [
+            "arn:aws:s3:::prod-us-west-2-starport-layer-bucket/*",
+            "arn:aws:s3:::al2023-repos-us-west-2-de612dc2/*",
+            "arn:aws:s3:::amazonlinux-2-repos-us-west-2/*"
+        ]}]})),
+    )
+    .await;
+    assert_eq!(world.blocking_causes("probe"), Vec::<String>::new());
+    assert_eq!(
+        world.check("probe", "net.s3_endpoint_policy")["result"],
+        "pass"
+    );
+}
