@@ -19,6 +19,8 @@ mod emulator;
 pub use emulator::{Emulator, REGION};
 
 pub const CLUSTER: &str = "eks-workshop";
+/// The Kubernetes version the lab clusters run, as a user creating one today would pick.
+pub const KUBERNETES_VERSION: &str = "1.33";
 pub const ZONE: &str = "us-west-2a";
 
 #[derive(Debug, thiserror::Error)]
@@ -387,6 +389,7 @@ pub async fn cluster_named(
         .eks
         .create_cluster()
         .name(name)
+        .version(KUBERNETES_VERSION)
         .role_arn(format!(
             "arn:aws:iam::{}:role/eks-workshop-cluster",
             network.account

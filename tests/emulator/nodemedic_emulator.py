@@ -9,7 +9,9 @@ user would make:
 * CreateNodegroup creates the nodegroup's Auto Scaling group (named `eks-<nodegroup>-<uuid>`,
   tagged `eks:cluster-name` / `eks:nodegroup-name`, using the nodegroup's launch template and
   subnets), so instances really launch into the nodegroup's subnet.
-* Each nodegroup gets its own scaling config and health (moto shares one default dict).
+* Each nodegroup gets its own scaling config and health (moto shares one default dict), and
+  EKS's defaults: the cluster's Kubernetes version, amiType AL2023 (CUSTOM with a launch-template
+  AMI).
 * UpdateNodegroupConfig validates min <= desired <= max like EKS, refuses a second update while
   one is in progress (ResourceInUseException), reports UPDATING for a short while, propagates the
   scaling change to the Auto Scaling group, and is visible through ListUpdates / DescribeUpdate.
@@ -189,8 +191,32 @@ _original_create_nodegroup = eks_models.EKSBackend.create_nodegroup
 
 def _create_nodegroup(self, *args, **kwargs):
     nodegroup = _original_create_nodegroup(self, *args, **kwargs)
+    _eks_defaults(self, nodegroup, kwargs)
     _create_nodegroup_asg(self, nodegroup)
     return nodegroup
+
+
+def _eks_defaults(eks_backend, nodegroup, requested):
+    """What EKS fills in, not moto's 1.19 and AL2_x86_64: the cluster's version; amiType CUSTOM
+    (and no release) when the launch template names an AMI, else AL2023 unless one was asked for."""
+    from moto.ec2.models import ec2_backends
+
+    if not requested.get("version"):
+        nodegroup.version = eks_backend.clusters[nodegroup.cluster_name].version
+    image = None
+    if nodegroup.launch_template and nodegroup.launch_template.get("id"):
+        ec2 = _backend(ec2_backends, eks_backend.account_id, eks_backend.region_name)
+        template = ec2.launch_templates.get(nodegroup.launch_template["id"])
+        if template is not None:
+            version = template.get_version(nodegroup.launch_template.get("version") or template.default_version_number)
+            image = version.data.get("ImageId")
+    if image:
+        nodegroup.ami_type, nodegroup.release_version = "CUSTOM", None
+        return
+    if not requested.get("ami_type"):
+        nodegroup.ami_type = "AL2023_x86_64_STANDARD"
+    if not requested.get("release_version"):
+        nodegroup.release_version = f"{nodegroup.version}.0-20251101"
 
 
 def _create_nodegroup_asg(eks_backend, nodegroup):

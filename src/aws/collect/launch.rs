@@ -133,6 +133,7 @@ pub(super) async fn image(
     Ok(match output.images().first() {
         Some(found) => ImageLookup::Found {
             image_id: image_id.into(),
+            name: found.name().map(str::to_string),
             state: found
                 .state()
                 .map(|s| s.as_str().to_string())

@@ -66,6 +66,8 @@ pub fn nodegroup_facts(cluster: &str, nodegroup: &aws_sdk_eks::types::Nodegroup)
             version: t.version().map(str::to_string),
         }),
         ami_type: nodegroup.ami_type().map(|a| a.as_str().to_string()),
+        version: nodegroup.version().map(str::to_string),
+        release_version: nodegroup.release_version().map(str::to_string),
         capacity_type: nodegroup.capacity_type().map(|c| c.as_str().to_string()),
         instance_types: nodegroup.instance_types().to_vec(),
         group_names: nodegroup
@@ -123,6 +125,7 @@ pub(super) async fn describe_cluster(
         let vpc = cluster.resources_vpc_config();
         ClusterFacts {
             name: cluster.name().unwrap_or(name).to_string(),
+            version: cluster.version().map(str::to_string),
             status: cluster
                 .status()
                 .map(|s| s.as_str().to_string())

@@ -50,6 +50,14 @@ causes! {
         "The nodegroup is CREATE_FAILED or DEGRADED and no health issue names why",
         "DescribeNodegroup: status is CREATE_FAILED or DEGRADED, and no health issue or other check explains it.",
         "No automatic fix. Read `aws eks describe-nodegroup --cluster-name <cluster> --nodegroup-name <nodegroup>` and the Auto Scaling group's activities; delete and recreate a CREATE_FAILED nodegroup once the cause is fixed.";
+    AmiTypeUnsupported => "ami_type_unsupported", "nodegroup",
+        "The nodegroup runs Amazon Linux 2 on Kubernetes 1.33 or later",
+        "DescribeNodegroup amiType AL2_* (or, for a custom AMI, an AMI name of the AL2 EKS family) and DescribeCluster version 1.33 or later.",
+        "No automatic fix. Create an AL2023 (or Bottlerocket) nodegroup and move the workloads to it.";
+    NodeVersionSkew => "node_version_skew", "nodegroup",
+        "The nodes' Kubernetes version is newer than the control plane, or older than the supported skew",
+        "DescribeNodegroup version (or the version in a custom EKS AMI's name) against DescribeCluster version: newer, or more than 3 minors older (2 before Kubernetes 1.28).",
+        "No automatic fix. `aws eks update-nodegroup-version` to the control plane's version (or create the nodegroup at it).";
     KmsKeyUnusable => "kms_key_unusable", "launch",
         "The launch template's KMS key is disabled, pending deletion or missing",
         "DescribeKey on each key the launch template's block device mappings name: KeyState is not Enabled, or the key does not exist.",

@@ -12,6 +12,7 @@ pub mod ip;
 mod kms;
 mod launch;
 mod network;
+mod versions;
 
 pub use catalog::{Cause, CauseDoc};
 pub use checklist::{
@@ -149,6 +150,7 @@ impl Diagnosis {
 /// Runs every rule over the evidence.
 pub fn diagnose(evidence: &Evidence) -> Diagnosis {
     let mut findings = cluster::findings(evidence);
+    findings.extend(versions::findings(evidence));
     findings.extend(kms::findings(evidence));
     findings.extend(launch::findings(evidence));
     if let Some(network) = &evidence.network {

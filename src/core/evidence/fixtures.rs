@@ -178,6 +178,8 @@ impl Evidence {
                 node_role: Some(NODE_ROLE.into()),
                 launch_template: None,
                 ami_type: Some("AL2023_x86_64_STANDARD".into()),
+                version: Some("1.33".into()),
+                release_version: Some("1.33.5-20251016".into()),
                 capacity_type: Some("ON_DEMAND".into()),
                 instance_types: vec!["t3.medium".into()],
                 group_names: vec![GROUP.into()],
@@ -193,6 +195,7 @@ impl Evidence {
             cluster: Some(ClusterFacts {
                 name: "eks-workshop".into(),
                 status: "ACTIVE".into(),
+                version: Some("1.33".into()),
                 vpc_id: Some("vpc-1".into()),
                 subnet_ids: vec!["subnet-node".into(), "subnet-public-a".into()],
                 cluster_security_group_id: Some(CLUSTER_SG.into()),

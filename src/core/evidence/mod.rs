@@ -72,6 +72,12 @@ pub struct NodegroupFacts {
     pub launch_template: Option<TemplateRef>,
     /// `AL2_x86_64`, `AL2023_x86_64_STANDARD`, `BOTTLEROCKET_x86_64`, `CUSTOM`, …
     pub ami_type: Option<String>,
+    /// The Kubernetes version of the nodes (`1.33`), as EKS reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The EKS AMI release (`1.33.5-20251016`); none for a custom AMI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_version: Option<String>,
     pub capacity_type: Option<String>,
     pub instance_types: Vec<String>,
     pub group_names: Vec<String>,
@@ -131,6 +137,9 @@ pub struct ActivityFacts {
 pub struct ClusterFacts {
     pub name: String,
     pub status: String,
+    /// The control plane's Kubernetes version (`1.33`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub vpc_id: Option<String>,
     pub subnet_ids: Vec<String>,
     pub cluster_security_group_id: Option<String>,
@@ -193,8 +202,16 @@ pub struct VolumeFacts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum ImageLookup {
-    Found { image_id: String, state: String },
-    NotFound { image_id: String },
+    Found {
+        image_id: String,
+        state: String,
+        /// The AMI's name, which tells the EKS AMI family and Kubernetes version it was built for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    NotFound {
+        image_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

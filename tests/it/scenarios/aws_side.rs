@@ -185,3 +185,66 @@ async fn an_s3_endpoint_policy_that_allows_ecr_and_the_repositories_passes() {
         "pass"
     );
 }
+
+/// A nodegroup in the workshop's private subnet, created as a user would with an AMI type and a
+/// Kubernetes version of their choosing.
+async fn nodegroup_with(
+    world: &World,
+    name: &str,
+    ami_type: Option<aws_sdk_eks::types::AmiTypes>,
+    version: Option<&str>,
+) {
+    world
+        .clients
+        .eks
+        .create_nodegroup()
+        .cluster_name(CLUSTER)
+        .nodegroup_name(name)
+        .node_role(&world.network.node_role_arn)
+        .subnets(&world.network.private_subnet)
+        .set_ami_type(ami_type)
+        .set_version(version.map(str::to_string))
+        .scaling_config(
+            aws_sdk_eks::types::NodegroupScalingConfig::builder()
+                .min_size(0)
+                .max_size(1)
+                .desired_size(0)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("nodegroup");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn amazon_linux_2_nodes_on_kubernetes_1_33_are_unsupported_and_al2023_passes() {
+    let world = World::new(3).await;
+    nodegroup_with(
+        &world,
+        "legacy",
+        Some(aws_sdk_eks::types::AmiTypes::Al2X8664),
+        None,
+    )
+    .await;
+    assert_eq!(
+        world.blocking_causes("legacy"),
+        vec!["ami_type_unsupported"]
+    );
+    nodegroup_with(&world, "current", None, None).await;
+    assert_eq!(world.blocking_causes("current"), Vec::<String>::new());
+    let check = world.check("current", "eks.ami_type");
+    assert_eq!(check["result"], "pass", "{check:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_newer_than_the_control_plane_or_too_far_behind_are_refused() {
+    let world = World::new(3).await;
+    nodegroup_with(&world, "ahead", None, Some("1.34")).await;
+    assert_eq!(world.blocking_causes("ahead"), vec!["node_version_skew"]);
+    nodegroup_with(&world, "behind", None, Some("1.29")).await;
+    assert_eq!(world.blocking_causes("behind"), vec!["node_version_skew"]);
+    // Near miss: three minors behind is within the skew policy.
+    nodegroup_with(&world, "lagging", None, Some("1.30")).await;
+    assert_eq!(world.blocking_causes("lagging"), Vec::<String>::new());
+    assert_eq!(world.check("lagging", "eks.version_skew")["result"], "pass");
+}

@@ -55,6 +55,12 @@ checks! {
     NodegroupStatus => "eks.nodegroup_status", ["NJ4"],
         "The nodegroup is not CREATE_FAILED or DEGRADED without a reason",
         [NodegroupCreateFailed];
+    VersionSkew => "eks.version_skew", ["NJ21"],
+        "The nodes' Kubernetes version is within the supported skew of the control plane",
+        [NodeVersionSkew];
+    AmiType => "eks.ami_type", ["NJ22"],
+        "The nodes' AMI family is supported at the cluster's Kubernetes version",
+        [AmiTypeUnsupported];
     NodegroupHealth => "eks.nodegroup_health", ["NJ3"],
         "EKS reports no nodegroup health issue",
         [AutoscalingGroupMissing, AutoscalingGroupModified, AutoscalingOptInRequired, AwsApiLimit,
@@ -301,6 +307,32 @@ fn examined(check: CheckId, evidence: &Evidence) -> Result<Vec<Fact>, Skip> {
             }
             Ok(gateways)
         }
+        CheckId::VersionSkew | CheckId::AmiType => {
+            let cluster = evidence.cluster.as_ref().ok_or_else(cluster_not_collected)?;
+            let control_plane = cluster.version.as_deref().ok_or_else(|| {
+                Skip::NotCollected(format!("cluster {} reports no version", cluster.name))
+            })?;
+            let nodes = match (check, &evidence.nodegroup.ami_type, &evidence.nodegroup.version) {
+                (CheckId::AmiType, Some(ami_type), _) if ami_type != "CUSTOM" => ami_type.clone(),
+                (CheckId::VersionSkew, Some(ami_type), Some(version)) if ami_type != "CUSTOM" => {
+                    format!("version {version}")
+                }
+                _ => match &evidence.image {
+                    Some(ImageLookup::Found {
+                        name: Some(name), ..
+                    }) if super::versions::eks_ami_family(name).is_some() => format!("AMI {name}"),
+                    _ => {
+                        return Err(Skip::NotApplicable(
+                            "a custom AMI not built by EKS: its family and version are unknown".into(),
+                        ));
+                    }
+                },
+            };
+            Ok(vec![
+                Fact::new(format!("cluster {}", cluster.name), format!("version {control_plane}")),
+                Fact::new(nodegroup.clone(), nodes),
+            ])
+        }
         CheckId::NodegroupHealth => Ok(vec![Fact::new(
             nodegroup,
             format!(
@@ -381,7 +413,9 @@ fn examined(check: CheckId, evidence: &Evidence) -> Result<Vec<Fact>, Skip> {
             None => Err(no_launch_template(evidence)),
         },
         CheckId::LaunchAmi => match &evidence.image {
-            Some(ImageLookup::Found { image_id, state }) => {
+            Some(ImageLookup::Found {
+                image_id, state, ..
+            }) => {
                 Ok(vec![Fact::new(image_id, format!("state {state}"))])
             }
             Some(ImageLookup::NotFound { image_id }) => Ok(vec![Fact::new(image_id, "not found")]),

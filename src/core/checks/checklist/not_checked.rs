@@ -60,8 +60,6 @@ pub const NOT_CHECKED: &[NotChecked] = &[
     unseen("NJ18", "private-cluster bootstrap arguments", NotYet),
     unseen("NJ19", "bootstrap cluster name matches", NotYet),
     unseen("NJ20", "AL2023 user data uses nodeadm", NotYet),
-    unseen("NJ21", "node version within the supported skew", NotYet),
-    unseen("NJ22", "no AL2 AMI on Kubernetes 1.33 or later", NotYet),
     unseen("NJ23", "custom AMI has the node components", OnTheNode),
     unseen(
         "NJ24",

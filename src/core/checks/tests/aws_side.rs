@@ -3,9 +3,9 @@
 
 use super::causes;
 use crate::core::checks::*;
-use crate::core::evidence::Evidence;
 use crate::core::evidence::SecurityGroupFacts;
 use crate::core::evidence::fixtures::{private_join_endpoints, sg_rule};
+use crate::core::evidence::{Evidence, ImageLookup};
 
 /// The node subnet without a default route, reaching AWS through the private-join endpoints.
 fn private_join(evidence: Evidence) -> Evidence {
@@ -164,4 +164,75 @@ fn an_s3_endpoint_policy_that_leaves_out_ecr_blocks_and_one_that_allows_it_passe
         diagnosis.warnings().map(|f| f.cause).collect::<Vec<_>>(),
         vec![Cause::S3EndpointPolicyBlocksEcr]
     );
+}
+
+#[test]
+fn amazon_linux_2_is_refused_from_kubernetes_1_33_and_allowed_before() {
+    let al2 = |cluster_version: &str| {
+        let version = cluster_version.to_string();
+        let mut evidence = Evidence::healthy().cluster(|c| c.version = Some(version.clone()));
+        evidence.nodegroup.ami_type = Some("AL2_x86_64".into());
+        evidence.nodegroup.version = Some(cluster_version.into());
+        evidence
+    };
+    assert_eq!(
+        diagnose(&al2("1.33")).cause(),
+        Some(Cause::AmiTypeUnsupported)
+    );
+    assert!(causes(&al2("1.32")).is_empty());
+    assert!(causes(&Evidence::healthy()).is_empty(), "AL2023 on 1.33");
+}
+
+#[test]
+fn a_custom_ami_is_judged_by_its_eks_name_and_skipped_without_one() {
+    let custom = |name: &str| {
+        let mut evidence = Evidence::healthy().template(|t| {
+            t.image_id = Some("ami-custom".into());
+            t.user_data = Some("#!/bin/bash\n/etc/eks/bootstrap.sh eks-workshop".into());
+        });
+        evidence.nodegroup.ami_type = Some("CUSTOM".into());
+        evidence.nodegroup.version = Some("1.33".into());
+        evidence.image = Some(ImageLookup::Found {
+            image_id: "ami-custom".into(),
+            state: "available".into(),
+            name: Some(name.into()),
+        });
+        evidence
+    };
+    let al2 = custom("amazon-eks-node-1.29-v20240117");
+    assert_eq!(
+        causes(&al2),
+        vec![Cause::AmiTypeUnsupported, Cause::NodeVersionSkew],
+        "AL2, and built for 1.29"
+    );
+    let own = diagnose(&custom("golden-image-2025-11"));
+    let skew = own
+        .checks
+        .iter()
+        .find(|c| c.check == CheckId::VersionSkew)
+        .expect("check");
+    assert_eq!(skew.result, CheckStatus::Skipped);
+    assert!(matches!(skew.skipped, Some(Skip::NotApplicable(_))));
+}
+
+#[test]
+fn nodes_newer_than_the_control_plane_or_beyond_the_skew_are_refused() {
+    let nodes_at = |version: &str| {
+        let mut evidence = Evidence::healthy();
+        evidence.nodegroup.version = Some(version.into());
+        evidence
+    };
+    assert_eq!(
+        diagnose(&nodes_at("1.34")).cause(),
+        Some(Cause::NodeVersionSkew)
+    );
+    assert_eq!(
+        diagnose(&nodes_at("1.29")).cause(),
+        Some(Cause::NodeVersionSkew)
+    );
+    assert!(
+        causes(&nodes_at("1.30")).is_empty(),
+        "three behind is supported"
+    );
+    assert!(causes(&nodes_at("1.33")).is_empty());
 }
