@@ -186,6 +186,16 @@ pub(super) async fn scaling_activities(
         .collect())
 }
 
+/// IAM returns policy documents URL-encoded (RFC 3986); a document that is already JSON is kept.
+fn decode_policy_document(document: &str) -> String {
+    if document.trim_start().starts_with('{') {
+        return document.to_string();
+    }
+    percent_encoding::percent_decode_str(document)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 pub(super) async fn identity(
     clients: &AwsClients,
     cluster: &str,
@@ -213,6 +223,12 @@ pub(super) async fn identity(
                 .collect()
         })
         .unwrap_or_default();
+    let trust_policy = described
+        .as_ref()
+        .ok()
+        .and_then(|o| o.role())
+        .and_then(|r| r.assume_role_policy_document())
+        .map(decode_policy_document);
     let role = match described {
         Err(error) if error.is_code("NoSuchEntity") => RoleLookup::NotFound { name: name.clone() },
         Err(error) if !error.is_transient() => RoleLookup::Unreadable {
@@ -250,6 +266,7 @@ pub(super) async fn identity(
                     name: name.clone(),
                     attached_policy_arns: attached,
                     tags: role_tags,
+                    trust_policy,
                 },
             }
         }

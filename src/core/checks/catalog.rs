@@ -138,6 +138,10 @@ causes! {
         "The node IAM role lacks a managed policy nodes need",
         "ListAttachedRolePolicies on the nodegroup's node role: AmazonEKSWorkerNodePolicy, AmazonEKS_CNI_Policy or AmazonEC2ContainerRegistryReadOnly (or PullOnly) is not attached.",
         "`attach_node_role_policy` (needs approval): AttachRolePolicy for each missing managed policy.";
+    NodeRoleTrustInvalid => "node_role_trust_invalid", "identity",
+        "The node role's trust policy does not let EC2 assume it",
+        "GetRole: the AssumeRolePolicyDocument has no Allow of sts:AssumeRole for ec2.amazonaws.com, denies it, or allows it only under a principal condition (aws:PrincipalOrgID, aws:PrincipalAccount, ...) that never holds for a service.",
+        "No automatic fix. `aws iam update-assume-role-policy` with an Allow of sts:AssumeRole for ec2.amazonaws.com.";
     NodeRoleMissingAccessEntry => "node_role_missing_access_entry", "identity",
         "The node role has no access entry on a cluster that authenticates with access entries only",
         "The cluster's accessConfig.authenticationMode is API and DescribeAccessEntry finds no entry for the node role.",

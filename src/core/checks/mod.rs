@@ -12,6 +12,7 @@ pub mod ip;
 mod kms;
 mod launch;
 mod network;
+mod trust;
 mod versions;
 
 pub use catalog::{Cause, CauseDoc};
@@ -159,6 +160,7 @@ pub fn diagnose(evidence: &Evidence) -> Diagnosis {
     }
     if let Some(identity) = &evidence.identity {
         findings.extend(identity::findings(evidence, identity));
+        findings.extend(trust::findings(evidence, identity));
     }
     let explained: Vec<Cause> = findings
         .iter()

@@ -20,6 +20,9 @@ pub const KMS_MESSAGE: &str = "Instance became unhealthy while waiting for insta
 pub const CLUSTER_SG: &str = "sg-cluster";
 pub const GROUP: &str = "eks-ng-abcd";
 
+/// The trust policy a node role needs: EC2 may assume it.
+pub const EC2_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
 pub fn trigger(kind: TriggerKind) -> Trigger {
     Trigger {
         event_id: "event-1".into(),
@@ -278,6 +281,7 @@ impl Evidence {
                         "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly".into(),
                     ],
                     tags: Tags::new(),
+                    trust_policy: Some(EC2_TRUST.into()),
                 },
                 access_entry: AccessEntryLookup::NotApplicable,
             }),

@@ -463,6 +463,9 @@ pub enum RoleLookup {
         attached_policy_arns: Vec<String>,
         #[serde(default)]
         tags: Tags,
+        /// The trust (assume-role) policy, decoded from the URL encoding IAM returns it in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trust_policy: Option<String>,
     },
     NotFound {
         name: String,

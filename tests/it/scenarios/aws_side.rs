@@ -248,3 +248,45 @@ async fn nodes_newer_than_the_control_plane_or_too_far_behind_are_refused() {
     assert_eq!(world.blocking_causes("lagging"), Vec::<String>::new());
     assert_eq!(world.check("lagging", "eks.version_skew")["result"], "pass");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_role_trusting_ec2_only_inside_an_organization_gives_nodes_no_credentials() {
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let role = nodemedic::lab::node_role(c, "org-bound-node", &nodemedic::lab::NODE_POLICIES)
+        .await
+        .expect("role");
+    // After a move between organizations someone pinned the trust to the old organization.
+    c.iam
+        .update_assume_role_policy()
+        .role_name("org-bound-node")
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("trust");
+    nodemedic::lab::nodegroup_in(
+        c,
+        CLUSTER,
+        &role,
+        "org-bound",
+        &world.network.private_subnet,
+        (0, 1, 0),
+        None,
+    )
+    .await
+    .expect("nodegroup");
+    assert_eq!(
+        world.blocking_causes("org-bound"),
+        vec!["node_role_trust_invalid"]
+    );
+    // Near miss: the workshop's node role trusts EC2 plainly.
+    assert_eq!(
+        world.check("default", "iam.node_role_trust")["result"],
+        "pass"
+    );
+}

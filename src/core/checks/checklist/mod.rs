@@ -71,6 +71,9 @@ checks! {
     NodeRolePolicies => "iam.node_role_policies", ["NJ5"],
         "The node role exists and has the worker node, CNI and ECR read policies",
         [NodeRoleNotFound, NodeRoleMissingPolicy];
+    NodeRoleTrust => "iam.node_role_trust", ["NJ60"],
+        "EC2 may assume the node role: its trust policy allows ec2.amazonaws.com without an impossible condition",
+        [NodeRoleTrustInvalid];
     NodeAccessEntry => "iam.node_access_entry", ["NJ6"],
         "The node role has an access entry when the cluster admits nodes by access entries only",
         [NodeRoleMissingAccessEntry];
@@ -354,6 +357,22 @@ fn examined(check: CheckId, evidence: &Evidence) -> Result<Vec<Fact>, Skip> {
             RoleLookup::Unreadable { reason } => Err(Skip::PermissionDenied(format!(
                 "iam:GetRole or iam:ListAttachedRolePolicies: {reason}"
             ))),
+        },
+        CheckId::NodeRoleTrust => match node_role(evidence)? {
+            RoleLookup::Found {
+                name,
+                trust_policy: Some(_),
+                ..
+            } => Ok(vec![Fact::new(format!("role {name}"), "trust policy read")]),
+            RoleLookup::Found { name, .. } => Err(Skip::NotCollected(format!(
+                "GetRole returned no trust policy for {name}"
+            ))),
+            RoleLookup::NotFound { name } => Err(Skip::NotApplicable(format!(
+                "role {name} does not exist (see iam.node_role_policies)"
+            ))),
+            RoleLookup::Unreadable { reason } => {
+                Err(Skip::PermissionDenied(format!("iam:GetRole: {reason}")))
+            }
         },
         CheckId::NodeAccessEntry => {
             let identity = evidence.identity.as_ref().ok_or_else(identity_not_collected)?;

@@ -124,11 +124,6 @@ pub const NOT_CHECKED: &[NotChecked] = &[
     unseen("NJ56", "NAT idle timeout and keepalive", OnTheNode),
     unseen("NJ57", "no ENI detach events", Logs),
     unseen("NJ58", "conntrack table size", OnTheNode),
-    unseen(
-        "NJ60",
-        "node role trust survives an Organizations move",
-        NotYet,
-    ),
     unseen("NJ61", "AL2023 credential provider path", OnTheNode),
     unseen(
         "NJ62",
