@@ -19,6 +19,28 @@ use nodemedic::lab::{self, Emulator, LabClients};
 
 const RUNS: usize = 10;
 
+/// Calls per scenario and scope before the whole AWS-side checklist (issue 11), and the budget
+/// the event scopes must stay within: (scenario, scope, before, budget).
+const REFERENCE: [(&str, &str, u32, Option<u32>); 4] = [
+    ("lab 002, failed launch", "event", 7, Some(7)),
+    ("lab 002, failed launch", "full checklist", 20, None),
+    ("lab 000, launched instance", "event", 13, Some(13)),
+    ("lab 000, launched instance", "full checklist", 16, None),
+];
+
+fn reference(scenario: &str, scope: &str) -> (String, String) {
+    REFERENCE
+        .iter()
+        .find(|(name, scope_name, _, _)| *name == scenario && *scope_name == scope)
+        .map(|(_, _, before, budget)| {
+            (
+                before.to_string(),
+                budget.map_or_else(|| "-".to_string(), |b| b.to_string()),
+            )
+        })
+        .unwrap_or_default()
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -116,8 +138,8 @@ async fn main() {
         ms(round_trip)
     );
     println!(
-        "{:<28} {:<13} {:>6} {:>11} {:>15}",
-        "scenario", "scope", "calls", "median ms", "calls x trip ms"
+        "{:<28} {:<15} {:>6} {:>7} {:>7} {:>11} {:>15}",
+        "scenario", "scope", "calls", "before", "budget", "median ms", "calls x trip ms"
     );
     for (name, trigger) in &scenarios {
         for (scope_name, scope) in [
@@ -125,11 +147,14 @@ async fn main() {
             ("full checklist", Scope::FULL),
         ] {
             let (calls, took) = measure(&clients, trigger, scope).await;
+            let (before, budget) = reference(name, scope_name);
             println!(
-                "{:<28} {:<13} {:>6} {:>11.2} {:>15.2}",
+                "{:<28} {:<15} {:>6} {:>7} {:>7} {:>11.2} {:>15.2}",
                 name,
                 scope_name,
                 calls.total(),
+                before,
+                budget,
                 ms(took),
                 ms(round_trip) * f64::from(calls.total())
             );

@@ -22,6 +22,7 @@ use aws_sdk_ec2::types::Filter;
 
 use crate::aws::resolve::{CLUSTER_TAG, group_facts};
 use crate::aws::{AwsClients, AwsError, AwsResultExt};
+use crate::core::checks::{Cause, diagnose};
 use crate::core::evidence::Target;
 use crate::core::evidence::*;
 use crate::core::trigger::{LaunchOutcome, Trigger, TriggerKind};
@@ -153,9 +154,14 @@ pub async fn collect(
         };
         evidence.network = Some(network);
     }
-    if scope.identity
-        && let Some(role) = evidence.nodegroup.node_role.clone()
-    {
+    // The node role is cheap to read: a failed launch the launch evidence does not explain reads
+    // it too (an explained one, such as lab 002's key, keeps its few calls).
+    let read_identity = scope.identity || (scope.launch && launch_unexplained(&evidence));
+    if read_identity && evidence.cluster.is_none() {
+        evidence.cluster =
+            describe_cluster(clients, &evidence.nodegroup.cluster, &mut calls).await?;
+    }
+    if read_identity && let Some(role) = evidence.nodegroup.node_role.clone() {
         let authentication = evidence
             .cluster
             .as_ref()
@@ -176,6 +182,18 @@ pub async fn collect(
     Ok(evidence)
 }
 
+/// A failed launch for which the launch evidence names no cause but `unknown`.
+fn launch_unexplained(evidence: &Evidence) -> bool {
+    let failed = matches!(
+        &evidence.trigger.kind,
+        TriggerKind::Launch(launch) if launch.outcome == LaunchOutcome::Unsuccessful
+    );
+    failed
+        && !diagnose(evidence)
+            .blocking()
+            .any(|finding| finding.cause != Cause::Unknown)
+}
+
 fn missing(wanted: &[String], found: &[SecurityGroupFacts]) -> Vec<String> {
     wanted
         .iter()
@@ -184,7 +202,7 @@ fn missing(wanted: &[String], found: &[SecurityGroupFacts]) -> Vec<String> {
         .collect()
 }
 
-fn instance_of(trigger: &Trigger) -> Option<String> {
+pub(super) fn instance_of(trigger: &Trigger) -> Option<String> {
     match &trigger.kind {
         TriggerKind::Launch(launch) => launch.instance_id.clone(),
         TriggerKind::JoinCheck(check) => Some(check.instance_id.clone()),

@@ -85,8 +85,15 @@ pub(super) async fn network_facts(
                 .collect()
         })
         .unwrap_or_default();
-    // EKS puts the cluster security group on managed nodes unless the launch template names groups.
-    let node_security_group_ids = if template_groups.is_empty() {
+    // The instance's own groups, when the trigger names one that runs; otherwise EKS puts the
+    // cluster security group on managed nodes unless the launch template names groups.
+    let instance_groups: Vec<String> = super::instance_of(&evidence.trigger)
+        .and_then(|id| instances.get(&id))
+        .map(|instance| instance.security_group_ids.clone())
+        .unwrap_or_default();
+    let node_security_group_ids = if !instance_groups.is_empty() {
+        instance_groups
+    } else if template_groups.is_empty() {
         evidence
             .cluster
             .as_ref()

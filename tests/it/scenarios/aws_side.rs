@@ -290,3 +290,64 @@ async fn a_node_role_trusting_ec2_only_inside_an_organization_gives_nodes_no_cre
         "pass"
     );
 }
+
+/// Auto Scaling's text when the instance profile a launch names does not exist: nothing in the
+/// launch evidence explains it.
+const PROFILE_FAILURE: &str = "Value (eks-ghost-profile) for parameter iamInstanceProfile.name is invalid. \
+                               Invalid IAM Instance Profile name. Launching EC2 instance failed.";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_launch_the_launch_evidence_does_not_explain_reads_the_node_role() {
+    assert!(
+        nodemedic::core::checks::classify_launch_failure(PROFILE_FAILURE).is_none(),
+        "the text alone names no cause"
+    );
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let ghost = format!(
+        "arn:aws:iam::{}:role/deleted-node-role",
+        world.network.account
+    );
+    let group = nodemedic::lab::nodegroup_in(
+        c,
+        CLUSTER,
+        &ghost,
+        "ghost",
+        &world.network.private_subnet,
+        (0, 1, 0),
+        None,
+    )
+    .await
+    .expect("nodegroup");
+    world
+        .emulator
+        .force_launch_failure(&group, Some(PROFILE_FAILURE))
+        .await
+        .expect("forced failure");
+    c.eks
+        .update_nodegroup_config()
+        .cluster_name(CLUSTER)
+        .nodegroup_name("ghost")
+        .scaling_config(
+            aws_sdk_eks::types::NodegroupScalingConfig::builder()
+                .min_size(0)
+                .max_size(1)
+                .desired_size(1)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("scale out");
+    // The emulator settles the update after half a second, then launches and fails.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    nodemedic::lab::publish_launch_event(c, &world.network, &group, &world.network.private_subnet)
+        .await
+        .expect("event");
+    world.run_once("dry-run");
+    let incidents = world.incidents();
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(
+        incidents[0]["cause"], "node_role_not_found",
+        "the node role was read for the failed launch: {incidents:#?}"
+    );
+}
