@@ -65,6 +65,7 @@ pub(super) async fn launch_template(
                 device_name: mapping.device_name().unwrap_or_default().to_string(),
                 encrypted: ebs.encrypted().unwrap_or(false),
                 kms_key_id: ebs.kms_key_id().map(str::to_string),
+                size_gib: ebs.volume_size(),
             })
         })
         .collect();
@@ -134,6 +135,13 @@ pub(super) async fn image(
         Some(found) => ImageLookup::Found {
             image_id: image_id.into(),
             name: found.name().map(str::to_string),
+            root_device_name: found.root_device_name().map(str::to_string),
+            root_snapshot_gib: found
+                .block_device_mappings()
+                .iter()
+                .find(|m| m.device_name() == found.root_device_name())
+                .and_then(|m| m.ebs())
+                .and_then(|ebs| ebs.volume_size()),
             state: found
                 .state()
                 .map(|s| s.as_str().to_string())

@@ -69,6 +69,7 @@ pub fn nodegroup_facts(cluster: &str, nodegroup: &aws_sdk_eks::types::Nodegroup)
         version: nodegroup.version().map(str::to_string),
         release_version: nodegroup.release_version().map(str::to_string),
         capacity_type: nodegroup.capacity_type().map(|c| c.as_str().to_string()),
+        disk_size: nodegroup.disk_size(),
         instance_types: nodegroup.instance_types().to_vec(),
         group_names: nodegroup
             .resources()

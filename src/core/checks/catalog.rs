@@ -182,6 +182,10 @@ causes! {
         "The launch template's AMI does not exist or is not shared",
         "DescribeImages finds no image for the launch template's ImageId, or EKS reports AmiIdNotFound.",
         "No automatic fix. Point the launch template at an available AMI.";
+    RootVolumeTooSmall => "root_volume_too_small", "launch",
+        "The nodes' root volume is smaller than the AMI's snapshot, or under 20 GiB (warning)",
+        "The launch template's mapping of the AMI's root device (or the nodegroup's diskSize) sets a VolumeSize below the AMI's root snapshot (DescribeImages), which EC2 refuses, or below 20 GiB.",
+        "No automatic fix. A launch template version with a larger root VolumeSize (30 GiB or more), then update the nodegroup to it.";
     CustomAmiWithoutBootstrap => "custom_ami_without_bootstrap", "launch",
         "A custom-AMI launch template has no bootstrap user data",
         "The launch template names an AMI (so EKS adds no bootstrap) and its user data is missing or calls neither /etc/eks/bootstrap.sh nor nodeadm (NodeConfig) nor Bottlerocket settings.",

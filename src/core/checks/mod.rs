@@ -12,6 +12,7 @@ pub mod ip;
 mod kms;
 mod launch;
 mod network;
+mod root_volume;
 mod trust;
 mod versions;
 
@@ -154,6 +155,7 @@ pub fn diagnose(evidence: &Evidence) -> Diagnosis {
     findings.extend(versions::findings(evidence));
     findings.extend(kms::findings(evidence));
     findings.extend(launch::findings(evidence));
+    findings.extend(root_volume::findings(evidence));
     if let Some(network) = &evidence.network {
         findings.extend(network::findings(evidence, network));
         findings.extend(firewall::findings(evidence, network));

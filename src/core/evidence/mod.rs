@@ -79,6 +79,9 @@ pub struct NodegroupFacts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_version: Option<String>,
     pub capacity_type: Option<String>,
+    /// The root volume size EKS gives nodes launched without a launch template of the user's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_size: Option<i32>,
     pub instance_types: Vec<String>,
     pub group_names: Vec<String>,
     #[serde(default)]
@@ -197,6 +200,9 @@ pub struct VolumeFacts {
     pub encrypted: bool,
     /// As written in the launch template: a key id, key ARN, alias name or alias ARN.
     pub kms_key_id: Option<String>,
+    /// The volume size in GiB, when the template sets one (else the AMI's snapshot size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_gib: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +214,11 @@ pub enum ImageLookup {
         /// The AMI's name, which tells the EKS AMI family and Kubernetes version it was built for.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// The root device, and the size of its snapshot in GiB: a root volume may not be smaller.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root_device_name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root_snapshot_gib: Option<i32>,
     },
     NotFound {
         image_id: String,

@@ -351,3 +351,68 @@ async fn a_failed_launch_the_launch_evidence_does_not_explain_reads_the_node_rol
         "the node role was read for the failed launch: {incidents:#?}"
     );
 }
+
+/// A nodegroup on moto's AMI ami-12c6146b through a launch template that bootstraps it and maps
+/// the AMI's root device with `size` GiB.
+async fn custom_root(world: &World, name: &str, size: i32) {
+    use aws_sdk_ec2::types::{
+        LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+        RequestLaunchTemplateData,
+    };
+    use base64::Engine;
+    let image = world
+        .clients
+        .ec2
+        .describe_images()
+        .image_ids("ami-12c6146b")
+        .send()
+        .await
+        .expect("image");
+    let root = image.images()[0]
+        .root_device_name()
+        .expect("root device")
+        .to_string();
+    let user_data = base64::engine::general_purpose::STANDARD
+        .encode(format!("#!/bin/bash\n/etc/eks/bootstrap.sh {CLUSTER}\n"));
+    let data = RequestLaunchTemplateData::builder()
+        .image_id("ami-12c6146b")
+        .user_data(user_data)
+        .block_device_mappings(
+            LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(root)
+                .ebs(
+                    LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .volume_size(size)
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let template = super::template(world, name, data).await;
+    nodemedic::lab::nodegroup(
+        &world.clients,
+        &world.network,
+        name,
+        &world.network.private_subnet,
+        (0, 1, 0),
+        Some(&template),
+    )
+    .await
+    .expect("nodegroup");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_root_volume_smaller_than_the_ami_snapshot_fails_and_30_gib_passes() {
+    let world = World::new(3).await;
+    custom_root(&world, "tiny-root", 8).await;
+    assert_eq!(
+        world.blocking_causes("tiny-root"),
+        vec!["root_volume_too_small"]
+    );
+    custom_root(&world, "roomy-root", 30).await;
+    assert_eq!(world.blocking_causes("roomy-root"), Vec::<String>::new());
+    assert_eq!(
+        world.check("roomy-root", "launch.root_volume")["result"],
+        "pass"
+    );
+}

@@ -54,7 +54,7 @@ async fn nodegroup_in_new_subnet(
     (subnet, table)
 }
 
-async fn template(world: &World, name: &str, data: RequestLaunchTemplateData) -> String {
+pub(super) async fn template(world: &World, name: &str, data: RequestLaunchTemplateData) -> String {
     world
         .clients
         .ec2

@@ -94,6 +94,9 @@ checks! {
     UserData => "launch.user_data", ["NJ17"],
         "A custom AMI's user data bootstraps the node",
         [CustomAmiWithoutBootstrap];
+    RootVolume => "launch.root_volume", ["NJ55"],
+        "The nodes' root volume is at least the AMI's snapshot and 20 GiB",
+        [RootVolumeTooSmall];
     Subnets => "net.subnets", [],
         "The node subnets exist and are in the cluster's VPC",
         [SubnetNotFound, SubnetInOtherVpc];
@@ -460,6 +463,13 @@ fn examined(check: CheckId, evidence: &Evidence) -> Result<Vec<Fact>, Skip> {
                 )),
             }
         }
+        CheckId::RootVolume => match super::root_volume::root_volume(evidence) {
+            Some(root) => Ok(vec![Fact::new(root.source, format!("{} GiB", root.size_gib))]),
+            None if evidence.launch_template_facts().is_some() => Err(Skip::NotApplicable(
+                "the launch template keeps the AMI's root volume size".into(),
+            )),
+            None => Err(no_launch_template(evidence)),
+        },
         CheckId::Subnets | CheckId::SubnetAddresses => {
             let network = network(evidence)?;
             Ok(network

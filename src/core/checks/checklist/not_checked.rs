@@ -120,7 +120,6 @@ pub const NOT_CHECKED: &[NotChecked] = &[
     unseen("NJ52", "PodDisruptionBudgets allow updates", ClusterObjects),
     unseen("NJ53", "kube-proxy version matches", ClusterObjects),
     unseen("NJ54", "one GPU device plugin", ClusterObjects),
-    unseen("NJ55", "root volume large enough", NotYet),
     unseen("NJ56", "NAT idle timeout and keepalive", OnTheNode),
     unseen("NJ57", "no ENI detach events", Logs),
     unseen("NJ58", "conntrack table size", OnTheNode),

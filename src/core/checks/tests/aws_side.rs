@@ -196,6 +196,8 @@ fn a_custom_ami_is_judged_by_its_eks_name_and_skipped_without_one() {
             image_id: "ami-custom".into(),
             state: "available".into(),
             name: Some(name.into()),
+            root_device_name: None,
+            root_snapshot_gib: None,
         });
         evidence
     };
@@ -235,4 +237,47 @@ fn nodes_newer_than_the_control_plane_or_beyond_the_skew_are_refused() {
         "three behind is supported"
     );
     assert!(causes(&nodes_at("1.33")).is_empty());
+}
+
+#[test]
+fn a_root_volume_under_its_snapshot_blocks_and_a_small_one_warns() {
+    let sized = |size: i32, custom: bool| {
+        let mut evidence = Evidence::healthy().template(|t| {
+            t.volumes = vec![crate::core::evidence::VolumeFacts {
+                device_name: if custom { "/dev/sda1" } else { "/dev/xvda" }.into(),
+                encrypted: false,
+                kms_key_id: None,
+                size_gib: Some(size),
+            }];
+            if custom {
+                t.image_id = Some("ami-custom".into());
+                t.user_data = Some("#!/bin/bash\n/etc/eks/bootstrap.sh eks-workshop".into());
+            }
+        });
+        if custom {
+            evidence.nodegroup.ami_type = Some("CUSTOM".into());
+            evidence.image = Some(ImageLookup::Found {
+                image_id: "ami-custom".into(),
+                state: "available".into(),
+                name: None,
+                root_device_name: Some("/dev/sda1".into()),
+                root_snapshot_gib: Some(15),
+            });
+        }
+        evidence
+    };
+    assert_eq!(
+        diagnose(&sized(10, true)).cause(),
+        Some(Cause::RootVolumeTooSmall)
+    );
+    let small = diagnose(&sized(16, true));
+    assert!(small.is_healthy(), "at least the snapshot: launches work");
+    assert_eq!(
+        small.warnings().map(|f| f.cause).collect::<Vec<_>>(),
+        vec![Cause::RootVolumeTooSmall]
+    );
+    assert_eq!(causes(&sized(10, false)), vec![Cause::RootVolumeTooSmall]);
+    assert!(!diagnose(&sized(10, false)).warnings().next().is_none());
+    assert!(causes(&sized(30, true)).is_empty());
+    assert!(causes(&sized(30, false)).is_empty());
 }

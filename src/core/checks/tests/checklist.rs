@@ -494,6 +494,8 @@ fn a_custom_ami_needs_an_existing_image_and_bootstrap_user_data() {
             image_id: "ami-custom".into(),
             state: "available".into(),
             name: Some("amazon-eks-node-al2023-x86_64-standard-1.33-v20251016".into()),
+            root_device_name: None,
+            root_snapshot_gib: None,
         });
         evidence
     };
