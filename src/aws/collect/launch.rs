@@ -88,17 +88,41 @@ pub(super) async fn launch_template(
             .filter(|i| !i.is_empty())
             .map(str::to_string),
         user_data: data.and_then(|d| d.user_data()).map(decode_user_data),
+        user_data_bytes: data.and_then(|d| d.user_data()).map(user_data_bytes),
         security_group_ids,
         missing_security_group_ids: Vec::new(),
         key_name: data.and_then(|d| d.key_name()).map(str::to_string),
     })))
 }
 
-/// Launch template user data is base64; keep what decodes, as text.
-pub(super) fn decode_user_data(encoded: &str) -> String {
-    let bytes = base64::engine::general_purpose::STANDARD
+/// Launch template user data is base64 of what EC2 hands the instance.
+fn raw_user_data(encoded: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
-        .unwrap_or_else(|_| encoded.as_bytes().to_vec());
+        .unwrap_or_else(|_| encoded.as_bytes().to_vec())
+}
+
+/// The size EC2 limits: the user data after base64 decoding.
+fn user_data_bytes(encoded: &str) -> usize {
+    raw_user_data(encoded).len()
+}
+
+/// The user data as text, gunzipped when it is gzip (cloud-init reads either), truncated.
+pub(super) fn decode_user_data(encoded: &str) -> String {
+    let raw = raw_user_data(encoded);
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut unzipped = Vec::new();
+        let limit = u64::try_from(USER_DATA_LIMIT).unwrap_or(u64::MAX);
+        match std::io::Read::read_to_end(
+            &mut std::io::Read::take(flate2::read::GzDecoder::new(raw.as_slice()), limit),
+            &mut unzipped,
+        ) {
+            Ok(_) => unzipped,
+            Err(_) => raw,
+        }
+    } else {
+        raw
+    };
     let mut text = String::from_utf8_lossy(&bytes).into_owned();
     if text.len() > USER_DATA_LIMIT {
         let mut cut = USER_DATA_LIMIT;

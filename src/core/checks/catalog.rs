@@ -186,6 +186,22 @@ causes! {
         "The nodes' root volume is smaller than the AMI's snapshot, or under 20 GiB (warning)",
         "The launch template's mapping of the AMI's root device (or the nodegroup's diskSize) sets a VolumeSize below the AMI's root snapshot (DescribeImages), which EC2 refuses, or below 20 GiB.",
         "No automatic fix. A launch template version with a larger root VolumeSize (30 GiB or more), then update the nodegroup to it.";
+    UserDataTooLarge => "user_data_too_large", "launch",
+        "The launch template's user data is larger than EC2's 16 KiB",
+        "DescribeLaunchTemplateVersions: the user data, base64-decoded, is over 16,384 bytes.",
+        "No automatic fix. Move configuration to S3 and download it at boot, or gzip the user data.";
+    UserDataFormatMismatch => "user_data_format_mismatch", "launch",
+        "A custom AMI's user data is for another AMI family",
+        "The launch template's AMI is an AL2023 EKS AMI and its user data calls bootstrap.sh (or an AL2 AMI with only a nodeadm NodeConfig); MIME multipart and gzip are read as EC2 would.",
+        "No automatic fix. AL2023: a MIME part application/node.eks.aws with a NodeConfig; AL2: /etc/eks/bootstrap.sh <cluster>.";
+    BootstrapClusterNameMismatch => "bootstrap_cluster_name_mismatch", "launch",
+        "A custom AMI's bootstrap names another cluster",
+        "The cluster name passed to bootstrap.sh, or spec.cluster.name of the NodeConfig, is not the nodegroup's cluster (case-sensitive).",
+        "No automatic fix. A launch template version whose user data names this cluster.";
+    BootstrapArgsMissing => "bootstrap_args_missing", "launch",
+        "A custom AMI's bootstrap lacks what it needs to find the cluster",
+        "A NodeConfig without spec.cluster apiServerEndpoint, certificateAuthority or cidr (nodeadm requires them), or, on a private-only cluster, bootstrap.sh without --apiserver-endpoint and --b64-cluster-ca.",
+        "No automatic fix. Pass the endpoint, CA and service CIDR from `aws eks describe-cluster` in the user data.";
     CustomAmiWithoutBootstrap => "custom_ami_without_bootstrap", "launch",
         "A custom-AMI launch template has no bootstrap user data",
         "The launch template names an AMI (so EKS adds no bootstrap) and its user data is missing or calls neither /etc/eks/bootstrap.sh nor nodeadm (NodeConfig) nor Bottlerocket settings.",

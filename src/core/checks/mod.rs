@@ -1,6 +1,7 @@
 //! Diagnosis: pure rules from [`Evidence`] to findings with stable cause codes. No I/O, no clock.
 //! One module per area of the join checklist; [`diagnose`] runs them all over the evidence given.
 
+mod bootstrap;
 mod catalog;
 mod checklist;
 mod cluster;
@@ -156,6 +157,7 @@ pub fn diagnose(evidence: &Evidence) -> Diagnosis {
     findings.extend(kms::findings(evidence));
     findings.extend(launch::findings(evidence));
     findings.extend(root_volume::findings(evidence));
+    findings.extend(bootstrap::findings(evidence));
     if let Some(network) = &evidence.network {
         findings.extend(network::findings(evidence, network));
         findings.extend(firewall::findings(evidence, network));

@@ -186,8 +186,11 @@ pub struct LaunchTemplateFacts {
     pub volumes: Vec<VolumeFacts>,
     /// A launch template that names an AMI makes the nodegroup a custom-AMI nodegroup.
     pub image_id: Option<String>,
-    /// Decoded user data (truncated), `None` when the template has none.
+    /// Decoded user data (gunzipped, truncated), `None` when the template has none.
     pub user_data: Option<String>,
+    /// The user data's size as EC2 counts it: after base64 decoding, before anything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data_bytes: Option<usize>,
     pub security_group_ids: Vec<String>,
     /// Security groups the template names that DescribeSecurityGroups did not find.
     pub missing_security_group_ids: Vec<String>,

@@ -17,6 +17,7 @@ use crate::support::World;
 
 mod aws_side;
 mod launch;
+mod user_data;
 
 /// A nodegroup `probe` in a new subnet 10.42.192.0/19 with its own route table, routed to the
 /// workshop's NAT gateway unless `route` is false. Returns (subnet, route table).

@@ -91,9 +91,10 @@ checks! {
     LaunchAmi => "launch.ami", [],
         "The launch template's AMI exists and is available",
         [AmiNotFound];
-    UserData => "launch.user_data", ["NJ17"],
-        "A custom AMI's user data bootstraps the node",
-        [CustomAmiWithoutBootstrap];
+    UserData => "launch.user_data", ["NJ17", "NJ18", "NJ19", "NJ20", "NJ47"],
+        "A custom AMI's user data bootstraps the node: the right format, this cluster, the arguments it needs, within 16 KiB",
+        [CustomAmiWithoutBootstrap, UserDataTooLarge, UserDataFormatMismatch,
+         BootstrapClusterNameMismatch, BootstrapArgsMissing];
     RootVolume => "launch.root_volume", ["NJ55"],
         "The nodes' root volume is at least the AMI's snapshot and 20 GiB",
         [RootVolumeTooSmall];

@@ -57,9 +57,6 @@ use Unseen::*;
 pub const NOT_CHECKED: &[NotChecked] = &[
     unseen("NJ7", "aws-auth role ARNs carry no path", ClusterObjects),
     unseen("NJ8", "cluster IAM role is valid", NotYet),
-    unseen("NJ18", "private-cluster bootstrap arguments", NotYet),
-    unseen("NJ19", "bootstrap cluster name matches", NotYet),
-    unseen("NJ20", "AL2023 user data uses nodeadm", NotYet),
     unseen("NJ23", "custom AMI has the node components", OnTheNode),
     unseen(
         "NJ24",
@@ -104,7 +101,6 @@ pub const NOT_CHECKED: &[NotChecked] = &[
     unseen("NJ44", "no recent credential rotation", Logs),
     unseen("NJ45", "etcd size", ClusterObjects),
     unseen("NJ46", "no API throttling", Logs),
-    unseen("NJ47", "user data within 16 KiB", NotYet),
     unseen("NJ48", "no blocking package updates in user data", NotYet),
     unseen(
         "NJ49",

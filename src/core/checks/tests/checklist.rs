@@ -493,7 +493,7 @@ fn a_custom_ami_needs_an_existing_image_and_bootstrap_user_data() {
         evidence.image = Some(ImageLookup::Found {
             image_id: "ami-custom".into(),
             state: "available".into(),
-            name: Some("amazon-eks-node-al2023-x86_64-standard-1.33-v20251016".into()),
+            name: None,
             root_device_name: None,
             root_snapshot_gib: None,
         });
@@ -515,7 +515,8 @@ fn a_custom_ami_needs_an_existing_image_and_bootstrap_user_data() {
     );
     assert!(
         diagnose(&custom(Some(
-            "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\n"
+            "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    name: eks-workshop\n    \
+             apiServerEndpoint: https://x.eks.amazonaws.com\n    certificateAuthority: Y2E=\n    cidr: 10.100.0.0/16\n"
         )))
         .is_healthy()
     );

@@ -1,4 +1,5 @@
 mod aws_side;
+mod bootstrap;
 mod checklist;
 mod firewall;
 mod health;
