@@ -89,6 +89,12 @@ pub(super) async fn launch_template(
             .map(str::to_string),
         user_data: data.and_then(|d| d.user_data()).map(decode_user_data),
         user_data_bytes: data.and_then(|d| d.user_data()).map(user_data_bytes),
+        metadata_options: data
+            .and_then(|d| d.metadata_options())
+            .map(|m| MetadataOptions {
+                http_tokens: m.http_tokens().map(|t| t.as_str().to_string()),
+                hop_limit: m.http_put_response_hop_limit(),
+            }),
         security_group_ids,
         missing_security_group_ids: Vec::new(),
         key_name: data.and_then(|d| d.key_name()).map(str::to_string),

@@ -202,6 +202,10 @@ causes! {
         "A custom AMI's bootstrap lacks what it needs to find the cluster",
         "A NodeConfig without spec.cluster apiServerEndpoint, certificateAuthority or cidr (nodeadm requires them), or, on a private-only cluster, bootstrap.sh without --apiserver-endpoint and --b64-cluster-ca.",
         "No automatic fix. Pass the endpoint, CA and service CIDR from `aws eks describe-cluster` in the user data.";
+    ImdsHopLimitTooLow => "imds_hop_limit_too_low", "launch",
+        "IMDSv2 is required with a hop limit of 1: pods cannot reach instance metadata (warning)",
+        "The launch template's MetadataOptions set HttpTokens required and HttpPutResponseHopLimit 1, so a token response dies one hop short of any container not on the host network.",
+        "A launch template version with HttpPutResponseHopLimit 2 (`--metadata-options HttpTokens=required,HttpPutResponseHopLimit=2`), unless no pod needs instance metadata (IRSA or Pod Identity everywhere).";
     CustomAmiWithoutBootstrap => "custom_ami_without_bootstrap", "launch",
         "A custom-AMI launch template has no bootstrap user data",
         "The launch template names an AMI (so EKS adds no bootstrap) and its user data is missing or calls neither /etc/eks/bootstrap.sh nor nodeadm (NodeConfig) nor Bottlerocket settings.",

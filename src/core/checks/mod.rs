@@ -9,6 +9,7 @@ mod endpoints;
 mod firewall;
 mod health;
 pub mod identity;
+mod imds;
 pub mod ip;
 mod kms;
 mod launch;
@@ -158,6 +159,7 @@ pub fn diagnose(evidence: &Evidence) -> Diagnosis {
     findings.extend(launch::findings(evidence));
     findings.extend(root_volume::findings(evidence));
     findings.extend(bootstrap::findings(evidence));
+    findings.extend(imds::findings(evidence));
     if let Some(network) = &evidence.network {
         findings.extend(network::findings(evidence, network));
         findings.extend(firewall::findings(evidence, network));

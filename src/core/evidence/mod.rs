@@ -191,10 +191,22 @@ pub struct LaunchTemplateFacts {
     /// The user data's size as EC2 counts it: after base64 decoding, before anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_data_bytes: Option<usize>,
+    /// The instance metadata options the template sets, when it sets any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_options: Option<MetadataOptions>,
     pub security_group_ids: Vec<String>,
     /// Security groups the template names that DescribeSecurityGroups did not find.
     pub missing_security_group_ids: Vec<String>,
     pub key_name: Option<String>,
+}
+
+/// Instance metadata service options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataOptions {
+    /// `required` (IMDSv2 only) or `optional`.
+    pub http_tokens: Option<String>,
+    /// How many network hops a token response may travel: a container behind the node needs 2.
+    pub hop_limit: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -416,3 +416,42 @@ async fn a_root_volume_smaller_than_the_ami_snapshot_fails_and_30_gib_passes() {
         "pass"
     );
 }
+
+/// A nodegroup whose launch template requires IMDSv2 with the given hop limit.
+async fn imds_nodegroup(world: &World, name: &str, hops: i32) {
+    use aws_sdk_ec2::types::{
+        LaunchTemplateHttpTokensState, LaunchTemplateInstanceMetadataOptionsRequest,
+        RequestLaunchTemplateData,
+    };
+    let data = RequestLaunchTemplateData::builder()
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_tokens(LaunchTemplateHttpTokensState::Required)
+                .http_put_response_hop_limit(hops)
+                .build(),
+        )
+        .build();
+    let template = super::template(world, name, data).await;
+    nodemedic::lab::nodegroup(
+        &world.clients,
+        &world.network,
+        name,
+        &world.network.private_subnet,
+        (0, 1, 0),
+        Some(&template),
+    )
+    .await
+    .expect("nodegroup");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imdsv2_with_one_hop_warns_and_two_hops_pass() {
+    let world = World::new(3).await;
+    imds_nodegroup(&world, "one-hop", 1).await;
+    assert_eq!(world.blocking_causes("one-hop"), Vec::<String>::new());
+    let check = world.check("one-hop", "instance.imds");
+    assert_eq!(check["result"], "warn", "{check:#}");
+    assert_eq!(check["causes"], json!(["imds_hop_limit_too_low"]));
+    imds_nodegroup(&world, "two-hops", 2).await;
+    assert_eq!(world.check("two-hops", "instance.imds")["result"], "pass");
+}

@@ -98,6 +98,9 @@ checks! {
     RootVolume => "launch.root_volume", ["NJ55"],
         "The nodes' root volume is at least the AMI's snapshot and 20 GiB",
         [RootVolumeTooSmall];
+    Imds => "instance.imds", ["NJ30"],
+        "Instance metadata is reachable from pods: a hop limit of 2 when IMDSv2 is required",
+        [ImdsHopLimitTooLow];
     Subnets => "net.subnets", [],
         "The node subnets exist and are in the cluster's VPC",
         [SubnetNotFound, SubnetInOtherVpc];
@@ -471,6 +474,22 @@ fn examined(check: CheckId, evidence: &Evidence) -> Result<Vec<Fact>, Skip> {
             )),
             None => Err(no_launch_template(evidence)),
         },
+        CheckId::Imds => {
+            let template = launch_template(evidence)?;
+            match &template.metadata_options {
+                Some(options) => Ok(vec![Fact::new(
+                    format!("launch template {}", template.id),
+                    format!(
+                        "HttpTokens {}, hop limit {}",
+                        options.http_tokens.as_deref().unwrap_or("default"),
+                        options.hop_limit.map_or("default".to_string(), |h| h.to_string())
+                    ),
+                )]),
+                None => Err(Skip::NotApplicable(
+                    "the launch template leaves the metadata options to the AMI and EKS".into(),
+                )),
+            }
+        }
         CheckId::Subnets | CheckId::SubnetAddresses => {
             let network = network(evidence)?;
             Ok(network

@@ -72,7 +72,6 @@ pub const NOT_CHECKED: &[NotChecked] = &[
         ClusterObjects,
     ),
     unseen("NJ29", "instance not stuck pending", NotYet),
-    unseen("NJ30", "IMDS hop limit", NotYet),
     unseen("NJ31", "containerd mirror configuration", OnTheNode),
     unseen("NJ32", "cgroup driver aligned", OnTheNode),
     unseen(

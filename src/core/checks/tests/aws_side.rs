@@ -281,3 +281,27 @@ fn a_root_volume_under_its_snapshot_blocks_and_a_small_one_warns() {
     assert!(causes(&sized(30, true)).is_empty());
     assert!(causes(&sized(30, false)).is_empty());
 }
+
+#[test]
+fn imdsv2_with_one_hop_warns_and_two_hops_pass() {
+    let with = |tokens: &str, hops: i32| {
+        let tokens = tokens.to_string();
+        Evidence::healthy().template(move |t| {
+            t.metadata_options = Some(crate::core::evidence::MetadataOptions {
+                http_tokens: Some(tokens.clone()),
+                hop_limit: Some(hops),
+            });
+        })
+    };
+    let one = diagnose(&with("required", 1));
+    assert!(one.is_healthy());
+    assert_eq!(
+        one.warnings().map(|f| f.cause).collect::<Vec<_>>(),
+        vec![Cause::ImdsHopLimitTooLow]
+    );
+    assert!(causes(&with("required", 2)).is_empty());
+    assert!(
+        causes(&with("optional", 1)).is_empty(),
+        "IMDSv1 needs no token"
+    );
+}
