@@ -16,7 +16,9 @@ use serde_json::json;
 use crate::aws::{AwsError, AwsResultExt};
 
 mod emulator;
+mod roles;
 pub use emulator::{Emulator, REGION};
+pub use roles::{CLUSTER_POLICIES, NODE_POLICIES, cluster_role, node_role, role};
 
 pub const CLUSTER: &str = "eks-workshop";
 /// The Kubernetes version the lab clusters run, as a user creating one today would pick.
@@ -320,11 +322,13 @@ pub async fn route_table(c: &LabClients, vpc: &str, subnet: &str) -> Result<Stri
     Ok(table)
 }
 
-/// The workshop both labs start from: the network, the node role, cluster `eks-workshop`, and
+/// The workshop both labs start from: the network, the node and cluster roles, cluster
+/// `eks-workshop`, and
 /// a healthy nodegroup `default` in the private subnet.
 pub async fn workshop(c: &LabClients) -> Result<Network, LabError> {
     let network = network(c).await?;
     node_role(c, "eks-workshop-node", &NODE_POLICIES).await?;
+    cluster_role(c, "eks-workshop-cluster").await?;
     cluster(c, &network).await?;
     nodegroup(
         c,
@@ -336,42 +340,6 @@ pub async fn workshop(c: &LabClients) -> Result<Network, LabError> {
     )
     .await?;
     Ok(network)
-}
-
-/// The AWS managed policies a node role needs.
-pub const NODE_POLICIES: [&str; 3] = [
-    "AmazonEKSWorkerNodePolicy",
-    "AmazonEKS_CNI_Policy",
-    "AmazonEC2ContainerRegistryReadOnly",
-];
-
-/// An EC2 role with the given AWS managed policies attached; returns its ARN.
-pub async fn node_role(c: &LabClients, name: &str, policies: &[&str]) -> Result<String, LabError> {
-    let trust = json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
-    });
-    let created = c
-        .iam
-        .create_role()
-        .role_name(name)
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await
-        .op("iam:CreateRole")?;
-    for policy in policies {
-        c.iam
-            .attach_role_policy()
-            .role_name(name)
-            .policy_arn(format!("arn:aws:iam::aws:policy/{policy}"))
-            .send()
-            .await
-            .op("iam:AttachRolePolicy")?;
-    }
-    created
-        .role()
-        .map(|r| r.arn().to_string())
-        .ok_or(LabError::Missing("a role ARN"))
 }
 
 pub async fn cluster(c: &LabClients, network: &Network) -> Result<(), LabError> {

@@ -141,33 +141,61 @@ async fn a_crash_after_the_route_intent_resumes_and_adds_it_once() {
     exactly_one_fix(&world, &lab, 1).await;
 }
 
+/// Not a test: writes tests/fixtures/ccfb53c-lab000-after-route-intent.db again, with the binary
+/// NODEMEDIC_TEST_BINARY names (a build of commit ccfb53c); see tests/fixtures/README.md.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "writes the fixture; run by hand with an earlier build's binary"]
+async fn write_the_pre_redesign_fixture() {
+    assert!(
+        std::env::var("NODEMEDIC_TEST_BINARY").is_ok(),
+        "name the earlier build's binary in NODEMEDIC_TEST_BINARY"
+    );
+    let world = World::seeded(5, FIXTURE_SEED).await;
+    let lab = lab_000(&world).await;
+    publish(&world, &lab).await;
+    run_until_crash(&world, "after_intent:add_nat_route");
+    let connection = rusqlite::Connection::open(world.audit_db()).expect("database");
+    connection
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .expect("checkpoint");
+    drop(connection);
+    std::fs::copy(world.audit_db(), FIXTURE).expect("fixture written");
+    let incident = world.incidents()[0]["incident_id"].clone();
+    println!(
+        "route table {}, subnet {}, incident {incident}",
+        lab.route_table, lab.subnet
+    );
+}
+
+const FIXTURE_SEED: u64 = 2026;
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/ccfb53c-lab000-after-route-intent.db"
+);
+
 /// A database the build before the redesign wrote (see tests/fixtures/README.md) verifies, and
 /// the incident it was interrupted in resumes and adds the route once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_written_before_the_redesign_verifies_and_resumes() {
-    let world = World::seeded(5, 2026).await;
+    let world = World::seeded(5, FIXTURE_SEED).await;
     let lab = lab_000(&world).await;
     assert_eq!(
         (lab.route_table.as_str(), lab.subnet.as_str()),
-        ("rtb-0955b5baf41852c7b", "subnet-8446a58cca482cc84"),
+        ("rtb-feaa252743a1b16de", "subnet-f41852c7b8bbc9ee1"),
         "the seeded emulator no longer makes the ids the fixture names; make the fixture again"
     );
     publish(&world, &lab).await;
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/ccfb53c-lab000-after-route-intent.db"
-    );
-    std::fs::copy(fixture, world.audit_db()).expect("fixture copied");
+    std::fs::copy(FIXTURE, world.audit_db()).expect("fixture copied");
     verified_chain(&world);
-    let before = world.records_of("inc-a1f267868f69", "step_intent");
+    let before = world.records_of("inc-65ca35e69c13", "step_intent");
     assert_eq!(before.len(), 1, "{before:#?}");
     assert_eq!(world.incidents()[0]["outcome"], "in_progress");
 
     world.run_once("auto");
     exactly_one_fix(&world, &lab, 1).await;
-    assert_eq!(world.incidents()[0]["incident_id"], "inc-a1f267868f69");
+    assert_eq!(world.incidents()[0]["incident_id"], "inc-65ca35e69c13");
     assert_eq!(
-        world.records_of("inc-a1f267868f69", "step_intent")[0],
+        world.records_of("inc-65ca35e69c13", "step_intent")[0],
         before[0],
         "the old record is read as written"
     );

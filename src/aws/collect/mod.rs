@@ -15,7 +15,7 @@ pub use nodegroup::nodegroup_facts;
 use launch::{image, keys, launch_template};
 use network::{describe_instance, network_facts, security_groups};
 use nodegroup::{
-    describe_cluster, describe_group, describe_nodegroup, identity, scaling_activities,
+    describe_cluster, describe_group, describe_nodegroup, identity, role_lookup, scaling_activities,
 };
 
 use aws_sdk_ec2::types::Filter;
@@ -107,6 +107,7 @@ pub async fn collect(
         keys: Vec::new(),
         network: None,
         identity: None,
+        cluster_role: None,
         instance: None,
         calls: CallLog::default(),
     };
@@ -176,6 +177,11 @@ pub async fn collect(
             )
             .await?,
         );
+    }
+    if scope.identity
+        && let Some(role) = evidence.cluster.as_ref().and_then(|c| c.role_arn.clone())
+    {
+        evidence.cluster_role = Some(role_lookup(clients, &role, &mut calls).await?);
     }
     evidence.group = group;
     evidence.calls = calls;

@@ -127,6 +127,7 @@ pub(super) async fn describe_cluster(
         ClusterFacts {
             name: cluster.name().unwrap_or(name).to_string(),
             version: cluster.version().map(str::to_string),
+            role_arn: cluster.role_arn().map(str::to_string),
             status: cluster
                 .status()
                 .map(|s| s.as_str().to_string())
@@ -197,13 +198,13 @@ fn decode_policy_document(document: &str) -> String {
         .into_owned()
 }
 
-pub(super) async fn identity(
+/// A role as IAM shows it: GetRole (its tags and trust policy) and its attached policies; a
+/// denied call makes it unreadable, not absent.
+pub(super) async fn role_lookup(
     clients: &AwsClients,
-    cluster: &str,
     role_arn: &str,
-    authentication_mode: Option<&str>,
     calls: &mut CallLog,
-) -> Result<IdentityFacts, AwsError> {
+) -> Result<RoleLookup, AwsError> {
     let name = role_arn.rsplit('/').next().unwrap_or(role_arn).to_string();
     calls.record("iam:GetRole");
     let described = clients
@@ -272,6 +273,17 @@ pub(super) async fn identity(
             }
         }
     };
+    Ok(role)
+}
+
+pub(super) async fn identity(
+    clients: &AwsClients,
+    cluster: &str,
+    role_arn: &str,
+    authentication_mode: Option<&str>,
+    calls: &mut CallLog,
+) -> Result<IdentityFacts, AwsError> {
+    let role = role_lookup(clients, role_arn, calls).await?;
     // With API_AND_CONFIG_MAP the aws-auth ConfigMap may admit the role; only API relies on
     // access entries alone.
     let access_entry = if authentication_mode == Some("API") {

@@ -46,6 +46,10 @@ causes! {
         "The cluster's control plane is being updated (warning)",
         "DescribeCluster: status is UPDATING.",
         "Wait for the update to finish (`aws eks list-updates --name <cluster>`); nodes may fail to join while the control plane changes.";
+    ClusterRoleInvalid => "cluster_role_invalid", "identity",
+        "The cluster's IAM role is missing, does not trust EKS, or lacks AmazonEKSClusterPolicy",
+        "DescribeCluster roleArn; GetRole (NoSuchEntity, or an AssumeRolePolicyDocument without an Allow of sts:AssumeRole for eks.amazonaws.com) and ListAttachedRolePolicies without AmazonEKSClusterPolicy.",
+        "No automatic fix. Restore the role's trust in eks.amazonaws.com and attach AmazonEKSClusterPolicy (`aws iam attach-role-policy`).";
     NodegroupCreateFailed => "nodegroup_create_failed", "nodegroup",
         "The nodegroup is CREATE_FAILED or DEGRADED and no health issue names why",
         "DescribeNodegroup: status is CREATE_FAILED or DEGRADED, and no health issue or other check explains it.",

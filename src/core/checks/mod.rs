@@ -5,6 +5,7 @@ mod bootstrap;
 mod catalog;
 mod checklist;
 mod cluster;
+mod cluster_role;
 mod endpoints;
 mod firewall;
 mod health;
@@ -155,6 +156,7 @@ impl Diagnosis {
 pub fn diagnose(evidence: &Evidence) -> Diagnosis {
     let mut findings = cluster::findings(evidence);
     findings.extend(versions::findings(evidence));
+    findings.extend(cluster_role::findings(evidence));
     findings.extend(kms::findings(evidence));
     findings.extend(launch::findings(evidence));
     findings.extend(root_volume::findings(evidence));

@@ -8,6 +8,7 @@ use crate::core::evidence::{Evidence, IdentityFacts, RoleLookup};
 use crate::core::policy_document::{action_matches, effect, principals_of_kind, statements};
 
 const EC2: &str = "ec2.amazonaws.com";
+pub const EKS: &str = "eks.amazonaws.com";
 
 /// Condition keys about the calling principal's identity: EC2 assuming a role is a service, not
 /// a principal of an account or organization, so they never hold.
@@ -19,9 +20,9 @@ const PRINCIPAL_KEYS: [&str; 5] = [
     "aws:principaltag/",
 ];
 
-/// What a trust policy says about EC2.
+/// What a trust policy says about a service.
 #[derive(Debug, PartialEq, Eq)]
-enum Ec2Trust {
+pub enum ServiceTrust {
     Allowed,
     Denied,
     NotNamed,
@@ -29,10 +30,10 @@ enum Ec2Trust {
     OnlyIf(String),
 }
 
-fn names_ec2(statement: &Value) -> bool {
+fn names(statement: &Value, service: &str) -> bool {
     principals_of_kind(statement.get("Principal"), "Service")
         .iter()
-        .any(|service| *service == "*" || service.eq_ignore_ascii_case(EC2))
+        .any(|named| *named == "*" || named.eq_ignore_ascii_case(service))
 }
 
 fn impossible_condition(statement: &Value) -> Option<String> {
@@ -48,28 +49,29 @@ fn impossible_condition(statement: &Value) -> Option<String> {
         .cloned()
 }
 
-fn ec2_trust(document: &Value) -> Ec2Trust {
+/// Whether a trust policy lets `service` assume the role.
+pub fn service_trust(document: &Value, service: &str) -> ServiceTrust {
     let about_ec2: Vec<&Value> = statements(document)
         .unwrap_or_default()
         .into_iter()
-        .filter(|s| names_ec2(s) && action_matches(s, "sts:AssumeRole"))
+        .filter(|s| names(s, service) && action_matches(s, "sts:AssumeRole"))
         .collect();
     if about_ec2
         .iter()
         .any(|s| effect(s) == Some("Deny") && s.get("Condition").is_none())
     {
-        return Ec2Trust::Denied;
+        return ServiceTrust::Denied;
     }
     let allows: Vec<&Value> = about_ec2
         .into_iter()
         .filter(|s| effect(s) == Some("Allow"))
         .collect();
     if allows.iter().any(|s| impossible_condition(s).is_none()) {
-        return Ec2Trust::Allowed;
+        return ServiceTrust::Allowed;
     }
     match allows.first().and_then(|s| impossible_condition(s)) {
-        Some(key) => Ec2Trust::OnlyIf(key),
-        None => Ec2Trust::NotNamed,
+        Some(key) => ServiceTrust::OnlyIf(key),
+        None => ServiceTrust::NotNamed,
     }
 }
 
@@ -85,11 +87,11 @@ pub fn findings(evidence: &Evidence, identity: &IdentityFacts) -> Vec<Finding> {
     let Ok(document) = serde_json::from_str::<Value>(text) else {
         return Vec::new();
     };
-    let why = match ec2_trust(&document) {
-        Ec2Trust::Allowed => return Vec::new(),
-        Ec2Trust::Denied => "denies ec2.amazonaws.com sts:AssumeRole".to_string(),
-        Ec2Trust::NotNamed => "does not let ec2.amazonaws.com assume it".to_string(),
-        Ec2Trust::OnlyIf(key) => format!(
+    let why = match service_trust(&document, EC2) {
+        ServiceTrust::Allowed => return Vec::new(),
+        ServiceTrust::Denied => "denies ec2.amazonaws.com sts:AssumeRole".to_string(),
+        ServiceTrust::NotNamed => "does not let ec2.amazonaws.com assume it".to_string(),
+        ServiceTrust::OnlyIf(key) => format!(
             "lets ec2.amazonaws.com assume it only under condition {key}, which never holds for a service"
         ),
     };
@@ -129,26 +131,28 @@ mod tests {
         };
         let plain = json!({"Statement": {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
             "Action": "sts:AssumeRole"}});
-        assert_eq!(ec2_trust(&plain), Ec2Trust::Allowed);
+        assert_eq!(service_trust(&plain, EC2), ServiceTrust::Allowed);
         assert_eq!(
-            ec2_trust(&allow(
-                json!({"StringEquals": {"aws:PrincipalOrgID": "o-abc"}})
-            )),
-            Ec2Trust::OnlyIf("aws:PrincipalOrgID".into())
+            service_trust(
+                &allow(json!({"StringEquals": {"aws:PrincipalOrgID": "o-abc"}})),
+                EC2
+            ),
+            ServiceTrust::OnlyIf("aws:PrincipalOrgID".into())
         );
         assert_eq!(
-            ec2_trust(&allow(
-                json!({"StringEquals": {"aws:SourceAccount": "123456789012"}})
-            )),
-            Ec2Trust::Allowed,
+            service_trust(
+                &allow(json!({"StringEquals": {"aws:SourceAccount": "123456789012"}})),
+                EC2
+            ),
+            ServiceTrust::Allowed,
             "a source condition is the service's to satisfy"
         );
         let lambda = json!({"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
             "Action": "sts:AssumeRole"}]});
-        assert_eq!(ec2_trust(&lambda), Ec2Trust::NotNamed);
+        assert_eq!(service_trust(&lambda, EC2), ServiceTrust::NotNamed);
         let denied = json!({"Statement": [
             {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"},
             {"Effect": "Deny", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:*"}]});
-        assert_eq!(ec2_trust(&denied), Ec2Trust::Denied);
+        assert_eq!(service_trust(&denied, EC2), ServiceTrust::Denied);
     }
 }

@@ -20,6 +20,9 @@ pub const KMS_MESSAGE: &str = "Instance became unhealthy while waiting for insta
 pub const CLUSTER_SG: &str = "sg-cluster";
 pub const GROUP: &str = "eks-ng-abcd";
 
+/// The cluster's role.
+pub const CLUSTER_ROLE: &str = "arn:aws:iam::123456789012:role/eks-cluster";
+
 /// The trust policy a node role needs: EC2 may assume it.
 pub const EC2_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
@@ -200,6 +203,7 @@ impl Evidence {
                 name: "eks-workshop".into(),
                 status: "ACTIVE".into(),
                 version: Some("1.33".into()),
+                role_arn: Some(CLUSTER_ROLE.into()),
                 vpc_id: Some("vpc-1".into()),
                 subnet_ids: vec!["subnet-node".into(), "subnet-public-a".into()],
                 cluster_security_group_id: Some(CLUSTER_SG.into()),
@@ -286,6 +290,7 @@ impl Evidence {
                 },
                 access_entry: AccessEntryLookup::NotApplicable,
             }),
+            cluster_role: None,
             instance: None,
             calls: CallLog::default(),
         }

@@ -38,6 +38,9 @@ pub struct Evidence {
     pub keys: Vec<KeyFacts>,
     pub network: Option<NetworkFacts>,
     pub identity: Option<IdentityFacts>,
+    /// The cluster's IAM role, read with the node role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_role: Option<RoleLookup>,
     /// The instance a launch or join check is about.
     pub instance: Option<InstanceFacts>,
     /// AWS API calls made to collect this evidence, by `service:Operation`.
@@ -143,6 +146,9 @@ pub struct ClusterFacts {
     /// The control plane's Kubernetes version (`1.33`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The IAM role EKS assumes to run the control plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
     pub vpc_id: Option<String>,
     pub subnet_ids: Vec<String>,
     pub cluster_security_group_id: Option<String>,

@@ -455,3 +455,45 @@ async fn imdsv2_with_one_hop_warns_and_two_hops_pass() {
     imds_nodegroup(&world, "two-hops", 2).await;
     assert_eq!(world.check("two-hops", "instance.imds")["result"], "pass");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_role_without_the_cluster_policy_is_invalid() {
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let role = nodemedic::lab::role(c, "bare-cluster-role", "eks.amazonaws.com", &[])
+        .await
+        .expect("role");
+    c.eks
+        .create_cluster()
+        .name("bare")
+        .version(nodemedic::lab::KUBERNETES_VERSION)
+        .role_arn(role)
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .subnet_ids(&world.network.private_subnet)
+                .subnet_ids(&world.network.public_subnet)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("cluster");
+    nodemedic::lab::nodegroup_in(
+        c,
+        "bare",
+        &world.network.node_role_arn,
+        "nodes",
+        &world.network.private_subnet,
+        (0, 1, 0),
+        None,
+    )
+    .await
+    .expect("nodegroup");
+    let (code, reports) = world.diagnose("bare", Some("nodes"));
+    assert_eq!(
+        (code, reports[0]["cause"].clone()),
+        (3, json!("cluster_role_invalid")),
+        "{reports:#}"
+    );
+    // Near miss: the workshop's cluster role trusts EKS and has the policy.
+    assert_eq!(world.check("default", "iam.cluster_role")["result"], "pass");
+}

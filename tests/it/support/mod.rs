@@ -92,7 +92,10 @@ impl World {
 
     /// `nodemedic` with the emulator's environment and fast test timings, not yet started.
     pub fn command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> std::process::Command {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nodemedic"));
+        // Another build's binary can stand in for this one (tests/fixtures/README.md).
+        let binary = std::env::var("NODEMEDIC_TEST_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_nodemedic").to_string());
+        let mut command = std::process::Command::new(binary);
         command.args(args).env_clear();
         if let Ok(path) = std::env::var("PATH") {
             command.env("PATH", path);

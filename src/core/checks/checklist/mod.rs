@@ -68,6 +68,9 @@ checks! {
          SubnetMissingIpv6, SubnetListTooLong, EksInternalFailure, KubernetesLabelInvalid,
          ClusterUnreachable, ClusterAccessDenied, NodegroupCleanupBlocked, InstanceRefreshInProgress,
          NodeCreationFailure];
+    ClusterRole => "iam.cluster_role", ["NJ8"],
+        "The cluster's role exists, trusts eks.amazonaws.com and has AmazonEKSClusterPolicy",
+        [ClusterRoleInvalid];
     NodeRolePolicies => "iam.node_role_policies", ["NJ5"],
         "The node role exists and has the worker node, CNI and ECR read policies",
         [NodeRoleNotFound, NodeRoleMissingPolicy];
@@ -364,6 +367,17 @@ fn examined(check: CheckId, evidence: &Evidence) -> Result<Vec<Fact>, Skip> {
             RoleLookup::Unreadable { reason } => Err(Skip::PermissionDenied(format!(
                 "iam:GetRole or iam:ListAttachedRolePolicies: {reason}"
             ))),
+        },
+        CheckId::ClusterRole => match &evidence.cluster_role {
+            Some(RoleLookup::Found { name, .. }) => Ok(vec![Fact::new(
+                format!("role {name}"),
+                "trusts EKS, AmazonEKSClusterPolicy attached",
+            )]),
+            Some(RoleLookup::NotFound { name }) => Ok(vec![Fact::new(name, "not found")]),
+            Some(RoleLookup::Unreadable { reason }) => {
+                Err(Skip::PermissionDenied(format!("iam:GetRole: {reason}")))
+            }
+            None => Err(identity_not_collected()),
         },
         CheckId::NodeRoleTrust => match node_role(evidence)? {
             RoleLookup::Found {

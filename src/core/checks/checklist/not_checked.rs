@@ -56,7 +56,6 @@ use Unseen::*;
 
 pub const NOT_CHECKED: &[NotChecked] = &[
     unseen("NJ7", "aws-auth role ARNs carry no path", ClusterObjects),
-    unseen("NJ8", "cluster IAM role is valid", NotYet),
     unseen("NJ23", "custom AMI has the node components", OnTheNode),
     unseen(
         "NJ24",

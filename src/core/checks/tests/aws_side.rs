@@ -305,3 +305,52 @@ fn imdsv2_with_one_hop_warns_and_two_hops_pass() {
         "IMDSv1 needs no token"
     );
 }
+
+#[test]
+fn a_cluster_role_without_eks_trust_or_the_cluster_policy_is_invalid() {
+    use crate::core::evidence::RoleLookup;
+    let with_role = |role: RoleLookup| {
+        let mut evidence = Evidence::healthy();
+        evidence.cluster_role = Some(role);
+        evidence
+    };
+    let eks_trust = r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let found = |trust: &str, policies: &[&str]| RoleLookup::Found {
+        name: "eks-cluster".into(),
+        attached_policy_arns: policies
+            .iter()
+            .map(|p| format!("arn:aws:iam::aws:policy/{p}"))
+            .collect(),
+        tags: Default::default(),
+        trust_policy: Some(trust.into()),
+    };
+    let good = with_role(found(eks_trust, &["AmazonEKSClusterPolicy"]));
+    assert!(causes(&good).is_empty());
+    let no_policy = with_role(found(eks_trust, &[]));
+    assert_eq!(
+        diagnose(&no_policy).cause(),
+        Some(Cause::ClusterRoleInvalid)
+    );
+    let ec2_trust = with_role(found(
+        crate::core::evidence::fixtures::EC2_TRUST,
+        &["AmazonEKSClusterPolicy"],
+    ));
+    assert_eq!(
+        diagnose(&ec2_trust).cause(),
+        Some(Cause::ClusterRoleInvalid)
+    );
+    let gone = with_role(RoleLookup::NotFound {
+        name: "eks-cluster".into(),
+    });
+    assert_eq!(diagnose(&gone).cause(), Some(Cause::ClusterRoleInvalid));
+    let unreadable = diagnose(&with_role(RoleLookup::Unreadable {
+        reason: "AccessDenied".into(),
+    }));
+    assert!(unreadable.is_healthy());
+    let check = unreadable
+        .checks
+        .iter()
+        .find(|c| c.check == CheckId::ClusterRole)
+        .expect("check");
+    assert!(matches!(check.skipped, Some(Skip::PermissionDenied(_))));
+}
