@@ -388,17 +388,7 @@ async fn custom_root(world: &World, name: &str, size: i32) {
                 .build(),
         )
         .build();
-    let template = super::template(world, name, data).await;
-    nodemedic::lab::nodegroup(
-        &world.clients,
-        &world.network,
-        name,
-        &world.network.private_subnet,
-        (0, 1, 0),
-        Some(&template),
-    )
-    .await
-    .expect("nodegroup");
+    super::nodegroup_with_template(world, name, data).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -431,17 +421,7 @@ async fn imds_nodegroup(world: &World, name: &str, hops: i32) {
                 .build(),
         )
         .build();
-    let template = super::template(world, name, data).await;
-    nodemedic::lab::nodegroup(
-        &world.clients,
-        &world.network,
-        name,
-        &world.network.private_subnet,
-        (0, 1, 0),
-        Some(&template),
-    )
-    .await
-    .expect("nodegroup");
+    super::nodegroup_with_template(world, name, data).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -72,6 +72,25 @@ pub(super) async fn template(world: &World, name: &str, data: RequestLaunchTempl
         .to_string()
 }
 
+/// A nodegroup in the workshop's private subnet launching from a new template of `data`.
+pub(super) async fn nodegroup_with_template(
+    world: &World,
+    name: &str,
+    data: RequestLaunchTemplateData,
+) {
+    let template = template(world, name, data).await;
+    lab::nodegroup(
+        &world.clients,
+        &world.network,
+        name,
+        &world.network.private_subnet,
+        (0, 1, 0),
+        Some(&template),
+    )
+    .await
+    .expect("nodegroup");
+}
+
 async fn security_group(world: &World, name: &str) -> String {
     world
         .clients

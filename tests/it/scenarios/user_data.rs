@@ -6,9 +6,8 @@ use std::io::Write;
 
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use base64::Engine;
-use nodemedic::lab::{self, CLUSTER};
+use nodemedic::lab::CLUSTER;
 
-use super::template;
 use crate::support::World;
 
 const AL2023_NAME: &str = "amazon-eks-node-al2023-x86_64-standard-1.33-v20251016";
@@ -60,17 +59,7 @@ async fn custom_nodegroup(world: &World, name: &str, image: &str, user_data: Str
         .image_id(image)
         .user_data(user_data)
         .build();
-    let template = template(world, name, data).await;
-    lab::nodegroup(
-        &world.clients,
-        &world.network,
-        name,
-        &world.network.private_subnet,
-        (0, 1, 0),
-        Some(&template),
-    )
-    .await
-    .expect("nodegroup");
+    super::nodegroup_with_template(world, name, data).await;
 }
 
 fn base64(bytes: &[u8]) -> String {
