@@ -11,6 +11,12 @@ use super::{AuditError, EventSeen, IncidentSummary, NodegroupKey, Outcome, Recor
 /// What every store call returns.
 pub type StoreResult<T> = Result<T, AuditError>;
 
+/// The work of one write transaction, as a backend runs it.
+pub type WriteWork<'a, T> = &'a dyn Fn(&dyn Writes) -> StoreResult<T>;
+
+/// The work of one read, as a backend runs it.
+pub type ReadWork<'a, T> = &'a dyn Fn(&dyn Reads) -> StoreResult<T>;
+
 /// The first broken link of an audit chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainBreak {

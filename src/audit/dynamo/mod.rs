@@ -32,8 +32,8 @@ use aws_sdk_dynamodb::types::{
 
 use super::backend::{
     BreakerFailure, ChainBreak, EventMark, IncidentPlan, Lease, LeaseClaim, Member, MutationRow,
-    NewIncident, NewRecord, PlanSave, PlanStatusChange, PlanWrite, Reads, StepChange, StoreResult,
-    StoredPlan, SubjectScope, Writes,
+    NewIncident, NewRecord, PlanSave, PlanStatusChange, PlanWrite, ReadWork, Reads, StepChange,
+    StoreResult, StoredPlan, SubjectScope, WriteWork, Writes,
 };
 use super::control::{Breaker, KillSwitch, PlanRow, PlanStatus};
 use super::store::{GENESIS, chain_hash};
@@ -107,10 +107,7 @@ impl DynamoBackend {
         }
     }
 
-    pub fn write<T>(
-        &self,
-        work: &dyn Fn(&dyn Writes) -> Result<T, AuditError>,
-    ) -> Result<T, AuditError> {
+    pub fn write<T>(&self, work: WriteWork<'_, T>) -> StoreResult<T> {
         let tx = DynamoTx {
             backend: self,
             buffer: RefCell::new(Vec::new()),
@@ -122,10 +119,7 @@ impl DynamoBackend {
         Ok(value)
     }
 
-    pub fn read<T>(
-        &self,
-        work: &dyn Fn(&dyn Reads) -> Result<T, AuditError>,
-    ) -> Result<T, AuditError> {
+    pub fn read<T>(&self, work: ReadWork<'_, T>) -> StoreResult<T> {
         work(self)
     }
 

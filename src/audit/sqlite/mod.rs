@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::backend::{
     BreakerFailure, ChainBreak, EventMark, IncidentPlan, Lease, LeaseClaim, Member, MutationRow,
-    NewIncident, NewRecord, PlanSave, PlanStatusChange, PlanWrite, Reads, StepChange, StoreResult,
-    StoredPlan, SubjectScope, Writes,
+    NewIncident, NewRecord, PlanSave, PlanStatusChange, PlanWrite, ReadWork, Reads, StepChange,
+    StoreResult, StoredPlan, SubjectScope, WriteWork, Writes,
 };
 use super::control::{Breaker, KillSwitch, PlanRow, PlanStatus};
 use super::schema;
@@ -64,10 +64,7 @@ impl SqliteBackend {
 
     /// Runs `work` in one IMMEDIATE transaction (so that another process's writer waits instead
     /// of failing mid-transaction) and commits it.
-    pub fn write<T>(
-        &self,
-        work: &dyn Fn(&dyn Writes) -> Result<T, AuditError>,
-    ) -> Result<T, AuditError> {
+    pub fn write<T>(&self, work: WriteWork<'_, T>) -> StoreResult<T> {
         let mut connection = self.lock();
         let transaction =
             connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -76,10 +73,7 @@ impl SqliteBackend {
         Ok(value)
     }
 
-    pub fn read<T>(
-        &self,
-        work: &dyn Fn(&dyn Reads) -> Result<T, AuditError>,
-    ) -> Result<T, AuditError> {
+    pub fn read<T>(&self, work: ReadWork<'_, T>) -> StoreResult<T> {
         let connection = self.lock();
         work(&*connection)
     }

@@ -477,3 +477,67 @@ async fn a_cluster_role_without_the_cluster_policy_is_invalid() {
     // Near miss: the workshop's cluster role trusts EKS and has the policy.
     assert_eq!(world.check("default", "iam.cluster_role")["result"], "pass");
 }
+
+/// The blocking causes `diagnose --instance` finds for the workshop's `default` nodegroup.
+fn instance_causes(world: &World, instance: &str) -> Vec<String> {
+    let output = world.nodemedic(
+        &[
+            "diagnose",
+            "--cluster",
+            CLUSTER,
+            "--nodegroup",
+            "default",
+            "--instance",
+            instance,
+            "--json",
+        ],
+        &[],
+    );
+    let reports: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("diagnose --json");
+    reports[0]["diagnosis"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["blocking"] == true)
+        .map(|f| f["cause"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_nodes_security_groups_are_the_instances_own() {
+    let world = World::new(3).await;
+    let ec2 = &world.clients.ec2;
+    let reservations = ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:eks:nodegroup-name")
+                .values("default")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("instances");
+    let instance = reservations
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| i.instance_id())
+        .expect("the default nodegroup's instance")
+        .to_string();
+    // Near miss: the instance has the cluster security group EKS gave it.
+    assert_eq!(instance_causes(&world, &instance), Vec::<String>::new());
+    // Someone swaps the instance's groups for one without the control plane's ingress.
+    let group = super::security_group(&world, "hand-picked").await;
+    ec2.modify_instance_attribute()
+        .instance_id(&instance)
+        .groups(&group)
+        .send()
+        .await
+        .expect("groups");
+    assert_eq!(
+        instance_causes(&world, &instance),
+        vec!["security_group_blocks_cluster"]
+    );
+}

@@ -91,7 +91,7 @@ pub(super) async fn nodegroup_with_template(
     .expect("nodegroup");
 }
 
-async fn security_group(world: &World, name: &str) -> String {
+pub(super) async fn security_group(world: &World, name: &str) -> String {
     world
         .clients
         .ec2
