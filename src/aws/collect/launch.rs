@@ -89,6 +89,7 @@ pub(super) async fn launch_template(
             .map(str::to_string),
         user_data: data.and_then(|d| d.user_data()).map(decode_user_data),
         user_data_bytes: data.and_then(|d| d.user_data()).map(user_data_bytes),
+        forbidden_settings: data.map(forbidden_settings).unwrap_or_default(),
         metadata_options: data
             .and_then(|d| d.metadata_options())
             .map(|m| MetadataOptions {
@@ -99,6 +100,42 @@ pub(super) async fn launch_template(
         missing_security_group_ids: Vec::new(),
         key_name: data.and_then(|d| d.key_name()).map(str::to_string),
     })))
+}
+
+/// What EKS refuses in a managed nodegroup's launch template ("Launch template configuration
+/// basics" of the EKS user guide).
+fn forbidden_settings(data: &aws_sdk_ec2::types::ResponseLaunchTemplateData) -> Vec<String> {
+    let mut found: Vec<String> = data
+        .network_interfaces()
+        .iter()
+        .filter_map(|interface| interface.subnet_id())
+        .map(|subnet| format!("NetworkInterfaces.SubnetId={subnet}"))
+        .collect();
+    if let Some(profile) = data
+        .iam_instance_profile()
+        .and_then(|p| p.arn().or(p.name()))
+    {
+        found.push(format!("IamInstanceProfile={profile}"));
+    }
+    if let Some(market) = data.instance_market_options().and_then(|m| m.market_type()) {
+        found.push(format!(
+            "InstanceMarketOptions.MarketType={}",
+            market.as_str()
+        ));
+    }
+    if data
+        .hibernation_options()
+        .and_then(|h| h.configured())
+        .unwrap_or(false)
+    {
+        found.push("HibernationOptions.Configured=true".into());
+    }
+    if let Some(behaviour) = data.instance_initiated_shutdown_behavior()
+        && behaviour.as_str() == "terminate"
+    {
+        found.push("InstanceInitiatedShutdownBehavior=terminate".into());
+    }
+    found
 }
 
 /// Launch template user data is base64 of what EC2 hands the instance.

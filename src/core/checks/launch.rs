@@ -243,6 +243,26 @@ fn template_findings(evidence: &Evidence) -> Vec<Finding> {
                     subject: Subject::Resource { id: template.id.clone() },
                 });
             }
+            if !template.forbidden_settings.is_empty() {
+                let settings = template.forbidden_settings.join(", ");
+                findings.push(Finding {
+                    cause: Cause::LaunchTemplateInvalid,
+                    blocking: true,
+                    summary: format!("{name} sets what a managed nodegroup may not: {settings}"),
+                    explanation: "EKS places a managed nodegroup's instances itself: it chooses the subnets, the \
+                                  instance profile of the node role and the purchase option. A launch template \
+                                  that sets them is refused when the nodegroup is created or updated, and its \
+                                  launches fail."
+                        .into(),
+                    evidence: vec![Fact::new(&name, settings)],
+                    remedy: Some(format!(
+                        "Create a version of {} without these settings (subnets go on the nodegroup, the role is its \
+                         nodeRole, spot is its capacityType) and update the nodegroup to it",
+                        template.id
+                    )),
+                    subject: Subject::Resource { id: template.id.clone() },
+                });
+            }
             if let Some(image_id) = &template.image_id {
                 if let Some(ImageLookup::NotFound { .. }) = &evidence.image {
                     findings.push(Finding {

@@ -197,6 +197,11 @@ pub struct LaunchTemplateFacts {
     /// The user data's size as EC2 counts it: after base64 decoding, before anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_data_bytes: Option<usize>,
+    /// Settings a managed nodegroup's launch template may not carry, as `Name=value`
+    /// (a network interface's SubnetId, IamInstanceProfile, spot market options, hibernation,
+    /// shutdown behaviour `terminate`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forbidden_settings: Vec<String>,
     /// The instance metadata options the template sets, when it sets any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_options: Option<MetadataOptions>,

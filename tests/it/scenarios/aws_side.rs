@@ -541,3 +541,30 @@ async fn the_nodes_security_groups_are_the_instances_own() {
         vec!["security_group_blocks_cluster"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_template_naming_an_instance_profile_is_refused_for_a_managed_nodegroup() {
+    use aws_sdk_ec2::types::{
+        LaunchTemplateIamInstanceProfileSpecificationRequest, RequestLaunchTemplateData,
+    };
+    let world = World::new(3).await;
+    let data = RequestLaunchTemplateData::builder()
+        .iam_instance_profile(
+            LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                .name("eks-workshop-node")
+                .build(),
+        )
+        .build();
+    super::nodegroup_with_template(&world, "profiled", data).await;
+    assert_eq!(
+        world.blocking_causes("profiled"),
+        vec!["launch_template_invalid"]
+    );
+    // Near miss: the same template without the profile.
+    let plain = RequestLaunchTemplateData::builder()
+        .instance_type("m5.large".into())
+        .build();
+    super::nodegroup_with_template(&world, "plain", plain).await;
+    assert_eq!(world.blocking_causes("plain"), Vec::<String>::new());
+    assert_eq!(world.check("plain", "launch.template")["result"], "pass");
+}

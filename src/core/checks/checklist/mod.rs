@@ -86,11 +86,10 @@ checks! {
     LaunchActivity => "launch.activity", [],
         "Auto Scaling's launch failure text names no known cause",
         [InsufficientCapacity, InstanceQuotaExceeded, InstanceTypeUnavailable, SpotPriceTooLow,
-         LifecycleHookAbandoned, Ec2InternalError, LaunchTemplateKeyPairMissing, LaunchTemplateInvalid,
-         Unknown];
-    LaunchTemplate => "launch.template", [],
-        "The launch template exists and its security groups exist",
-        [LaunchTemplateNotFound, LaunchTemplateSecurityGroupMissing];
+         LifecycleHookAbandoned, Ec2InternalError, LaunchTemplateKeyPairMissing, Unknown];
+    LaunchTemplate => "launch.template", ["NJ49"],
+        "The launch template exists, its security groups exist, and it sets nothing a managed nodegroup forbids",
+        [LaunchTemplateNotFound, LaunchTemplateSecurityGroupMissing, LaunchTemplateInvalid];
     LaunchAmi => "launch.ami", [],
         "The launch template's AMI exists and is available",
         [AmiNotFound];

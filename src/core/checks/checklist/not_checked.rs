@@ -18,6 +18,8 @@ pub enum Unseen {
     NotManagedNodegroups,
     /// The AWS APIs answer it; nodemedic does not run it yet.
     NotYet,
+    /// Judged not worth a check for managed nodegroups, for the reason given.
+    Decided(&'static str),
 }
 
 impl Unseen {
@@ -36,6 +38,7 @@ impl Unseen {
                 "concerns Karpenter, hybrid or self-managed nodes, not managed nodegroups"
             }
             Unseen::NotYet => "the AWS APIs answer it; nodemedic does not check it yet",
+            Unseen::Decided(why) => why,
         }
     }
 }
@@ -88,22 +91,31 @@ pub const NOT_CHECKED: &[NotChecked] = &[
     unseen(
         "NJ37",
         "node subnet does not overlap on-premises networks",
-        NotYet,
+        Decided(
+            "the AWS APIs show only networks routed through transit gateways, VPNs and peering, never the on-premises prefixes a subnet could overlap; a partial answer would pass what it cannot see",
+        ),
     ),
     unseen("NJ38", "kernel version", OnTheNode),
     unseen("NJ39", "SELinux allows kubelet paths", OnTheNode),
     unseen("NJ40", "AppArmor allows the containerd socket", OnTheNode),
     unseen("NJ41", "kernel modules loaded", OnTheNode),
     unseen("NJ42", "SSM hybrid activation valid", NotManagedNodegroups),
-    unseen("NJ43", "kubelet certificate after a long stop", NotYet),
+    unseen(
+        "NJ43",
+        "kubelet certificate after a long stop",
+        Decided(
+            "a managed nodegroup's Auto Scaling group replaces a stopped instance (EC2 health check), so none comes back after 90 days with an expired kubelet certificate",
+        ),
+    ),
     unseen("NJ44", "no recent credential rotation", Logs),
     unseen("NJ45", "etcd size", ClusterObjects),
     unseen("NJ46", "no API throttling", Logs),
-    unseen("NJ48", "no blocking package updates in user data", NotYet),
     unseen(
-        "NJ49",
-        "launch template sets no network interfaces or subnets",
-        NotYet,
+        "NJ48",
+        "no blocking package updates in user data",
+        Decided(
+            "a package update at boot slows a join but does not stop it, and a pattern match over scripts would warn on working nodes",
+        ),
     ),
     unseen("NJ50", "no stale cloud-init state in the AMI", OnTheNode),
     unseen(

@@ -354,3 +354,19 @@ fn a_cluster_role_without_eks_trust_or_the_cluster_policy_is_invalid() {
         .expect("check");
     assert!(matches!(check.skipped, Some(Skip::PermissionDenied(_))));
 }
+
+#[test]
+fn a_launch_template_with_settings_eks_forbids_is_invalid() {
+    let evidence = Evidence::healthy().template(|t| {
+        t.forbidden_settings = vec!["IamInstanceProfile=arn:aws:iam::1:instance-profile/x".into()];
+    });
+    let diagnosis = diagnose(&evidence);
+    assert_eq!(diagnosis.cause(), Some(Cause::LaunchTemplateInvalid));
+    let check = diagnosis
+        .checks
+        .iter()
+        .find(|c| c.check == CheckId::LaunchTemplate)
+        .expect("check");
+    assert_eq!(check.result, CheckStatus::Fail);
+    assert!(causes(&Evidence::healthy().template(|_| {})).is_empty());
+}
