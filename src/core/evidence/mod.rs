@@ -178,6 +178,10 @@ impl ClusterFacts {
     }
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per incident, read in place; a box would only add an allocation"
+)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum TemplateLookup {
