@@ -180,6 +180,15 @@ impl Emulator {
             .map(|_| ())
     }
 
+    /// Holds an instance `pending`, launched `minutes_ago`: moto's instances run at once.
+    pub async fn hold_pending(&self, instance: &str, minutes_ago: u32) -> Result<(), LabError> {
+        let body =
+            serde_json::json!({"region": REGION, "instance": instance, "minutes_ago": minutes_ago});
+        self.request("POST", "/_emulator/instance-pending", &body.to_string())
+            .await
+            .map(|_| ())
+    }
+
     /// Sets a nodegroup's status and health issues, which moto cannot express on its own.
     pub async fn set_nodegroup_health(
         &self,

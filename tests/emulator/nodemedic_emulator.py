@@ -33,6 +33,7 @@ Test-only endpoints (never part of AWS) under /_emulator/:
   GET  /_emulator/ping
   POST /_emulator/nodegroup-health  {"region","cluster","nodegroup","status","issues":[...]}
   POST /_emulator/cluster-status    {"region","cluster","status"}  CREATING, UPDATING, FAILED ...
+  POST /_emulator/instance-pending  {"region","instance","minutes_ago"}  held pending, launched then
   POST /_emulator/scaling-activities {"region","asg","activities":[...]}
   POST /_emulator/launch-failure     {"region","asg","message"}  later launches of the group fail
                                      with that message; an empty message clears it
@@ -547,6 +548,16 @@ def _emulator_endpoint(request):
     if request.path == "/_emulator/cluster-status":
         with _lock:
             eks_models.eks_backends[account][region].clusters[body["cluster"]].status = body["status"]
+        return Response("ok")
+    if request.path == "/_emulator/instance-pending":
+        from datetime import timedelta
+        from moto.ec2.models import ec2_backends
+        from moto.ec2.models.instances import InstanceState
+
+        with _lock:
+            instance = ec2_backends[account][region].get_instance(body["instance"])
+            instance._state = InstanceState("pending", 0)
+            instance.launch_time = instance.launch_time - timedelta(minutes=body.get("minutes_ago", 0))
         return Response("ok")
     if request.path == "/_emulator/scaling-activities":
         with _lock:

@@ -526,6 +526,9 @@ pub(super) fn instance_facts(instance: &aws_sdk_ec2::types::Instance) -> Instanc
             .filter_map(|g| g.group_id())
             .map(str::to_string)
             .collect(),
+        launched_at: instance
+            .launch_time()
+            .and_then(|at| time::OffsetDateTime::from_unix_timestamp(at.secs()).ok()),
     }
 }
 
@@ -561,6 +564,7 @@ pub(super) async fn describe_instance(
             subnet_id: None,
             public_ip: None,
             security_group_ids: vec![],
+            launched_at: None,
         }))
 }
 

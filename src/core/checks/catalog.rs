@@ -206,6 +206,10 @@ causes! {
         "A custom AMI's bootstrap lacks what it needs to find the cluster",
         "A NodeConfig without spec.cluster apiServerEndpoint, certificateAuthority or cidr (nodeadm requires them), or, on a private-only cluster, bootstrap.sh without --apiserver-endpoint and --b64-cluster-ca.",
         "No automatic fix. Pass the endpoint, CA and service CIDR from `aws eks describe-cluster` in the user data.";
+    InstanceStuckPending => "instance_stuck_pending", "launch",
+        "The node's instance is still pending more than five minutes after its launch",
+        "DescribeInstances: the instance a launch or join check names is in state pending, launched more than 5 minutes before the trigger.",
+        "No automatic fix. Read the instance's StateReason; terminate it so the group launches another.";
     ImdsHopLimitTooLow => "imds_hop_limit_too_low", "launch",
         "IMDSv2 is required with a hop limit of 1: pods cannot reach instance metadata (warning)",
         "The launch template's MetadataOptions set HttpTokens required and HttpPutResponseHopLimit 1, so a token response dies one hop short of any container not on the host network.",

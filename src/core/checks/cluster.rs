@@ -52,6 +52,48 @@ pub fn findings(evidence: &Evidence) -> Vec<Finding> {
     }
 }
 
+/// How long an instance may stay `pending` before it is stuck (EC2 normally runs it in a minute).
+const PENDING_LIMIT: time::Duration = time::Duration::minutes(5);
+
+/// The instance the trigger names, still `pending` more than five minutes after its launch.
+pub fn stuck_instance(evidence: &Evidence) -> Vec<Finding> {
+    let Some(instance) = &evidence.instance else {
+        return Vec::new();
+    };
+    let Some(launched_at) = instance.launched_at else {
+        return Vec::new();
+    };
+    let waited = evidence.trigger.time - launched_at;
+    if instance.state != "pending" || waited <= PENDING_LIMIT {
+        return Vec::new();
+    }
+    vec![Finding {
+        cause: Cause::InstanceStuckPending,
+        blocking: true,
+        summary: format!(
+            "instance {} is still pending {} minutes after its launch",
+            instance.id,
+            waited.whole_minutes()
+        ),
+        explanation: "EC2 runs an instance within a minute or two. One that stays pending never boots, so it never \
+                      joins; EKS gives up on it after about 20 minutes. Capacity being found late, an EBS volume \
+                      that cannot attach or an ENI that cannot be created keep it there."
+            .into(),
+        evidence: vec![Fact::new(
+            &instance.id,
+            format!("state pending, launched {launched_at}"),
+        )],
+        remedy: Some(format!(
+            "aws ec2 describe-instances --instance-ids {} --query 'Reservations[].Instances[].StateReason'; \
+             terminate it (aws ec2 terminate-instances --instance-ids {}) so the group launches another",
+            instance.id, instance.id
+        )),
+        subject: Subject::Resource {
+            id: instance.id.clone(),
+        },
+    }]
+}
+
 /// A nodegroup EKS reports CREATE_FAILED or DEGRADED without a single health issue, when nothing
 /// else was found: the status is the only evidence there is.
 pub fn failed_nodegroup(evidence: &Evidence) -> Option<Finding> {

@@ -156,6 +156,7 @@ impl Diagnosis {
 pub fn diagnose(evidence: &Evidence) -> Diagnosis {
     let mut findings = cluster::findings(evidence);
     findings.extend(versions::findings(evidence));
+    findings.extend(cluster::stuck_instance(evidence));
     findings.extend(cluster_role::findings(evidence));
     findings.extend(kms::findings(evidence));
     findings.extend(launch::findings(evidence));

@@ -539,6 +539,13 @@ pub struct InstanceFacts {
     pub subnet_id: Option<String>,
     pub public_ip: Option<String>,
     pub security_group_ids: Vec<String>,
+    /// When EC2 launched it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub launched_at: Option<time::OffsetDateTime>,
 }
 
 /// Counts the AWS API calls one collection made.

@@ -478,6 +478,30 @@ async fn a_cluster_role_without_the_cluster_policy_is_invalid() {
     assert_eq!(world.check("default", "iam.cluster_role")["result"], "pass");
 }
 
+/// The instance of the workshop's `default` nodegroup.
+async fn default_instance(world: &World) -> String {
+    let reservations = world
+        .clients
+        .ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:eks:nodegroup-name")
+                .values("default")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("instances");
+    reservations
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| i.instance_id())
+        .expect("the default nodegroup's instance")
+        .to_string()
+}
+
 /// The blocking causes `diagnose --instance` finds for the workshop's `default` nodegroup.
 fn instance_causes(world: &World, instance: &str) -> Vec<String> {
     let output = world.nodemedic(
@@ -508,24 +532,7 @@ fn instance_causes(world: &World, instance: &str) -> Vec<String> {
 async fn the_nodes_security_groups_are_the_instances_own() {
     let world = World::new(3).await;
     let ec2 = &world.clients.ec2;
-    let reservations = ec2
-        .describe_instances()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:eks:nodegroup-name")
-                .values("default")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("instances");
-    let instance = reservations
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .find_map(|i| i.instance_id())
-        .expect("the default nodegroup's instance")
-        .to_string();
+    let instance = default_instance(&world).await;
     // Near miss: the instance has the cluster security group EKS gave it.
     assert_eq!(instance_causes(&world, &instance), Vec::<String>::new());
     // Someone swaps the instance's groups for one without the control plane's ingress.
@@ -567,4 +574,25 @@ async fn a_launch_template_naming_an_instance_profile_is_refused_for_a_managed_n
     super::nodegroup_with_template(&world, "plain", plain).await;
     assert_eq!(world.blocking_causes("plain"), Vec::<String>::new());
     assert_eq!(world.check("plain", "launch.template")["result"], "pass");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_pending_for_ten_minutes_is_stuck_and_one_pending_for_one_is_not() {
+    let world = World::new(3).await;
+    let instance = default_instance(&world).await;
+    world
+        .emulator
+        .hold_pending(&instance, 1)
+        .await
+        .expect("pending");
+    assert_eq!(instance_causes(&world, &instance), Vec::<String>::new());
+    world
+        .emulator
+        .hold_pending(&instance, 10)
+        .await
+        .expect("pending");
+    assert_eq!(
+        instance_causes(&world, &instance),
+        vec!["instance_stuck_pending"]
+    );
 }

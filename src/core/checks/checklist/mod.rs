@@ -100,6 +100,9 @@ checks! {
     RootVolume => "launch.root_volume", ["NJ55"],
         "The nodes' root volume is at least the AMI's snapshot and 20 GiB",
         [RootVolumeTooSmall];
+    InstanceState => "instance.state", ["NJ29"],
+        "The instance a launch or join check names is not stuck pending",
+        [InstanceStuckPending];
     Imds => "instance.imds", ["NJ30"],
         "Instance metadata is reachable from pods: a hop limit of 2 when IMDSv2 is required",
         [ImdsHopLimitTooLow];
@@ -486,6 +489,15 @@ fn examined(check: CheckId, evidence: &Evidence) -> Result<Vec<Fact>, Skip> {
                 "the launch template keeps the AMI's root volume size".into(),
             )),
             None => Err(no_launch_template(evidence)),
+        },
+        CheckId::InstanceState => match &evidence.instance {
+            Some(instance) => Ok(vec![Fact::new(
+                &instance.id,
+                format!("state {}", instance.state),
+            )]),
+            None => Err(Skip::NotApplicable(
+                "the trigger names no instance (a launch or join check does; `diagnose --instance`)".into(),
+            )),
         },
         CheckId::Imds => {
             let template = launch_template(evidence)?;

@@ -73,7 +73,6 @@ pub const NOT_CHECKED: &[NotChecked] = &[
         "aws-node tolerates the node's taints",
         ClusterObjects,
     ),
-    unseen("NJ29", "instance not stuck pending", NotYet),
     unseen("NJ31", "containerd mirror configuration", OnTheNode),
     unseen("NJ32", "cgroup driver aligned", OnTheNode),
     unseen(

@@ -370,3 +370,24 @@ fn a_launch_template_with_settings_eks_forbids_is_invalid() {
     assert_eq!(check.result, CheckStatus::Fail);
     assert!(causes(&Evidence::healthy().template(|_| {})).is_empty());
 }
+
+#[test]
+fn an_instance_pending_past_five_minutes_is_stuck_and_a_young_one_is_not() {
+    let pending_for = |minutes: i64| {
+        let mut evidence = Evidence::healthy();
+        evidence.instance = Some(crate::core::evidence::InstanceFacts {
+            id: "i-slow".into(),
+            state: "pending".into(),
+            subnet_id: Some("subnet-node".into()),
+            public_ip: None,
+            security_group_ids: vec![],
+            launched_at: Some(evidence.trigger.time - time::Duration::minutes(minutes)),
+        });
+        evidence
+    };
+    assert_eq!(
+        diagnose(&pending_for(12)).cause(),
+        Some(Cause::InstanceStuckPending)
+    );
+    assert!(causes(&pending_for(2)).is_empty());
+}

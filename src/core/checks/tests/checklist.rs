@@ -208,6 +208,7 @@ fn a_public_subnet_that_gives_no_public_ip_is_found_unless_the_instance_has_one(
         subnet_id: Some("subnet-node".into()),
         public_ip: Some("54.1.2.3".into()),
         security_group_ids: vec![],
+        launched_at: None,
     });
     assert!(diagnose(&with_ip).is_healthy());
     let mapped = public.network(|n| {

@@ -134,6 +134,7 @@ fn join_check(evidence: Evidence, instance: &str, state: &str) -> Evidence {
         subnet_id: Some("subnet-node".into()),
         public_ip: None,
         security_group_ids: vec![CLUSTER_SG.into()],
+        launched_at: None,
     });
     evidence
 }
