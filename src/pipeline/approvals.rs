@@ -273,7 +273,8 @@ impl Pipeline {
                 })
                 .await?;
         }
-        if fresh.id != row.plan_id {
+        // A plan that no longer matches the world runs as a new plan would: the guard asks again.
+        let approval = if fresh.id != row.plan_id {
             let why = if diagnosis.is_healthy() {
                 "the cause is gone".to_string()
             } else {
@@ -343,22 +344,13 @@ impl Pipeline {
                     tx.set_plan(&row.incident_id, &fresh.id, &steps)
                 })
                 .await?;
-            self.remediate(Remediation {
-                incident,
-                key,
-                trigger,
-                message_id: None,
-                evidence: &evidence,
-                diagnosis: &diagnosis,
-                plan: &fresh,
-                history,
-                approval: None,
-            })
-            .await?;
-            return Ok(false);
-        }
-        let approval = approval_of(row);
-        info!(plan_id = %row.plan_id, approved_by = %approval.by, "applying the approved plan");
+            None
+        } else {
+            let approval = approval_of(row);
+            info!(plan_id = %row.plan_id, approved_by = %approval.by, "applying the approved plan");
+            Some(approval)
+        };
+        let applied_as_approved = approval.is_some();
         self.remediate(Remediation {
             incident,
             key,
@@ -368,10 +360,10 @@ impl Pipeline {
             diagnosis: &diagnosis,
             plan: &fresh,
             history,
-            approval: Some(approval),
+            approval,
         })
         .await?;
-        Ok(true)
+        Ok(applied_as_approved)
     }
 
     async fn mark_stale(

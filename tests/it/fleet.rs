@@ -142,7 +142,9 @@ async fn a_crash_after_the_route_intent_resumes_and_adds_it_once() {
 }
 
 /// Not a test: writes tests/fixtures/ccfb53c-lab000-after-route-intent.db again, with the binary
-/// NODEMEDIC_TEST_BINARY names (a build of commit ccfb53c); see tests/fixtures/README.md.
+/// NODEMEDIC_TEST_BINARY names (a build of commit ccfb53c); see tests/fixtures/README.md. CI runs
+/// what it is made of: `fixture_world` in the test below, the crash in
+/// `a_crash_after_the_route_intent_resumes_and_adds_it_once`; only the old binary is left out.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "writes the fixture; run by hand with an earlier build's binary"]
 async fn write_the_pre_redesign_fixture() {
@@ -150,9 +152,7 @@ async fn write_the_pre_redesign_fixture() {
         std::env::var("NODEMEDIC_TEST_BINARY").is_ok(),
         "name the earlier build's binary in NODEMEDIC_TEST_BINARY"
     );
-    let world = World::seeded(5, FIXTURE_SEED).await;
-    let lab = lab_000(&world).await;
-    publish(&world, &lab).await;
+    let (world, lab) = fixture_world().await;
     run_until_crash(&world, "after_intent:add_nat_route");
     let connection = rusqlite::Connection::open(world.audit_db()).expect("database");
     connection
@@ -168,6 +168,15 @@ async fn write_the_pre_redesign_fixture() {
 }
 
 const FIXTURE_SEED: u64 = 2026;
+
+/// The world the fixture was written in, built the same way by the writer and by the test that
+/// reads it (so CI builds the writer's world on every run): seeded, lab 000, its event published.
+async fn fixture_world() -> (World, Lab000) {
+    let world = World::seeded(5, FIXTURE_SEED).await;
+    let lab = lab_000(&world).await;
+    publish(&world, &lab).await;
+    (world, lab)
+}
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/ccfb53c-lab000-after-route-intent.db"
@@ -177,14 +186,12 @@ const FIXTURE: &str = concat!(
 /// the incident it was interrupted in resumes and adds the route once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_written_before_the_redesign_verifies_and_resumes() {
-    let world = World::seeded(5, FIXTURE_SEED).await;
-    let lab = lab_000(&world).await;
+    let (world, lab) = fixture_world().await;
     assert_eq!(
         (lab.route_table.as_str(), lab.subnet.as_str()),
         ("rtb-feaa252743a1b16de", "subnet-f41852c7b8bbc9ee1"),
         "the seeded emulator no longer makes the ids the fixture names; make the fixture again"
     );
-    publish(&world, &lab).await;
     std::fs::copy(FIXTURE, world.audit_db()).expect("fixture copied");
     verified_chain(&world);
     let before = world.records_of("inc-65ca35e69c13", "step_intent");

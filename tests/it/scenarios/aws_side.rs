@@ -141,17 +141,19 @@ async fn an_sts_endpoint_without_private_dns_blocks_a_private_join() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_s3_endpoint_policy_for_one_bucket_keeps_nodes_from_ecr() {
+/// The routed probe subnet, its S3 traffic through a gateway endpoint with `policy`.
+async fn probe_behind_s3_policy(policy: serde_json::Value) -> World {
     let world = World::new(3).await;
     let (_, table) = probe(&world, true).await;
-    s3_gateway(
-        &world,
-        &table,
-        Some(json!({"Version": "2012-10-17", "Statement": [{
+    s3_gateway(&world, &table, Some(policy)).await;
+    world
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_endpoint_policy_for_one_bucket_keeps_nodes_from_ecr() {
+    let world = probe_behind_s3_policy(json!({"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": "*", "Action": "s3:*",
-            "Resource": ["arn:aws:s3:::team-artifacts", "arn:aws:s3:::team-artifacts/*"]}]})),
-    )
+            "Resource": ["arn:aws:s3:::team-artifacts", "arn:aws:s3:::team-artifacts/*"]}]}))
     .await;
     assert_eq!(
         world.blocking_causes("probe"),
@@ -165,19 +167,13 @@ async fn an_s3_endpoint_policy_for_one_bucket_keeps_nodes_from_ecr() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_s3_endpoint_policy_that_allows_ecr_and_the_repositories_passes() {
-    let world = World::new(3).await;
-    let (_, table) = probe(&world, true).await;
-    s3_gateway(
-        &world,
-        &table,
-        Some(json!({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-        "Resource": [
-            "arn:aws:s3:::prod-us-west-2-starport-layer-bucket/*",
-            "arn:aws:s3:::al2023-repos-us-west-2-de612dc2/*",
-            "arn:aws:s3:::amazonlinux-2-repos-us-west-2/*"
-        ]}]})),
-    )
+    let world = probe_behind_s3_policy(json!({"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+    "Resource": [
+        "arn:aws:s3:::prod-us-west-2-starport-layer-bucket/*",
+        "arn:aws:s3:::al2023-repos-us-west-2-de612dc2/*",
+        "arn:aws:s3:::amazonlinux-2-repos-us-west-2/*"
+    ]}]}))
     .await;
     assert_eq!(world.blocking_causes("probe"), Vec::<String>::new());
     assert_eq!(
