@@ -17,7 +17,7 @@ use crate::http::console::ConsoleContext;
 use crate::intake::publish::Publisher;
 use crate::intake::queue::{IntakeStats, QueueLoop, max_receives};
 use crate::notify::Notifier;
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::pipeline::{AwsAccounts, Pipeline, PipelineConfig};
 use crate::settings::{ConfigError, Settings, StoreBackend};
 use crate::telemetry::LogLevel;
 use crate::telemetry::health::Readiness;
@@ -213,7 +213,7 @@ pub async fn run_with(
     let mut pipeline = Pipeline::new(
         PipelineConfig::from_settings(&settings),
         store,
-        clients.clone(),
+        AwsAccounts(clients.clone()),
     )
     .with_notifier(notifier)
     .with_metrics(metrics.clone())

@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 use crate::audit::control::{self, PlanRow, PlanStatus};
 use crate::audit::{AuditError, AuditStore, Tx};
 use crate::core::journal::{ApprovalDecision, BreakerReset, Entry, KillSwitchEntry, Verdict};
+use crate::core::time::Timestamp;
 use crate::core::time::now;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +37,7 @@ pub fn decide_plan(
         let Some(row) = control::plan(tx.connection(), plan_id)? else {
             return Ok(Err(OperateError::NoSuchPlan(plan_id.to_string())));
         };
-        if row.unanswered_at(plan_ttl, OffsetDateTime::now_utc()) {
+        if row.unanswered_at(plan_ttl, Timestamp::now()) {
             expire_unanswered(tx, &row, plan_ttl)?;
             return Ok(Err(OperateError::NotAwaiting {
                 plan: plan_id.to_string(),

@@ -2,6 +2,7 @@
 //! applied (cooldowns, rate limits), and circuit breakers. Writes go through
 //! [`Tx`](super::Tx) so that they commit with the audit records that explain them.
 
+use crate::core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -134,20 +135,15 @@ pub struct Breaker {
 impl PlanRow {
     /// When a plan awaiting approval expires: `ttl` after an event last confirmed it. `None` for
     /// a plan in any other state, or whose time cannot be read.
-    pub fn expires_at(&self, ttl: std::time::Duration) -> Option<time::OffsetDateTime> {
+    pub fn expires_at(&self, ttl: std::time::Duration) -> Option<Timestamp> {
         if self.status != PlanStatus::AwaitingApproval {
             return None;
         }
-        let confirmed = time::OffsetDateTime::parse(
-            &self.updated_at,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .ok()?;
-        Some(confirmed + ttl)
+        Timestamp::parse(&self.updated_at).ok()?.after(ttl)
     }
 
     /// Whether a plan awaiting approval has waited longer than `ttl` at `now`.
-    pub fn unanswered_at(&self, ttl: std::time::Duration, now: time::OffsetDateTime) -> bool {
+    pub fn unanswered_at(&self, ttl: std::time::Duration, now: Timestamp) -> bool {
         self.expires_at(ttl).is_some_and(|at| at <= now)
     }
 }

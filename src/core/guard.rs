@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::core::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 use crate::core::plan::{FixKind, Step};
 
@@ -100,10 +100,10 @@ pub struct ScopeRules {
 /// A period in which nothing changes (UTC).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Freeze {
-    #[serde(with = "time::serde::rfc3339")]
-    pub from: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub until: OffsetDateTime,
+    #[serde(with = "crate::core::time::rfc3339")]
+    pub from: Timestamp,
+    #[serde(with = "crate::core::time::rfc3339")]
+    pub until: Timestamp,
     pub reason: String,
 }
 
@@ -166,8 +166,8 @@ pub struct Approval {
     pub plan_id: String,
     pub by: String,
     pub reason: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
+    #[serde(with = "crate::core::time::rfc3339")]
+    pub at: Timestamp,
 }
 
 /// What the audit trail and the shared controls know, for one step.
@@ -182,7 +182,7 @@ pub struct History {
     /// Open circuit breakers covering this step (scope names).
     pub open_breakers: Vec<String>,
     /// When this fix kind last changed this resource.
-    pub last_same_fix: Option<OffsetDateTime>,
+    pub last_same_fix: Option<Timestamp>,
     /// Mutations in the account in the last hour.
     pub mutations_last_hour: u32,
     /// The approval of this exact plan, when there is one.
@@ -253,7 +253,7 @@ pub fn decide(
     step: &Step,
     target: &Site<'_>,
     history: &History,
-    now: OffsetDateTime,
+    now: Timestamp,
 ) -> Decision {
     if let Some(reason) = out_of_scope(&policy.scope, target) {
         return Decision::skip(format!("out of scope: {reason}"));
@@ -271,8 +271,8 @@ pub fn decide(
     // from flapping. A fix that failed or did not hold waits for such an approval anyway.
     let needs_a_human = history.failed_fix.is_some() || history.fix_did_not_hold.is_some();
     if let (Some(at), None, false) = (history.last_same_fix, &history.approval, needs_a_human) {
-        let elapsed = (now - at).whole_seconds();
-        if elapsed >= 0 && (elapsed as u64) < policy.cooldown_secs {
+        let elapsed = now.since(at).as_secs();
+        if at <= now && elapsed < policy.cooldown_secs {
             return Decision::skip(format!(
                 "{} changed the same resource {elapsed}s ago; the cooldown is {}s",
                 step.fix, policy.cooldown_secs
@@ -296,7 +296,8 @@ pub fn decide(
     {
         return Decision::hold(format!(
             "change freeze until {}: {}",
-            freeze.until, freeze.reason
+            freeze.until.at(),
+            freeze.reason
         ));
     }
     if history.mutations_last_hour >= policy.max_mutations_per_hour {

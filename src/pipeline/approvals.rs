@@ -5,16 +5,14 @@
 use std::time::Duration;
 
 use serde_json::json;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tracing::{info, warn};
 
 use super::incident::{IncidentChoice, base_history};
 use super::remediation::Remediation;
-use super::{Pipeline, PipelineError};
+use super::{Account, Accounts, Pipeline, PipelineError};
 use crate::audit::control::{self, PlanRow, PlanStatus};
 use crate::audit::{NodegroupKey, Outcome, SubjectScope};
-use crate::aws::collect::{Scope, collect};
+use crate::aws::collect::Scope;
 use crate::core::checks::diagnose;
 use crate::core::evidence::CallLog;
 use crate::core::evidence::Target;
@@ -22,7 +20,8 @@ use crate::core::guard::Approval;
 use crate::core::ids::LockKey;
 use crate::core::journal::{self, Entry};
 use crate::core::plan::plan;
-use crate::core::time::{now, timestamp};
+use crate::core::time::Timestamp;
+use crate::core::time::now;
 use crate::core::trigger::Trigger;
 use crate::notify::Notice;
 
@@ -40,7 +39,7 @@ pub struct ApprovalsPass {
     pub expired: usize,
 }
 
-impl Pipeline {
+impl<W: Accounts> Pipeline<W> {
     /// Acts on every approved plan: expires the old, applies the still-valid, and re-plans the
     /// stale.
     pub async fn process_approvals(&self) -> Result<ApprovalsPass, PipelineError> {
@@ -51,7 +50,7 @@ impl Pipeline {
             .read(|c| control::plans(c, Some(PlanStatus::AwaitingApproval)))
             .await?;
         for row in waiting {
-            if row.unanswered_at(plan_ttl, OffsetDateTime::now_utc()) {
+            if row.unanswered_at(plan_ttl, Timestamp::now()) {
                 pass.expired += self.expire_unanswered(row, plan_ttl).await? as usize;
             }
         }
@@ -100,18 +99,15 @@ impl Pipeline {
             .store
             .read(|c| c.incident_subject(&row.incident_id))
             .await?;
-        let _nodegroup = self.locks.lock(&LockKey::Nodegroup(&key).to_string()).await;
+        let _nodegroup = self.locks.lock(&LockKey::Nodegroup(&key)).await;
         let _shared = match &subject {
             Some(subject) => Some(
                 self.locks
-                    .lock(
-                        &LockKey::Subject {
-                            account: &key.account,
-                            region: &key.region,
-                            subject,
-                        }
-                        .to_string(),
-                    )
+                    .lock(&LockKey::Subject {
+                        account: &key.account,
+                        region: &key.region,
+                        subject,
+                    })
                     .await,
             ),
             None => None,
@@ -146,7 +142,7 @@ impl Pipeline {
             .store
             .write(|tx| {
                 let current = control::plan(tx.connection(), &row.plan_id)?;
-                if !current.is_some_and(|r| r.unanswered_at(ttl, OffsetDateTime::now_utc())) {
+                if !current.is_some_and(|r| r.unanswered_at(ttl, Timestamp::now())) {
                     return Ok(false);
                 }
                 crate::operate::expire_unanswered(tx, &row, ttl)?;
@@ -161,9 +157,9 @@ impl Pipeline {
         let decided = row
             .decided_at
             .as_deref()
-            .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
-            .unwrap_or_else(OffsetDateTime::now_utc);
-        if OffsetDateTime::now_utc() - decided < ttl {
+            .and_then(|at| Timestamp::parse(at).ok())
+            .unwrap_or_else(Timestamp::now);
+        if Timestamp::now().since(decided) < ttl {
             return Ok(false);
         }
         info!(plan_id = %row.plan_id, "approval expired");
@@ -191,8 +187,8 @@ impl Pipeline {
         key: &NodegroupKey,
         subject: Option<&str>,
     ) -> Result<bool, PipelineError> {
-        let clients = match self.clients.for_account(&key.account, &key.region).await {
-            Ok(clients) => clients,
+        let account = match self.accounts.account(&key.account, &key.region).await {
+            Ok(account) => account,
             Err(refused) => {
                 // The settings changed since approval: the plan's account is no longer served.
                 self.mark_stale(row, None, &refused.to_string()).await?;
@@ -209,7 +205,7 @@ impl Pipeline {
                 nodegroup: row.nodegroup.clone(),
                 group: None,
             };
-            let evidence = super::resume::resume_evidence(&clients, trigger, target).await?;
+            let evidence = super::resume::resume_evidence(&account, trigger, target).await?;
             let records = self.store.read(|c| c.records(&row.incident_id)).await?;
             if let Some(why) = self.remaining_steps_stale(&resumable, &records, &evidence) {
                 self.mark_stale(row, None, &why).await?;
@@ -225,22 +221,22 @@ impl Pipeline {
             nodegroup: row.nodegroup.clone(),
             group: None,
         };
-        let evidence = collect(
-            &clients,
-            trigger,
-            target,
-            Scope::for_trigger(trigger),
-            CallLog::default(),
-        )
-        .await
-        .map_err(|e| PipelineError::Collect(e.to_string()))?;
+        let evidence = account
+            .collect(
+                trigger,
+                target,
+                Scope::for_trigger(trigger),
+                CallLog::default(),
+            )
+            .await
+            .map_err(|e| PipelineError::Collect(e.to_string()))?;
         let diagnosis = diagnose(&evidence);
         let fresh = plan(&diagnosis, &evidence);
         let (previous_outcome, history) = {
-            let window_start = timestamp(
-                OffsetDateTime::now_utc()
-                    - Duration::from_secs(self.config.remediation.incident_window_secs),
-            );
+            let window_start = Timestamp::window_start(Duration::from_secs(
+                self.config.remediation.incident_window_secs,
+            ))
+            .to_string();
             self.store
                 .read(|c| {
                     let previous = c.incident(&row.incident_id)?.map(|i| i.outcome);
@@ -399,7 +395,7 @@ fn approval_of(row: &PlanRow) -> Approval {
         at: row
             .decided_at
             .as_deref()
-            .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
-            .unwrap_or_else(OffsetDateTime::now_utc),
+            .and_then(|at| Timestamp::parse(at).ok())
+            .unwrap_or_else(Timestamp::now),
     }
 }

@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::remediation::Remediation;
 use super::resume::{self, Interrupted};
-use super::{Pipeline, PipelineError};
+use super::{Accounts, Pipeline, PipelineError};
 use crate::act::{self, Actuator, StepResult, StepStatus};
 use crate::audit::NodegroupKey;
 use crate::audit::control;
@@ -18,7 +17,8 @@ use crate::core::guard::{self, Approval, Decision, History, Mode, Touched};
 use crate::core::ids::{BreakerScope, ScopeKind};
 use crate::core::journal::{self, Entry};
 use crate::core::plan::{Action, Step};
-use crate::core::time::{now, timestamp};
+use crate::core::time::Timestamp;
+use crate::core::time::now;
 
 /// What running a plan did.
 #[derive(Debug, Default)]
@@ -150,7 +150,7 @@ pub(super) fn breaker_scopes(step: &Step, evidence: &Evidence, key: &NodegroupKe
         .collect()
 }
 
-impl Pipeline {
+impl<W: Accounts> Pipeline<W> {
     /// Runs every step past the guard, then verifies what was applied and rolls it back when
     /// the cause did not go away.
     pub(super) async fn execute<A: Actuator>(
@@ -256,7 +256,7 @@ impl Pipeline {
                 step,
                 &target,
                 &history,
-                OffsetDateTime::now_utc(),
+                Timestamp::now(),
                 guard::RunSoFar {
                     earlier_failure,
                     statuses: &run.statuses,
@@ -376,7 +376,7 @@ impl Pipeline {
         base: &History,
         approval: Option<&Approval>,
     ) -> Result<History, PipelineError> {
-        let hour_ago = timestamp(OffsetDateTime::now_utc() - Duration::from_secs(3600));
+        let hour_ago = Timestamp::window_start(Duration::from_secs(3600)).to_string();
         let (kill_switch, open_breakers, last_same_fix, mutations_last_hour) = self
             .store
             .read(|c| {
@@ -388,9 +388,6 @@ impl Pipeline {
                 ))
             })
             .await?;
-        let parse = |at: &str| {
-            OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
-        };
         let history = History {
             failed_fix: base.failed_fix.clone(),
             fix_did_not_hold: base.fix_did_not_hold.clone(),
@@ -406,7 +403,7 @@ impl Pipeline {
             // re-applying within its own incident, is not held back by itself.
             last_same_fix: last_same_fix
                 .filter(|(_, incident)| incident != incident_id)
-                .and_then(|(at, _)| parse(&at)),
+                .and_then(|(at, _)| Timestamp::parse(&at).ok()),
             mutations_last_hour,
             approval: None,
         };
@@ -429,7 +426,7 @@ impl Pipeline {
         resource: &str,
     ) -> Result<(Decision, Option<i64>), PipelineError> {
         let limit = self.config.policy.max_mutations_per_hour;
-        let hour_ago = timestamp(OffsetDateTime::now_utc() - Duration::from_secs(3600));
+        let hour_ago = Timestamp::window_start(Duration::from_secs(3600)).to_string();
         let intent = Entry::StepIntent(journal::StepIntent {
             position,
             fix: step.fix,
@@ -532,9 +529,9 @@ impl Pipeline {
         reason: &str,
     ) -> Result<Vec<String>, PipelineError> {
         let threshold = self.config.guard.breaker_failures;
-        let window_start = timestamp(
-            OffsetDateTime::now_utc() - Duration::from_secs(self.config.guard.breaker_window_secs),
-        );
+        let window_start =
+            Timestamp::window_start(Duration::from_secs(self.config.guard.breaker_window_secs))
+                .to_string();
         let opened = self
             .store
             .write(|tx| {

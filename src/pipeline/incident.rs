@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span};
 
 use super::execute::Run;
 use super::remediation::Remediation;
-use super::{Inbound, Pipeline, PipelineError};
+use super::{Accounts, Inbound, Pipeline, PipelineError};
 use crate::act::StepStatus;
 use crate::audit::control::PlanStatus;
 use crate::audit::{IncidentSummary, NodegroupKey, Outcome, SubjectScope};
@@ -18,6 +17,7 @@ use crate::core::guard::History;
 use crate::core::ids::{LockKey, StormSubject};
 use crate::core::journal::{self, Entry};
 use crate::core::plan::{Plan, plan};
+use crate::core::time::Timestamp;
 use crate::core::time::timestamp;
 use crate::core::trigger::Trigger;
 use crate::notify::Notice;
@@ -68,7 +68,7 @@ pub(super) fn notice(
     }
 }
 
-impl Pipeline {
+impl<W: Accounts> Pipeline<W> {
     pub(super) async fn work_incident(
         &self,
         key: NodegroupKey,
@@ -91,14 +91,11 @@ impl Pipeline {
         for subject in &shared {
             _held.push(
                 self.locks
-                    .lock(
-                        &LockKey::Subject {
-                            account: &key.account,
-                            region: &key.region,
-                            subject,
-                        }
-                        .to_string(),
-                    )
+                    .lock(&LockKey::Subject {
+                        account: &key.account,
+                        region: &key.region,
+                        subject,
+                    })
                     .await,
             );
         }
@@ -214,10 +211,10 @@ impl Pipeline {
             .primary()
             .map(|f| f.summary.as_str())
             .unwrap_or_default();
-        let window_start = timestamp(
-            OffsetDateTime::now_utc()
-                - Duration::from_secs(self.config.remediation.incident_window_secs),
-        );
+        let window_start = Timestamp::window_start(Duration::from_secs(
+            self.config.remediation.incident_window_secs,
+        ))
+        .to_string();
         let received = Entry::EventReceived(journal::EventReceived {
             trigger: trigger.clone(),
             message_id: message.message_id.clone(),

@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 
 use super::state::KeyedLocks;
 use crate::audit::AuditStore;
+use crate::core::ids::LockKey;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -51,7 +52,10 @@ impl Leases {
     }
 
     /// Waits until this process holds `key`, in-process first, then across replicas.
-    pub async fn lock(&self, key: &str) -> LeaseGuard {
+    pub async fn lock(&self, key: &LockKey<'_>) -> LeaseGuard {
+        // The store and the in-process locks key on the lock's text.
+        let key = key.to_string();
+        let key = key.as_str();
         let local = self.local.lock(key).await;
         let hold = self
             .holds
@@ -155,6 +159,12 @@ impl Drop for LeaseGuard {
 mod tests {
     use super::*;
 
+    const KEY: LockKey<'static> = LockKey::Subject {
+        account: "111122223333",
+        region: "us-west-2",
+        subject: "subnet:subnet-a",
+    };
+
     #[tokio::test]
     async fn a_second_replica_waits_until_the_first_releases() {
         let dir = std::env::temp_dir().join(format!("nodemedic-leases-{}", uuid::Uuid::new_v4()));
@@ -162,9 +172,9 @@ mod tests {
         let path = dir.join("audit.db");
         let first = Leases::new(AuditStore::open(&path).unwrap(), Duration::from_secs(5));
         let second = Leases::new(AuditStore::open(&path).unwrap(), Duration::from_secs(5));
-        let held = first.lock("nodegroup:a").await;
+        let held = first.lock(&KEY).await;
         let waiting = tokio::spawn(async move {
-            let _guard = second.lock("nodegroup:a").await;
+            let _guard = second.lock(&KEY).await;
             std::time::Instant::now()
         });
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -187,10 +197,12 @@ mod tests {
         let store = AuditStore::open(&path).unwrap();
         // A holder that took the lease and vanished without renewing or releasing it.
         store
-            .write_blocking(|tx| tx.acquire_lease("nodegroup:a", "dead", now_ms(), now_ms() + 300))
+            .write_blocking(|tx| {
+                tx.acquire_lease(&KEY.to_string(), "dead", now_ms(), now_ms() + 300)
+            })
             .unwrap();
         let survivor = Leases::new(store, Duration::from_secs(5));
-        tokio::time::timeout(Duration::from_secs(5), survivor.lock("nodegroup:a"))
+        tokio::time::timeout(Duration::from_secs(5), survivor.lock(&KEY))
             .await
             .expect("taken over once expired");
         std::fs::remove_dir_all(dir).unwrap();

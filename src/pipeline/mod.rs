@@ -3,14 +3,20 @@
 //! deleted only once [`Pipeline::handle`] returns [`Disposition::Delete`].
 
 mod approvals;
+mod event;
 mod execute;
+#[cfg(test)]
+mod handle_tests;
 mod incident;
 mod leases;
 mod remediation;
 #[cfg(test)]
 mod remediation_tests;
 mod resume;
+mod sources;
 mod state;
+#[cfg(test)]
+mod test_bench;
 mod verification;
 
 use crate::telemetry::metrics::Metrics;
@@ -23,23 +29,19 @@ use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::audit::{AuditError, AuditStore, NodegroupKey};
-use crate::aws::collect::{CollectError, Scope, collect};
-use crate::aws::resolve::{Resolution, resolve};
-use crate::aws::{AccountRefused, ClientPool};
-use crate::core::checks::diagnose;
-use crate::core::evidence::CallLog;
+use crate::aws::AccountRefused;
 use crate::core::evidence::Target;
 use crate::core::guard::Policy;
-use crate::core::ids::LockKey;
 use crate::core::journal::{self, Entry};
 use crate::core::time::timestamp;
-use crate::core::trigger::{JoinCheck, LaunchOutcome, Trigger, TriggerKind};
+use crate::core::trigger::{JoinCheck, Trigger};
 use crate::intake::publish::{Publisher, nodemedic_event};
-use crate::intake::{IgnoredEvent, JOIN_CHECK, Parsed, parse_message};
+use crate::intake::{JOIN_CHECK, Parsed, parse_message};
 use crate::notify::Notifier;
 use crate::settings::{GuardSettings, RemediationSettings, Settings, VerifySettings};
 pub use approvals::ApprovalsPass;
 pub use leases::{LeaseGuard, Leases};
+pub use sources::{Account, Accounts, AwsAccount, AwsAccounts};
 pub use state::{KeyedLocks, RouteVerdicts};
 
 use crate::intake::{Disposition, Inbound, KeepKind, MessageHandler};
@@ -79,10 +81,12 @@ impl PipelineConfig {
     }
 }
 
-pub struct Pipeline {
+/// The pipeline over the accounts it serves: their AWS clients in production, an in-memory
+/// world in the unit tests.
+pub struct Pipeline<W: Accounts = AwsAccounts> {
     config: PipelineConfig,
     store: AuditStore,
-    clients: Arc<ClientPool>,
+    accounts: W,
     locks: Leases,
     routes: RouteVerdicts,
     /// Where nodemedic's own events (join checks) go; `None` disables them.
@@ -96,8 +100,8 @@ pub struct Pipeline {
     refused_accounts: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
-impl Pipeline {
-    pub fn new(config: PipelineConfig, store: AuditStore, clients: Arc<ClientPool>) -> Self {
+impl<W: Accounts> Pipeline<W> {
+    pub fn new(config: PipelineConfig, store: AuditStore, accounts: W) -> Self {
         let routes = RouteVerdicts::new(Duration::from_secs(
             config.remediation.route_verdict_ttl_secs,
         ));
@@ -105,7 +109,7 @@ impl Pipeline {
         Self {
             config,
             store,
-            clients,
+            accounts,
             locks,
             routes,
             publisher: None,
@@ -292,160 +296,6 @@ impl Pipeline {
         Ok(duplicate)
     }
 
-    async fn handle_trigger(
-        &self,
-        trigger: Trigger,
-        message: &Inbound,
-    ) -> Result<Disposition, PipelineError> {
-        if self.already_handled(&trigger, message).await? {
-            return Ok(Disposition::Delete);
-        }
-        let clients = match self
-            .clients
-            .for_account(&trigger.account, &trigger.region)
-            .await
-        {
-            Ok(clients) => clients,
-            Err(refused) => {
-                self.record_refused(&trigger, message, &refused).await?;
-                return Ok(Disposition::Delete);
-            }
-        };
-        if let TriggerKind::JoinCheck(check) = &trigger.kind
-            && let Some(remaining) = seconds_until(check.due_at)
-            && remaining > 5
-        {
-            // Deadlines longer than SQS's 15-minute delay are reached in hops.
-            return self.publish_join_check(&trigger, check, remaining).await;
-        }
-        let mut calls = CallLog::default();
-        let target = match (&trigger.kind, trigger.nodegroup()) {
-            (TriggerKind::Launch(launch), _) => {
-                match resolve(&clients, &launch.asg_name, &mut calls).await {
-                    Ok(Resolution::Nodegroup(target)) => target,
-                    Ok(Resolution::NotOurs { reason }) => {
-                        self.record_ignored(
-                            &trigger.event_id,
-                            message,
-                            json!(IgnoredEvent {
-                                event_id: trigger.event_id.clone(),
-                                source: "aws.autoscaling".into(),
-                                detail_type: launch_detail_type(launch.outcome).into(),
-                                reason: reason.clone(),
-                            }),
-                            &reason,
-                        )
-                        .await?;
-                        return Ok(Disposition::Delete);
-                    }
-                    Err(error) => return self.collection_failed(&trigger, error.to_string()).await,
-                }
-            }
-            (_, Some((cluster, nodegroup))) => Target {
-                cluster: cluster.to_string(),
-                nodegroup: nodegroup.to_string(),
-                group: None,
-            },
-            (_, None) => {
-                let reason = "the event names no nodegroup".to_string();
-                self.record_ignored(&trigger.event_id, message, json!(trigger), &reason)
-                    .await?;
-                return Ok(Disposition::Delete);
-            }
-        };
-        let key = NodegroupKey {
-            account: trigger.account.clone(),
-            region: trigger.region.clone(),
-            cluster: target.cluster.clone(),
-            nodegroup: target.nodegroup.clone(),
-        };
-        let _one_incident_per_nodegroup =
-            self.locks.lock(&LockKey::Nodegroup(&key).to_string()).await;
-        // Another handler may have finished the same event while this one waited.
-        if self.already_handled(&trigger, message).await? {
-            return Ok(Disposition::Delete);
-        }
-        // Before anything is judged from the world: it may be the half-done work of a run that
-        // died, which is finished first.
-        if let Some(resumable) = self.resumable_for(&key).await? {
-            return self
-                .resume_incident(
-                    resumable,
-                    &key,
-                    &trigger,
-                    Some(message),
-                    &clients,
-                    target,
-                    None,
-                )
-                .await;
-        }
-        if self.superseded_by_fix(&trigger, &key, message).await? {
-            return Ok(Disposition::Delete);
-        }
-        let launched = trigger
-            .launch()
-            .filter(|launch| launch.outcome == LaunchOutcome::Successful);
-        if let Some(launch) = launched
-            && let Some(subnet) = &launch.subnet_id
-            && let Some(table) = self.routes.healthy(subnet)
-        {
-            let healthy = journal::EventHealthy::Cached {
-                subnet: subnet.clone(),
-                route_table: table,
-                cached: true,
-                message_id: message.message_id.clone(),
-                trigger: trigger.clone(),
-            };
-            self.record_healthy(&trigger, healthy).await?;
-            self.schedule_join_check(&trigger, &target).await;
-            return Ok(Disposition::Delete);
-        }
-        let scope = Scope::for_trigger(&trigger);
-        let evidence = match collect(&clients, &trigger, target.clone(), scope, calls)
-            .instrument(info_span!("evidence"))
-            .await
-        {
-            Ok(evidence) => evidence,
-            Err(CollectError::NodegroupGone { cluster, nodegroup }) => {
-                let reason = format!("nodegroup {cluster}/{nodegroup} no longer exists");
-                self.record_ignored(&trigger.event_id, message, json!(trigger), &reason)
-                    .await?;
-                return Ok(Disposition::Delete);
-            }
-            Err(CollectError::Aws(error)) => {
-                return self.collection_failed(&trigger, error.to_string()).await;
-            }
-        };
-        let diagnosis = info_span!("diagnosis").in_scope(|| diagnose(&evidence));
-        if diagnosis.is_healthy() {
-            if launched.is_some()
-                && let Some(network) = &evidence.network
-            {
-                for subnet in &network.subnet_ids {
-                    if let Some(table) = network.route_table_for(subnet) {
-                        self.routes.remember_healthy(subnet, &table.id);
-                    }
-                }
-            }
-            let healthy = journal::EventHealthy::Checked {
-                calls: evidence.calls.clone(),
-                message_id: message.message_id.clone(),
-                cached: false,
-                warnings: diagnosis.warnings().cloned().collect(),
-                trigger: trigger.clone(),
-            };
-            self.record_healthy(&trigger, healthy).await?;
-            if launched.is_some() {
-                self.schedule_join_check(&trigger, &target).await;
-            }
-            return Ok(Disposition::Delete);
-        }
-        self.work_incident(key, trigger, message, evidence, diagnosis)
-            .await?;
-        Ok(Disposition::Delete)
-    }
-
     /// After a launch that looks healthy, come back when the node should have joined. The
     /// queue's delivery delay is the timer, so it survives restarts.
     async fn schedule_join_check(&self, trigger: &Trigger, target: &Target) {
@@ -601,13 +451,6 @@ impl Pipeline {
     }
 }
 
-fn launch_detail_type(outcome: LaunchOutcome) -> &'static str {
-    match outcome {
-        LaunchOutcome::Successful => crate::intake::LAUNCH_SUCCESSFUL,
-        LaunchOutcome::Unsuccessful => crate::intake::LAUNCH_UNSUCCESSFUL,
-    }
-}
-
 /// Seconds from now until `at`, when `at` is in the future.
 fn seconds_until(at: OffsetDateTime) -> Option<i64> {
     let remaining = (at - OffsetDateTime::now_utc()).whole_seconds();
@@ -622,7 +465,7 @@ fn excerpt(text: &str, max: usize) -> String {
 }
 
 #[async_trait::async_trait]
-impl MessageHandler for Pipeline {
+impl<W: Accounts> MessageHandler for Pipeline<W> {
     async fn handle(&self, message: &Inbound) -> Disposition {
         Pipeline::handle(self, message).await
     }

@@ -8,8 +8,8 @@ use tracing::info;
 
 use super::execute::Run;
 use super::incident::{IncidentChoice, approved_plan_status, notice, outcome_of};
-use super::{Pipeline, PipelineError};
-use crate::act::{Actuator, AwsActuator};
+use super::{Account, Accounts, Pipeline, PipelineError};
+use crate::act::Actuator;
 use crate::audit::NodegroupKey;
 use crate::core::checks::Diagnosis;
 use crate::core::evidence::Evidence;
@@ -35,18 +35,17 @@ pub(super) struct Remediation<'a> {
     pub approval: Option<Approval>,
 }
 
-impl Pipeline {
+impl<W: Accounts> Pipeline<W> {
     /// Executes, verifies, rolls back what did not help, and concludes.
     pub(super) async fn remediate(
         &self,
         remediation: Remediation<'_>,
     ) -> Result<(), PipelineError> {
-        let actuator = AwsActuator::new(
-            self.clients
-                .for_account(&remediation.trigger.account, &remediation.trigger.region)
-                .await?,
-        );
-        self.remediate_with(remediation, &actuator).await
+        let account = self
+            .accounts
+            .account(&remediation.trigger.account, &remediation.trigger.region)
+            .await?;
+        self.remediate_with(remediation, account.actuator()).await
     }
 
     /// [`Pipeline::remediate`] through a given actuator (the unit tests' in-memory world).

@@ -1,70 +1,16 @@
-//! The remediation run below the integration suite: a real pipeline on a temporary SQLite store,
-//! the in-memory world of `act::fake` behind the actuator seam, and the evidence of lab 000 as
-//! collection would have given it. No AWS call is made (the client pool is never asked).
-
-use std::collections::HashMap;
-use std::sync::Arc;
+//! The remediation run below the integration suite, on [`super::test_bench`]: the incident is
+//! filed as a new event would file it, and the run goes against the in-memory world.
 
 use super::incident::IncidentChoice;
 use super::remediation::Remediation;
-use super::{Pipeline, PipelineConfig};
-use crate::act::fake::FakeWorld;
-use crate::audit::{AuditStore, NodegroupKey, Outcome, Record};
-use crate::aws::{CallerIdentity, ClientPool};
+use super::test_bench::{Bench, lab_000_world};
+use crate::audit::{NodegroupKey, Outcome, Record};
 use crate::core::checks::diagnose;
 use crate::core::evidence::Evidence;
 use crate::core::guard::{History, Mode};
 use crate::core::journal::{Entry, OutcomeEntry};
 use crate::core::plan::plan;
 use crate::core::step::StepStatus;
-use crate::settings::{Overrides, Settings};
-
-struct Bench {
-    pipeline: Pipeline,
-    store: AuditStore,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Bench {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn bench(mode: Mode) -> Bench {
-    let dir = std::env::temp_dir().join(format!("nodemedic-run-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = AuditStore::open(&dir.join("audit.db")).unwrap();
-    let settings = Settings::load_with_env(&Overrides::default(), Some(HashMap::new())).unwrap();
-    let mut config = PipelineConfig::from_settings(&settings);
-    config.policy.mode = mode;
-    config.verify.poll_secs = 0.01;
-    config.remediation.nodegroup_poll_secs = 0.01;
-    let sdk = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-west-2"))
-        .build();
-    let clients = Arc::new(ClientPool::new(
-        sdk,
-        CallerIdentity::new("123456789012", "arn:aws:iam::123456789012:root"),
-        None,
-    ));
-    Bench {
-        pipeline: Pipeline::new(config, store.clone(), clients),
-        store,
-        dir,
-    }
-}
-
-/// Lab 000's world: the node subnet's table has no default route; the nodegroup is ACTIVE and
-/// relaunches into an instance that comes InService.
-fn lab_000_world() -> FakeWorld {
-    let world = FakeWorld::default()
-        .with_table("rtb-new", Vec::new())
-        .with_nodegroup("ACTIVE", 0, 1, 1);
-    *world.in_service.lock().unwrap() = 1;
-    world
-}
 
 fn key(evidence: &Evidence) -> NodegroupKey {
     NodegroupKey {
@@ -76,7 +22,7 @@ fn key(evidence: &Evidence) -> NodegroupKey {
 }
 
 /// Files the incident as a new event would, runs the remediation, and returns its records.
-async fn run(bench: &Bench, world: &FakeWorld) -> Vec<Record> {
+async fn run(bench: &Bench) -> Vec<Record> {
     let evidence = Evidence::lab_000();
     let diagnosis = diagnose(&evidence);
     let plan = plan(&diagnosis, &evidence);
@@ -111,7 +57,7 @@ async fn run(bench: &Bench, world: &FakeWorld) -> Vec<Record> {
                 history: History::default(),
                 approval: None,
             },
-            world,
+            bench.world(),
         )
         .await
         .unwrap();
@@ -138,9 +84,8 @@ fn kinds(records: &[Record]) -> Vec<&str> {
 
 #[tokio::test]
 async fn auto_mode_routes_cycles_verifies_and_concludes_fixed() {
-    let bench = bench(Mode::Auto);
-    let world = lab_000_world();
-    let records = run(&bench, &world).await;
+    let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+    let records = run(&bench).await;
     assert_eq!(
         outcome(&records),
         (
@@ -161,7 +106,7 @@ async fn auto_mode_routes_cycles_verifies_and_concludes_fixed() {
             "outcome"
         ]
     );
-    let routes = world.routes.lock().unwrap();
+    let routes = bench.world().routes.lock().unwrap();
     assert!(
         routes["rtb-new"]
             .iter()
@@ -172,9 +117,9 @@ async fn auto_mode_routes_cycles_verifies_and_concludes_fixed() {
 
 #[tokio::test]
 async fn a_failed_route_skips_the_cycle_and_concludes_failed() {
-    let bench = bench(Mode::Auto);
     let world = lab_000_world().failing("create_route", "UnauthorizedOperation");
-    let records = run(&bench, &world).await;
+    let bench = Bench::new(Mode::Auto, world, Evidence::lab_000());
+    let records = run(&bench).await;
     assert_eq!(
         outcome(&records),
         (
@@ -199,9 +144,8 @@ async fn a_failed_route_skips_the_cycle_and_concludes_failed() {
 
 #[tokio::test]
 async fn dry_run_checks_permissions_and_changes_nothing() {
-    let bench = bench(Mode::DryRun);
-    let world = lab_000_world();
-    let records = run(&bench, &world).await;
+    let bench = Bench::new(Mode::DryRun, lab_000_world(), Evidence::lab_000());
+    let records = run(&bench).await;
     assert_eq!(
         outcome(&records),
         (
@@ -211,5 +155,5 @@ async fn dry_run_checks_permissions_and_changes_nothing() {
     );
     assert!(kinds(&records).contains(&"permission_check"));
     assert!(!kinds(&records).contains(&"step_intent"));
-    assert!(world.routes.lock().unwrap()["rtb-new"].is_empty());
+    assert!(bench.world().routes.lock().unwrap()["rtb-new"].is_empty());
 }

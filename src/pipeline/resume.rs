@@ -11,12 +11,11 @@ use tracing::{info, warn};
 
 use super::incident::IncidentChoice;
 use super::remediation::Remediation;
-use super::{Disposition, Inbound, Pipeline, PipelineError};
+use super::{Account, Accounts, Disposition, Inbound, Pipeline, PipelineError};
 use crate::act::verify::{self, Nodegroup};
 use crate::act::{Actuator, StepResult, StepStatus, WaitPolicy};
 use crate::audit::{NodegroupKey, Record};
-use crate::aws::AwsClients;
-use crate::aws::collect::{Scope, collect};
+use crate::aws::collect::Scope;
 use crate::core::evidence::CallLog;
 use crate::core::evidence::Evidence;
 use crate::core::evidence::Target;
@@ -169,7 +168,7 @@ pub(super) fn resumable(
     })
 }
 
-impl Pipeline {
+impl<W: Accounts> Pipeline<W> {
     /// The nodegroup's incident whose last run never concluded, if any: it is resumed before
     /// anything else is decided for the nodegroup, because the world it sees now may be the
     /// half-done work of that run.
@@ -203,11 +202,11 @@ impl Pipeline {
         key: &NodegroupKey,
         trigger: &Trigger,
         message: Option<&Inbound>,
-        clients: &AwsClients,
+        account: &W::Account,
         target: Target,
         approval: Option<Approval>,
     ) -> Result<Disposition, PipelineError> {
-        let evidence = resume_evidence(clients, trigger, target).await?;
+        let evidence = resume_evidence(account, trigger, target).await?;
         self.resume_with(resumable, key, trigger, message, evidence, approval)
             .await
     }
@@ -403,11 +402,12 @@ pub(super) enum Interrupted {
 
 /// The whole checklist: verification needs the group, whatever the event was.
 pub(super) async fn resume_evidence(
-    clients: &AwsClients,
+    account: &impl Account,
     trigger: &Trigger,
     target: Target,
 ) -> Result<Evidence, PipelineError> {
-    collect(clients, trigger, target, Scope::FULL, CallLog::default())
+    account
+        .collect(trigger, target, Scope::FULL, CallLog::default())
         .await
         .map_err(|e| PipelineError::Collect(e.to_string()))
 }

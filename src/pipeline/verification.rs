@@ -6,7 +6,7 @@ use std::time::Duration;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::execute::{Run, breaker_scopes, resource_of};
-use super::{Pipeline, PipelineError};
+use super::{Accounts, Pipeline, PipelineError};
 use crate::act::verify::{self, Nodegroup, Verification};
 use crate::act::{Actuator, StepResult, StepStatus, WaitPolicy};
 use crate::audit::NodegroupKey;
@@ -17,7 +17,7 @@ use crate::core::journal::{self, Entry};
 use crate::core::plan::{Plan, Step};
 use crate::core::time::now;
 
-impl Pipeline {
+impl<W: Accounts> Pipeline<W> {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn verify_or_roll_back<A: Actuator>(
         &self,

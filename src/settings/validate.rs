@@ -1,6 +1,7 @@
 //! Validation: raw settings in, typed settings out, or every problem at once, each named by its
 //! key. One function per section.
 
+use crate::core::time::Timestamp;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -206,7 +207,7 @@ fn freezes(guard: &GuardSettings, problems: &mut Problems) -> Vec<Freeze> {
     let mut freezes = Vec::new();
     for (n, freeze) in guard.freezes.iter().enumerate() {
         let mut parse = |text: &str, field: &str| match OffsetDateTime::parse(text, &Rfc3339) {
-            Ok(at) => Some(at),
+            Ok(at) => Some(Timestamp::from(at)),
             Err(e) => {
                 problems.add(
                     &format!("guard.freezes[{n}].{field}"),

@@ -2,7 +2,7 @@
 //! read and the write of the intent. They used to be decided inline by the pipeline; here each
 //! is a named rule with its table test, and the pipeline only asks.
 
-use time::OffsetDateTime;
+use crate::core::time::Timestamp;
 
 use super::{Approval, Decision, History, Policy, Site, decide};
 use crate::core::plan::{FixKind, Step};
@@ -25,7 +25,7 @@ pub fn decide_in_run(
     step: &Step,
     site: &Site<'_>,
     history: &History,
-    now: OffsetDateTime,
+    now: Timestamp,
     run: RunSoFar<'_>,
 ) -> Decision {
     if run.earlier_failure {
@@ -205,7 +205,7 @@ mod tests {
             plan_id: "plan-1".into(),
             by: "alice".into(),
             reason: None,
-            at: OffsetDateTime::UNIX_EPOCH,
+            at: Timestamp::from(time::OffsetDateTime::UNIX_EPOCH),
         };
         let lifted = with_approval(history, Some(&approval));
         assert_eq!(lifted.failed_fix, None);

@@ -5,7 +5,9 @@ use time::macros::datetime;
 use super::*;
 use crate::core::plan::{Action, FixKind, Step};
 
-const NOW: OffsetDateTime = datetime!(2026-11-21 12:00 UTC);
+fn now() -> Timestamp {
+    datetime!(2026-11-21 12:00 UTC).into()
+}
 
 fn step(fix: FixKind) -> Step {
     Step {
@@ -58,7 +60,7 @@ impl Case {
             nodegroup_tags: &self.nodegroup_tags,
             touched: &self.touched,
         };
-        decide(&self.policy, &step(self.fix), &target, &self.history, NOW)
+        decide(&self.policy, &step(self.fix), &target, &self.history, now())
     }
 }
 
@@ -67,7 +69,7 @@ fn approval() -> Approval {
         plan_id: "plan-1".into(),
         by: "alice".into(),
         reason: None,
-        at: NOW,
+        at: now(),
     }
 }
 
@@ -213,12 +215,12 @@ fn the_kill_switch_holds_every_mutation() {
 fn a_change_freeze_holds_and_ends() {
     let mut case = Case::new(Mode::Auto);
     case.policy.freezes = vec![Freeze {
-        from: datetime!(2026-11-20 00:00 UTC),
-        until: datetime!(2026-11-22 00:00 UTC),
+        from: datetime!(2026-11-20 00:00 UTC).into(),
+        until: datetime!(2026-11-22 00:00 UTC).into(),
         reason: "peak season".into(),
     }];
     assert!(reason(&case.decide()).contains("peak season"));
-    case.policy.freezes[0].until = datetime!(2026-11-21 11:00 UTC);
+    case.policy.freezes[0].until = datetime!(2026-11-21 11:00 UTC).into();
     assert!(case.decide().allows());
 }
 
@@ -232,9 +234,9 @@ fn an_open_breaker_turns_the_scope_into_observe() {
 #[test]
 fn cooldown_and_rate_limit() {
     let mut case = Case::new(Mode::Auto);
-    case.history.last_same_fix = Some(datetime!(2026-11-21 11:30 UTC));
+    case.history.last_same_fix = Some(datetime!(2026-11-21 11:30 UTC).into());
     assert!(reason(&case.decide()).contains("cooldown"));
-    case.history.last_same_fix = Some(datetime!(2026-11-21 10:30 UTC));
+    case.history.last_same_fix = Some(datetime!(2026-11-21 10:30 UTC).into());
     assert!(case.decide().allows());
     case.history.mutations_last_hour = 20;
     assert!(reason(&case.decide()).contains("limit is 20"));
@@ -276,7 +278,7 @@ fn failures_and_fixes_that_did_not_hold_wait_for_a_human() {
 #[test]
 fn an_approval_is_not_held_back_by_the_cooldown() {
     let mut case = Case::new(Mode::Auto);
-    case.history.last_same_fix = Some(datetime!(2026-11-21 11:59 UTC));
+    case.history.last_same_fix = Some(datetime!(2026-11-21 11:59 UTC).into());
     assert!(reason(&case.decide()).contains("cooldown"));
     case.history.approval = Some(approval());
     assert!(case.decide().allows());

@@ -274,8 +274,9 @@ pub fn index(
 fn time_left(row: &PlanRow, plan_ttl: Duration, now: OffsetDateTime) -> Markup {
     match row.expires_at(plan_ttl) {
         Some(at) => {
-            let left = (at - now).whole_seconds().max(0) as u64;
+            let left = (at.at() - now).whole_seconds().max(0) as u64;
             let stamp = at
+                .at()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default();
             html! { span.time-left data-expires=(stamp) { (ago(left)) " left" } }

@@ -1,0 +1,272 @@
+//! One event, stage by stage: admitted (not a second delivery, an account served, a join check
+//! due), located (the nodegroup it concerns), earlier work settled under the nodegroup's lock
+//! (a run that died, a fix that made the event stale), examined (the evidence its scope asks
+//! for) and judged (healthy, or an incident).
+
+use std::ops::ControlFlow;
+
+use serde_json::json;
+use tracing::{Instrument, info_span};
+
+use super::{Account, Accounts, Pipeline, PipelineError, seconds_until};
+use crate::audit::NodegroupKey;
+use crate::aws::collect::{CollectError, Scope};
+use crate::aws::resolve::Resolution;
+use crate::core::checks::diagnose;
+use crate::core::evidence::{CallLog, Evidence, Target};
+use crate::core::ids::LockKey;
+use crate::core::journal;
+use crate::core::trigger::{LaunchEvent, LaunchOutcome, Trigger, TriggerKind};
+use crate::intake::{Disposition, IgnoredEvent, Inbound};
+
+/// What a stage of handling an event leaves: go on with what it found, or stop with the
+/// message's disposition, the outcome recorded.
+type Stage<T> = Result<ControlFlow<Disposition, T>, PipelineError>;
+
+/// The value a [`Stage`] goes on with, or returns its disposition from the calling function.
+macro_rules! proceed {
+    ($stage:expr) => {
+        match $stage? {
+            ControlFlow::Continue(value) => value,
+            ControlFlow::Break(disposition) => return Ok(disposition),
+        }
+    };
+}
+
+impl<W: Accounts> Pipeline<W> {
+    /// One event, as one line of stages; each either hands the next what it found or stops
+    /// with the message's disposition, its outcome recorded.
+    pub(super) async fn handle_trigger(
+        &self,
+        trigger: Trigger,
+        message: &Inbound,
+    ) -> Result<Disposition, PipelineError> {
+        let account = proceed!(self.admit(&trigger, message).await);
+        let mut calls = CallLog::default();
+        let (key, target) = proceed!(self.locate(&trigger, message, &account, &mut calls).await);
+        let _one_incident_per_nodegroup = self.locks.lock(&LockKey::Nodegroup(&key)).await;
+        proceed!(
+            self.earlier_work(&trigger, message, &key, &account, &target)
+                .await
+        );
+        let evidence = proceed!(
+            self.examine(&trigger, message, &account, target, calls)
+                .await
+        );
+        self.judge(key, trigger, message, evidence).await
+    }
+
+    /// Before any AWS read: a second delivery, an account this daemon does not serve, or a join
+    /// check that is not due yet.
+    async fn admit(&self, trigger: &Trigger, message: &Inbound) -> Stage<W::Account> {
+        if self.already_handled(trigger, message).await? {
+            return Ok(ControlFlow::Break(Disposition::Delete));
+        }
+        let account = match self
+            .accounts
+            .account(&trigger.account, &trigger.region)
+            .await
+        {
+            Ok(account) => account,
+            Err(refused) => {
+                self.record_refused(trigger, message, &refused).await?;
+                return Ok(ControlFlow::Break(Disposition::Delete));
+            }
+        };
+        if let TriggerKind::JoinCheck(check) = &trigger.kind
+            && let Some(remaining) = seconds_until(check.due_at)
+            && remaining > 5
+        {
+            // Deadlines longer than SQS's 15-minute delay are reached in hops.
+            let hop = self.publish_join_check(trigger, check, remaining).await?;
+            return Ok(ControlFlow::Break(hop));
+        }
+        Ok(ControlFlow::Continue(account))
+    }
+
+    /// The nodegroup the event concerns: named by the event, or resolved from its Auto Scaling
+    /// group. An event about anything else is recorded as ignored.
+    async fn locate(
+        &self,
+        trigger: &Trigger,
+        message: &Inbound,
+        account: &W::Account,
+        calls: &mut CallLog,
+    ) -> Stage<(NodegroupKey, Target)> {
+        let target = match (&trigger.kind, trigger.nodegroup()) {
+            (TriggerKind::Launch(launch), _) => {
+                match account.resolve(&launch.asg_name, calls).await {
+                    Ok(Resolution::Nodegroup(target)) => target,
+                    Ok(Resolution::NotOurs { reason }) => {
+                        let ignored = IgnoredEvent {
+                            event_id: trigger.event_id.clone(),
+                            source: "aws.autoscaling".into(),
+                            detail_type: launch_detail_type(launch.outcome).into(),
+                            reason: reason.clone(),
+                        };
+                        self.record_ignored(&trigger.event_id, message, json!(ignored), &reason)
+                            .await?;
+                        return Ok(ControlFlow::Break(Disposition::Delete));
+                    }
+                    Err(error) => {
+                        let kept = self.collection_failed(trigger, error.to_string()).await?;
+                        return Ok(ControlFlow::Break(kept));
+                    }
+                }
+            }
+            (_, Some((cluster, nodegroup))) => Target {
+                cluster: cluster.to_string(),
+                nodegroup: nodegroup.to_string(),
+                group: None,
+            },
+            (_, None) => {
+                let reason = "the event names no nodegroup".to_string();
+                self.record_ignored(&trigger.event_id, message, json!(trigger), &reason)
+                    .await?;
+                return Ok(ControlFlow::Break(Disposition::Delete));
+            }
+        };
+        let key = NodegroupKey {
+            account: trigger.account.clone(),
+            region: trigger.region.clone(),
+            cluster: target.cluster.clone(),
+            nodegroup: target.nodegroup.clone(),
+        };
+        Ok(ControlFlow::Continue((key, target)))
+    }
+
+    /// Under the nodegroup's lock, before anything is judged from the world: another handler
+    /// may have finished the same event while this one waited; a run that died left half-done
+    /// work, which is finished first; a fix applied after the event makes the event stale.
+    async fn earlier_work(
+        &self,
+        trigger: &Trigger,
+        message: &Inbound,
+        key: &NodegroupKey,
+        account: &W::Account,
+        target: &Target,
+    ) -> Stage<()> {
+        if self.already_handled(trigger, message).await? {
+            return Ok(ControlFlow::Break(Disposition::Delete));
+        }
+        if let Some(resumable) = self.resumable_for(key).await? {
+            let resumed = self
+                .resume_incident(
+                    resumable,
+                    key,
+                    trigger,
+                    Some(message),
+                    account,
+                    target.clone(),
+                    None,
+                )
+                .await?;
+            return Ok(ControlFlow::Break(resumed));
+        }
+        if self.superseded_by_fix(trigger, key, message).await? {
+            return Ok(ControlFlow::Break(Disposition::Delete));
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// The evidence the trigger's scope asks for, unless a launch lands in a subnet whose route
+    /// was found healthy moments ago.
+    async fn examine(
+        &self,
+        trigger: &Trigger,
+        message: &Inbound,
+        account: &W::Account,
+        target: Target,
+        calls: CallLog,
+    ) -> Stage<Evidence> {
+        if let Some(launch) = launched(trigger)
+            && let Some(subnet) = &launch.subnet_id
+            && let Some(table) = self.routes.healthy(subnet)
+        {
+            let healthy = journal::EventHealthy::Cached {
+                subnet: subnet.clone(),
+                route_table: table,
+                cached: true,
+                message_id: message.message_id.clone(),
+                trigger: trigger.clone(),
+            };
+            self.record_healthy(trigger, healthy).await?;
+            self.schedule_join_check(trigger, &target).await;
+            return Ok(ControlFlow::Break(Disposition::Delete));
+        }
+        let scope = Scope::for_trigger(trigger);
+        match account
+            .collect(trigger, target, scope, calls)
+            .instrument(info_span!("evidence"))
+            .await
+        {
+            Ok(evidence) => Ok(ControlFlow::Continue(evidence)),
+            Err(CollectError::NodegroupGone { cluster, nodegroup }) => {
+                let reason = format!("nodegroup {cluster}/{nodegroup} no longer exists");
+                self.record_ignored(&trigger.event_id, message, json!(trigger), &reason)
+                    .await?;
+                Ok(ControlFlow::Break(Disposition::Delete))
+            }
+            Err(CollectError::Aws(error)) => {
+                let kept = self.collection_failed(trigger, error.to_string()).await?;
+                Ok(ControlFlow::Break(kept))
+            }
+        }
+    }
+
+    /// The checks' verdict: a healthy nodegroup is recorded (and a launch's route remembered and
+    /// its join check scheduled); anything else is an incident.
+    async fn judge(
+        &self,
+        key: NodegroupKey,
+        trigger: Trigger,
+        message: &Inbound,
+        evidence: Evidence,
+    ) -> Result<Disposition, PipelineError> {
+        let diagnosis = info_span!("diagnosis").in_scope(|| diagnose(&evidence));
+        if !diagnosis.is_healthy() {
+            self.work_incident(key, trigger, message, evidence, diagnosis)
+                .await?;
+            return Ok(Disposition::Delete);
+        }
+        let launched = launched(&trigger).is_some();
+        if launched && let Some(network) = &evidence.network {
+            for subnet in &network.subnet_ids {
+                if let Some(table) = network.route_table_for(subnet) {
+                    self.routes.remember_healthy(subnet, &table.id);
+                }
+            }
+        }
+        let healthy = journal::EventHealthy::Checked {
+            calls: evidence.calls.clone(),
+            message_id: message.message_id.clone(),
+            cached: false,
+            warnings: diagnosis.warnings().cloned().collect(),
+            trigger: trigger.clone(),
+        };
+        self.record_healthy(&trigger, healthy).await?;
+        if launched {
+            let target = Target {
+                cluster: key.cluster,
+                nodegroup: key.nodegroup,
+                group: None,
+            };
+            self.schedule_join_check(&trigger, &target).await;
+        }
+        Ok(Disposition::Delete)
+    }
+}
+
+/// The launch of an instance that came up (and may yet fail to join).
+fn launched(trigger: &Trigger) -> Option<&LaunchEvent> {
+    trigger
+        .launch()
+        .filter(|launch| launch.outcome == LaunchOutcome::Successful)
+}
+
+fn launch_detail_type(outcome: LaunchOutcome) -> &'static str {
+    match outcome {
+        LaunchOutcome::Successful => crate::intake::LAUNCH_SUCCESSFUL,
+        LaunchOutcome::Unsuccessful => crate::intake::LAUNCH_UNSUCCESSFUL,
+    }
+}

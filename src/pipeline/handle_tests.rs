@@ -1,0 +1,219 @@
+//! Whole messages through the pipeline below the integration suite: a real pipeline on a
+//! temporary SQLite store and the in-memory account of [`super::test_bench`]. No AWS call is
+//! made.
+
+use serde_json::json;
+
+use super::test_bench::{Bench, Collected, lab_000_world};
+use crate::audit::Outcome;
+use crate::aws::collect::Scope;
+use crate::core::evidence::Evidence;
+use crate::core::evidence::fixtures::{GROUP, default_route};
+use crate::core::guard::Mode;
+use crate::core::journal::Entry;
+use crate::intake::{Disposition, KeepKind};
+
+/// An EventBridge "EC2 Instance Launch Successful" event, as the queue delivers it.
+fn launch_event(event_id: &str, group: &str, time: &str) -> String {
+    json!({
+        "version": "0",
+        "id": event_id,
+        "detail-type": "EC2 Instance Launch Successful",
+        "source": "aws.autoscaling",
+        "account": "123456789012",
+        "time": time,
+        "region": "us-west-2",
+        "resources": [],
+        "detail": {
+            "StatusCode": "InProgress",
+            "AutoScalingGroupName": group,
+            "ActivityId": "a1",
+            "Details": { "Availability Zone": "us-west-2a", "Subnet ID": "subnet-new" },
+            "RequestId": "r1",
+            "StatusMessage": "",
+            "EC2InstanceId": "i-new",
+            "Description": "Launching a new EC2 instance: i-new",
+            "Cause": "At 2024-10-04T18:06:36Z an instance was started"
+        }
+    })
+    .to_string()
+}
+
+const EARLIER: &str = "2024-10-04T18:06:36Z";
+
+fn healthy_lab_000() -> Evidence {
+    Evidence::lab_000().network(|n| {
+        if let Some(table) = n.route_tables.iter_mut().find(|t| t.id == "rtb-new") {
+            table.routes.push(default_route("nat-a", "active"));
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_launch_into_a_subnet_without_egress_is_diagnosed_fixed_and_marked() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+    let disposition = bench
+        .deliver(launch_event("launch-1", GROUP, EARLIER))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    assert_eq!(*bench.accounts.0.scopes.lock().unwrap(), [Scope::NETWORK]);
+    assert_eq!(bench.outcomes(), [Outcome::Fixed]);
+    let seen = bench
+        .store
+        .read_blocking(|c| c.event_seen("launch-1"))
+        .unwrap()
+        .expect("the event is marked handled");
+    assert_eq!(seen.disposition, "incident");
+    let incident = seen.incident_id.expect("the mark names the incident");
+    let kinds: Vec<String> = bench
+        .store
+        .read_blocking(|c| c.records(&incident))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    for kind in [
+        "evidence",
+        "diagnosis",
+        "plan",
+        "step_intent",
+        "verification",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+    let routes = bench.world().routes.lock().unwrap();
+    assert!(
+        routes["rtb-new"]
+            .iter()
+            .any(|r| r.destination == "0.0.0.0/0")
+    );
+}
+
+#[tokio::test]
+async fn a_second_delivery_is_recorded_and_reads_nothing() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+    let body = launch_event("launch-1", GROUP, EARLIER);
+    bench.deliver(body.clone()).await;
+    assert_eq!(bench.deliver(body).await, Disposition::Delete);
+    assert_eq!(bench.accounts.collections(), 1);
+    assert_eq!(bench.outcomes(), [Outcome::Fixed]);
+    assert!(
+        bench
+            .kinds_of_event("launch-1")
+            .contains(&"event_duplicate".to_string())
+    );
+}
+
+#[tokio::test]
+async fn an_event_older_than_an_applied_fix_changes_nothing() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+    bench
+        .deliver(launch_event("launch-1", GROUP, EARLIER))
+        .await;
+    let disposition = bench
+        .deliver(launch_event("launch-2", GROUP, EARLIER))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    assert_eq!(bench.accounts.collections(), 1, "nothing is read again");
+    assert_eq!(bench.kinds_of_event("launch-2"), ["event_superseded"]);
+}
+
+#[tokio::test]
+async fn dry_run_plans_and_changes_nothing() {
+    let bench = Bench::new(Mode::DryRun, lab_000_world(), Evidence::lab_000());
+    let disposition = bench
+        .deliver(launch_event("launch-1", GROUP, EARLIER))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    assert_eq!(bench.outcomes(), [Outcome::Planned]);
+    assert!(bench.world().routes.lock().unwrap()["rtb-new"].is_empty());
+}
+
+#[tokio::test]
+async fn an_account_not_served_is_recorded_and_read_nowhere() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+    let body = launch_event("launch-1", GROUP, EARLIER).replace("123456789012", "999999999999");
+    assert_eq!(bench.deliver(body).await, Disposition::Delete);
+    assert_eq!(bench.accounts.collections(), 0);
+    assert_eq!(bench.kinds_of_event("launch-1"), ["account_refused"]);
+}
+
+#[tokio::test]
+async fn a_group_of_no_nodegroup_is_ignored() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+    let disposition = bench
+        .deliver(launch_event("launch-1", "web-servers", EARLIER))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    assert_eq!(bench.accounts.collections(), 0);
+    assert_eq!(bench.kinds_of_event("launch-1"), ["event_ignored"]);
+}
+
+#[tokio::test]
+async fn a_deleted_nodegroup_is_ignored() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+    bench.accounts.collect_next(Collected::Gone);
+    let disposition = bench
+        .deliver(launch_event("launch-1", GROUP, EARLIER))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    assert_eq!(bench.kinds_of_event("launch-1"), ["event_ignored"]);
+    assert!(bench.outcomes().is_empty());
+}
+
+#[tokio::test]
+async fn an_aws_failure_keeps_the_message_and_the_next_delivery_is_handled() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+    bench.accounts.collect_next(Collected::Throttled);
+    let body = launch_event("launch-1", GROUP, EARLIER);
+    match bench.deliver(body.clone()).await {
+        Disposition::Keep { kind, reason } => {
+            assert_eq!(kind, KeepKind::AwsUnavailable);
+            assert!(reason.contains("Throttling"), "{reason}");
+        }
+        other => panic!("the message must be kept: {other:?}"),
+    }
+    assert_eq!(bench.kinds_of_event("launch-1"), ["collection_failed"]);
+    bench
+        .accounts
+        .collect_next(Collected::Evidence(Box::new(Evidence::lab_000())));
+    assert_eq!(bench.deliver(body).await, Disposition::Delete);
+    assert_eq!(bench.outcomes(), [Outcome::Fixed]);
+}
+
+#[tokio::test]
+async fn a_healthy_launch_is_remembered_and_the_next_in_its_subnet_reads_nothing() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), healthy_lab_000());
+    let first = bench
+        .deliver(launch_event("launch-1", GROUP, EARLIER))
+        .await;
+    let second = bench
+        .deliver(launch_event("launch-2", GROUP, EARLIER))
+        .await;
+    assert_eq!((first, second), (Disposition::Delete, Disposition::Delete));
+    assert_eq!(bench.accounts.collections(), 1);
+    let healthy: Vec<bool> = bench
+        .records()
+        .iter()
+        .filter_map(|r| match Entry::decode(&r.kind, &r.body) {
+            Ok(Entry::EventHealthy(healthy)) => Some(matches!(
+                healthy,
+                crate::core::journal::EventHealthy::Cached { .. }
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(healthy, [false, true], "checked, then from the cache");
+    assert!(bench.outcomes().is_empty());
+}
+
+#[tokio::test]
+async fn an_unreadable_body_is_kept_for_the_dead_letter_queue() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+    match bench.deliver("{\"detail-type\": 7".into()).await {
+        Disposition::Keep { kind, .. } => assert_eq!(kind, KeepKind::Unreadable),
+        other => panic!("the message must be kept: {other:?}"),
+    }
+    let kinds: Vec<String> = bench.records().into_iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, ["message_rejected"]);
+}
