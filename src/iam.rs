@@ -167,8 +167,10 @@ fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
                 "eks:DescribeAccessEntry",
                 "eks:DescribeCluster",
                 "eks:DescribeNodegroup",
+                "eks:DescribeUpdate",
                 "eks:ListClusters",
                 "eks:ListNodegroups",
+                "eks:ListUpdates",
             ],
             vec![Any],
         ),
@@ -185,6 +187,11 @@ fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
             "ReadIam",
             &["iam:GetRole", "iam:ListAttachedRolePolicies"],
             vec![Typed("iam", "role/*")],
+        ),
+        Statement::read(
+            "ReadInstanceProfiles",
+            &["iam:GetInstanceProfile"],
+            vec![Typed("iam", "instance-profile/*")],
         ),
         Statement::read("Identity", &["sts:GetCallerIdentity"], vec![Any]),
     ];

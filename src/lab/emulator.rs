@@ -14,10 +14,18 @@ use super::LabError;
 
 const LAUNCHER: &str = include_str!("../../tests/emulator/nodemedic_emulator.py");
 /// Imported by the launcher from its own folder.
-const LAUNCHER_MODULES: [(&str, &str); 3] = [
+const LAUNCHER_MODULES: [(&str, &str); 5] = [
     (
         "eks_access_entries.py",
         include_str!("../../tests/emulator/eks_access_entries.py"),
+    ),
+    (
+        "eks_updates.py",
+        include_str!("../../tests/emulator/eks_updates.py"),
+    ),
+    (
+        "eks_launch_templates.py",
+        include_str!("../../tests/emulator/eks_launch_templates.py"),
     ),
     (
         "ec2_events_patches.py",
@@ -178,6 +186,19 @@ impl Emulator {
         self.request("POST", "/_emulator/cluster-status", &body.to_string())
             .await
             .map(|_| ())
+    }
+
+    /// How long the cluster updates UpdateClusterConfig starts from now on stay InProgress: moto
+    /// applies them at once and keeps the cluster ACTIVE.
+    pub async fn cluster_updates_take(&self, seconds: u64) -> Result<(), LabError> {
+        let body = serde_json::json!({"region": REGION, "seconds": seconds});
+        self.request(
+            "POST",
+            "/_emulator/cluster-update-seconds",
+            &body.to_string(),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Holds an instance `pending`, launched `minutes_ago`: moto's instances run at once.

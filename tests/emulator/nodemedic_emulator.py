@@ -68,6 +68,9 @@ import moto.autoscaling.models as asg_models
 import moto.autoscaling.responses as asg_responses
 from kms_gate import policy_grants_autoscaling
 from eks_access_entries import access_entries_endpoint, clear_access_entries
+from eks_launch_templates import eks_launch_template, profile_failure
+import eks_updates
+from eks_updates import _updates, _public_update
 from moto.eks.exceptions import InvalidParameterException, ResourceInUseException, ResourceNotFoundException
 
 UPDATE_SECONDS = 1.0
@@ -76,12 +79,10 @@ KMS_FAILURE = (
     "Termination Reason: Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"
 )
 
-_lock = threading.RLock()
+_lock = eks_updates.lock
 _dynamodb_lock = threading.Lock()
 # (account, region, asg name) -> list of activity dicts, newest first
 _activities = {}
-# (account, region, cluster, nodegroup) -> list of update dicts
-_updates = {}
 # (account, region, asg name) -> failure message every later launch of that group gets
 _forced_failures = {}
 # "service:Action" names refused with UnauthorizedOperation
@@ -135,19 +136,6 @@ def random_suffix():
 
 eks_models.EKSBackend.create_cluster = _create_cluster
 
-_original_update_cluster_config = eks_models.EKSBackend.update_cluster_config
-
-
-def _update_cluster_config(self, name, resources_vpc_config=None, **kwargs):
-    cluster = self.clusters.get(name)
-    merged = None
-    if cluster is not None and resources_vpc_config:
-        merged = dict(cluster.resources_vpc_config or {})
-        merged.update(resources_vpc_config)
-    return _original_update_cluster_config(self, name, merged or resources_vpc_config, **kwargs)
-
-
-eks_models.EKSBackend.update_cluster_config = _update_cluster_config
 
 _original_create_cluster_response = eks_responses.EKSResponse.create_cluster
 
@@ -229,24 +217,7 @@ def _create_nodegroup_asg(eks_backend, nodegroup):
     asg_name = nodegroup.resources["autoScalingGroups"][0]["name"]
     cluster = eks_backend.clusters[nodegroup.cluster_name]
     cluster_group = (cluster.resources_vpc_config or {}).get("clusterSecurityGroupId")
-    if nodegroup.launch_template and nodegroup.launch_template.get("id"):
-        template = {
-            "LaunchTemplateId": nodegroup.launch_template["id"],
-            "Version": str(nodegroup.launch_template.get("version") or "$Default"),
-        }
-    else:
-        # EKS creates a launch template of its own when the user gives none, with the cluster
-        # security group on the instances.
-        data = {"ImageId": "ami-12c6146b", "InstanceType": nodegroup.instance_types[0]}
-        if cluster_group:
-            data["SecurityGroupIds"] = [cluster_group]
-        created = ec2.create_launch_template(
-            f"eks-{nodegroup.uuid}",
-            "created by EKS for the managed nodegroup",
-            data,
-            tag_spec={},
-        )
-        template = {"LaunchTemplateId": created.id, "Version": "1"}
+    template = eks_launch_template(ec2, nodegroup, account, cluster_group)
     tags = [
         {"ResourceId": asg_name, "ResourceType": "auto-scaling-group", "Key": key,
          "Value": value, "PropagateAtLaunch": True}
@@ -360,13 +331,6 @@ def _update_nodegroup_config(self, cluster_name, nodegroup_name, labels=None, ta
         return _public_update(update)
 
 
-def _public_update(update):
-    view = {k: v for k, v in update.items() if not k.startswith("_")}
-    if update["status"] == "InProgress" and time.time() >= update["_done_at"]:
-        update["status"] = view["status"] = "Successful"
-    return view
-
-
 eks_models.EKSBackend.update_nodegroup_config = _update_nodegroup_config
 
 
@@ -381,35 +345,6 @@ def _apply_scaling(eks_backend, nodegroup):
     group.max_size = scaling["maxSize"]
     group.set_desired_capacity(scaling["desiredSize"])
 
-
-def _list_updates(self):
-    cluster_name = self._get_param("name")
-    nodegroup_name = self.querystring.get("nodegroupName", [None])[0]
-    backend = self.eks_backend
-    with _lock:
-        updates = _updates.get((backend.account_id, backend.region_name, cluster_name, nodegroup_name), [])
-        ids = [u["id"] for u in updates]
-    return eks_responses.ActionResult({"updateIds": ids})
-
-
-def _describe_update(self):
-    cluster_name = self._get_param("name")
-    update_id = self._get_param("updateId")
-    nodegroup_name = self.querystring.get("nodegroupName", [None])[0]
-    backend = self.eks_backend
-    with _lock:
-        for update in _updates.get((backend.account_id, backend.region_name, cluster_name, nodegroup_name), []):
-            if update["id"] == update_id:
-                return eks_responses.ActionResult({"update": _public_update(update)})
-    raise ResourceNotFoundException(
-        clusterName=cluster_name, nodegroupName=nodegroup_name, fargateProfileName=None,
-        addonName=None, message=f"No update found for ID: {update_id}")
-
-
-eks_responses.EKSResponse.list_updates = _list_updates
-eks_responses.EKSResponse.describe_update = _describe_update
-eks_urls.url_paths["{0}/clusters/(?P<name>[^/]+)/updates$"] = eks_urls.response.dispatch
-eks_urls.url_paths["{0}/clusters/(?P<name>[^/]+)/updates/(?P<updateId>[^/]+)$"] = eks_urls.response.dispatch
 
 # --------------------------------------------------------------------------- launches
 
@@ -441,6 +376,9 @@ def _launch_blocker(group):
         return None
     version = template.get_version(group.provided_launch_template_version or template.default_version_number)
     data = version.data if version else {}
+    failure = profile_failure(data, group.account_id)
+    if failure:
+        return failure
     mappings = data.get("BlockDeviceMapping") or data.get("BlockDeviceMappings") or []
     kms = kms_backends[group.account_id][group.region]
     for mapping in mappings:
@@ -549,6 +487,9 @@ def _emulator_endpoint(request):
         with _lock:
             eks_models.eks_backends[account][region].clusters[body["cluster"]].status = body["status"]
         return Response("ok")
+    if request.path == "/_emulator/cluster-update-seconds":
+        eks_updates.set_cluster_update_seconds(float(body.get("seconds", 0)))
+        return Response("ok")
     if request.path == "/_emulator/instance-pending":
         from datetime import timedelta
         from moto.ec2.models import ec2_backends
@@ -624,6 +565,7 @@ def _reset_emulator_state():
     with _lock:
         _activities.clear()
         _updates.clear()
+        eks_updates.set_cluster_update_seconds(0)
         clear_access_entries()
         _forced_failures.clear()
         _denied_actions.clear()

@@ -15,7 +15,8 @@ pub use nodegroup::nodegroup_facts;
 use launch::{image, keys, launch_template};
 use network::{describe_instance, network_facts, security_groups};
 use nodegroup::{
-    describe_cluster, describe_group, describe_nodegroup, identity, role_lookup, scaling_activities,
+    cluster_updates, describe_cluster, describe_group, describe_nodegroup, identity,
+    instance_profile, role_lookup, scaling_activities,
 };
 
 use aws_sdk_ec2::types::Filter;
@@ -177,6 +178,16 @@ pub async fn collect(
             )
             .await?,
         );
+    }
+    if let Some(identity) = evidence.identity.as_mut()
+        && let Some(template) = group.as_ref().and_then(|g| g.launch_template.as_ref())
+    {
+        identity.instance_profile = Some(instance_profile(clients, template, &mut calls).await?);
+    }
+    if scope.identity
+        && let Some(cluster) = evidence.cluster.as_mut()
+    {
+        cluster.updates_in_progress = cluster_updates(clients, &cluster.name, &mut calls).await?;
     }
     if scope.identity
         && let Some(role) = evidence.cluster.as_ref().and_then(|c| c.role_arn.clone())

@@ -153,8 +153,66 @@ pub(super) async fn describe_cluster(
                 .tags()
                 .map(|t| t.clone().into_iter().collect())
                 .unwrap_or_default(),
+            updates_in_progress: None,
         }
     }))
+}
+
+/// How many of a cluster's updates are described: a cluster keeps every update it ever had, and
+/// one in progress is among the newest.
+const UPDATES_DESCRIBED: usize = 5;
+
+/// The cluster's updates in progress: ListUpdates, then DescribeUpdate on the last
+/// [`UPDATES_DESCRIBED`] ids it lists. `None` when the list could not be read (denied): the
+/// status check then rests on the cluster's status alone.
+pub(super) async fn cluster_updates(
+    clients: &AwsClients,
+    cluster: &str,
+    calls: &mut CallLog,
+) -> Result<Option<Vec<ClusterUpdate>>, AwsError> {
+    calls.record("eks:ListUpdates");
+    let listed = match clients
+        .eks
+        .list_updates()
+        .name(cluster)
+        .send()
+        .await
+        .op("eks:ListUpdates")
+    {
+        Ok(listed) => listed,
+        Err(error) if !error.is_transient() => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let mut in_progress = Vec::new();
+    for id in listed.update_ids().iter().rev().take(UPDATES_DESCRIBED) {
+        calls.record("eks:DescribeUpdate");
+        let described = match clients
+            .eks
+            .describe_update()
+            .name(cluster)
+            .update_id(id)
+            .send()
+            .await
+            .op("eks:DescribeUpdate")
+        {
+            Ok(described) => described,
+            Err(error) if !error.is_transient() => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        if let Some(update) = described.update()
+            && update.status() == Some(&aws_sdk_eks::types::UpdateStatus::InProgress)
+        {
+            in_progress.push(ClusterUpdate {
+                id: id.clone(),
+                kind: update
+                    .r#type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+                created_at: update.created_at().map(|at| at.to_string()),
+            });
+        }
+    }
+    Ok(Some(in_progress))
 }
 
 pub(super) async fn scaling_activities(
@@ -317,5 +375,87 @@ pub(super) async fn identity(
         node_role_arn: role_arn.to_string(),
         role,
         access_entry,
+        instance_profile: None,
     })
+}
+
+/// The instance profile the Auto Scaling group's launch template gives its instances, and the
+/// roles in it. A denied or failed read makes it unreadable, never absent.
+pub(super) async fn instance_profile(
+    clients: &AwsClients,
+    template: &TemplateRef,
+    calls: &mut CallLog,
+) -> Result<ProfileLookup, AwsError> {
+    let version = template
+        .version
+        .clone()
+        .unwrap_or_else(|| "$Default".into());
+    let request = clients
+        .ec2
+        .describe_launch_template_versions()
+        .versions(&version);
+    let (request, reference) = match (&template.id, &template.name) {
+        (Some(id), _) => (request.launch_template_id(id), id),
+        (None, Some(name)) => (request.launch_template_name(name), name),
+        (None, None) => {
+            return Ok(ProfileLookup::Unreadable {
+                reason: "the Auto Scaling group names its launch template by neither id nor name"
+                    .into(),
+            });
+        }
+    };
+    let label = format!("{reference} version {version}");
+    calls.record("ec2:DescribeLaunchTemplateVersions");
+    let described = match request
+        .send()
+        .await
+        .op("ec2:DescribeLaunchTemplateVersions")
+    {
+        Ok(output) => output,
+        Err(error) if !error.is_transient() => {
+            return Ok(ProfileLookup::Unreadable {
+                reason: format!("{label}: {}: {}", error.code, error.message),
+            });
+        }
+        Err(error) => return Err(error),
+    };
+    let profile = described
+        .launch_template_versions()
+        .first()
+        .and_then(|v| v.launch_template_data())
+        .and_then(|d| d.iam_instance_profile())
+        .and_then(|p| p.name().or(p.arn()))
+        .map(|named| named.rsplit('/').next().unwrap_or(named).to_string());
+    let Some(name) = profile else {
+        return Ok(ProfileLookup::NotInTemplate { template: label });
+    };
+    calls.record("iam:GetInstanceProfile");
+    match clients
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(&name)
+        .send()
+        .await
+        .op("iam:GetInstanceProfile")
+    {
+        Ok(output) => Ok(ProfileLookup::Found {
+            template: label,
+            role_arns: output
+                .instance_profile()
+                .map(|p| p.roles().iter().map(|r| r.arn().to_string()).collect())
+                .unwrap_or_default(),
+            name,
+        }),
+        Err(error) if error.is_code("NoSuchEntity") => Ok(ProfileLookup::NotFound {
+            template: label,
+            name,
+        }),
+        Err(error) if !error.is_transient() => Ok(ProfileLookup::Unreadable {
+            reason: format!(
+                "iam:GetInstanceProfile {name}: {}: {}",
+                error.code, error.message
+            ),
+        }),
+        Err(error) => Err(error),
+    }
 }

@@ -44,7 +44,7 @@ causes! {
         "No automatic fix. Wait for a CREATING cluster; a FAILED or DELETING cluster cannot take nodes: recreate it (`aws eks describe-cluster --name <cluster>` shows why).";
     ClusterUpdating => "cluster_updating", "nodegroup",
         "The cluster's control plane is being updated (warning)",
-        "DescribeCluster: status is UPDATING.",
+        "DescribeCluster: status is UPDATING; or, with the whole checklist, ListUpdates and DescribeUpdate (on the last five ids listed) show an update InProgress.",
         "Wait for the update to finish (`aws eks list-updates --name <cluster>`); nodes may fail to join while the control plane changes.";
     ClusterRoleInvalid => "cluster_role_invalid", "identity",
         "The cluster's IAM role is missing, does not trust EKS, or lacks AmazonEKSClusterPolicy",
@@ -146,6 +146,10 @@ causes! {
         "The node role's trust policy does not let EC2 assume it",
         "GetRole: the AssumeRolePolicyDocument has no Allow of sts:AssumeRole for ec2.amazonaws.com, denies it, or allows it only under a principal condition (aws:PrincipalOrgID, aws:PrincipalAccount, ...) that never holds for a service.",
         "No automatic fix. `aws iam update-assume-role-policy` with an Allow of sts:AssumeRole for ec2.amazonaws.com.";
+    InstanceProfileInvalid => "instance_profile_invalid", "identity",
+        "The instance profile the nodes launch with is missing or does not hold the node role",
+        "The Auto Scaling group's launch template (DescribeLaunchTemplateVersions) names no IamInstanceProfile, or GetInstanceProfile reports NoSuchEntity for it, or its Roles do not include the nodegroup's node role.",
+        "No automatic fix. Put the node role in the profile (`aws iam add-role-to-instance-profile`; a profile holds one role), recreate a deleted profile with that name, or point the group back at the launch template EKS made.";
     NodeRoleMissingAccessEntry => "node_role_missing_access_entry", "identity",
         "The node role has no access entry on a cluster that authenticates with access entries only",
         "The cluster's accessConfig.authenticationMode is API and DescribeAccessEntry finds no entry for the node role.",

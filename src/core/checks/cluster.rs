@@ -2,7 +2,7 @@
 //! and a nodegroup EKS marks failed with no health issue still needs a name for its trouble.
 
 use super::{Cause, Fact, Finding, Subject};
-use crate::core::evidence::Evidence;
+use crate::core::evidence::{ClusterFacts, Evidence};
 
 pub fn findings(evidence: &Evidence) -> Vec<Finding> {
     let Some(cluster) = &evidence.cluster else {
@@ -33,22 +33,59 @@ pub fn findings(evidence: &Evidence) -> Vec<Finding> {
             )),
             subject,
         }],
-        "UPDATING" => vec![Finding {
-            cause: Cause::ClusterUpdating,
-            blocking: false,
-            summary: format!("cluster {} is being updated", cluster.name),
-            explanation: "While the control plane updates, its endpoint may briefly refuse or reset \
-                          connections, and nodes that bootstrap then can fail to register. It passes when the \
-                          update finishes."
-                .into(),
-            evidence: vec![fact],
-            remedy: Some(format!(
-                "aws eks list-updates --name {} (then aws eks describe-update --name {} --update-id <id>)",
-                cluster.name, cluster.name
-            )),
-            subject,
-        }],
-        _ => Vec::new(),
+        "UPDATING" => vec![updating(
+            cluster,
+            format!("cluster {} is being updated", cluster.name),
+            fact,
+        )],
+        _ => match cluster.updates_in_progress.as_deref() {
+            Some([first, ..]) => vec![updating(
+                cluster,
+                format!(
+                    "cluster {} has update {} ({}) in progress",
+                    cluster.name, first.id, first.kind
+                ),
+                fact,
+            )],
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// The warning for a control plane that is changing: its status says so, or an update that
+/// ListUpdates names is still in progress.
+fn updating(cluster: &ClusterFacts, summary: String, status: Fact) -> Finding {
+    let mut evidence = vec![status];
+    evidence.extend(cluster.updates_in_progress.iter().flatten().map(|update| {
+        Fact::new(
+            format!("update {}", update.id),
+            format!(
+                "{} InProgress{}",
+                update.kind,
+                update
+                    .created_at
+                    .as_deref()
+                    .map(|at| format!(" since {at}"))
+                    .unwrap_or_default()
+            ),
+        )
+    }));
+    Finding {
+        cause: Cause::ClusterUpdating,
+        blocking: false,
+        summary,
+        explanation: "While the control plane updates, its endpoint may briefly refuse or reset \
+                      connections, and nodes that bootstrap then can fail to register. It passes when the \
+                      update finishes."
+            .into(),
+        evidence,
+        remedy: Some(format!(
+            "aws eks list-updates --name {} (then aws eks describe-update --name {} --update-id <id>)",
+            cluster.name, cluster.name
+        )),
+        subject: Subject::Resource {
+            id: cluster.name.clone(),
+        },
     }
 }
 

@@ -11,6 +11,7 @@ mod firewall;
 mod health;
 pub mod identity;
 mod imds;
+mod instance_profile;
 pub mod ip;
 mod kms;
 mod launch;
@@ -170,6 +171,7 @@ pub fn diagnose(evidence: &Evidence) -> Diagnosis {
     if let Some(identity) = &evidence.identity {
         findings.extend(identity::findings(evidence, identity));
         findings.extend(trust::findings(evidence, identity));
+        findings.extend(instance_profile::findings(evidence, identity));
     }
     let explained: Vec<Cause> = findings
         .iter()

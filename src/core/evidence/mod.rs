@@ -160,6 +160,20 @@ pub struct ClusterFacts {
     pub authentication_mode: Option<String>,
     #[serde(default)]
     pub tags: Tags,
+    /// The cluster's updates still in progress (ListUpdates, DescribeUpdate); `None` when they
+    /// were not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updates_in_progress: Option<Vec<ClusterUpdate>>,
+}
+
+/// A control-plane update (a version, endpoint access, logging or other configuration change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterUpdate {
+    pub id: String,
+    /// VersionUpdate, EndpointAccessUpdate, LoggingUpdate, ConfigUpdate, ...
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
 }
 
 impl ClusterFacts {
@@ -494,6 +508,29 @@ pub struct IdentityFacts {
     pub node_role_arn: String,
     pub role: RoleLookup,
     pub access_entry: AccessEntryLookup,
+    /// The instance profile the Auto Scaling group's launch template gives its instances; `None`
+    /// when the group names no launch template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_profile: Option<ProfileLookup>,
+}
+
+/// The instance profile instances launch with, read from the Auto Scaling group's launch
+/// template (for a managed nodegroup, the copy EKS makes of the user's template, or its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ProfileLookup {
+    Found {
+        /// The launch template and version it was read from.
+        template: String,
+        name: String,
+        role_arns: Vec<String>,
+    },
+    /// The template gives its instances no instance profile.
+    NotInTemplate { template: String },
+    /// The template names a profile IAM does not have.
+    NotFound { template: String, name: String },
+    /// The template or the profile could not be read (denied, or the template is gone).
+    Unreadable { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

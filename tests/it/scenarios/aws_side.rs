@@ -37,6 +37,62 @@ async fn a_cluster_that_failed_takes_no_nodes_and_one_updating_warns() {
     );
 }
 
+/// An UpdateClusterConfig that turns on API-server logging, as an operator would.
+async fn turn_on_logging(world: &World) {
+    use aws_sdk_eks::types::{LogSetup, LogType, Logging};
+    world
+        .clients
+        .eks
+        .update_cluster_config()
+        .name(CLUSTER)
+        .logging(
+            Logging::builder()
+                .cluster_logging(
+                    LogSetup::builder()
+                        .types(LogType::Api)
+                        .enabled(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("update");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_in_progress_on_an_active_cluster_warns_and_is_named() {
+    let world = World::new(3).await;
+    // Near miss: an update that has finished.
+    turn_on_logging(&world).await;
+    let done = world.check("default", "eks.cluster_status");
+    assert_eq!(done["result"], "pass", "{done:#}");
+    // moto keeps the cluster ACTIVE; ListUpdates is what shows the update still running.
+    world
+        .emulator
+        .cluster_updates_take(600)
+        .await
+        .expect("slow updates");
+    turn_on_logging(&world).await;
+    let (code, reports) = world.diagnose(CLUSTER, Some("default"));
+    assert_eq!(code, 0, "a warning, not a blocking cause");
+    let warning = reports[0]["diagnosis"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["cause"] == "cluster_updating")
+        .cloned()
+        .unwrap_or_else(|| panic!("no cluster_updating in {reports:#}"));
+    assert!(
+        warning["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("(LoggingUpdate) in progress")),
+        "{warning:#}"
+    );
+    let check = world.check("default", "eks.cluster_status");
+    assert_eq!(check["result"], "warn", "{check:#}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nodegroup_marked_failed_without_a_health_issue_is_named() {
     let world = World::new(3).await;

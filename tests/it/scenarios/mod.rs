@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::support::World;
 
 mod aws_side;
+mod identity;
 mod launch;
 mod user_data;
 

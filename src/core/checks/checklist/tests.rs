@@ -1,6 +1,6 @@
 use super::*;
 use crate::core::checks::diagnose;
-use crate::core::evidence::Evidence;
+use crate::core::evidence::{AccessEntryLookup, Evidence, ProfileLookup, RoleLookup};
 
 fn result(evidence: &Evidence, check: CheckId) -> CheckResult {
     diagnose(evidence)
@@ -119,8 +119,15 @@ fn a_denied_call_skips_its_check_and_never_passes_it() {
         identity.access_entry = AccessEntryLookup::Unreadable {
             reason: "AccessDenied: eks:DescribeAccessEntry".into(),
         };
+        identity.instance_profile = Some(ProfileLookup::Unreadable {
+            reason: "iam:GetInstanceProfile eks-ng: AccessDenied".into(),
+        });
     });
-    for check in [CheckId::NodeRolePolicies, CheckId::NodeAccessEntry] {
+    for check in [
+        CheckId::NodeRolePolicies,
+        CheckId::NodeAccessEntry,
+        CheckId::InstanceProfile,
+    ] {
         let denied = result(&evidence, check);
         assert_eq!(denied.result, CheckStatus::Skipped, "{denied:?}");
         assert!(

@@ -5,7 +5,7 @@ use super::causes;
 use crate::core::checks::*;
 use crate::core::evidence::SecurityGroupFacts;
 use crate::core::evidence::fixtures::{private_join_endpoints, sg_rule};
-use crate::core::evidence::{Evidence, ImageLookup};
+use crate::core::evidence::{Evidence, ImageLookup, ProfileLookup, RoleLookup};
 
 /// The node subnet without a default route, reaching AWS through the private-join endpoints.
 fn private_join(evidence: Evidence) -> Evidence {
@@ -390,4 +390,131 @@ fn an_instance_pending_past_five_minutes_is_stuck_and_a_young_one_is_not() {
         Some(Cause::InstanceStuckPending)
     );
     assert!(causes(&pending_for(2)).is_empty());
+}
+
+fn with_profile(lookup: ProfileLookup) -> Evidence {
+    Evidence::healthy().identity(|identity| identity.instance_profile = Some(lookup))
+}
+
+#[test]
+fn an_instance_profile_that_is_gone_empty_or_absent_is_invalid() {
+    let gone = with_profile(ProfileLookup::NotFound {
+        template: "lt-eks version 1".into(),
+        name: "eks-ng-profile".into(),
+    });
+    let empty = with_profile(ProfileLookup::Found {
+        template: "lt-eks version 1".into(),
+        name: "eks-ng-profile".into(),
+        role_arns: vec![],
+    });
+    let other = with_profile(ProfileLookup::Found {
+        template: "lt-eks version 1".into(),
+        name: "eks-ng-profile".into(),
+        role_arns: vec!["arn:aws:iam::123456789012:role/web".into()],
+    });
+    let absent = with_profile(ProfileLookup::NotInTemplate {
+        template: "lt-mine version 3".into(),
+    });
+    for (evidence, says) in [
+        (gone, "does not exist"),
+        (empty, "holds no role"),
+        (other, "holds arn:aws:iam::123456789012:role/web"),
+        (absent, "gives no instance profile"),
+    ] {
+        let diagnosis = diagnose(&evidence);
+        assert_eq!(
+            diagnosis.cause(),
+            Some(Cause::InstanceProfileInvalid),
+            "{says}"
+        );
+        let finding = diagnosis.primary().unwrap();
+        assert!(finding.summary.contains(says), "{}", finding.summary);
+        assert!(
+            finding.remedy.as_deref().unwrap_or("").starts_with("aws ")
+                || finding.remedy.as_deref().unwrap_or("").starts_with("Point")
+        );
+    }
+    let other = with_profile(ProfileLookup::Found {
+        template: "lt-eks version 1".into(),
+        name: "eks-ng-profile".into(),
+        role_arns: vec!["arn:aws:iam::123456789012:role/web".into()],
+    });
+    let remedy = diagnose(&other).primary().unwrap().remedy.clone().unwrap();
+    assert!(
+        remedy.contains("remove-role-from-instance-profile --instance-profile-name eks-ng-profile --role-name web && aws iam add-role-to-instance-profile"),
+        "a profile holds one role: {remedy}"
+    );
+}
+
+#[test]
+fn a_profile_holding_the_node_role_under_a_path_passes() {
+    let evidence = with_profile(ProfileLookup::Found {
+        template: "lt-eks version 1".into(),
+        name: "eks-ng-profile".into(),
+        role_arns: vec!["arn:aws:iam::123456789012:role/nodes/eks-node".into()],
+    });
+    assert!(diagnose(&evidence).is_healthy());
+    let check = diagnose(&evidence)
+        .checks
+        .into_iter()
+        .find(|c| c.check == CheckId::InstanceProfile)
+        .unwrap();
+    assert_eq!(check.result, CheckStatus::Pass, "{check:?}");
+}
+
+#[test]
+fn a_deleted_node_role_is_the_cause_not_its_empty_profile() {
+    let evidence = with_profile(ProfileLookup::Found {
+        template: "lt-eks version 1".into(),
+        name: "eks-ng-profile".into(),
+        role_arns: vec![],
+    })
+    .identity(|identity| {
+        identity.role = RoleLookup::NotFound {
+            name: "eks-node".into(),
+        }
+    });
+    let diagnosis = diagnose(&evidence);
+    assert_eq!(diagnosis.cause(), Some(Cause::NodeRoleNotFound));
+    assert!(
+        !diagnosis
+            .blocking()
+            .any(|f| f.cause == Cause::InstanceProfileInvalid)
+    );
+}
+
+#[test]
+fn an_update_in_progress_on_an_active_cluster_warns_and_names_it() {
+    use crate::core::evidence::ClusterUpdate;
+    let evidence = Evidence::healthy().cluster(|c| {
+        c.updates_in_progress = Some(vec![ClusterUpdate {
+            id: "u-1".into(),
+            kind: "EndpointAccessUpdate".into(),
+            created_at: Some("2026-11-30T10:00:00Z".into()),
+        }])
+    });
+    let diagnosis = diagnose(&evidence);
+    assert!(diagnosis.is_healthy(), "a warning, not a blocking cause");
+    let warning = diagnosis.warnings().next().expect("a warning");
+    assert_eq!(warning.cause, Cause::ClusterUpdating);
+    assert!(
+        warning.summary.contains("u-1 (EndpointAccessUpdate)"),
+        "{}",
+        warning.summary
+    );
+    assert!(
+        warning
+            .evidence
+            .iter()
+            .any(|f| f.observed.contains("InProgress since 2026-11-30T10:00:00Z"))
+    );
+    // Near miss: updates read, none in progress.
+    let quiet = diagnose(&Evidence::healthy());
+    assert_eq!(quiet.warnings().count(), 0);
+    let check = quiet
+        .checks
+        .iter()
+        .find(|c| c.check == CheckId::ClusterStatus)
+        .unwrap();
+    assert_eq!(check.result, CheckStatus::Pass);
 }
