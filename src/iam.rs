@@ -310,6 +310,17 @@ fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
             Some(json!({ "ArnEquals": { "iam:PolicyARN": attachable_policies() } }));
         fix(statement, &mut mutations);
     }
+    if wanted(&[FixKind::AttachClusterRolePolicy]) {
+        let mut statement = Statement::fix(
+            "FixClusterRolePolicy",
+            &["iam:AttachRolePolicy", "iam:DetachRolePolicy"],
+            vec![Typed("iam", "role/*")],
+        );
+        statement.condition = Some(json!({
+            "ArnEquals": { "iam:PolicyARN": ["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"] }
+        }));
+        fix(statement, &mut mutations);
+    }
     if wanted(&[FixKind::CreateAccessEntry]) {
         fix(
             Statement::fix(

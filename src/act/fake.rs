@@ -21,7 +21,7 @@ pub(crate) struct FakeWorld {
     pub(super) updates: Mutex<Vec<ScalingUpdate>>,
     pub(super) fail: Mutex<HashMap<&'static str, String>>,
     pub(super) flags: Mutex<HashMap<String, bool>>,
-    pub(super) role_policies: Mutex<HashMap<String, Vec<String>>>,
+    pub(crate) role_policies: Mutex<HashMap<String, Vec<String>>>,
     pub(super) access_entries: Mutex<HashMap<String, String>>,
     pub(crate) in_service: Mutex<usize>,
     pub(super) denied: Mutex<Option<String>>,

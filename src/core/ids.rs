@@ -71,7 +71,9 @@ impl StormSubject {
                 Some(StormSubject::RouteTable(route_table_id.clone()))
             }
             Subject::Vpc { vpc_id, .. } => Some(StormSubject::Vpc(vpc_id.clone())),
-            Subject::NodeRole { role_name, .. } => Some(StormSubject::Role(role_name.clone())),
+            Subject::NodeRole { role_name, .. } | Subject::ClusterRole { role_name, .. } => {
+                Some(StormSubject::Role(role_name.clone()))
+            }
             Subject::AccessEntry {
                 cluster,
                 principal_arn,

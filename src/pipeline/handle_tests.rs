@@ -217,3 +217,48 @@ async fn an_unreadable_body_is_kept_for_the_dead_letter_queue() {
     let kinds: Vec<String> = bench.records().into_iter().map(|r| r.kind).collect();
     assert_eq!(kinds, ["message_rejected"]);
 }
+
+#[tokio::test]
+async fn a_missing_cluster_policy_waits_for_approval_even_in_auto_mode_then_is_attached() {
+    use crate::audit::control::{self, PlanStatus};
+    let evidence = Evidence::healthy().cluster_role("eks.amazonaws.com", &[]);
+    let bench = Bench::new(Mode::Auto, lab_000_world(), evidence);
+    let disposition = bench
+        .deliver(launch_event("launch-1", GROUP, EARLIER))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    let waiting = bench
+        .store
+        .read_blocking(|c| control::plans(c, Some(PlanStatus::AwaitingApproval)))
+        .unwrap();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    let attached = |world: &crate::act::fake::FakeWorld| {
+        world
+            .role_policies
+            .lock()
+            .unwrap()
+            .get("eks-cluster")
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        attached(bench.world()).is_empty(),
+        "nothing before approval"
+    );
+
+    crate::operate::decide_plan(
+        &bench.store,
+        &waiting[0].plan_id,
+        true,
+        "alice",
+        Some("CHG-7"),
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    let pass = bench.pipeline.process_approvals().await.unwrap();
+    assert_eq!(pass.applied, 1, "{pass:?}");
+    assert_eq!(
+        attached(bench.world()),
+        ["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"]
+    );
+}

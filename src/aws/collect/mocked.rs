@@ -257,9 +257,8 @@ async fn an_api_only_cluster_without_the_node_roles_access_entry_is_found() {
     };
     let group = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups)
         .then_output(|| DescribeAutoScalingGroupsOutput::builder().build());
-    let updates = mock!(aws_sdk_eks::Client::list_updates).then_output(|| {
-        aws_sdk_eks::operation::list_updates::ListUpdatesOutput::builder().build()
-    });
+    let updates = mock!(aws_sdk_eks::Client::list_updates)
+        .then_output(|| aws_sdk_eks::operation::list_updates::ListUpdatesOutput::builder().build());
     let clients = clients(
         &[degraded_nodegroup(), cluster, no_entry, updates],
         &[group],
@@ -271,7 +270,11 @@ async fn an_api_only_cluster_without_the_node_roles_access_entry_is_found() {
         .expect("evidence");
 
     let cluster = evidence.cluster.as_ref().expect("cluster evidence");
-    assert_eq!(cluster.updates_in_progress, Some(vec![]), "updates were read");
+    assert_eq!(
+        cluster.updates_in_progress,
+        Some(vec![]),
+        "updates were read"
+    );
     let identity = evidence.identity.as_ref().expect("identity evidence");
     assert_eq!(identity.access_entry, AccessEntryLookup::Absent);
     assert!(

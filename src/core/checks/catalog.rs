@@ -49,7 +49,7 @@ causes! {
     ClusterRoleInvalid => "cluster_role_invalid", "identity",
         "The cluster's IAM role is missing, does not trust EKS, or lacks AmazonEKSClusterPolicy",
         "DescribeCluster roleArn; GetRole (NoSuchEntity, or an AssumeRolePolicyDocument without an Allow of sts:AssumeRole for eks.amazonaws.com) and ListAttachedRolePolicies without AmazonEKSClusterPolicy.",
-        "No automatic fix. Restore the role's trust in eks.amazonaws.com and attach AmazonEKSClusterPolicy (`aws iam attach-role-policy`).";
+        "`attach_cluster_role_policy` (needs approval) when the role exists and trusts EKS and only AmazonEKSClusterPolicy is missing: AttachRolePolicy. A trust policy is the owner's to write and a missing role is not nodemedic's to create: their commands are in the report.";
     NodegroupCreateFailed => "nodegroup_create_failed", "nodegroup",
         "The nodegroup is CREATE_FAILED or DEGRADED and no health issue names why",
         "DescribeNodegroup: status is CREATE_FAILED or DEGRADED, and no health issue or other check explains it.",

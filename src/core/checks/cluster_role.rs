@@ -16,6 +16,8 @@ pub fn findings(evidence: &Evidence) -> Vec<Finding> {
     ) else {
         return Vec::new();
     };
+    let mut trust_invalid = false;
+    let mut policy_missing = false;
     let problems: Vec<String> = match lookup {
         RoleLookup::Unreadable { .. } => return Vec::new(),
         RoleLookup::NotFound { name } => vec![format!("role {name} does not exist")],
@@ -29,6 +31,7 @@ pub fn findings(evidence: &Evidence) -> Vec<Finding> {
                 .as_deref()
                 .and_then(|text| serde_json::from_str::<Value>(text).ok())
                 .map(|document| service_trust(&document, EKS));
+            trust_invalid = !matches!(trust, Some(ServiceTrust::Allowed) | None);
             match trust {
                 Some(ServiceTrust::Allowed) | None => {}
                 Some(ServiceTrust::Denied) => {
@@ -45,6 +48,7 @@ pub fn findings(evidence: &Evidence) -> Vec<Finding> {
                 .iter()
                 .any(|arn| arn.ends_with(&format!("/{CLUSTER_POLICY}")))
             {
+                policy_missing = true;
                 problems.push(format!("{CLUSTER_POLICY} is not attached"));
             }
             problems
@@ -65,13 +69,46 @@ pub fn findings(evidence: &Evidence) -> Vec<Finding> {
             .iter()
             .map(|problem| Fact::new(role_arn, problem))
             .collect(),
-        remedy: Some(format!(
-            "aws iam update-assume-role-policy --role-name {name} --policy-document \
-             '{{\"Version\":\"2012-10-17\",\"Statement\":[{{\"Effect\":\"Allow\",\"Principal\":{{\"Service\":\"{EKS}\"}},\"Action\":\"sts:AssumeRole\"}}]}}'; \
-             aws iam attach-role-policy --role-name {name} --policy-arn arn:aws:iam::aws:policy/{CLUSTER_POLICY}"
+        remedy: Some(remedy(
+            name,
+            matches!(lookup, RoleLookup::NotFound { .. }),
+            trust_invalid,
+            policy_missing,
         )),
-        subject: Subject::Resource {
-            id: role_arn.clone(),
+        // Only a role that exists and trusts EKS gets a planned fix: a trust policy is the
+        // owner's to write, and a missing role is not nodemedic's to create.
+        subject: if policy_missing && !trust_invalid && matches!(lookup, RoleLookup::Found { .. }) {
+            Subject::ClusterRole {
+                role_name: name.to_string(),
+                missing_policy_arns: vec![format!("arn:aws:iam::aws:policy/{CLUSTER_POLICY}")],
+            }
+        } else {
+            Subject::Resource {
+                id: role_arn.clone(),
+            }
         },
     }]
+}
+
+/// The commands that mend the role: create it, or its trust, its policy, or both.
+fn remedy(name: &str, missing: bool, trust: bool, policy: bool) -> String {
+    let trust_document = format!(
+        "'{{\"Version\":\"2012-10-17\",\"Statement\":[{{\"Effect\":\"Allow\",\"Principal\":{{\"Service\":\"{EKS}\"}},\"Action\":\"sts:AssumeRole\"}}]}}'"
+    );
+    let mut commands = Vec::new();
+    if missing {
+        commands.push(format!(
+            "aws iam create-role --role-name {name} --assume-role-policy-document {trust_document}"
+        ));
+    } else if trust {
+        commands.push(format!(
+            "aws iam update-assume-role-policy --role-name {name} --policy-document {trust_document}"
+        ));
+    }
+    if missing || policy {
+        commands.push(format!(
+            "aws iam attach-role-policy --role-name {name} --policy-arn arn:aws:iam::aws:policy/{CLUSTER_POLICY}"
+        ));
+    }
+    commands.join("; ")
 }

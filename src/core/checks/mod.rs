@@ -109,6 +109,11 @@ pub enum Subject {
         role_name: String,
         missing_policy_arns: Vec<String>,
     },
+    /// The cluster's role, which trusts EKS but lacks a policy it needs.
+    ClusterRole {
+        role_name: String,
+        missing_policy_arns: Vec<String>,
+    },
     AccessEntry {
         cluster: String,
         principal_arn: String,

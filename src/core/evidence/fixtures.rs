@@ -522,6 +522,23 @@ impl Evidence {
         self
     }
 
+    /// The cluster's role as IAM shows it: trusting `trusted` (a service), with these AWS
+    /// managed policies attached.
+    pub fn cluster_role(mut self, trusted: &str, policies: &[&str]) -> Self {
+        self.cluster_role = Some(RoleLookup::Found {
+            name: "eks-cluster".into(),
+            attached_policy_arns: policies
+                .iter()
+                .map(|p| format!("arn:aws:iam::aws:policy/{p}"))
+                .collect(),
+            tags: Tags::new(),
+            trust_policy: Some(format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Service":"{trusted}"}},"Action":"sts:AssumeRole"}}]}}"#
+            )),
+        });
+        self
+    }
+
     pub fn nodegroup_status(mut self, status: &str) -> Self {
         self.nodegroup.status = status.into();
         self

@@ -14,10 +14,11 @@ pub enum FixKind {
     EnableSubnetPublicIp,
     AttachNodeRolePolicy,
     CreateAccessEntry,
+    AttachClusterRolePolicy,
 }
 
 impl FixKind {
-    pub const ALL: [FixKind; 8] = [
+    pub const ALL: [FixKind; 9] = [
         FixKind::AddNatRoute,
         FixKind::PatchKmsKeyPolicy,
         FixKind::CycleNodegroup,
@@ -26,6 +27,7 @@ impl FixKind {
         FixKind::EnableSubnetPublicIp,
         FixKind::AttachNodeRolePolicy,
         FixKind::CreateAccessEntry,
+        FixKind::AttachClusterRolePolicy,
     ];
 
     pub fn code(self) -> &'static str {
@@ -38,6 +40,7 @@ impl FixKind {
             FixKind::EnableSubnetPublicIp => "enable_subnet_public_ip",
             FixKind::AttachNodeRolePolicy => "attach_node_role_policy",
             FixKind::CreateAccessEntry => "create_access_entry",
+            FixKind::AttachClusterRolePolicy => "attach_cluster_role_policy",
         }
     }
 
@@ -94,6 +97,11 @@ impl FixKind {
             FixKind::CreateAccessEntry => {
                 "eks:CreateAccessEntry of type EC2_LINUX for the node role on a cluster that authenticates with \
                  access entries only. Needs approval by default. Rollback: DeleteAccessEntry."
+            }
+            FixKind::AttachClusterRolePolicy => {
+                "iam:AttachRolePolicy of AmazonEKSClusterPolicy to the cluster's role, when the role exists and \
+                 trusts EKS and only the policy is missing (a trust policy is never rewritten). Needs approval \
+                 by default. Rollback: DetachRolePolicy."
             }
         }
     }

@@ -140,6 +140,20 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
                     reason: format!("Attach {arn} to node role {role_name}."),
                 })
                 .collect()),
+            Subject::ClusterRole {
+                role_name,
+                missing_policy_arns,
+            } => Ok(missing_policy_arns
+                .iter()
+                .map(|arn| Step {
+                    fix: FixKind::AttachClusterRolePolicy,
+                    action: Action::AttachRolePolicy {
+                        role_name: role_name.clone(),
+                        policy_arn: arn.clone(),
+                    },
+                    reason: format!("Attach {arn} to cluster role {role_name}."),
+                })
+                .collect()),
             Subject::AccessEntry {
                 cluster,
                 principal_arn,

@@ -584,3 +584,22 @@ fn the_plan_id_changes_when_the_state_it_rests_on_changes() {
     assert_ne!(before.id, after.id, "but another world");
     assert!(before.rests_on.iter().any(|r| r.resource == "rtb-new"));
 }
+
+#[test]
+fn a_cluster_role_missing_only_its_policy_gets_it_attached_and_nothing_else_does() {
+    let missing = Evidence::healthy().cluster_role("eks.amazonaws.com", &[]);
+    let plan = plan_for(&missing);
+    assert_eq!(kinds(&plan)[0], FixKind::AttachClusterRolePolicy);
+    assert_eq!(
+        plan.steps[0].action.api_calls()[0].parameters,
+        json!({"RoleName": "eks-cluster", "PolicyArn": "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"})
+    );
+    assert!(FixKind::AttachClusterRolePolicy.needs_approval_by_default());
+    // A trust policy is the owner's to write: a role that does not trust EKS gets no step.
+    let untrusting = Evidence::healthy().cluster_role("ec2.amazonaws.com", &[]);
+    assert!(
+        !kinds(&plan_for(&untrusting)).contains(&FixKind::AttachClusterRolePolicy),
+        "{:?}",
+        kinds(&plan_for(&untrusting))
+    );
+}

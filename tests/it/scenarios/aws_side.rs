@@ -526,6 +526,14 @@ async fn a_cluster_role_without_the_cluster_policy_is_invalid() {
         (3, json!("cluster_role_invalid")),
         "{reports:#}"
     );
+    // The role trusts EKS and lacks only the policy: the plan attaches it, after approval.
+    let fixes: Vec<&str> = reports[0]["plan"]["steps"]
+        .as_array()
+        .expect("plan steps")
+        .iter()
+        .filter_map(|step| step["fix"].as_str())
+        .collect();
+    assert_eq!(fixes.first(), Some(&"attach_cluster_role_policy"), "{reports:#}");
     // Near miss: the workshop's cluster role trusts EKS and has the policy.
     assert_eq!(world.check("default", "iam.cluster_role")["result"], "pass");
 }
