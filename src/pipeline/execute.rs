@@ -95,7 +95,7 @@ fn touched(step: &Step, evidence: &Evidence) -> Vec<Touched> {
         }
         Action::AttachRolePolicy { role_name, .. } => vec![with_tags(
             role_name,
-            match evidence.identity.as_ref().map(|i| &i.role) {
+            match evidence.role_named(role_name) {
                 Some(crate::core::evidence::RoleLookup::Found { tags, .. }) => Ok(tags),
                 _ => Err(not_collected()),
             },

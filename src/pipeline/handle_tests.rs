@@ -262,3 +262,27 @@ async fn a_missing_cluster_policy_waits_for_approval_even_in_auto_mode_then_is_a
         ["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"]
     );
 }
+
+#[tokio::test]
+async fn a_cluster_role_carrying_the_ignore_tag_is_left_alone() {
+    use crate::core::evidence::RoleLookup;
+    let mut evidence = Evidence::healthy().cluster_role("eks.amazonaws.com", &[]);
+    if let Some(RoleLookup::Found { tags, .. }) = evidence.cluster_role.as_mut() {
+        tags.insert("nodemedic.io/ignore".into(), "owned by platform".into());
+    }
+    let bench = Bench::new(Mode::Auto, lab_000_world(), evidence);
+    bench
+        .deliver(launch_event("launch-1", GROUP, EARLIER))
+        .await;
+    let refused = bench.records().iter().any(|r| {
+        r.kind == "guard_decision"
+            && r.body
+                .to_string()
+                .contains("eks-cluster carries the nodemedic.io/ignore tag")
+    });
+    assert!(
+        refused,
+        "the cluster role's own tags were read: {:?}",
+        bench.records()
+    );
+}

@@ -129,7 +129,7 @@ causes! {
     S3EndpointPolicyBlocksEcr => "s3_endpoint_policy_blocks_ecr", "network",
         "The S3 gateway endpoint's policy does not let nodes pull image layers from ECR",
         "The node subnet's route table uses an S3 gateway endpoint whose policy does not allow s3:GetObject on arn:aws:s3:::prod-<region>-starport-layer-bucket/* (ECR's image layers); a warning when it only blocks the Amazon Linux package repositories of the region.",
-        "Add a statement to the endpoint policy allowing s3:GetObject on arn:aws:s3:::prod-<region>-starport-layer-bucket/* (`aws ec2 modify-vpc-endpoint --vpc-endpoint-id <id> --policy-document file://policy.json`).";
+        "No automatic fix: an endpoint policy is the owner's narrowing, and nodemedic never widens access an owner narrowed. Add a statement to the endpoint policy allowing s3:GetObject on arn:aws:s3:::prod-<region>-starport-layer-bucket/* (`aws ec2 modify-vpc-endpoint --vpc-endpoint-id <id> --policy-document file://policy.json`).";
     SubnetInOtherVpc => "subnet_in_other_vpc", "network",
         "The node subnet is not in the cluster's VPC",
         "The subnet's VpcId differs from the cluster's resourcesVpcConfig.vpcId.",
@@ -145,7 +145,7 @@ causes! {
     NodeRoleTrustInvalid => "node_role_trust_invalid", "identity",
         "The node role's trust policy does not let EC2 assume it",
         "GetRole: the AssumeRolePolicyDocument has no Allow of sts:AssumeRole for ec2.amazonaws.com, denies it, or allows it only under a principal condition (aws:PrincipalOrgID, aws:PrincipalAccount, ...) that never holds for a service.",
-        "No automatic fix. `aws iam update-assume-role-policy` with an Allow of sts:AssumeRole for ec2.amazonaws.com.";
+        "No automatic fix: a trust policy is the owner's narrowing, and nodemedic never widens access an owner narrowed. `aws iam update-assume-role-policy` with an Allow of sts:AssumeRole for ec2.amazonaws.com.";
     InstanceProfileInvalid => "instance_profile_invalid", "identity",
         "The instance profile the nodes launch with is missing or does not hold the node role",
         "The Auto Scaling group's launch template (DescribeLaunchTemplateVersions) names no IamInstanceProfile, or GetInstanceProfile reports NoSuchEntity for it, or its Roles do not include the nodegroup's node role.",

@@ -48,6 +48,19 @@ pub struct Evidence {
 }
 
 impl Evidence {
+    /// The node role or the cluster role, whichever is named `role_name`, as IAM showed it.
+    pub fn role_named(&self, role_name: &str) -> Option<&RoleLookup> {
+        let named = |role: &&RoleLookup| match role {
+            RoleLookup::Found { name, .. } | RoleLookup::NotFound { name } => name == role_name,
+            RoleLookup::Unreadable { .. } => false,
+        };
+        self.identity
+            .as_ref()
+            .map(|i| &i.role)
+            .filter(named)
+            .or(self.cluster_role.as_ref().filter(named))
+    }
+
     pub fn launch_template_facts(&self) -> Option<&LaunchTemplateFacts> {
         match &self.launch_template {
             Some(TemplateLookup::Found(facts)) => Some(facts),

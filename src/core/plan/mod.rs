@@ -263,7 +263,7 @@ fn rests_on(steps: &[Step], evidence: &Evidence) -> Vec<RestsOn> {
             ),
             Action::AttachRolePolicy { role_name, .. } => add(
                 role_name.clone(),
-                evidence.identity.as_ref().map(|i| json!(i.role)).unwrap_or(Value::Null),
+                evidence.role_named(role_name).map(|role| json!(role)).unwrap_or(Value::Null),
             ),
             Action::CreateAccessEntry { principal_arn, .. } => add(
                 principal_arn.clone(),

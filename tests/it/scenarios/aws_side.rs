@@ -533,7 +533,11 @@ async fn a_cluster_role_without_the_cluster_policy_is_invalid() {
         .iter()
         .filter_map(|step| step["fix"].as_str())
         .collect();
-    assert_eq!(fixes.first(), Some(&"attach_cluster_role_policy"), "{reports:#}");
+    assert_eq!(
+        fixes.first(),
+        Some(&"attach_cluster_role_policy"),
+        "{reports:#}"
+    );
     // Near miss: the workshop's cluster role trusts EKS and has the policy.
     assert_eq!(world.check("default", "iam.cluster_role")["result"], "pass");
 }
