@@ -260,6 +260,16 @@ fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
             &mut mutations,
         );
     }
+    if wanted(&[FixKind::EnableEndpointPrivateDns]) {
+        fix(
+            Statement::fix(
+                "FixEndpointPrivateDns",
+                &["ec2:ModifyVpcEndpoint"],
+                vec![Typed("ec2", "vpc-endpoint/*")],
+            ),
+            &mut mutations,
+        );
+    }
     if wanted(&[FixKind::EnableVpcDns]) {
         fix(
             Statement::fix(

@@ -285,6 +285,34 @@ impl Actuator for AwsActuator {
         Ok(())
     }
 
+    async fn endpoint_private_dns(&self, endpoint_id: &str) -> Result<bool, AwsError> {
+        let output = self
+            .clients
+            .ec2
+            .describe_vpc_endpoints()
+            .vpc_endpoint_ids(endpoint_id)
+            .send()
+            .await
+            .op("ec2:DescribeVpcEndpoints")?;
+        Ok(output
+            .vpc_endpoints()
+            .first()
+            .and_then(|e| e.private_dns_enabled())
+            .unwrap_or(false))
+    }
+
+    async fn enable_endpoint_private_dns(&self, endpoint_id: &str) -> Result<(), AwsError> {
+        self.clients
+            .ec2
+            .modify_vpc_endpoint()
+            .vpc_endpoint_id(endpoint_id)
+            .private_dns_enabled(true)
+            .send()
+            .await
+            .op("ec2:ModifyVpcEndpoint")?;
+        Ok(())
+    }
+
     async fn attached_role_policies(&self, role_name: &str) -> Result<Vec<String>, AwsError> {
         let mut pages = self
             .clients

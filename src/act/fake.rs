@@ -245,6 +245,14 @@ impl Actuator for FakeWorld {
         self.enable_vpc_attribute(subnet, "public-ip").await
     }
 
+    async fn endpoint_private_dns(&self, endpoint: &str) -> Result<bool, AwsError> {
+        self.vpc_attribute(endpoint, "private-dns").await
+    }
+
+    async fn enable_endpoint_private_dns(&self, endpoint: &str) -> Result<(), AwsError> {
+        self.enable_vpc_attribute(endpoint, "private-dns").await
+    }
+
     async fn attached_role_policies(&self, role: &str) -> Result<Vec<String>, AwsError> {
         self.check("attached_role_policies")?;
         Ok(self

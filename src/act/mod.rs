@@ -94,6 +94,14 @@ pub trait Actuator: Send + Sync {
         &self,
         subnet_id: &str,
     ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    fn endpoint_private_dns(
+        &self,
+        endpoint_id: &str,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    fn enable_endpoint_private_dns(
+        &self,
+        endpoint_id: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
     fn enable_subnet_public_ip(
         &self,
         subnet_id: &str,
@@ -220,6 +228,15 @@ pub async fn apply<A: Actuator>(actuator: &A, step: &Step, wait: WaitPolicy) -> 
                 &label,
                 || actuator.vpc_attribute(vpc_id, attribute),
                 || actuator.enable_vpc_attribute(vpc_id, attribute),
+            )
+            .await
+        }
+        Action::ModifyVpcEndpointPrivateDns { endpoint_id } => {
+            let label = format!("PrivateDnsEnabled of {endpoint_id}");
+            set_flag(
+                &label,
+                || actuator.endpoint_private_dns(endpoint_id),
+                || actuator.enable_endpoint_private_dns(endpoint_id),
             )
             .await
         }

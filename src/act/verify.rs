@@ -99,6 +99,13 @@ async fn check<A: Actuator>(actuator: &A, step: &Step, nodegroup: &Nodegroup<'_>
                 Err(error) => result(what, false, error.to_string()),
             }
         }
+        Action::ModifyVpcEndpointPrivateDns { endpoint_id } => {
+            let what = format!("{endpoint_id} answers its service's name");
+            match actuator.endpoint_private_dns(endpoint_id).await {
+                Ok(on) => result(what, on, format!("PrivateDnsEnabled={on}")),
+                Err(error) => result(what, false, error.to_string()),
+            }
+        }
         Action::ModifySubnetAttribute { subnet_id } => {
             let what = format!("{subnet_id} maps public IPs");
             match actuator.subnet_maps_public_ip(subnet_id).await {
@@ -329,6 +336,9 @@ pub async fn rollback<A: Actuator>(actuator: &A, step: &Step, applied: &StepResu
         Action::ModifyVpcAttribute { vpc_id, attribute } => kept(format!(
             "{attribute} of {vpc_id} stays on: turning DNS off again could break other workloads in the VPC"
         )),
+        Action::ModifyVpcEndpointPrivateDns { endpoint_id } => kept(format!(
+            "{endpoint_id} keeps private DNS on: other workloads of the VPC may resolve through it now"
+        )),
         Action::ModifySubnetAttribute { subnet_id } => kept(format!(
             "{subnet_id} keeps mapping public IPs: instances launched meanwhile rely on it"
         )),
@@ -421,6 +431,7 @@ pub fn undo_calls(step: &Step, applied: &StepResult) -> Vec<ApiCall> {
             json!({ "clusterName": cluster, "principalArn": principal_arn }),
         )],
         Action::ModifyVpcAttribute { .. }
+        | Action::ModifyVpcEndpointPrivateDns { .. }
         | Action::ModifySubnetAttribute { .. }
         | Action::CycleNodegroup { .. } => Vec::new(),
     }

@@ -70,7 +70,9 @@ impl StormSubject {
             Subject::DefaultRoute { route_table_id, .. } => {
                 Some(StormSubject::RouteTable(route_table_id.clone()))
             }
-            Subject::Vpc { vpc_id, .. } => Some(StormSubject::Vpc(vpc_id.clone())),
+            Subject::Vpc { vpc_id, .. } | Subject::Endpoints { vpc_id, .. } => {
+                Some(StormSubject::Vpc(vpc_id.clone()))
+            }
             Subject::NodeRole { role_name, .. } | Subject::ClusterRole { role_name, .. } => {
                 Some(StormSubject::Role(role_name.clone()))
             }
@@ -224,6 +226,7 @@ impl BreakerScope {
             Action::CreateRoute { .. }
             | Action::ReplaceRoute { .. }
             | Action::ModifyVpcAttribute { .. }
+            | Action::ModifyVpcEndpointPrivateDns { .. }
             | Action::ModifySubnetAttribute { .. } => {
                 if let Some(vpc) = vpc {
                     scopes.insert(1, BreakerScope::Vpc(vpc));

@@ -84,6 +84,13 @@ fn touched(step: &Step, evidence: &Evidence) -> Vec<Touched> {
                 network.map(|n| &n.vpc.tags).ok_or_else(not_collected),
             )]
         }
+        Action::ModifyVpcEndpointPrivateDns { endpoint_id } => vec![with_tags(
+            endpoint_id,
+            network
+                .and_then(|n| n.endpoints.iter().find(|e| &e.id == endpoint_id))
+                .map(|e| &e.tags)
+                .ok_or_else(not_collected),
+        )],
         Action::ModifySubnetAttribute { subnet_id } => {
             vec![with_tags(
                 subnet_id,
@@ -122,6 +129,7 @@ pub(super) fn resource_of(step: &Step) -> String {
         } => format!("{cluster}/{nodegroup}"),
         Action::ModifyVpcAttribute { vpc_id, attribute } => format!("{vpc_id}/{attribute}"),
         Action::ModifySubnetAttribute { subnet_id } => subnet_id.clone(),
+        Action::ModifyVpcEndpointPrivateDns { endpoint_id } => endpoint_id.clone(),
         Action::AttachRolePolicy {
             role_name,
             policy_arn,

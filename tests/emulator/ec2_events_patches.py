@@ -5,6 +5,7 @@ nodemedic_emulator.py:
   route table's VPC, is a blackhole, as in EC2;
 * CreateRoute, ReplaceRoute and DeleteRoute sent with DryRun=true answer DryRunOperation and
   change nothing (moto performs them);
+* ModifyVpcEndpoint turns private DNS on or off (moto ignores PrivateDnsEnabled);
 * the envelope EventBridge delivers to SQS carries the `account` field.
 """
 
@@ -43,6 +44,25 @@ import moto.ec2.responses.route_tables as route_responses
 for _name in ("create_route", "replace_route", "delete_route"):
     setattr(route_responses.RouteTables, _name,
             _honouring_dry_run(getattr(route_responses.RouteTables, _name)))
+
+import moto.ec2.responses.vpcs as vpc_responses
+
+_original_modify_vpc_endpoint = vpc_responses.VPCs.modify_vpc_endpoint
+
+
+def _modify_vpc_endpoint(self):
+    """ModifyVpcEndpoint as EC2 has it: moto ignores PrivateDnsEnabled and DryRun."""
+    self.error_on_dryrun()
+    result = _original_modify_vpc_endpoint(self)
+    private_dns = self._get_param("PrivateDnsEnabled")
+    if private_dns is not None:
+        endpoint = self.ec2_backend.describe_vpc_endpoints(
+            vpc_end_point_ids=[self._get_param("VpcEndpointId")])[0]
+        endpoint.private_dns_enabled = str(private_dns).lower() == "true"
+    return result
+
+
+vpc_responses.VPCs.modify_vpc_endpoint = _modify_vpc_endpoint
 
 # --------------------------------------------------------------------------- EventBridge
 

@@ -404,6 +404,7 @@ pub(super) async fn endpoints(
                 route_table_ids: endpoint.route_table_ids().to_vec(),
                 private_dns_enabled: endpoint.private_dns_enabled().unwrap_or(false),
                 policy: endpoint.policy_document().map(str::to_string),
+                tags: ec2_tags(endpoint.tags()),
             }
         }));
     }

@@ -125,7 +125,7 @@ causes! {
     VpcEndpointPrivateDnsDisabled => "vpc_endpoint_private_dns_disabled", "network",
         "An interface VPC endpoint the nodes need has private DNS turned off",
         "A node subnet without a default route relies on the ec2, ecr.api, ecr.dkr and sts interface endpoints; one of them is available but PrivateDnsEnabled is false, so the service's public name does not resolve to it.",
-        "Turn private DNS on: `aws ec2 modify-vpc-endpoint --vpc-endpoint-id <id> --private-dns-enabled` (the VPC needs DNS support and hostnames on).";
+        "`enable_endpoint_private_dns` (needs approval): ModifyVpcEndpoint PrivateDnsEnabled=true on each such endpoint; by hand, `aws ec2 modify-vpc-endpoint --vpc-endpoint-id <id> --private-dns-enabled` (the VPC needs DNS support and hostnames on).";
     S3EndpointPolicyBlocksEcr => "s3_endpoint_policy_blocks_ecr", "network",
         "The S3 gateway endpoint's policy does not let nodes pull image layers from ECR",
         "The node subnet's route table uses an S3 gateway endpoint whose policy does not allow s3:GetObject on arn:aws:s3:::prod-<region>-starport-layer-bucket/* (ECR's image layers); a warning when it only blocks the Amazon Linux package repositories of the region.",

@@ -53,8 +53,9 @@ pub fn private_dns_findings(evidence: &Evidence, network: &NetworkFacts) -> Vec<
                 .collect::<Vec<_>>()
                 .join("\n"),
         ),
-        subject: Subject::Resource {
-            id: network.vpc.id.clone(),
+        subject: Subject::Endpoints {
+            vpc_id: network.vpc.id.clone(),
+            endpoint_ids: ids.iter().map(|id| id.to_string()).collect(),
         },
     }]
 }

@@ -109,6 +109,11 @@ pub enum Subject {
         role_name: String,
         missing_policy_arns: Vec<String>,
     },
+    /// Interface endpoints a private join needs, answering no name (private DNS off).
+    Endpoints {
+        vpc_id: String,
+        endpoint_ids: Vec<String>,
+    },
     /// The cluster's role, which trusts EKS but lacks a policy it needs.
     ClusterRole {
         role_name: String,

@@ -156,6 +156,7 @@ pub fn private_join_endpoints() -> Vec<EndpointFacts> {
             },
             private_dns_enabled: *service != "s3",
             policy: None,
+            tags: Tags::new(),
         })
         .collect()
 }

@@ -431,6 +431,8 @@ pub struct EndpointFacts {
     /// The endpoint policy, verbatim; `None` when the endpoint has none (full access).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

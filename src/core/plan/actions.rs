@@ -15,10 +15,11 @@ pub enum FixKind {
     AttachNodeRolePolicy,
     CreateAccessEntry,
     AttachClusterRolePolicy,
+    EnableEndpointPrivateDns,
 }
 
 impl FixKind {
-    pub const ALL: [FixKind; 9] = [
+    pub const ALL: [FixKind; 10] = [
         FixKind::AddNatRoute,
         FixKind::PatchKmsKeyPolicy,
         FixKind::CycleNodegroup,
@@ -28,6 +29,7 @@ impl FixKind {
         FixKind::AttachNodeRolePolicy,
         FixKind::CreateAccessEntry,
         FixKind::AttachClusterRolePolicy,
+        FixKind::EnableEndpointPrivateDns,
     ];
 
     pub fn code(self) -> &'static str {
@@ -41,6 +43,7 @@ impl FixKind {
             FixKind::AttachNodeRolePolicy => "attach_node_role_policy",
             FixKind::CreateAccessEntry => "create_access_entry",
             FixKind::AttachClusterRolePolicy => "attach_cluster_role_policy",
+            FixKind::EnableEndpointPrivateDns => "enable_endpoint_private_dns",
         }
     }
 
@@ -103,6 +106,12 @@ impl FixKind {
                  trusts EKS and only the policy is missing (a trust policy is never rewritten). Needs approval \
                  by default. Rollback: DetachRolePolicy."
             }
+            FixKind::EnableEndpointPrivateDns => {
+                "ec2:ModifyVpcEndpoint PrivateDnsEnabled = true on an available interface endpoint of a \
+                 service a private join needs (ec2, ecr.api, ecr.dkr, sts) when no endpoint of that service \
+                 answers its name. Needs approval by default. Not rolled back: other workloads of the VPC \
+                 may resolve through it from the moment it is on."
+            }
         }
     }
 }
@@ -157,6 +166,10 @@ pub enum Action {
     },
     ModifySubnetAttribute {
         subnet_id: String,
+    },
+    /// Turns private DNS on for an interface endpoint.
+    ModifyVpcEndpointPrivateDns {
+        endpoint_id: String,
     },
     AttachRolePolicy {
         role_name: String,
@@ -240,6 +253,10 @@ impl Action {
                     parameters: json!({ "VpcId": vpc_id, key: { "Value": true } }),
                 }]
             }
+            Action::ModifyVpcEndpointPrivateDns { endpoint_id } => vec![ApiCall {
+                operation: "ec2:ModifyVpcEndpoint".into(),
+                parameters: json!({ "VpcEndpointId": endpoint_id, "PrivateDnsEnabled": true }),
+            }],
             Action::ModifySubnetAttribute { subnet_id } => vec![ApiCall {
                 operation: "ec2:ModifySubnetAttribute".into(),
                 parameters: json!({ "SubnetId": subnet_id, "MapPublicIpOnLaunch": { "Value": true } }),

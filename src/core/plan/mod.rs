@@ -140,6 +140,18 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
                     reason: format!("Attach {arn} to node role {role_name}."),
                 })
                 .collect()),
+            Subject::Endpoints { endpoint_ids, .. } => Ok(endpoint_ids
+                .iter()
+                .map(|endpoint_id| Step {
+                    fix: FixKind::EnableEndpointPrivateDns,
+                    action: Action::ModifyVpcEndpointPrivateDns {
+                        endpoint_id: endpoint_id.clone(),
+                    },
+                    reason: format!(
+                        "Turn private DNS on for {endpoint_id}, so the service's name resolves to it."
+                    ),
+                })
+                .collect()),
             Subject::ClusterRole {
                 role_name,
                 missing_policy_arns,
@@ -252,6 +264,13 @@ fn rests_on(steps: &[Step], evidence: &Evidence) -> Vec<RestsOn> {
                 vpc_id.clone(),
                 network
                     .map(|n| json!({"dns_support": n.vpc.dns_support, "dns_hostnames": n.vpc.dns_hostnames}))
+                    .unwrap_or(Value::Null),
+            ),
+            Action::ModifyVpcEndpointPrivateDns { endpoint_id } => add(
+                endpoint_id.clone(),
+                network
+                    .and_then(|n| n.endpoints.iter().find(|e| &e.id == endpoint_id))
+                    .map(|e| json!({"private_dns_enabled": e.private_dns_enabled}))
                     .unwrap_or(Value::Null),
             ),
             Action::ModifySubnetAttribute { subnet_id } => add(

@@ -603,3 +603,41 @@ fn a_cluster_role_missing_only_its_policy_gets_it_attached_and_nothing_else_does
         kinds(&plan_for(&untrusting))
     );
 }
+
+#[test]
+fn an_endpoint_answering_no_name_gets_private_dns_turned_on() {
+    use crate::core::evidence::fixtures::private_join_endpoints;
+    let evidence = Evidence::healthy().network(|n| {
+        if let Some(table) = n.route_tables.iter_mut().find(|t| t.id == "rtb-node") {
+            table.routes.retain(|r| !r.is_default_ipv4());
+        }
+        n.endpoints = private_join_endpoints();
+        for endpoint in &mut n.endpoints {
+            if endpoint.service_name.ends_with(".sts") {
+                endpoint.private_dns_enabled = false;
+            }
+        }
+        n.security_groups
+            .push(crate::core::evidence::SecurityGroupFacts {
+                id: "sg-endpoints".into(),
+                name: "endpoints".into(),
+                ingress: vec![crate::core::evidence::fixtures::sg_rule(
+                    "tcp",
+                    Some((443, 443)),
+                    &["10.42.0.0/16"],
+                    &[],
+                )],
+                egress: vec![],
+            });
+    });
+    let plan = plan_for(&evidence);
+    assert_eq!(
+        kinds(&plan),
+        [FixKind::EnableEndpointPrivateDns, FixKind::CycleNodegroup]
+    );
+    assert_eq!(
+        plan.steps[0].action.api_calls()[0].parameters,
+        json!({"VpcEndpointId": "vpce-4", "PrivateDnsEnabled": true})
+    );
+    assert!(FixKind::EnableEndpointPrivateDns.needs_approval_by_default());
+}

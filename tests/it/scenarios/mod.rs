@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::support::World;
 
+mod approved_fixes;
 mod aws_side;
 mod identity;
 mod launch;
