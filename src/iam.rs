@@ -260,6 +260,28 @@ fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
             &mut mutations,
         );
     }
+    if wanted(&[FixKind::AddRoleToInstanceProfile]) {
+        fix(
+            Statement::fix(
+                "FixInstanceProfile",
+                &[
+                    "iam:AddRoleToInstanceProfile",
+                    "iam:RemoveRoleFromInstanceProfile",
+                ],
+                vec![Typed("iam", "instance-profile/*")],
+            ),
+            &mut mutations,
+        );
+        // AddRoleToInstanceProfile needs PassRole on the role, and only towards EC2.
+        let mut pass = Statement::fix(
+            "PassNodeRoleToEc2",
+            &["iam:PassRole"],
+            vec![Typed("iam", "role/*")],
+        );
+        pass.condition =
+            Some(json!({ "StringEquals": { "iam:PassedToService": "ec2.amazonaws.com" } }));
+        fix(pass, &mut mutations);
+    }
     if wanted(&[FixKind::EnableEndpointPrivateDns]) {
         fix(
             Statement::fix(

@@ -285,6 +285,58 @@ impl Actuator for AwsActuator {
         Ok(())
     }
 
+    async fn instance_profile_roles(&self, profile_name: &str) -> Result<Vec<String>, AwsError> {
+        let output = self
+            .clients
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(profile_name)
+            .send()
+            .await
+            .op("iam:GetInstanceProfile")?;
+        Ok(output
+            .instance_profile()
+            .map(|p| {
+                p.roles()
+                    .iter()
+                    .map(|r| r.role_name().to_string())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn add_role_to_instance_profile(
+        &self,
+        profile_name: &str,
+        role_name: &str,
+    ) -> Result<(), AwsError> {
+        self.clients
+            .iam
+            .add_role_to_instance_profile()
+            .instance_profile_name(profile_name)
+            .role_name(role_name)
+            .send()
+            .await
+            .op("iam:AddRoleToInstanceProfile")?;
+        Ok(())
+    }
+
+    async fn remove_role_from_instance_profile(
+        &self,
+        profile_name: &str,
+        role_name: &str,
+    ) -> Result<(), AwsError> {
+        self.clients
+            .iam
+            .remove_role_from_instance_profile()
+            .instance_profile_name(profile_name)
+            .role_name(role_name)
+            .send()
+            .await
+            .op("iam:RemoveRoleFromInstanceProfile")?;
+        Ok(())
+    }
+
     async fn endpoint_private_dns(&self, endpoint_id: &str) -> Result<bool, AwsError> {
         let output = self
             .clients

@@ -22,6 +22,8 @@ pub(crate) struct FakeWorld {
     pub(super) fail: Mutex<HashMap<&'static str, String>>,
     pub(super) flags: Mutex<HashMap<String, bool>>,
     pub(crate) role_policies: Mutex<HashMap<String, Vec<String>>>,
+    /// Instance profile name → the names of the roles in it.
+    pub(crate) profiles: Mutex<HashMap<String, Vec<String>>>,
     pub(super) access_entries: Mutex<HashMap<String, String>>,
     pub(crate) in_service: Mutex<usize>,
     pub(super) denied: Mutex<Option<String>>,
@@ -243,6 +245,44 @@ impl Actuator for FakeWorld {
 
     async fn enable_subnet_public_ip(&self, subnet: &str) -> Result<(), AwsError> {
         self.enable_vpc_attribute(subnet, "public-ip").await
+    }
+
+    async fn instance_profile_roles(&self, profile: &str) -> Result<Vec<String>, AwsError> {
+        self.check("instance_profile_roles")?;
+        Ok(self
+            .profiles
+            .lock()
+            .unwrap()
+            .get(profile)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn add_role_to_instance_profile(
+        &self,
+        profile: &str,
+        role: &str,
+    ) -> Result<(), AwsError> {
+        self.check("add_role_to_instance_profile")?;
+        self.profiles
+            .lock()
+            .unwrap()
+            .entry(profile.into())
+            .or_default()
+            .push(role.into());
+        Ok(())
+    }
+
+    async fn remove_role_from_instance_profile(
+        &self,
+        profile: &str,
+        role: &str,
+    ) -> Result<(), AwsError> {
+        self.check("remove_role_from_instance_profile")?;
+        if let Some(roles) = self.profiles.lock().unwrap().get_mut(profile) {
+            roles.retain(|r| r != role);
+        }
+        Ok(())
     }
 
     async fn endpoint_private_dns(&self, endpoint: &str) -> Result<bool, AwsError> {

@@ -9,8 +9,8 @@ pub use aws::AwsActuator;
 pub use steps::policy_grants;
 pub(crate) use steps::same_policy;
 use steps::{
-    attach_policy, create_access_entry, create_route, cycle, put_key_policy, replace_route,
-    set_flag,
+    add_role_to_profile, attach_policy, create_access_entry, create_route, cycle, put_key_policy,
+    replace_route, set_flag,
 };
 
 use std::future::Future;
@@ -94,6 +94,21 @@ pub trait Actuator: Send + Sync {
         &self,
         subnet_id: &str,
     ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    /// The names of the roles in an instance profile.
+    fn instance_profile_roles(
+        &self,
+        profile_name: &str,
+    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    fn add_role_to_instance_profile(
+        &self,
+        profile_name: &str,
+        role_name: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn remove_role_from_instance_profile(
+        &self,
+        profile_name: &str,
+        role_name: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
     fn endpoint_private_dns(
         &self,
         endpoint_id: &str,
@@ -258,6 +273,10 @@ pub async fn apply<A: Actuator>(actuator: &A, step: &Step, wait: WaitPolicy) -> 
             principal_arn,
             entry_type,
         } => create_access_entry(actuator, cluster, principal_arn, entry_type).await,
+        Action::AddRoleToInstanceProfile {
+            profile_name,
+            role_name,
+        } => add_role_to_profile(actuator, profile_name, role_name).await,
     }
 }
 

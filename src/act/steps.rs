@@ -167,6 +167,66 @@ pub(super) async fn attach_policy<A: Actuator>(actuator: &A, role: &str, arn: &s
     }
 }
 
+/// Puts `role` in `profile`, which must still hold no role: a profile can hold one role, and one
+/// that gained another since the plan is its owner's.
+pub(super) async fn add_role_to_profile<A: Actuator>(
+    actuator: &A,
+    profile: &str,
+    role: &str,
+) -> StepResult {
+    let before = match actuator.instance_profile_roles(profile).await {
+        Ok(roles) => roles,
+        Err(error) => {
+            return StepResult::failed(
+                format!("could not read instance profile {profile}: {error}"),
+                Value::Null,
+                Value::Null,
+            );
+        }
+    };
+    if before.iter().any(|r| r == role) {
+        return StepResult::applied(
+            format!("{role} is already in {profile}"),
+            json!(before),
+            json!(before),
+        );
+    }
+    if !before.is_empty() {
+        return StepResult::failed(
+            format!(
+                "instance profile {profile} now holds {}: not changed",
+                before.join(", ")
+            ),
+            json!(before),
+            json!(before),
+        );
+    }
+    if let Err(error) = actuator.add_role_to_instance_profile(profile, role).await {
+        return StepResult::failed(
+            format!("AddRoleToInstanceProfile failed: {error}"),
+            json!(before),
+            Value::Null,
+        );
+    }
+    match actuator.instance_profile_roles(profile).await {
+        Ok(after) if after.iter().any(|r| r == role) => StepResult::applied(
+            format!("put {role} in instance profile {profile}"),
+            json!(before),
+            json!(after),
+        ),
+        Ok(after) => StepResult::failed(
+            format!("{role} is not in {profile} after adding it"),
+            json!(before),
+            json!(after),
+        ),
+        Err(error) => StepResult::failed(
+            format!("added {role}, but could not read {profile}: {error}"),
+            json!(before),
+            Value::Null,
+        ),
+    }
+}
+
 pub(super) async fn create_access_entry<A: Actuator>(
     actuator: &A,
     cluster: &str,

@@ -99,6 +99,20 @@ async fn check<A: Actuator>(actuator: &A, step: &Step, nodegroup: &Nodegroup<'_>
                 Err(error) => result(what, false, error.to_string()),
             }
         }
+        Action::AddRoleToInstanceProfile {
+            profile_name,
+            role_name,
+        } => {
+            let what = format!("{role_name} is in instance profile {profile_name}");
+            match actuator.instance_profile_roles(profile_name).await {
+                Ok(roles) => result(
+                    what,
+                    roles.contains(role_name),
+                    format!("roles: {}", roles.join(", ")),
+                ),
+                Err(error) => result(what, false, error.to_string()),
+            }
+        }
         Action::ModifyVpcEndpointPrivateDns { endpoint_id } => {
             let what = format!("{endpoint_id} answers its service's name");
             match actuator.endpoint_private_dns(endpoint_id).await {
@@ -336,6 +350,30 @@ pub async fn rollback<A: Actuator>(actuator: &A, step: &Step, applied: &StepResu
         Action::ModifyVpcAttribute { vpc_id, attribute } => kept(format!(
             "{attribute} of {vpc_id} stays on: turning DNS off again could break other workloads in the VPC"
         )),
+        Action::AddRoleToInstanceProfile {
+            profile_name,
+            role_name,
+        } => {
+            if applied
+                .before
+                .as_array()
+                .is_some_and(|roles| roles.contains(&json!(role_name)))
+            {
+                return kept(format!(
+                    "{role_name} was in {profile_name} before; left as it was"
+                ));
+            }
+            match actuator
+                .remove_role_from_instance_profile(profile_name, role_name)
+                .await
+            {
+                Ok(()) => undone(
+                    format!("took {role_name} out of {profile_name} again"),
+                    Value::Null,
+                ),
+                Err(error) => failed(format!("could not take the role out: {error}")),
+            }
+        }
         Action::ModifyVpcEndpointPrivateDns { endpoint_id } => kept(format!(
             "{endpoint_id} keeps private DNS on: other workloads of the VPC may resolve through it now"
         )),
@@ -429,6 +467,13 @@ pub fn undo_calls(step: &Step, applied: &StepResult) -> Vec<ApiCall> {
         } => vec![call(
             "eks:DeleteAccessEntry",
             json!({ "clusterName": cluster, "principalArn": principal_arn }),
+        )],
+        Action::AddRoleToInstanceProfile {
+            profile_name,
+            role_name,
+        } => vec![call(
+            "iam:RemoveRoleFromInstanceProfile",
+            json!({ "InstanceProfileName": profile_name, "RoleName": role_name }),
         )],
         Action::ModifyVpcAttribute { .. }
         | Action::ModifyVpcEndpointPrivateDns { .. }

@@ -12,7 +12,7 @@ use super::{Accounts, Pipeline, PipelineError};
 use crate::act::{self, Actuator, StepResult, StepStatus};
 use crate::audit::NodegroupKey;
 use crate::audit::control;
-use crate::core::evidence::Evidence;
+use crate::core::evidence::{Evidence, ProfileLookup};
 use crate::core::guard::{self, Approval, Decision, History, Mode, Touched};
 use crate::core::ids::{BreakerScope, ScopeKind};
 use crate::core::journal::{self, Entry};
@@ -84,6 +84,17 @@ fn touched(step: &Step, evidence: &Evidence) -> Vec<Touched> {
                 network.map(|n| &n.vpc.tags).ok_or_else(not_collected),
             )]
         }
+        Action::AddRoleToInstanceProfile { profile_name, .. } => vec![with_tags(
+            profile_name,
+            match evidence
+                .identity
+                .as_ref()
+                .and_then(|i| i.instance_profile.as_ref())
+            {
+                Some(ProfileLookup::Found { name, tags, .. }) if name == profile_name => Ok(tags),
+                _ => Err(not_collected()),
+            },
+        )],
         Action::ModifyVpcEndpointPrivateDns { endpoint_id } => vec![with_tags(
             endpoint_id,
             network
@@ -130,6 +141,7 @@ pub(super) fn resource_of(step: &Step) -> String {
         Action::ModifyVpcAttribute { vpc_id, attribute } => format!("{vpc_id}/{attribute}"),
         Action::ModifySubnetAttribute { subnet_id } => subnet_id.clone(),
         Action::ModifyVpcEndpointPrivateDns { endpoint_id } => endpoint_id.clone(),
+        Action::AddRoleToInstanceProfile { profile_name, .. } => profile_name.clone(),
         Action::AttachRolePolicy {
             role_name,
             policy_arn,

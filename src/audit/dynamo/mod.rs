@@ -19,8 +19,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -52,11 +50,13 @@ pub(super) const LOOSE_DAYS: i64 = 7;
 
 mod items;
 mod reads;
+mod reservations;
 mod schema;
 mod tx;
 mod writes;
 
 use items::*;
+use reservations::Reservations;
 pub use schema::create_tables;
 use tx::*;
 
@@ -67,8 +67,7 @@ pub struct DynamoBackend {
     runtime: tokio::runtime::Handle,
     event_ttl: Duration,
     /// Mutations reserved by this process, by the id handed out for them.
-    reservations: Mutex<HashMap<i64, Vec<Item>>>,
-    next_reservation: AtomicI64,
+    reservations: Reservations,
 }
 
 impl DynamoBackend {
@@ -86,8 +85,7 @@ impl DynamoBackend {
             audit: audit_table.into(),
             runtime,
             event_ttl,
-            reservations: Mutex::new(HashMap::new()),
-            next_reservation: AtomicI64::new(1),
+            reservations: Reservations::new(),
         }
     }
 

@@ -247,11 +247,7 @@ impl DynamoTx<'_> {
         );
         match sent {
             Ok(_) => {
-                if let Ok(mut reservations) = self.backend.reservations.lock() {
-                    for id in self.released.borrow().iter() {
-                        reservations.remove(id);
-                    }
-                }
+                self.backend.reservations.forget(&self.released.borrow());
                 Ok(())
             }
             Err(error) => {

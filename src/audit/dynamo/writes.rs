@@ -366,25 +366,11 @@ impl Writes for DynamoTx<'_> {
 
     fn record_mutation(&self, row: MutationRow) -> StoreResult<i64> {
         let keys = self.mutation_items(row);
-        let id = self
-            .backend
-            .next_reservation
-            .fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut reservations) = self.backend.reservations.lock() {
-            reservations.insert(id, keys);
-        }
-        Ok(id)
+        Ok(self.backend.reservations.reserve(keys))
     }
 
     fn release_mutation(&self, reservation: i64) -> StoreResult<()> {
-        let keys = self
-            .backend
-            .reservations
-            .lock()
-            .ok()
-            .and_then(|r| r.get(&reservation).cloned())
-            .unwrap_or_default();
-        for item_key in keys {
+        for item_key in self.backend.reservations.keys(reservation) {
             let pk = text(&item_key, "pk").unwrap_or_default();
             let sk = text(&item_key, "sk").unwrap_or_default();
             self.delete(&pk, &sk, None);

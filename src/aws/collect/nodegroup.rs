@@ -444,6 +444,15 @@ pub(super) async fn instance_profile(
                 .instance_profile()
                 .map(|p| p.roles().iter().map(|r| r.arn().to_string()).collect())
                 .unwrap_or_default(),
+            tags: output
+                .instance_profile()
+                .map(|p| {
+                    p.tags()
+                        .iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             name,
         }),
         Err(error) if error.is_code("NoSuchEntity") => Ok(ProfileLookup::NotFound {

@@ -149,7 +149,7 @@ causes! {
     InstanceProfileInvalid => "instance_profile_invalid", "identity",
         "The instance profile the nodes launch with is missing or does not hold the node role",
         "The Auto Scaling group's launch template (DescribeLaunchTemplateVersions) names no IamInstanceProfile, or GetInstanceProfile reports NoSuchEntity for it, or its Roles do not include the nodegroup's node role.",
-        "No automatic fix. Put the node role in the profile (`aws iam add-role-to-instance-profile`; a profile holds one role), recreate a deleted profile with that name, or point the group back at the launch template EKS made.";
+        "`add_role_to_instance_profile` (needs approval) when the profile exists and holds no role. A profile holding another role may serve something else, and a deleted one is not nodemedic's to recreate: their commands are in the report (`aws iam add-role-to-instance-profile`, after `remove-role-from-instance-profile`; a profile holds one role).";
     NodeRoleMissingAccessEntry => "node_role_missing_access_entry", "identity",
         "The node role has no access entry on a cluster that authenticates with access entries only",
         "The cluster's accessConfig.authenticationMode is API and DescribeAccessEntry finds no entry for the node role.",

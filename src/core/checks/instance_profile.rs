@@ -27,6 +27,7 @@ pub fn findings(evidence: &Evidence, identity: &IdentityFacts) -> Vec<Finding> {
             template,
             name,
             role_arns,
+            ..
         } => {
             if role_arns.iter().any(|arn| role_name(arn) == role) {
                 return Vec::new();
@@ -55,7 +56,16 @@ pub fn findings(evidence: &Evidence, identity: &IdentityFacts) -> Vec<Finding> {
                 format!(
                     "{make_room}aws iam add-role-to-instance-profile --instance-profile-name {name} --role-name {role}"
                 ),
-                name.clone(),
+                // Only an empty profile gets a planned fix: one holding another role may serve
+                // something else, and is its owner's to change.
+                if role_arns.is_empty() {
+                    Subject::InstanceProfile {
+                        profile_name: name.clone(),
+                        role_name: role.to_string(),
+                    }
+                } else {
+                    Subject::Resource { id: name.clone() }
+                },
             )
         }
         ProfileLookup::NotFound { template, name } => (
@@ -67,7 +77,7 @@ pub fn findings(evidence: &Evidence, identity: &IdentityFacts) -> Vec<Finding> {
                 "aws iam create-instance-profile --instance-profile-name {name} && \
                  aws iam add-role-to-instance-profile --instance-profile-name {name} --role-name {role}"
             ),
-            name.clone(),
+            Subject::Resource { id: name.clone() },
         ),
         ProfileLookup::NotInTemplate { template } => (
             format!(
@@ -79,7 +89,9 @@ pub fn findings(evidence: &Evidence, identity: &IdentityFacts) -> Vec<Finding> {
                  profile): aws autoscaling update-auto-scaling-group --auto-scaling-group-name {group} \
                  --launch-template LaunchTemplateId=<eks-made template>,Version=<version>"
             ),
-            template.clone(),
+            Subject::Resource {
+                id: template.clone(),
+            },
         ),
         ProfileLookup::Unreadable { .. } => return Vec::new(),
     };
@@ -95,6 +107,6 @@ pub fn findings(evidence: &Evidence, identity: &IdentityFacts) -> Vec<Finding> {
         ),
         evidence: vec![fact],
         remedy: Some(remedy),
-        subject: Subject::Resource { id: subject },
+        subject,
     }]
 }

@@ -109,6 +109,11 @@ pub enum Subject {
         role_name: String,
         missing_policy_arns: Vec<String>,
     },
+    /// An instance profile that holds no role: the node role goes in.
+    InstanceProfile {
+        profile_name: String,
+        role_name: String,
+    },
     /// Interface endpoints a private join needs, answering no name (private DNS off).
     Endpoints {
         vpc_id: String,

@@ -295,6 +295,7 @@ impl Evidence {
                     template: "lt-eks version 1".into(),
                     name: "eks-ng-profile".into(),
                     role_arns: vec![NODE_ROLE.into()],
+                    tags: Tags::new(),
                 }),
             }),
             cluster_role: None,

@@ -539,6 +539,8 @@ pub enum ProfileLookup {
         template: String,
         name: String,
         role_arns: Vec<String>,
+        #[serde(default, skip_serializing_if = "Tags::is_empty")]
+        tags: Tags,
     },
     /// The template gives its instances no instance profile.
     NotInTemplate { template: String },

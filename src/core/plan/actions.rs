@@ -16,10 +16,11 @@ pub enum FixKind {
     CreateAccessEntry,
     AttachClusterRolePolicy,
     EnableEndpointPrivateDns,
+    AddRoleToInstanceProfile,
 }
 
 impl FixKind {
-    pub const ALL: [FixKind; 10] = [
+    pub const ALL: [FixKind; 11] = [
         FixKind::AddNatRoute,
         FixKind::PatchKmsKeyPolicy,
         FixKind::CycleNodegroup,
@@ -30,6 +31,7 @@ impl FixKind {
         FixKind::CreateAccessEntry,
         FixKind::AttachClusterRolePolicy,
         FixKind::EnableEndpointPrivateDns,
+        FixKind::AddRoleToInstanceProfile,
     ];
 
     pub fn code(self) -> &'static str {
@@ -44,6 +46,7 @@ impl FixKind {
             FixKind::CreateAccessEntry => "create_access_entry",
             FixKind::AttachClusterRolePolicy => "attach_cluster_role_policy",
             FixKind::EnableEndpointPrivateDns => "enable_endpoint_private_dns",
+            FixKind::AddRoleToInstanceProfile => "add_role_to_instance_profile",
         }
     }
 
@@ -112,6 +115,12 @@ impl FixKind {
                  answers its name. Needs approval by default. Not rolled back: other workloads of the VPC \
                  may resolve through it from the moment it is on."
             }
+            FixKind::AddRoleToInstanceProfile => {
+                "iam:AddRoleToInstanceProfile of the node role to the instance profile the nodegroup's \
+                 instances launch with, when that profile exists and holds no role (a profile holding \
+                 another role is left to its owner). Needs approval by default. Rollback: \
+                 RemoveRoleFromInstanceProfile."
+            }
         }
     }
 }
@@ -166,6 +175,10 @@ pub enum Action {
     },
     ModifySubnetAttribute {
         subnet_id: String,
+    },
+    AddRoleToInstanceProfile {
+        profile_name: String,
+        role_name: String,
     },
     /// Turns private DNS on for an interface endpoint.
     ModifyVpcEndpointPrivateDns {
@@ -253,6 +266,13 @@ impl Action {
                     parameters: json!({ "VpcId": vpc_id, key: { "Value": true } }),
                 }]
             }
+            Action::AddRoleToInstanceProfile {
+                profile_name,
+                role_name,
+            } => vec![ApiCall {
+                operation: "iam:AddRoleToInstanceProfile".into(),
+                parameters: json!({ "InstanceProfileName": profile_name, "RoleName": role_name }),
+            }],
             Action::ModifyVpcEndpointPrivateDns { endpoint_id } => vec![ApiCall {
                 operation: "ec2:ModifyVpcEndpoint".into(),
                 parameters: json!({ "VpcEndpointId": endpoint_id, "PrivateDnsEnabled": true }),

@@ -140,6 +140,19 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
                     reason: format!("Attach {arn} to node role {role_name}."),
                 })
                 .collect()),
+            Subject::InstanceProfile {
+                profile_name,
+                role_name,
+            } => Ok(vec![Step {
+                fix: FixKind::AddRoleToInstanceProfile,
+                action: Action::AddRoleToInstanceProfile {
+                    profile_name: profile_name.clone(),
+                    role_name: role_name.clone(),
+                },
+                reason: format!(
+                    "Put node role {role_name} in instance profile {profile_name}, which holds no role."
+                ),
+            }]),
             Subject::Endpoints { endpoint_ids, .. } => Ok(endpoint_ids
                 .iter()
                 .map(|endpoint_id| Step {
@@ -264,6 +277,15 @@ fn rests_on(steps: &[Step], evidence: &Evidence) -> Vec<RestsOn> {
                 vpc_id.clone(),
                 network
                     .map(|n| json!({"dns_support": n.vpc.dns_support, "dns_hostnames": n.vpc.dns_hostnames}))
+                    .unwrap_or(Value::Null),
+            ),
+            Action::AddRoleToInstanceProfile { profile_name, .. } => add(
+                profile_name.clone(),
+                evidence
+                    .identity
+                    .as_ref()
+                    .and_then(|i| i.instance_profile.as_ref())
+                    .map(|p| json!(p))
                     .unwrap_or(Value::Null),
             ),
             Action::ModifyVpcEndpointPrivateDns { endpoint_id } => add(

@@ -641,3 +641,31 @@ fn an_endpoint_answering_no_name_gets_private_dns_turned_on() {
     );
     assert!(FixKind::EnableEndpointPrivateDns.needs_approval_by_default());
 }
+
+#[test]
+fn an_empty_instance_profile_gets_the_node_role_and_a_taken_one_does_not() {
+    use crate::core::evidence::ProfileLookup;
+    let with = |roles: Vec<String>| {
+        Evidence::healthy().identity(|i| {
+            i.instance_profile = Some(ProfileLookup::Found {
+                template: "lt-eks version 1".into(),
+                name: "eks-ng-profile".into(),
+                role_arns: roles,
+                tags: Default::default(),
+            })
+        })
+    };
+    let plan = plan_for(&with(vec![]));
+    assert_eq!(kinds(&plan)[0], FixKind::AddRoleToInstanceProfile);
+    assert_eq!(
+        plan.steps[0].action.api_calls()[0].parameters,
+        json!({"InstanceProfileName": "eks-ng-profile", "RoleName": "eks-node"})
+    );
+    assert!(FixKind::AddRoleToInstanceProfile.needs_approval_by_default());
+    let taken = plan_for(&with(vec!["arn:aws:iam::123456789012:role/web".into()]));
+    assert!(
+        !kinds(&taken).contains(&FixKind::AddRoleToInstanceProfile),
+        "{:?}",
+        kinds(&taken)
+    );
+}

@@ -9,7 +9,7 @@ use super::aws_side::private_join;
 use crate::support::{World, actions, pairs};
 
 /// A CloudTrail UpdateNodegroupConfig of `nodegroup`: it reads the whole checklist, instance or not.
-fn preflight(world: &World, nodegroup: &str) -> String {
+pub(super) fn preflight(world: &World, nodegroup: &str) -> String {
     json!({
         "version": "0", "id": format!("ct-update-{nodegroup}"), "detail-type": "AWS API Call via CloudTrail",
         "source": "aws.eks", "account": world.network.account, "time": "2026-11-21T00:00:00Z",

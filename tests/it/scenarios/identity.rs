@@ -60,40 +60,49 @@ fn role_name(world: &World) -> String {
     arn.rsplit('/').next().unwrap_or(arn).to_string()
 }
 
+/// A nodegroup of the workshop's node role whose instance profile an owner then emptied (the
+/// role taken out) and, when `delete`, deleted. Returns its Auto Scaling group and its profile.
+async fn nodegroup_with_emptied_profile(
+    world: &World,
+    name: &str,
+    delete: bool,
+) -> (String, String) {
+    let c = &world.clients;
+    let group = lab::nodegroup_in(
+        c,
+        CLUSTER,
+        &world.network.node_role_arn,
+        name,
+        &world.network.private_subnet,
+        (0, 1, 0),
+        None,
+    )
+    .await
+    .expect("nodegroup");
+    let profile = profile_of(world, name).await;
+    c.iam
+        .remove_role_from_instance_profile()
+        .instance_profile_name(&profile)
+        .role_name(role_name(world))
+        .send()
+        .await
+        .expect("role out of the profile");
+    if delete {
+        c.iam
+            .delete_instance_profile()
+            .instance_profile_name(&profile)
+            .send()
+            .await
+            .expect("profile deleted");
+    }
+    (group, profile)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_profile_without_the_node_role_or_deleted_is_instance_profile_invalid() {
     let world = World::new(3).await;
-    let c = &world.clients;
-    let subnet = world.network.private_subnet.clone();
-    for name in ["emptied", "deleted"] {
-        lab::nodegroup_in(
-            c,
-            CLUSTER,
-            &world.network.node_role_arn,
-            name,
-            &subnet,
-            (0, 1, 0),
-            None,
-        )
-        .await
-        .expect("nodegroup");
-        let profile = profile_of(&world, name).await;
-        c.iam
-            .remove_role_from_instance_profile()
-            .instance_profile_name(&profile)
-            .role_name(role_name(&world))
-            .send()
-            .await
-            .expect("role out of the profile");
-        if name == "deleted" {
-            c.iam
-                .delete_instance_profile()
-                .instance_profile_name(&profile)
-                .send()
-                .await
-                .expect("profile deleted");
-        }
-    }
+    nodegroup_with_emptied_profile(&world, "emptied", false).await;
+    nodegroup_with_emptied_profile(&world, "deleted", true).await;
     assert_eq!(
         world.blocking_causes("emptied"),
         vec!["instance_profile_invalid"]
@@ -114,31 +123,7 @@ async fn a_launch_that_fails_for_a_deleted_profile_is_diagnosed_by_the_daemon() 
     let world = World::new(3).await;
     let c = &world.clients;
     let subnet = world.network.private_subnet.clone();
-    let group = lab::nodegroup_in(
-        c,
-        CLUSTER,
-        &world.network.node_role_arn,
-        "profileless",
-        &subnet,
-        (0, 1, 0),
-        None,
-    )
-    .await
-    .expect("nodegroup");
-    let profile = profile_of(&world, "profileless").await;
-    c.iam
-        .remove_role_from_instance_profile()
-        .instance_profile_name(&profile)
-        .role_name(role_name(&world))
-        .send()
-        .await
-        .expect("role out of the profile");
-    c.iam
-        .delete_instance_profile()
-        .instance_profile_name(&profile)
-        .send()
-        .await
-        .expect("profile deleted");
+    let (group, _) = nodegroup_with_emptied_profile(&world, "profileless", true).await;
     c.eks
         .update_nodegroup_config()
         .cluster_name(CLUSTER)
@@ -179,4 +164,50 @@ async fn a_launch_that_fails_for_a_deleted_profile_is_diagnosed_by_the_daemon() 
         incidents[0]["cause"], "instance_profile_invalid",
         "the failed launch read the profile: {incidents:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emptied_profile_gets_the_node_role_back_once_approved() {
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let (_, profile) = nodegroup_with_emptied_profile(&world, "emptied", false).await;
+    let roles = || async {
+        c.iam
+            .get_instance_profile()
+            .instance_profile_name(&profile)
+            .send()
+            .await
+            .expect("profile")
+            .instance_profile()
+            .map(|p| {
+                p.roles()
+                    .iter()
+                    .map(|r| r.role_name().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    world
+        .send_raw(&crate::scenarios::approved_fixes::preflight(
+            &world, "emptied",
+        ))
+        .await;
+    world.run_once("auto");
+    let incidents = world.incidents();
+    assert_eq!(
+        incidents[0]["cause"], "instance_profile_invalid",
+        "{incidents:#?}"
+    );
+    assert_eq!(
+        crate::support::actions(&incidents[0]),
+        crate::support::pairs(&[("add_role_to_instance_profile", "planned")])
+    );
+    assert!(roles().await.is_empty(), "nothing before approval");
+    let plan = world.plans(false)[0]["plan_id"]
+        .as_str()
+        .expect("plan id")
+        .to_string();
+    world.operate(&["approve", &plan, "--by", "alice"]);
+    world.run_once("auto");
+    assert_eq!(roles().await, [role_name(&world)]);
 }

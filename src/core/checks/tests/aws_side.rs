@@ -406,11 +406,13 @@ fn an_instance_profile_that_is_gone_empty_or_absent_is_invalid() {
         template: "lt-eks version 1".into(),
         name: "eks-ng-profile".into(),
         role_arns: vec![],
+        tags: Default::default(),
     });
     let other = with_profile(ProfileLookup::Found {
         template: "lt-eks version 1".into(),
         name: "eks-ng-profile".into(),
         role_arns: vec!["arn:aws:iam::123456789012:role/web".into()],
+        tags: Default::default(),
     });
     let absent = with_profile(ProfileLookup::NotInTemplate {
         template: "lt-mine version 3".into(),
@@ -438,6 +440,7 @@ fn an_instance_profile_that_is_gone_empty_or_absent_is_invalid() {
         template: "lt-eks version 1".into(),
         name: "eks-ng-profile".into(),
         role_arns: vec!["arn:aws:iam::123456789012:role/web".into()],
+        tags: Default::default(),
     });
     let remedy = diagnose(&other).primary().unwrap().remedy.clone().unwrap();
     assert!(
@@ -452,6 +455,7 @@ fn a_profile_holding_the_node_role_under_a_path_passes() {
         template: "lt-eks version 1".into(),
         name: "eks-ng-profile".into(),
         role_arns: vec!["arn:aws:iam::123456789012:role/nodes/eks-node".into()],
+        tags: Default::default(),
     });
     assert!(diagnose(&evidence).is_healthy());
     let check = diagnose(&evidence)
@@ -468,6 +472,7 @@ fn a_deleted_node_role_is_the_cause_not_its_empty_profile() {
         template: "lt-eks version 1".into(),
         name: "eks-ng-profile".into(),
         role_arns: vec![],
+        tags: Default::default(),
     })
     .identity(|identity| {
         identity.role = RoleLookup::NotFound {
