@@ -418,10 +418,14 @@ async fn main() {
         std::env::temp_dir().join(format!("nodemedic-soak-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let audit_db: PathBuf = dir.join("audit.db");
-    let env: HashMap<String, String> = [("NODEMEDIC_JOIN__DEADLINE_SECS", "0")]
+    let mut env: HashMap<String, String> = [("NODEMEDIC_JOIN__DEADLINE_SECS", "0")]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    // The resolution cache can be turned off (`=0`) to measure what it saves.
+    if let Ok(ttl) = std::env::var("NODEMEDIC_REMEDIATION__RESOLUTION_TTL_SECS") {
+        env.insert("NODEMEDIC_REMEDIATION__RESOLUTION_TTL_SECS".into(), ttl);
+    }
     let overrides = Overrides {
         queue_url: Some(world.queue.url.clone()),
         mode: Some("dry-run".into()),

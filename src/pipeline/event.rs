@@ -95,7 +95,15 @@ impl<W: Accounts> Pipeline<W> {
     ) -> Stage<(NodegroupKey, Target)> {
         let target = match (&trigger.kind, trigger.nodegroup()) {
             (TriggerKind::Launch(launch), _) => {
-                match account.resolve(&launch.asg_name, calls).await {
+                let (account_id, region) = (&trigger.account, &trigger.region);
+                let resolved = match self.resolutions.get(account_id, region, &launch.asg_name) {
+                    Some(known) => Ok(known),
+                    None => account.resolve(&launch.asg_name, calls).await.inspect(|r| {
+                        self.resolutions
+                            .remember(account_id, region, &launch.asg_name, r)
+                    }),
+                };
+                match resolved {
                     Ok(Resolution::Nodegroup(target)) => target,
                     Ok(Resolution::NotOurs { reason }) => {
                         let ignored = IgnoredEvent {
@@ -202,6 +210,10 @@ impl<W: Accounts> Pipeline<W> {
         {
             Ok(evidence) => Ok(ControlFlow::Continue(evidence)),
             Err(CollectError::NodegroupGone { cluster, nodegroup }) => {
+                if let Some(launch) = trigger.launch() {
+                    self.resolutions
+                        .forget(&trigger.account, &trigger.region, &launch.asg_name);
+                }
                 let reason = format!("nodegroup {cluster}/{nodegroup} no longer exists");
                 self.record_ignored(&trigger.event_id, message, json!(trigger), &reason)
                     .await?;

@@ -286,3 +286,29 @@ async fn a_cluster_role_carrying_the_ignore_tag_is_left_alone() {
         bench.records()
     );
 }
+
+#[tokio::test]
+async fn a_storm_of_launches_resolves_each_group_once() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), healthy_lab_000());
+    for n in 0..5 {
+        let launched = launch_event(&format!("launch-{n}"), GROUP, EARLIER);
+        assert_eq!(bench.deliver(launched).await, Disposition::Delete);
+        let foreign = launch_event(&format!("web-{n}"), "web-servers", EARLIER);
+        assert_eq!(bench.deliver(foreign).await, Disposition::Delete);
+    }
+    assert_eq!(bench.accounts.resolutions(), 2, "one per group");
+    assert_eq!(bench.accounts.collections(), 1, "then the subnet's verdict");
+}
+
+#[tokio::test]
+async fn a_group_whose_nodegroup_is_gone_is_resolved_again() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+    bench.accounts.collect_next(Collected::Gone);
+    bench
+        .deliver(launch_event("launch-1", GROUP, EARLIER))
+        .await;
+    bench
+        .deliver(launch_event("launch-2", GROUP, EARLIER))
+        .await;
+    assert_eq!(bench.accounts.resolutions(), 2);
+}

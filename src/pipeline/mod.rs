@@ -12,6 +12,7 @@ mod leases;
 mod remediation;
 #[cfg(test)]
 mod remediation_tests;
+mod resolutions;
 mod resume;
 mod sources;
 mod state;
@@ -89,6 +90,7 @@ pub struct Pipeline<W: Accounts = AwsAccounts> {
     accounts: W,
     locks: Leases,
     routes: RouteVerdicts,
+    resolutions: resolutions::Resolutions,
     /// Where nodemedic's own events (join checks) go; `None` disables them.
     publisher: Option<Publisher>,
     join_deadline: Duration,
@@ -106,12 +108,16 @@ impl<W: Accounts> Pipeline<W> {
             config.remediation.route_verdict_ttl_secs,
         ));
         let locks = Leases::new(store.clone(), Duration::from_secs(config.lease_ttl_secs));
+        let resolutions = resolutions::Resolutions::new(Duration::from_secs(
+            config.remediation.resolution_ttl_secs,
+        ));
         Self {
             config,
             store,
             accounts,
             locks,
             routes,
+            resolutions,
             publisher: None,
             join_deadline: Duration::ZERO,
             notifier: Notifier::disabled(),

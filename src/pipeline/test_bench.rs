@@ -35,6 +35,8 @@ pub(super) struct FakeSource {
     collected: Mutex<Collected>,
     /// The scope of every collection asked for, in order.
     pub(super) scopes: Mutex<Vec<Scope>>,
+    /// How many times a group was resolved (DescribeAutoScalingGroups).
+    resolved: Mutex<usize>,
 }
 
 #[derive(Clone)]
@@ -53,11 +55,16 @@ impl FakeAccounts {
             refused: HashSet::from(["999999999999".to_string()]),
             collected: Mutex::new(Collected::Evidence(Box::new(evidence))),
             scopes: Mutex::default(),
+            resolved: Mutex::default(),
         }))
     }
 
     pub(super) fn collect_next(&self, collected: Collected) {
         *self.0.collected.lock().unwrap() = collected;
+    }
+
+    pub(super) fn resolutions(&self) -> usize {
+        *self.0.resolved.lock().unwrap()
     }
 
     pub(super) fn collections(&self) -> usize {
@@ -84,6 +91,7 @@ impl Account for FakeAccounts {
 
     async fn resolve(&self, asg_name: &str, calls: &mut CallLog) -> Result<Resolution, AwsError> {
         calls.record("autoscaling:DescribeAutoScalingGroups");
+        *self.0.resolved.lock().unwrap() += 1;
         Ok(match self.0.groups.get(asg_name) {
             Some(target) => Resolution::Nodegroup(target.clone()),
             None => Resolution::NotOurs {

@@ -178,6 +178,9 @@ pub struct RemediationSettings {
     pub nodegroup_poll_secs: f64,
     pub nodegroup_timeout_secs: u64,
     pub route_verdict_ttl_secs: u64,
+    /// How long an Auto Scaling group's nodegroup (or "not ours") is taken as known; 0 resolves
+    /// every launch event again.
+    pub resolution_ttl_secs: u64,
     pub incident_window_secs: u64,
 }
 
