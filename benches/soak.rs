@@ -41,6 +41,9 @@ use tracing_subscriber::registry::LookupSpan;
 #[path = "soak/world.rs"]
 mod world;
 use world::*;
+#[path = "soak/stages.rs"]
+mod stages;
+use stages::{STAGES, StageTimer, Stages, cpu_time};
 
 const DEFAULT_EVENTS: usize = 2000;
 const SMOKE_EVENTS: usize = 20;
@@ -360,8 +363,13 @@ async fn main() {
         HandlingTimer(handled.clone()).with_filter(tracing_subscriber::filter::filter_fn(|meta| {
             meta.is_span() && meta.name() == "message" && meta.target().starts_with("nodemedic")
         }));
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(timer))
-        .expect("the only subscriber");
+    let stage_times = Arc::new(Stages::default());
+    let stage_timer = StageTimer(stage_times.clone())
+        .with_filter(tracing_subscriber::filter::filter_fn(stages::wanted));
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(timer).with(stage_timer),
+    )
+    .expect("the only subscriber");
 
     let setup = Instant::now();
     let world = build_world().await;
@@ -434,6 +442,7 @@ async fn main() {
     };
     let settings = Settings::load_with_env(&overrides, Some(env)).expect("settings");
     let calls_before = aws_calls();
+    let cpu_before = cpu_time();
     let rss_before = rss_kib("VmRSS:");
     let peak = Arc::new(AtomicU64::new(rss_before));
     let sampling = CancellationToken::new();
@@ -467,6 +476,7 @@ async fn main() {
     sampling.cancel();
     let _ = sampler.await;
     let calls_after = aws_calls();
+    let cpu_took = cpu_time().saturating_sub(cpu_before);
 
     // Every event handled, recorded, and gone from the queue.
     let left = messages_left(&world, &world.queue.url).await;
@@ -528,6 +538,46 @@ async fn main() {
             ms(took.last().copied().unwrap_or_default())
         );
     }
+
+    let by_message = stage_times
+        .by_message
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    println!();
+    println!(
+        "where the time goes, mean ms per message (wall time; store_write is inside the stages before it):"
+    );
+    print!("{:<22}", "kind");
+    for stage in STAGES {
+        print!(" {stage:>12}");
+    }
+    println!();
+    let mut kinds_seen: BTreeMap<Kind, (usize, BTreeMap<&str, Duration>)> = BTreeMap::new();
+    for (message_id, stages) in &by_message {
+        let Some(kind) = kinds.get(message_id) else {
+            continue;
+        };
+        let (count, sums) = kinds_seen.entry(*kind).or_default();
+        *count += 1;
+        for (stage, took) in stages {
+            *sums.entry(stage).or_default() += *took;
+        }
+    }
+    for (kind, (count, sums)) in &kinds_seen {
+        print!("{:<22}", kind.name());
+        for stage in STAGES {
+            let sum = sums.get(stage).copied().unwrap_or_default();
+            print!(" {:>12.2}", ms(sum) / *count as f64);
+        }
+        println!();
+    }
+    println!(
+        "CPU of this process (daemon, feeder, clients): {:.2} ms per message ({:.1} s for {})",
+        ms(cpu_took) / messages.len() as f64,
+        cpu_took.as_secs_f64(),
+        messages.len()
+    );
 
     println!();
     println!(

@@ -160,6 +160,7 @@ impl AuditStore {
         &self,
         work: impl Fn(&Tx) -> Result<T, AuditError>,
     ) -> Result<T, AuditError> {
+        let _commit = tracing::info_span!("store_write").entered();
         off_the_runtime(|| self.write_blocking(work))
     }
 

@@ -322,7 +322,7 @@ impl Worker {
             match disposition {
                 Disposition::Delete => {
                     crate::faults::crash_point("before_delete", None);
-                    self.delete(&receipt).await;
+                    self.delete(&receipt).instrument(info_span!("delete")).await;
                     self.metrics
                         .handled("deleted", started.elapsed().as_secs_f64());
                 }

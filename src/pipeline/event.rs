@@ -41,19 +41,36 @@ impl<W: Accounts> Pipeline<W> {
         trigger: Trigger,
         message: &Inbound,
     ) -> Result<Disposition, PipelineError> {
-        let account = proceed!(self.admit(&trigger, message).await);
+        // Each stage is a span, so traces (and `benches/soak`) show where a message's time goes.
+        let account = proceed!(
+            self.admit(&trigger, message)
+                .instrument(info_span!("admit"))
+                .await
+        );
         let mut calls = CallLog::default();
-        let (key, target) = proceed!(self.locate(&trigger, message, &account, &mut calls).await);
-        let _one_incident_per_nodegroup = self.locks.lock(&LockKey::Nodegroup(&key)).await;
+        let (key, target) = proceed!(
+            self.locate(&trigger, message, &account, &mut calls)
+                .instrument(info_span!("locate"))
+                .await
+        );
+        let _one_incident_per_nodegroup = self
+            .locks
+            .lock(&LockKey::Nodegroup(&key))
+            .instrument(info_span!("lock"))
+            .await;
         proceed!(
             self.earlier_work(&trigger, message, &key, &account, &target)
+                .instrument(info_span!("earlier_work"))
                 .await
         );
         let evidence = proceed!(
             self.examine(&trigger, message, &account, target, calls)
+                .instrument(info_span!("examine"))
                 .await
         );
-        self.judge(key, trigger, message, evidence).await
+        self.judge(key, trigger, message, evidence)
+            .instrument(info_span!("judge"))
+            .await
     }
 
     /// Before any AWS read: a second delivery, an account this daemon does not serve, or a join

@@ -1,0 +1,119 @@
+//! Where a message's time goes: the wall time of each stage span the daemon opens inside a
+//! message's `message` span (pipeline stages, the store's commits, the delete), summed per
+//! message, and this process's CPU time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+/// In handling order; `store_write` is time spent inside the stages before it, not after them.
+pub const STAGES: [&str; 8] = [
+    "admit",
+    "locate",
+    "lock",
+    "earlier_work",
+    "examine",
+    "judge",
+    "delete",
+    "store_write",
+];
+
+/// Per SQS message id: time per stage.
+#[derive(Default)]
+pub struct Stages {
+    pub by_message: Mutex<HashMap<String, BTreeMap<&'static str, Duration>>>,
+}
+
+pub struct StageTimer(pub Arc<Stages>);
+
+struct OfMessage(String);
+
+struct StageStarted {
+    name: &'static str,
+    at: Instant,
+}
+
+struct MessageIdField(String);
+
+impl Visit for MessageIdField {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message_id" {
+            self.0 = value.to_string();
+        }
+    }
+
+    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+}
+
+/// The spans this layer times: a message, and the stages inside it.
+pub fn wanted(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_span()
+        && meta.target().starts_with("nodemedic")
+        && (meta.name() == "message" || STAGES.contains(&meta.name()))
+}
+
+impl<S> Layer<S> for StageTimer
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let name = attributes.metadata().name();
+        if name == "message" {
+            let mut message_id = MessageIdField(String::new());
+            attributes.record(&mut message_id);
+            span.extensions_mut().insert(OfMessage(message_id.0));
+        } else {
+            span.extensions_mut().insert(StageStarted {
+                name,
+                at: Instant::now(),
+            });
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some((name, took)) = span
+            .extensions()
+            .get::<StageStarted>()
+            .map(|started| (started.name, started.at.elapsed()))
+        else {
+            return;
+        };
+        let Some(message_id) = span
+            .scope()
+            .skip(1)
+            .find_map(|parent| parent.extensions().get::<OfMessage>().map(|m| m.0.clone()))
+        else {
+            return;
+        };
+        let mut by_message = self.0.by_message.lock().unwrap_or_else(|p| p.into_inner());
+        *by_message
+            .entry(message_id)
+            .or_default()
+            .entry(name)
+            .or_default() += took;
+    }
+}
+
+/// User plus system CPU time of this process so far (`/proc/self/stat`, at the usual 100 ticks
+/// per second).
+pub fn cpu_time() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let user: u64 = fields.get(11)?.parse().ok()?;
+            let system: u64 = fields.get(12)?.parse().ok()?;
+            Some(user + system)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
