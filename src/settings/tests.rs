@@ -396,3 +396,33 @@ fn a_missing_config_file_is_named() {
     .unwrap_err();
     assert_eq!(keys(error), vec!["--config"]);
 }
+
+#[test]
+fn every_duration_is_bounded_so_no_date_arithmetic_can_overflow() {
+    for key in [
+        "NODEMEDIC_GUARD__PLAN_TTL_SECS",
+        "NODEMEDIC_GUARD__APPROVAL_TTL_SECS",
+        "NODEMEDIC_GUARD__BREAKER_WINDOW_SECS",
+        "NODEMEDIC_REMEDIATION__INCIDENT_WINDOW_SECS",
+        "NODEMEDIC_REMEDIATION__RESOLUTION_TTL_SECS",
+        "NODEMEDIC_STORE__LEASE_TTL_SECS",
+        "NODEMEDIC_JOIN__DEADLINE_SECS",
+        "NODEMEDIC_VERIFY__POLL_SECS",
+    ] {
+        let setting = key
+            .trim_start_matches("NODEMEDIC_")
+            .replace("__", ".")
+            .to_lowercase();
+        match load(&[(key, "18446744073709551615")], Overrides::default()) {
+            Err(error) => assert!(keys(error).contains(&setting), "{key}"),
+            Ok(_) => panic!("{key} accepted"),
+        }
+    }
+    assert!(
+        load(
+            &[("NODEMEDIC_GUARD__PLAN_TTL_SECS", "86400")],
+            Overrides::default()
+        )
+        .is_ok()
+    );
+}

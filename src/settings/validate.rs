@@ -61,6 +61,7 @@ impl Settings {
                 ),
             );
         }
+        spans(&raw, &mut problems);
         intake(&raw.intake, &mut problems);
         let audit = audit(raw.audit, &mut problems);
         remediation(&raw.remediation, &mut problems);
@@ -101,6 +102,67 @@ impl Settings {
             store,
             accounts: raw.accounts,
         })
+    }
+}
+
+/// The longest span a setting may name. Longer ones mean nothing to a daemon, and the date and
+/// timer arithmetic on them would overflow.
+const LONGEST_SPAN_SECS: u64 = 366 * 24 * 3600;
+/// How long event marks are kept, at most.
+const LONGEST_EVENT_TTL_DAYS: u64 = 3650;
+
+/// Every duration setting, bounded (the lower bounds live with each section).
+fn spans(raw: &RawSettings, problems: &mut Problems) {
+    let whole = [
+        ("guard.cooldown_secs", raw.guard.cooldown_secs),
+        ("guard.approval_ttl_secs", raw.guard.approval_ttl_secs),
+        ("guard.plan_ttl_secs", raw.guard.plan_ttl_secs),
+        ("guard.approval_poll_secs", raw.guard.approval_poll_secs),
+        ("guard.breaker_window_secs", raw.guard.breaker_window_secs),
+        ("verify.timeout_secs", raw.verify.timeout_secs),
+        ("http.ready_window_secs", raw.http.ready_window_secs),
+        ("watch.interval_secs", raw.watch.interval_secs),
+        ("join.deadline_secs", raw.join.deadline_secs),
+        ("intake.shutdown_grace_secs", raw.intake.shutdown_grace_secs),
+        ("store.lease_ttl_secs", raw.store.lease_ttl_secs),
+        (
+            "remediation.nodegroup_timeout_secs",
+            raw.remediation.nodegroup_timeout_secs,
+        ),
+        (
+            "remediation.route_verdict_ttl_secs",
+            raw.remediation.route_verdict_ttl_secs,
+        ),
+        (
+            "remediation.resolution_ttl_secs",
+            raw.remediation.resolution_ttl_secs,
+        ),
+        (
+            "remediation.incident_window_secs",
+            raw.remediation.incident_window_secs,
+        ),
+    ];
+    for (key, secs) in whole {
+        if secs > LONGEST_SPAN_SECS {
+            problems.add(
+                key,
+                format!("{secs} s is longer than a year ({LONGEST_SPAN_SECS} s)"),
+            );
+        }
+    }
+    for (key, secs) in [("verify.poll_secs", raw.verify.poll_secs)] {
+        if secs.is_finite() && secs > LONGEST_SPAN_SECS as f64 {
+            problems.add(
+                key,
+                format!("{secs} s is longer than a year ({LONGEST_SPAN_SECS} s)"),
+            );
+        }
+    }
+    if raw.store.event_ttl_days > LONGEST_EVENT_TTL_DAYS {
+        problems.add(
+            "store.event_ttl_days",
+            format!("{} days is longer than ten years", raw.store.event_ttl_days),
+        );
     }
 }
 

@@ -75,3 +75,26 @@ fn audit_commands_on_a_missing_database_fail_clearly() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/audit.db"));
 }
+
+#[test]
+fn a_duration_longer_than_a_year_is_refused_by_config_check_and_run() {
+    let huge = [("NODEMEDIC_GUARD__PLAN_TTL_SECS", "18446744073709551615")];
+    let checked = nodemedic(&["config", "check"], &huge);
+    assert_eq!(checked.status.code(), Some(2), "{checked:?}");
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(stderr.contains("guard.plan_ttl_secs"), "{stderr}");
+    let run = nodemedic(
+        &[
+            "run",
+            "--once",
+            "--queue-url",
+            "http://127.0.0.1:9/123456789012/q",
+        ],
+        &huge,
+    );
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(
+        !String::from_utf8_lossy(&run.stderr).contains("panicked"),
+        "refused, not crashed"
+    );
+}
