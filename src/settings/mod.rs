@@ -186,8 +186,43 @@ fn problem_from_load_error(text: &str) -> Problem {
                 .and_then(|rest| rest.split('`').next())
         })
         .unwrap_or("(settings)");
+    let secret = SECRET_SETTINGS.iter().any(|secret| key.contains(secret));
     Problem {
         key: key.to_string(),
-        problem: text.to_string(),
+        problem: if secret {
+            redacted(text, key)
+        } else {
+            text.to_string()
+        },
     }
+}
+
+/// Settings whose values are secrets (approver tokens, webhook URLs): a load error names the
+/// key, never the value.
+const SECRET_SETTINGS: [&str; 2] = ["http.tokens", "notify.webhooks"];
+
+/// `text` with every quoted value (in `"` or backquotes) but the key replaced.
+fn redacted(text: &str, key: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = &rest[open..=open];
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(quote) else {
+            // An unmatched quote: what follows may be the value.
+            out.push_str("<redacted>");
+            return out;
+        };
+        let quoted = &after[..close];
+        out.push_str(if quoted.contains(key) {
+            quoted
+        } else {
+            "<redacted>"
+        });
+        out.push_str(quote);
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }

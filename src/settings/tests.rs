@@ -426,3 +426,23 @@ fn every_duration_is_bounded_so_no_date_arithmetic_can_overflow() {
         .is_ok()
     );
 }
+
+#[test]
+fn a_load_error_names_a_secret_setting_but_never_shows_its_value() {
+    let error = load(
+        &[("NODEMEDIC_HTTP__TOKENS", "alice-secret-token-0123")],
+        Overrides::default(),
+    )
+    .expect_err("a token that is not text is refused");
+    let problems = error.problems();
+    assert!(
+        problems.iter().any(|p| p.key.contains("http.tokens")),
+        "{problems:?}"
+    );
+    for problem in &problems {
+        assert!(
+            !problem.problem.contains("alice-secret-token-0123"),
+            "the token leaked: {problem:?}"
+        );
+    }
+}
