@@ -122,7 +122,9 @@ pub fn patch(policy_text: &str, role_arn: &str) -> Result<KeyPolicyPatch, KeyPol
         object.insert("Version".into(), Value::String("2012-10-17".into()));
     }
 
-    let policy = serde_json::to_string_pretty(&document)
+    // Compact, as KMS stores it: the 32 KiB limit is on the text sent, and indentation would
+    // refuse a policy KMS takes.
+    let policy = serde_json::to_string(&document)
         .map_err(|e| KeyPolicyError::FailedValidation(e.to_string()))?;
     validate_patched(&policy, &original, &added, role_arn)?;
     Ok(KeyPolicyPatch::Patched {
@@ -486,6 +488,27 @@ mod tests {
             patch(&policy.to_string(), ROLE),
             Err(KeyPolicyError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_policy_is_sent_compact_so_the_limit_is_on_what_kms_gets() {
+        let filler: Vec<Value> = (0..210)
+            .map(|n| json!({"Sid": format!("S{n}"), "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:DescribeKey", "Resource": "*"}))
+            .collect();
+        let policy = json!({"Version": "2012-10-17", "Statement": filler});
+        let pretty = serde_json::to_string_pretty(&policy).unwrap();
+        assert!(
+            pretty.len() > MAX_POLICY_BYTES,
+            "pretty-printed it is over the limit"
+        );
+        let Ok(KeyPolicyPatch::Patched {
+            policy: patched, ..
+        }) = patch(&policy.to_string(), ROLE)
+        else {
+            panic!("a policy KMS would take is refused");
+        };
+        assert!(patched.len() <= MAX_POLICY_BYTES, "{}", patched.len());
+        assert!(!patched.contains('\n'), "sent compact");
     }
 
     #[test]
