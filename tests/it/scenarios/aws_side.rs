@@ -376,22 +376,8 @@ async fn a_failed_launch_the_launch_evidence_does_not_explain_reads_the_node_rol
         .force_launch_failure(&group, Some(PROFILE_FAILURE))
         .await
         .expect("forced failure");
-    c.eks
-        .update_nodegroup_config()
-        .cluster_name(CLUSTER)
-        .nodegroup_name("ghost")
-        .scaling_config(
-            aws_sdk_eks::types::NodegroupScalingConfig::builder()
-                .min_size(0)
-                .max_size(1)
-                .desired_size(1)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("scale out");
-    // The emulator settles the update after half a second, then launches and fails.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // The launch fails on the forced message.
+    super::scale_out_to_one(&world, "ghost").await;
     nodemedic::lab::publish_launch_event(c, &world.network, &group, &world.network.private_subnet)
         .await
         .expect("event");

@@ -124,22 +124,8 @@ async fn a_launch_that_fails_for_a_deleted_profile_is_diagnosed_by_the_daemon() 
     let c = &world.clients;
     let subnet = world.network.private_subnet.clone();
     let (group, _) = nodegroup_with_emptied_profile(&world, "profileless", true).await;
-    c.eks
-        .update_nodegroup_config()
-        .cluster_name(CLUSTER)
-        .nodegroup_name("profileless")
-        .scaling_config(
-            aws_sdk_eks::types::NodegroupScalingConfig::builder()
-                .min_size(0)
-                .max_size(1)
-                .desired_size(1)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("scale out");
-    // The emulator settles the update, then launches as EC2 would: the profile is gone.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // The emulator launches as EC2 would: the profile is gone.
+    super::scale_out_to_one(&world, "profileless").await;
     let activities = c
         .autoscaling
         .describe_scaling_activities()

@@ -21,6 +21,28 @@ mod identity;
 mod launch;
 mod user_data;
 
+/// Scales `nodegroup` out to one instance as a user would, and waits for the emulator to settle
+/// the update (half a second) and launch, or fail to.
+async fn scale_out_to_one(world: &World, nodegroup: &str) {
+    world
+        .clients
+        .eks
+        .update_nodegroup_config()
+        .cluster_name(CLUSTER)
+        .nodegroup_name(nodegroup)
+        .scaling_config(
+            aws_sdk_eks::types::NodegroupScalingConfig::builder()
+                .min_size(0)
+                .max_size(1)
+                .desired_size(1)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("scale out");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+}
+
 /// A nodegroup `probe` in a new subnet 10.42.192.0/19 with its own route table, routed to the
 /// workshop's NAT gateway unless `route` is false. Returns (subnet, route table).
 async fn probe(world: &World, route: bool) -> (String, String) {
