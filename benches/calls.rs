@@ -20,9 +20,11 @@ use nodemedic::lab::{self, Emulator, LabClients};
 const RUNS: usize = 10;
 
 /// Calls per scenario and scope before the whole AWS-side checklist (issue 11), and the budget
-/// the event scopes must stay within: (scenario, scope, before, budget).
+/// the event scopes must stay within: (scenario, scope, before, budget). Lab 002's budget grew
+/// by one for `kms:ListGrants` (issue 14): a grant to the role is access the policy does not show,
+/// read only when the policy alone does not let the role in.
 const REFERENCE: [(&str, &str, u32, Option<u32>); 4] = [
-    ("lab 002, failed launch", "event", 7, Some(7)),
+    ("lab 002, failed launch", "event", 7, Some(8)),
     ("lab 002, failed launch", "full checklist", 20, None),
     ("lab 000, launched instance", "event", 13, Some(13)),
     ("lab 000, launched instance", "full checklist", 16, None),

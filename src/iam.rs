@@ -179,6 +179,7 @@ fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
             &[
                 "kms:DescribeKey",
                 "kms:GetKeyPolicy",
+                "kms:ListGrants",
                 "kms:ListResourceTags",
             ],
             vec![Typed("kms", "key/*")],

@@ -5,9 +5,8 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::aws::{AwsError, AwsFailure};
-use crate::core::evidence::fixtures::{ROLE, ROOT_ONLY_POLICY};
+use crate::core::evidence::fixtures::ROOT_ONLY_POLICY;
 use crate::core::evidence::{RouteFacts, Scaling};
-use crate::core::key_policy;
 use crate::core::plan::{Action, FixKind, ScalingUpdate, Step};
 
 /// An in-memory world behind the actuator seam.
@@ -361,14 +360,12 @@ pub(super) fn route_step() -> Step {
             nat_gateway_id: "nat-a".into(),
         },
         reason: String::new(),
+        needs_review: None,
     }
 }
 
 pub(super) fn patched_policy() -> String {
-    match key_policy::patch(ROOT_ONLY_POLICY, ROLE).unwrap() {
-        key_policy::KeyPolicyPatch::Patched { policy, .. } => policy,
-        key_policy::KeyPolicyPatch::AlreadyGranted => unreachable!(),
-    }
+    crate::core::evidence::fixtures::granted_policy()
 }
 
 pub(super) fn policy_step() -> Step {
@@ -381,6 +378,7 @@ pub(super) fn policy_step() -> Step {
             previous_policy: ROOT_ONLY_POLICY.into(),
         },
         reason: String::new(),
+        needs_review: None,
     }
 }
 
@@ -405,5 +403,6 @@ pub(super) fn cycle_step(min: i32, desired: i32) -> Step {
             },
         },
         reason: String::new(),
+        needs_review: None,
     }
 }

@@ -6,7 +6,6 @@ mod steps;
 pub mod verify;
 
 pub use aws::AwsActuator;
-pub use steps::policy_grants;
 pub(crate) use steps::same_policy;
 use steps::{
     add_role_to_profile, attach_policy, create_access_entry, create_route, cycle, put_key_policy,

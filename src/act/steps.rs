@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{Actuator, NodegroupState, StepResult, WaitPolicy};
 use crate::aws::AwsError;
 use crate::core::evidence::{RouteFacts, Scaling};
-use crate::core::key_policy::{self, Access};
+use crate::core::key_policy;
 use crate::core::plan::ScalingUpdate;
 
 pub(super) async fn replace_route<A: Actuator>(
@@ -430,11 +430,6 @@ pub(super) async fn put_key_policy<A: Actuator>(
             Value::Null,
         ),
     }
-}
-
-/// Whether a written policy grants the role; used by verification.
-pub fn policy_grants(policy: &str, role: &str) -> bool {
-    matches!(key_policy::assess(policy, role), Ok(Access::Granted))
 }
 
 pub(super) async fn wait_settled<A: Actuator>(

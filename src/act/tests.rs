@@ -2,7 +2,7 @@ use serde_json::{Value, json};
 
 use super::fake::*;
 use super::*;
-use crate::core::evidence::fixtures::{ROLE, ROOT_ONLY_POLICY};
+use crate::core::evidence::fixtures::ROOT_ONLY_POLICY;
 use crate::core::plan::FixKind;
 #[tokio::test]
 async fn a_route_is_created_and_read_back() {
@@ -57,9 +57,8 @@ async fn the_key_policy_is_written_and_the_old_one_kept_as_before() {
     let result = apply(&world, &policy_step(), WAIT).await;
     assert_eq!(result.status, StepStatus::Applied, "{}", result.detail);
     assert_eq!(result.before["policy"], ROOT_ONLY_POLICY);
-    assert!(policy_grants(
-        result.after["policy"].as_str().unwrap(),
-        ROLE
+    assert!(crate::core::evidence::fixtures::grants_role(
+        result.after["policy"].as_str().unwrap()
     ));
     assert!(result.detail.contains("AllowAutoScalingServiceRole"));
 }
@@ -186,6 +185,7 @@ async fn a_blackholed_default_route_is_replaced_only_if_it_still_points_where_th
             previous_target: "nat-gone".into(),
         },
         reason: String::new(),
+        needs_review: None,
     };
     let world = FakeWorld::default().with_table("rtb-1", vec![local(), blackhole.clone()]);
     let result = apply(&world, &step, WAIT).await;
@@ -219,6 +219,7 @@ async fn vpc_dns_is_turned_on_and_read_back() {
             attribute: "enableDnsHostnames".into(),
         },
         reason: String::new(),
+        needs_review: None,
     };
     let world = FakeWorld::default();
     let result = apply(&world, &step, WAIT).await;
@@ -249,6 +250,7 @@ async fn a_missing_policy_is_attached_once_and_an_access_entry_created_once() {
             policy_arn: "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy".into(),
         },
         reason: String::new(),
+        needs_review: None,
     };
     let world = FakeWorld::default();
     assert_eq!(
@@ -269,6 +271,7 @@ async fn a_missing_policy_is_attached_once_and_an_access_entry_created_once() {
             entry_type: "EC2_LINUX".into(),
         },
         reason: String::new(),
+        needs_review: None,
     };
     let result = apply(&world, &entry, WAIT).await;
     assert_eq!(result.status, StepStatus::Applied, "{}", result.detail);

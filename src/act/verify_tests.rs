@@ -128,6 +128,7 @@ async fn attached_policies_and_access_entries_are_undone_but_dns_stays_on() {
             policy_arn: "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy".into(),
         },
         reason: String::new(),
+        needs_review: None,
     };
     let applied = apply(&world, &attach, WAIT).await;
     assert_eq!(
@@ -143,6 +144,7 @@ async fn attached_policies_and_access_entries_are_undone_but_dns_stays_on() {
             attribute: "enableDnsSupport".into(),
         },
         reason: String::new(),
+        needs_review: None,
     };
     let applied = apply(&world, &dns, WAIT).await;
     assert_eq!(

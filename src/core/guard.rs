@@ -316,6 +316,8 @@ pub fn decide(
             "the same cause came back after incident {incident} was fixed; nodemedic does not repeat a fix \
              that did not help on its own: approve this plan to try again"
         ))
+    } else if let Some(why) = &step.needs_review {
+        Some(format!("{} waits for approval: {why}", step.fix))
     } else if policy.mode == Mode::Approve {
         Some(format!("approve mode: {} waits for approval", step.fix))
     } else if fix_policy == FixPolicy::Approve {

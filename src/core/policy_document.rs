@@ -1,7 +1,77 @@
 //! Reading IAM-style policy documents (key policies, endpoint policies, trust policies): their
 //! statements and how an element matches. Pure: JSON in, answers out.
 
-use serde_json::Value;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// Parses a policy document, refusing a key that appears twice in one object at any level.
+/// serde_json keeps the last of two `"Statement"` keys, so a document read that way can lose a
+/// Deny statement without a trace; IAM and KMS themselves refuse such documents.
+pub fn parse_strict(text: &str) -> Result<Value, String> {
+    serde_json::from_str::<Strict>(text)
+        .map(|Strict(value)| value)
+        .map_err(|e| e.to_string())
+}
+
+/// A JSON value whose objects have unique keys.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut list = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            list.push(item);
+        }
+        Ok(Value::Array(list))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
 
 /// The statements of a policy document; a single statement object counts as a list of one.
 pub fn statements(document: &Value) -> Option<Vec<&Value>> {
@@ -80,10 +150,15 @@ fn element_matches(statement: &Value, element: &str, not_element: &str, wanted: 
     false
 }
 
-/// IAM matching: case-insensitive, `*` any run, `?` any one character.
+/// IAM matching of actions and resources: case-insensitive, `*` any run, `?` any one character.
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
-    let text: Vec<char> = text.to_ascii_lowercase().chars().collect();
+    wildcard_matches(&pattern.to_ascii_lowercase(), &text.to_ascii_lowercase())
+}
+
+/// `StringLike`/`ArnLike` matching in conditions: case-sensitive, `*` any run, `?` one character.
+pub fn wildcard_matches(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let text: Vec<char> = text.chars().collect();
     let (mut p, mut t) = (0, 0);
     let mut backtrack: Option<(usize, usize)> = None;
     while t < text.len() {
@@ -132,6 +207,36 @@ mod tests {
         );
         assert_eq!(aws_principals(Some(&trust)), vec!["arn:aws:iam::1:root"]);
         assert_eq!(principals_of_kind(Some(&json!("*")), "Service"), vec!["*"]);
+    }
+
+    #[test]
+    fn a_key_twice_in_one_object_is_refused_at_any_depth() {
+        let two_statements = r#"{"Statement": [{"Effect": "Deny"}], "Statement": []}"#;
+        assert!(
+            serde_json::from_str::<Value>(two_statements).is_ok(),
+            "serde_json alone keeps the last"
+        );
+        let error = parse_strict(two_statements).unwrap_err();
+        assert!(error.contains("duplicate key \"Statement\""), "{error}");
+        let nested = r#"{"Statement": [{"Effect": "Allow", "Effect": "Deny"}]}"#;
+        assert!(parse_strict(nested).is_err());
+        let fine =
+            r#"{"Statement": [{"Effect": "Allow", "Action": ["a", 1, 2.5, -3, true, null]}]}"#;
+        assert_eq!(
+            parse_strict(fine).unwrap(),
+            serde_json::from_str::<Value>(fine).unwrap()
+        );
+        assert!(parse_strict("{not json").is_err());
+    }
+
+    #[test]
+    fn condition_wildcards_are_case_sensitive() {
+        assert!(wildcard_matches(
+            "ec2.*.amazonaws.com",
+            "ec2.us-west-2.amazonaws.com"
+        ));
+        assert!(!wildcard_matches("EC2.*", "ec2.us-west-2.amazonaws.com"));
+        assert!(glob_matches("EC2.*", "ec2.us-west-2.amazonaws.com"));
     }
 
     #[test]

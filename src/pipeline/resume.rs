@@ -443,6 +443,7 @@ mod tests {
                 nat_gateway_id: "nat-1".into(),
             },
             reason: String::new(),
+            needs_review: None,
         }
     }
 

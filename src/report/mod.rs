@@ -316,7 +316,6 @@ pub fn diagnose_text(reports: &[crate::diagnose::Report]) -> String {
 mod tests {
     use super::*;
     use crate::audit::ActionSummary;
-    use crate::core::key_policy;
 
     #[test]
     fn docs_catalog_md_matches_the_code() {
@@ -375,11 +374,7 @@ mod tests {
     #[test]
     fn a_key_policy_result_shows_the_added_statements() {
         let before = crate::core::evidence::fixtures::ROOT_ONLY_POLICY;
-        let after = match key_policy::patch(before, crate::core::evidence::fixtures::ROLE).unwrap()
-        {
-            key_policy::KeyPolicyPatch::Patched { policy, .. } => policy,
-            key_policy::KeyPolicyPatch::AlreadyGranted => unreachable!(),
-        };
+        let after = crate::core::evidence::fixtures::granted_policy();
         let result = crate::core::step::StepResult {
             status: crate::core::step::StepStatus::Applied,
             detail: String::new(),

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::support::{World, actions, pairs};
 
-fn cloudtrail(account: &str, event_name: &str, nodegroup: &str) -> String {
+pub(crate) fn cloudtrail(account: &str, event_name: &str, nodegroup: &str) -> String {
     json!({
         "version": "0", "id": format!("ct-{event_name}-{nodegroup}"), "detail-type": "AWS API Call via CloudTrail",
         "source": "aws.eks", "account": account, "time": "2026-11-21T00:00:00Z", "region": "us-west-2",

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use base64::Engine;
 
 use super::*;
+use crate::core::key_policy::{self, Access, Caller};
 
 /// User data beyond this is not needed to recognise a bootstrap call.
 pub(super) const USER_DATA_LIMIT: usize = 16 * 1024;
@@ -220,10 +221,72 @@ pub(super) async fn image(
     })
 }
 
+/// The key's grants to the Auto Scaling role: a grant lets the role in as a policy statement
+/// does. Grants are read only when the policy alone does not decide.
+async fn grants(
+    clients: &AwsClients,
+    key_arn: &str,
+    role: &str,
+    facts: &mut KeyMetadata,
+    calls: &mut CallLog,
+) -> Result<(), AwsError> {
+    let mut marker = None;
+    // A key holds at most 50,000 grants; five pages of 100 to one grantee is far past any real
+    // key, and the rest is then reported as unread rather than waited for.
+    for _ in 0..5 {
+        calls.record("kms:ListGrants");
+        let page = clients
+            .kms
+            .list_grants()
+            .key_id(key_arn)
+            .grantee_principal(role)
+            .limit(100)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .op("kms:ListGrants");
+        let page = match page {
+            Ok(page) => page,
+            Err(error) if error.is_transient() => return Err(error),
+            Err(error) => {
+                facts.grants_unreadable = Some(format!("{}: {}", error.code, error.message));
+                return Ok(());
+            }
+        };
+        facts.grants.extend(
+            page.grants()
+                // The filter is the API's; a peer that ignores it must not widen the answer.
+                .iter()
+                .filter(|grant| grant.grantee_principal() == Some(role))
+                .map(|grant| KeyGrant {
+                    grant_id: grant.grant_id().unwrap_or_default().to_string(),
+                    grantee_principal: role.to_string(),
+                    operations: grant
+                        .operations()
+                        .iter()
+                        .map(|op| op.as_str().to_string())
+                        .collect(),
+                    constrained: grant.constraints().is_some_and(|c| {
+                        c.encryption_context_subset().is_some()
+                            || c.encryption_context_equals().is_some()
+                    }),
+                }),
+        );
+        match (page.truncated(), page.next_marker()) {
+            (true, Some(next)) => marker = Some(next.to_string()),
+            _ => return Ok(()),
+        }
+    }
+    facts.grants_unreadable =
+        Some("more than 500 grants to the role; the rest were not read".into());
+    Ok(())
+}
+
 pub(super) async fn keys(
     clients: &AwsClients,
     template: &LaunchTemplateFacts,
     account: &str,
+    service_linked_role: Option<&str>,
     calls: &mut CallLog,
 ) -> Result<Vec<KeyFacts>, AwsError> {
     let references: BTreeSet<&str> = template
@@ -287,6 +350,8 @@ pub(super) async fn keys(
             policy_unreadable: None,
             tags: Tags::new(),
             tags_unreadable: None,
+            grants: Vec::new(),
+            grants_unreadable: None,
         };
         if facts.state == "Enabled" && facts.is_customer_managed() {
             if owner == account {
@@ -328,6 +393,17 @@ pub(super) async fn keys(
                         facts.policy_unreadable = Some(format!("{}: {}", error.code, error.message))
                     }
                     Err(error) => return Err(error),
+                }
+                let role = service_linked_role.map(str::to_string).unwrap_or_else(|| {
+                    let partition = arn.split(':').nth(1).unwrap_or("aws");
+                    key_policy::default_autoscaling_role(partition, account)
+                });
+                let policy_alone = facts
+                    .policy
+                    .as_deref()
+                    .map(|policy| key_policy::assess(policy, Caller::for_key(&role, &arn), &[]));
+                if !matches!(policy_alone, Some(Ok(Access::Granted))) {
+                    grants(clients, &arn, &role, &mut facts, calls).await?;
                 }
             } else {
                 facts.policy_unreadable = Some(format!(

@@ -122,7 +122,10 @@ pub async fn collect(
             evidence.launch_template = launch_template(clients, &template, &mut calls).await?;
         }
         if let Some(TemplateLookup::Found(facts)) = &mut evidence.launch_template {
-            evidence.keys = keys(clients, facts, &trigger.account, &mut calls).await?;
+            let role = group
+                .as_ref()
+                .and_then(|g| g.service_linked_role_arn.as_deref());
+            evidence.keys = keys(clients, facts, &trigger.account, role, &mut calls).await?;
             if let Some(image_id) = &facts.image_id {
                 evidence.image = Some(image(clients, image_id, &mut calls).await?);
             }

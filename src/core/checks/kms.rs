@@ -4,7 +4,7 @@
 use super::launch::{failure_text, group_name};
 use super::{Cause, Fact, Finding, Subject};
 use crate::core::evidence::{Evidence, KeyLookup, KeyMetadata};
-use crate::core::key_policy::{self, Access};
+use crate::core::key_policy::{self, Access, Caller};
 
 /// Status texts with which Auto Scaling reports a launch killed by its KMS key.
 pub fn mentions_kms_failure(text: &str) -> bool {
@@ -135,6 +135,7 @@ pub fn findings(evidence: &Evidence) -> Vec<Finding> {
                         }),
                         cross_account,
                         explicit_deny: None,
+                        doubt: None,
                     },
                 });
             }
@@ -159,12 +160,13 @@ fn policy_finding(
 ) -> Option<Finding> {
     let role = service_linked_role(evidence, key);
     let cross_account = key.account != evidence.trigger.account;
-    let subject = |explicit_deny: Option<String>| Subject::Key {
+    let subject = |explicit_deny: Option<String>, doubt: Option<String>| Subject::Key {
         key_arn: key.arn.clone(),
         policy: key.policy.clone(),
         service_linked_role: role.clone(),
         cross_account,
         explicit_deny,
+        doubt,
     };
     let enabled = Fact::new(
         &key.arn,
@@ -210,17 +212,53 @@ fn policy_finding(
             .into_iter()
             .flatten()
             .collect(),
-            subject: subject(None),
+            subject: subject(None, None),
         });
     };
-    let (missing, explicit_deny) = match key_policy::assess(policy, &role) {
+    let caller = Caller::for_key(&role, &key.arn);
+    let access = match (
+        key_policy::assess(policy, caller, &key.grants),
+        &key.grants_unreadable,
+    ) {
+        // A grant nodemedic could not read may be the one that lets the role in.
+        (Ok(Access::Missing(missing)), Some(why)) => Ok(Access::Undecided {
+            missing,
+            reasons: vec![format!("the key's grants could not be read ({why})")],
+        }),
+        (access, _) => access,
+    };
+    let not_seen = || {
+        (!kms_failure_seen).then(|| {
+            "no launch has failed with a KMS error yet, so the policy's effect is inferred, not observed".to_string()
+        })
+    };
+    let (missing, explicit_deny, doubt) = match access {
         Ok(Access::Granted) => return None,
-        Ok(Access::Missing(missing)) => (missing.join(", "), None),
+        Ok(Access::Missing(missing)) => (missing.join(", "), None, not_seen()),
         Ok(Access::Denied { sid, action }) => (
             format!("{action} (denied by statement {sid})"),
             Some(format!("statement {sid} denies {action}")),
+            None,
         ),
-        Err(error) => (format!("unreadable policy: {error}"), None),
+        Ok(Access::Undecided { reasons, .. }) if !kms_failure_seen => {
+            let subject = subject(None, Some(reasons.join("; ")));
+            return Some(undecided_finding(
+                key, &role, uses, enabled, &reasons, subject,
+            ));
+        }
+        Ok(Access::Undecided { missing, reasons }) => (
+            if missing.is_empty() {
+                "nothing certain".to_string()
+            } else {
+                missing.join(", ")
+            },
+            None,
+            Some(format!(
+                "the policy may already let the role in or keep it out: {}",
+                reasons.join("; ")
+            )),
+        ),
+        Err(error) => (format!("unreadable policy: {error}"), None, None),
     };
     Some(Finding {
         blocking: true,
@@ -234,8 +272,12 @@ fn policy_finding(
             "The launch template encrypts its volumes with customer managed key {}. The key is Enabled, but its policy \
              does not allow the Auto Scaling service-linked role {role} to use it (not allowed: {missing}). Auto Scaling \
              launches the instance, EC2 cannot attach the encrypted volume, and the instance is terminated with \
-             Client.InvalidKMSKey.InvalidState. The key policy needs the two statements from the EC2 Auto Scaling guide.",
-            key.arn
+             Client.InvalidKMSKey.InvalidState. The key policy needs the two statements from the EC2 Auto Scaling guide.{}",
+            key.arn,
+            doubt
+                .as_ref()
+                .map(|why| format!(" A human must confirm before it changes: {why}."))
+                .unwrap_or_default()
         ),
         evidence: [
             Some(uses),
@@ -249,8 +291,41 @@ fn policy_finding(
         .into_iter()
         .flatten()
         .collect(),
-        subject: subject(explicit_deny),
+        subject: subject(explicit_deny, doubt),
     })
+}
+
+/// A policy that may let the role in through conditions or grants nodemedic cannot decide, with
+/// no KMS launch failure seen: "granted or unknown", reported but never a blocking cause.
+fn undecided_finding(
+    key: &KeyMetadata,
+    role: &str,
+    uses: Fact,
+    enabled: Fact,
+    reasons: &[String],
+    subject: Subject,
+) -> Finding {
+    Finding {
+        blocking: false,
+        remedy: None,
+        cause: Cause::KmsKeyPolicyBlocksAutoscaling,
+        summary: format!(
+            "KMS key {} may or may not let AWSServiceRoleForAutoScaling use it",
+            key.arn
+        ),
+        explanation: format!(
+            "The launch template encrypts its volumes with customer managed key {}. Whether its policy lets {role} use \
+             the key depends on what nodemedic cannot evaluate ({}). No launch has failed with a KMS error, so the key \
+             is taken as granted and left unchanged.",
+            key.arn,
+            reasons.join("; ")
+        ),
+        evidence: [uses, enabled]
+            .into_iter()
+            .chain(reasons.iter().map(|reason| Fact::new(&key.arn, reason)))
+            .collect(),
+        subject,
+    }
 }
 
 /// The role Auto Scaling launches with: the group's own setting, else the account default.

@@ -78,6 +78,10 @@ pub enum Subject {
         service_linked_role: String,
         cross_account: bool,
         explicit_deny: Option<String>,
+        /// Why the evaluation is not certain enough to patch the key without a human: a KMS
+        /// failure not seen yet, or conditions and grants nodemedic cannot decide.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        doubt: Option<String>,
     },
     UnusableKey {
         reference: String,

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use time::macros::datetime;
 
 use super::*;
+use crate::core::key_policy;
 use crate::core::trigger::{LaunchEvent, LaunchOutcome, NodegroupApiCall, Trigger, TriggerKind};
 
 pub const ACCOUNT: &str = "123456789012";
@@ -25,6 +26,20 @@ pub const CLUSTER_ROLE: &str = "arn:aws:iam::123456789012:role/eks-cluster";
 
 /// The trust policy a node role needs: EC2 may assume it.
 pub const EC2_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
+/// `ROOT_ONLY_POLICY` with the guide's two statements for `ROLE`: a key Auto Scaling may use.
+pub fn granted_policy() -> String {
+    match key_policy::patch(ROOT_ONLY_POLICY, key_policy::Caller::for_key(ROLE, KEY_ARN)) {
+        Ok(key_policy::KeyPolicyPatch::Patched { policy, .. }) => policy,
+        other => panic!("the fixture policy cannot be patched: {other:?}"),
+    }
+}
+
+/// Whether `policy` alone lets `ROLE` use `KEY_ARN`.
+pub fn grants_role(policy: &str) -> bool {
+    key_policy::assess(policy, key_policy::Caller::for_key(ROLE, KEY_ARN), &[])
+        == Ok(key_policy::Access::Granted)
+}
 
 pub fn trigger(kind: TriggerKind) -> Trigger {
     Trigger {
@@ -355,6 +370,8 @@ impl Evidence {
                 policy_unreadable: None,
                 tags: Tags::new(),
                 tags_unreadable: None,
+                grants: Vec::new(),
+                grants_unreadable: None,
             }),
         }];
         // A failed launch is investigated through its launch template, not the network.
@@ -395,6 +412,33 @@ impl Evidence {
                 tags: Tags::new(),
             });
         })
+    }
+
+    /// No launch has failed yet: the trigger is a CloudTrail preflight of the nodegroup, and no
+    /// activity or health issue mentions KMS.
+    pub fn before_any_launch(mut self) -> Self {
+        self.trigger = Evidence::healthy().trigger;
+        self.activities.clear();
+        self.nodegroup.health_issues.clear();
+        self.nodegroup.status = "ACTIVE".into();
+        self
+    }
+
+    /// Adds a grant of the key to the Auto Scaling role.
+    pub fn key_grant(mut self, operations: &[&str], constrained: bool) -> Self {
+        if let Some(KeyFacts {
+            lookup: KeyLookup::Found(metadata),
+            ..
+        }) = self.keys.first_mut()
+        {
+            metadata.grants.push(KeyGrant {
+                grant_id: format!("grant-{}", metadata.grants.len() + 1),
+                grantee_principal: ROLE.into(),
+                operations: operations.iter().map(|op| op.to_string()).collect(),
+                constrained,
+            });
+        }
+        self
     }
 
     pub fn key_state(mut self, state: &str) -> Self {

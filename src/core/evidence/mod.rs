@@ -289,6 +289,9 @@ pub struct KeyFacts {
     pub lookup: KeyLookup,
 }
 
+// One per key a launch template names, built once per event: boxing the common variant would
+// cost every match a dereference and save nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum KeyLookup {
@@ -323,6 +326,25 @@ pub struct KeyMetadata {
     /// Why the key's tags could not be read; the guard then treats them as unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags_unreadable: Option<String>,
+    /// The key's grants to the Auto Scaling role (`ListGrants`), read when the policy alone does
+    /// not let the role in: a grant is as good as a policy statement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<KeyGrant>,
+    /// Why the grants could not be read; access through a grant is then unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants_unreadable: Option<String>,
+}
+
+/// A KMS grant, as `ListGrants` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGrant {
+    pub grant_id: String,
+    pub grantee_principal: String,
+    /// Operation names without the `kms:` prefix, as grants spell them (`Decrypt`).
+    pub operations: Vec<String>,
+    /// The grant only applies under an encryption context constraint.
+    #[serde(default)]
+    pub constrained: bool,
 }
 
 impl KeyMetadata {

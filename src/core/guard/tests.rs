@@ -18,6 +18,7 @@ fn step(fix: FixKind) -> Step {
             nat_gateway_id: "nat-1".into(),
         },
         reason: String::new(),
+        needs_review: None,
     }
 }
 
@@ -34,6 +35,7 @@ struct Case {
     nodegroup_tags: BTreeMap<String, String>,
     touched: Vec<Touched>,
     history: History,
+    needs_review: Option<String>,
 }
 
 impl Case {
@@ -48,6 +50,7 @@ impl Case {
                 tags_unreadable: None,
             }],
             history: History::default(),
+            needs_review: None,
         }
     }
 
@@ -60,7 +63,11 @@ impl Case {
             nodegroup_tags: &self.nodegroup_tags,
             touched: &self.touched,
         };
-        decide(&self.policy, &step(self.fix), &target, &self.history, now())
+        let step = Step {
+            needs_review: self.needs_review.clone(),
+            ..step(self.fix)
+        };
+        decide(&self.policy, &step, &target, &self.history, now())
     }
 }
 
@@ -89,6 +96,25 @@ fn auto_applies_the_lab_fixes_and_holds_the_others_for_approval() {
     let mut case = Case::new(Mode::Auto);
     case.fix = FixKind::EnableVpcDns;
     assert!(case.decide().awaits_approval());
+}
+
+#[test]
+fn a_step_in_doubt_waits_for_a_human_even_in_auto_mode() {
+    let mut case = Case::new(Mode::Auto);
+    case.needs_review = Some("no launch has failed with a KMS error yet".into());
+    let decision = case.decide();
+    assert!(decision.awaits_approval(), "{decision:?}");
+    assert!(reason(&decision).contains("no launch has failed"));
+    case.history.approval = Some(approval());
+    assert_eq!(
+        case.decide(),
+        Decision::Apply {
+            approved_by: Some("alice".into())
+        }
+    );
+    // Dry-run still only plans.
+    case.policy.mode = Mode::DryRun;
+    assert!(!case.decide().allows());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::core::checks::{Diagnosis, Finding, Subject};
 use crate::core::evidence::{Evidence, NatGatewayFacts, NetworkFacts, Scaling};
-use crate::core::key_policy::{self, KeyPolicyError, KeyPolicyPatch};
+use crate::core::key_policy::{self, Caller, KeyPolicyError, KeyPolicyPatch};
 
 mod actions;
 mod steps;
@@ -29,6 +29,10 @@ pub struct Step {
     pub action: Action,
     /// Why this step, in a sentence.
     pub reason: String,
+    /// What only a human can weigh before this step runs (a cause inferred but not observed, an
+    /// evaluation in doubt): the guard then waits for an approval in every mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_review: Option<String>,
 }
 
 /// Why a fix was not planned (or what a human must do instead).
@@ -112,6 +116,7 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
                 reason: format!(
                     "Turn {attribute} on for {vpc_id}: nodes cannot register without it."
                 ),
+                needs_review: None,
             })
             .collect()),
             Subject::PublicSubnet { subnet_id } => {
@@ -124,6 +129,7 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
                     reason: format!(
                         "Assign public IPs in public subnet {subnet_id} so nodes there can reach AWS."
                     ),
+                    needs_review: None,
                 }])
             }
             Subject::NodeRole {
@@ -138,6 +144,7 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
                         policy_arn: arn.clone(),
                     },
                     reason: format!("Attach {arn} to node role {role_name}."),
+                    needs_review: None,
                 })
                 .collect()),
             Subject::InstanceProfile {
@@ -152,6 +159,7 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
                 reason: format!(
                     "Put node role {role_name} in instance profile {profile_name}, which holds no role."
                 ),
+                needs_review: None,
             }]),
             Subject::Endpoints { endpoint_ids, .. } => Ok(endpoint_ids
                 .iter()
@@ -163,6 +171,7 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
                     reason: format!(
                         "Turn private DNS on for {endpoint_id}, so the service's name resolves to it."
                     ),
+                    needs_review: None,
                 })
                 .collect()),
             Subject::ClusterRole {
@@ -177,6 +186,7 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
                         policy_arn: arn.clone(),
                     },
                     reason: format!("Attach {arn} to cluster role {role_name}."),
+                    needs_review: None,
                 })
                 .collect()),
             Subject::AccessEntry {
@@ -192,6 +202,7 @@ pub fn plan(diagnosis: &Diagnosis, evidence: &Evidence) -> Plan {
                 reason: format!(
                     "Admit node role {principal_arn} to cluster {cluster} with an EC2_LINUX access entry."
                 ),
+                needs_review: None,
             }]),
             Subject::UnusableKey { .. } | Subject::Resource { .. } | Subject::None => {
                 Err(remedy_note(finding))

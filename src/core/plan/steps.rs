@@ -9,6 +9,7 @@ pub(super) fn plan_key_policy(finding: &Finding) -> Result<Option<Step>, String>
         service_linked_role,
         cross_account,
         explicit_deny,
+        doubt,
     } = &finding.subject
     else {
         return Ok(None);
@@ -33,9 +34,13 @@ pub(super) fn plan_key_policy(finding: &Finding) -> Result<Option<Step>, String>
             "The policy of key {key_arn} could not be read, so it cannot be patched safely."
         ));
     };
-    match key_policy::patch(previous, service_linked_role) {
+    match key_policy::patch(previous, Caller::for_key(service_linked_role, key_arn)) {
         Ok(KeyPolicyPatch::AlreadyGranted) => Ok(None),
-        Ok(KeyPolicyPatch::Patched { policy, added_sids }) => Ok(Some(Step {
+        Ok(KeyPolicyPatch::Patched {
+            policy,
+            added_sids,
+            undecided,
+        }) => Ok(Some(Step {
             fix: FixKind::PatchKmsKeyPolicy,
             action: Action::PutKeyPolicy {
                 key_id: key_arn.clone(),
@@ -47,6 +52,14 @@ pub(super) fn plan_key_policy(finding: &Finding) -> Result<Option<Step>, String>
                 "Add statements {} so that {service_linked_role} can use key {key_arn} for encrypted volumes.",
                 added_sids.join(" and ")
             ),
+            needs_review: doubt.clone().or_else(|| {
+                (!undecided.is_empty()).then(|| {
+                    format!(
+                        "the policy may already let the role in: {}",
+                        undecided.join("; ")
+                    )
+                })
+            }),
         })),
         Err(error @ KeyPolicyError::ExplicitDeny { .. }) => Err(format!("Key {key_arn}: {error}.")),
         Err(error) => Err(format!(
@@ -102,6 +115,7 @@ pub(super) fn plan_nat_route(finding: &Finding, evidence: &Evidence) -> Result<S
             "Route 0.0.0.0/0 from {route_table_id} (subnet {subnet_id}) to {}: {why}.",
             nat.id
         ),
+        needs_review: None,
     })
 }
 
@@ -164,6 +178,7 @@ pub(super) fn plan_route_replacement(
             "Point 0.0.0.0/0 of {route_table_id} (subnet {subnet_id}) at {} instead of {current_target}: {why}.",
             nat.id
         ),
+        needs_review: None,
     })
 }
 
@@ -276,5 +291,6 @@ pub(super) fn plan_cycle(
             "Scale {} to 0 and back to {} so that a new instance launches with the fix in place.",
             nodegroup.name, original.desired
         ),
+        needs_review: None,
     })
 }

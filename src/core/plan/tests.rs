@@ -36,10 +36,7 @@ fn lab_002_patches_the_key_policy_then_cycles() {
             assert_eq!(key_id, KEY_ARN);
             assert_eq!(policy_name, "default");
             assert_eq!(previous_policy, ROOT_ONLY_POLICY);
-            assert_eq!(
-                key_policy::assess(policy, ROLE).unwrap(),
-                key_policy::Access::Granted
-            );
+            assert!(grants_role(policy));
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -129,10 +126,7 @@ fn a_disabled_key_gets_no_fix_and_a_remedy() {
 
 #[test]
 fn an_already_granted_key_gets_no_change() {
-    let granted = match key_policy::patch(ROOT_ONLY_POLICY, ROLE).unwrap() {
-        key_policy::KeyPolicyPatch::Patched { policy, .. } => policy,
-        key_policy::KeyPolicyPatch::AlreadyGranted => unreachable!(),
-    };
+    let granted = granted_policy();
     let plan = plan_for(&Evidence::lab_002().key_policy(&granted));
     assert!(plan.is_empty());
     assert!(

@@ -12,6 +12,7 @@ fn plan_with(steps: usize) -> Plan {
                 nat_gateway_id: "nat".into(),
             },
             reason: String::new(),
+            needs_review: None,
         })
         .collect();
     plan
@@ -192,7 +193,8 @@ fn shared_resources_name_a_storm_subject_and_others_do_not() {
             policy: None,
             service_linked_role: "r".into(),
             cross_account: false,
-            explicit_deny: None
+            explicit_deny: None,
+            doubt: None
         }),
         Some("key:arn:k".into())
     );

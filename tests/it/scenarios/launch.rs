@@ -258,9 +258,13 @@ async fn an_encrypted_template_whose_key_already_grants_auto_scaling_is_healthy(
                 .build(),
         )
         .build();
+    let role = format!(
+        "arn:aws:iam::{}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling",
+        world.network.account
+    );
     let granted = match nodemedic::core::key_policy::patch(
         &lab::root_only_policy(&world.network.account),
-        &format!("arn:aws:iam::{}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling", world.network.account),
+        nodemedic::core::key_policy::Caller::for_key(&role, &key_arn),
     )
     .unwrap()
     {

@@ -18,6 +18,7 @@ use crate::support::World;
 mod approved_fixes;
 mod aws_side;
 mod identity;
+mod keys;
 mod launch;
 mod user_data;
 

@@ -105,10 +105,7 @@ fn node_creation_failure_with_nothing_else_wrong_says_so() {
 
 #[test]
 fn a_stale_kms_health_issue_after_the_key_was_fixed_is_not_blamed() {
-    let granted = match crate::core::key_policy::patch(ROOT_ONLY_POLICY, ROLE).unwrap() {
-        crate::core::key_policy::KeyPolicyPatch::Patched { policy, .. } => policy,
-        crate::core::key_policy::KeyPolicyPatch::AlreadyGranted => unreachable!(),
-    };
+    let granted = crate::core::evidence::fixtures::granted_policy();
     let evidence = watched(Evidence::lab_002().key_policy(&granted));
     assert!(
         diagnose(&evidence).is_healthy(),

@@ -3,11 +3,11 @@ mod bootstrap;
 mod checklist;
 mod firewall;
 mod health;
+mod kms;
 
 use super::*;
 use crate::core::evidence::fixtures::*;
 use crate::core::evidence::{Evidence, RouteTableFacts};
-use crate::core::key_policy::{self, KeyPolicyPatch};
 
 /// Every finding's cause, blocking or not.
 pub(super) fn causes(evidence: &Evidence) -> Vec<Cause> {
@@ -43,7 +43,12 @@ fn lab_002_is_a_key_policy_that_locks_out_autoscaling() {
             service_linked_role,
             explicit_deny,
             policy,
+            doubt,
         } => {
+            assert_eq!(
+                doubt, &None,
+                "a KMS failure was seen and the policy is certain"
+            );
             assert_eq!(key_arn, KEY_ARN);
             assert!(!cross_account);
             assert_eq!(service_linked_role, ROLE);
@@ -71,10 +76,7 @@ fn the_generic_client_error_on_launch_also_points_at_the_key() {
 
 #[test]
 fn a_key_already_granted_to_the_role_is_not_blamed() {
-    let granted = match key_policy::patch(ROOT_ONLY_POLICY, ROLE).unwrap() {
-        KeyPolicyPatch::Patched { policy, .. } => policy,
-        KeyPolicyPatch::AlreadyGranted => unreachable!(),
-    };
+    let granted = granted_policy();
     let evidence = Evidence::lab_002().key_policy(&granted);
     assert_eq!(causes(&evidence), vec![Cause::Unknown]);
     let diagnosis = diagnose(&evidence);
