@@ -16,6 +16,7 @@ use crate::http::HttpState;
 use crate::http::console::ConsoleContext;
 use crate::intake::publish::Publisher;
 use crate::intake::queue::{IntakeStats, QueueLoop, max_receives};
+use crate::intake::signing::EventKey;
 use crate::notify::Notifier;
 use crate::pipeline::{AwsAccounts, Pipeline, PipelineConfig};
 use crate::settings::{ConfigError, Settings, StoreBackend};
@@ -36,6 +37,8 @@ pub enum DaemonError {
     Identity(#[from] crate::aws::AwsError),
     #[error("notifications: {0}")]
     Notify(String),
+    #[error("the key nodemedic signs its own events with: {0}")]
+    EventKey(String),
 }
 
 async fn approval_worker(
@@ -186,9 +189,15 @@ pub async fn run_with(
         return Err(DaemonError::NoRegion);
     };
     let sqs = aws::sqs_client(&sdk, Duration::from_secs(settings.intake.wait_time_secs));
+    // The replicas share one key through the store: the first to start makes it.
+    let fresh = EventKey::generate().to_hex();
+    let stored = store.write(|tx| tx.event_key(&fresh)).await?;
+    let event_key =
+        EventKey::from_hex(&stored).map_err(|e| DaemonError::EventKey(e.to_string()))?;
     let publisher = Publisher {
         sqs: sqs.clone(),
         queue_url: queue_url.clone(),
+        key: event_key.clone(),
     };
     let sts = aws_sdk_sts::Client::new(&sdk);
     // The one GetCallerIdentity at start: which account is the hub (served with the daemon's
@@ -217,6 +226,7 @@ pub async fn run_with(
     )
     .with_notifier(notifier)
     .with_metrics(metrics.clone())
+    .with_event_key(event_key)
     .with_stopping(shutdown.overdue());
     if settings.join.deadline_secs > 0 {
         pipeline = pipeline.with_join_checks(

@@ -26,6 +26,8 @@ pub(crate) struct FakeWorld {
     pub(super) access_entries: Mutex<HashMap<String, String>>,
     pub(crate) in_service: Mutex<usize>,
     pub(super) denied: Mutex<Option<String>>,
+    /// Behaves as an endpoint that is not EC2-compatible: DryRun=true calls are performed.
+    pub(super) ignores_dry_run: Mutex<bool>,
 }
 
 pub(super) fn error(operation: &'static str, code: &str) -> AwsError {
@@ -48,6 +50,11 @@ impl FakeWorld {
             Some(code) => Err(error(operation, code)),
             None => Ok(()),
         }
+    }
+
+    pub(crate) fn ignoring_dry_run(self) -> Self {
+        *self.ignores_dry_run.lock().unwrap() = true;
+        self
     }
 
     pub(crate) fn with_table(self, table: &str, routes: Vec<RouteFacts>) -> Self {
@@ -212,7 +219,27 @@ impl Actuator for FakeWorld {
         Ok(*self.in_service.lock().unwrap())
     }
 
-    async fn dry_run(&self, _action: &Action) -> Permission {
+    async fn dry_run(&self, action: &Action) -> Permission {
+        let ignores = *self.ignores_dry_run.lock().unwrap();
+        if let (
+            true,
+            Action::CreateRoute {
+                route_table_id,
+                destination_cidr_block,
+                nat_gateway_id,
+            },
+        ) = (ignores, action)
+        {
+            return match self
+                .create_route(route_table_id, destination_cidr_block, nat_gateway_id)
+                .await
+            {
+                Ok(()) => Permission::Performed,
+                Err(error) => Permission::Denied {
+                    reason: error.message,
+                },
+            };
+        }
         match self.denied.lock().unwrap().clone() {
             Some(reason) => Permission::Denied { reason },
             None => Permission::Allowed,

@@ -16,6 +16,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::aws::AwsError;
 use crate::core::evidence::{RouteFacts, Scaling};
@@ -159,9 +160,75 @@ impl NodegroupState {
     }
 }
 
-/// The dry-run permission check of a step.
-pub async fn check_permission<A: Actuator>(actuator: &A, step: &Step) -> Permission {
-    actuator.dry_run(&step.action).await
+/// A dry-run permission check, and what the endpoint did when it performed the call anyway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DryRunCheck {
+    pub permission: Permission,
+    /// Present when the endpoint ignored DryRun: the change, as a step result to undo.
+    pub performed: Option<StepResult>,
+}
+
+/// The dry-run permission check of a step. An endpoint that ignores DryRun (one that is not
+/// EC2-compatible) performs the call: the caller must undo it, since dry-run changes nothing.
+pub async fn check_permission<A: Actuator>(actuator: &A, step: &Step) -> DryRunCheck {
+    let permission = actuator.dry_run(&step.action).await;
+    if permission != Permission::Performed {
+        return DryRunCheck {
+            permission,
+            performed: None,
+        };
+    }
+    let after = match &step.action {
+        Action::CreateRoute { route_table_id, .. }
+        | Action::ReplaceRoute { route_table_id, .. } => {
+            json!(actuator.routes(route_table_id).await.unwrap_or_default())
+        }
+        _ => Value::Null,
+    };
+    DryRunCheck {
+        permission,
+        performed: Some(StepResult::applied(
+            "the endpoint ignored DryRun and performed the call",
+            Value::Null,
+            after,
+        )),
+    }
+}
+
+/// Finishes a cycle an earlier run left at desired 0: the restore alone, and nothing if the
+/// nodegroup is no longer at 0.
+pub async fn restore_cycle<A: Actuator>(actuator: &A, step: &Step, wait: WaitPolicy) -> StepResult {
+    run_cycle(actuator, &step.action, true, wait).await
+}
+
+async fn run_cycle<A: Actuator>(
+    actuator: &A,
+    action: &Action,
+    only_restore: bool,
+    wait: WaitPolicy,
+) -> StepResult {
+    match action {
+        Action::CycleNodegroup {
+            cluster,
+            nodegroup,
+            original,
+            scale_down,
+            restore,
+        } => {
+            cycle(
+                actuator,
+                cluster,
+                nodegroup,
+                *original,
+                *scale_down,
+                *restore,
+                only_restore,
+                wait,
+            )
+            .await
+        }
+        other => StepResult::failed(format!("not a cycle: {other:?}"), Value::Null, Value::Null),
+    }
 }
 
 /// How long to wait for a nodegroup update, and how often to look.
@@ -203,24 +270,7 @@ pub async fn apply<A: Actuator>(actuator: &A, step: &Step, wait: WaitPolicy) -> 
             policy,
             previous_policy,
         } => put_key_policy(actuator, key_id, policy_name, policy, previous_policy).await,
-        Action::CycleNodegroup {
-            cluster,
-            nodegroup,
-            original,
-            scale_down,
-            restore,
-        } => {
-            cycle(
-                actuator,
-                cluster,
-                nodegroup,
-                *original,
-                *scale_down,
-                *restore,
-                wait,
-            )
-            .await
-        }
+        Action::CycleNodegroup { .. } => run_cycle(actuator, &step.action, false, wait).await,
         Action::ReplaceRoute {
             route_table_id,
             destination_cidr_block,

@@ -479,6 +479,7 @@ pub(super) async fn update_when_free<A: Actuator>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn cycle<A: Actuator>(
     actuator: &A,
     cluster: &str,
@@ -486,6 +487,7 @@ pub(super) async fn cycle<A: Actuator>(
     original: Scaling,
     scale_down: ScalingUpdate,
     restore: ScalingUpdate,
+    only_restore: bool,
     wait: WaitPolicy,
 ) -> StepResult {
     let before = match wait_settled(actuator, cluster, nodegroup, wait).await {
@@ -502,6 +504,17 @@ pub(super) async fn cycle<A: Actuator>(
     let mut updates = Vec::new();
     // A redelivered message may find the cycle half done: then only the restore is left.
     let already_down = before.scaling.desired == 0 && original.desired > 0;
+    if only_restore && !already_down {
+        // The intent announced the restore alone; the world moved since, so a human decides.
+        return StepResult::failed(
+            format!(
+                "resumed to restore {nodegroup} from desired 0, but it is at desired {} now; nothing sent",
+                before.scaling.desired
+            ),
+            before_json,
+            Value::Null,
+        );
+    }
     if !already_down {
         match update_when_free(actuator, cluster, nodegroup, scale_down, wait).await {
             Ok(id) => updates.push(id),

@@ -243,6 +243,15 @@ pub trait Writes {
     /// Sets a plan's status; a decision also records who made it and why.
     fn set_plan_status(&self, change: PlanStatusChange) -> StoreResult<()>;
     fn set_kill_switch(&self, on: bool, by: Option<&str>, reason: Option<&str>) -> StoreResult<()>;
+    /// The value of control `name`, set to `value` first if it has none: of two writers, the
+    /// first to commit wins and the other reads its value.
+    fn ensure_control(&self, name: &str, value: &str) -> StoreResult<String>;
+    /// The kill switch as this transaction will commit under it: a switch flipped between this
+    /// read and the commit makes the commit conflict, and the transaction runs again. SQLite's
+    /// write lock already excludes the flip.
+    fn kill_switch_at_commit(&self) -> StoreResult<Option<KillSwitch>> {
+        self.reads().kill_switch()
+    }
     /// Serialises the rate reservations of an account until this transaction commits.
     fn lock_rate(&self, account: &str) -> StoreResult<()>;
     /// Records a mutation; the reservation that [`Writes::release_mutation`] takes back.

@@ -198,6 +198,17 @@ impl<'a> Tx<'a> {
     /// Counts a mutation against the account's limit of mutations since `since`; the
     /// reservation, or `None` when the limit is reached. Concurrent reservations of one account
     /// are serialised, so that replicas counting at once cannot all pass the limit.
+    /// The key nodemedic signs its own queue events with, shared by every replica: the stored
+    /// one, or `fresh` when there is none yet.
+    pub fn event_key(&self, fresh: &str) -> StoreResult<String> {
+        self.inner.ensure_control("event_key", fresh)
+    }
+
+    /// The kill switch, read so that the commit conflicts if it is flipped before then.
+    pub fn kill_switch_at_commit(&self) -> StoreResult<Option<super::control::KillSwitch>> {
+        self.inner.kill_switch_at_commit()
+    }
+
     pub fn reserve_mutation(
         &self,
         account: &str,

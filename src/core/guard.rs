@@ -286,8 +286,8 @@ pub fn decide(
         }
         Mode::Approve | Mode::Auto => {}
     }
-    if let Some(reason) = &history.kill_switch {
-        return Decision::hold(format!("the kill switch is on ({reason})"));
+    if let Some(switch) = &history.kill_switch {
+        return kill_switch_turned_on(switch);
     }
     if let Some(freeze) = policy
         .freezes
@@ -423,6 +423,6 @@ mod run_rules;
 mod tests;
 
 pub use run_rules::{
-    RunSoFar, after_a_failure, decide_in_run, may_roll_back, rate_limit_reached,
-    relaunch_after_fixes, with_approval,
+    RunSoFar, after_a_failure, decide_in_run, kill_switch_turned_on, may_roll_back,
+    rate_limit_reached, relaunch_after_fixes, with_approval,
 };

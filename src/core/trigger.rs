@@ -119,6 +119,15 @@ impl Trigger {
         }
     }
 
+    /// An event nodemedic published itself (a health finding, a join check): it must carry
+    /// nodemedic's signature.
+    pub fn is_own_event(&self) -> bool {
+        matches!(
+            self.kind,
+            TriggerKind::Health(_) | TriggerKind::JoinCheck(_)
+        )
+    }
+
     /// A short name of what happened, for records and logs.
     pub fn describe(&self) -> String {
         match &self.kind {

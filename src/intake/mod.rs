@@ -8,6 +8,7 @@ pub use envelope::{
 };
 pub mod publish;
 pub mod queue;
+pub mod signing;
 
 /// One received message.
 #[derive(Debug, Clone)]

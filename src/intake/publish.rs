@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::signing::EventKey;
 use crate::aws::{AwsError, AwsResultExt};
 
 /// SQS refuses a longer delay.
@@ -14,15 +15,19 @@ pub const MAX_DELAY_SECS: i64 = 900;
 pub struct Publisher {
     pub sqs: aws_sdk_sqs::Client,
     pub queue_url: String,
+    /// Signs every event, so that the pipeline can tell its own from a forgery.
+    pub key: EventKey,
 }
 
 impl Publisher {
-    /// Sends `envelope`, visible after `delay_secs` (clamped to what SQS accepts).
+    /// Sends `envelope` signed, visible after `delay_secs` (clamped to what SQS accepts).
     pub async fn publish(&self, envelope: &Value, delay_secs: i64) -> Result<(), AwsError> {
+        let mut signed = envelope.clone();
+        self.key.sign(&mut signed);
         self.sqs
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(envelope.to_string())
+            .message_body(signed.to_string())
             .delay_seconds(delay_secs.clamp(0, MAX_DELAY_SECS) as i32)
             .send()
             .await

@@ -11,7 +11,7 @@ use super::resume::{self, Interrupted};
 use super::{Accounts, Pipeline, PipelineError};
 use crate::act::{self, Actuator, StepResult, StepStatus};
 use crate::audit::NodegroupKey;
-use crate::audit::control;
+use crate::audit::control::{self, KillSwitch};
 use crate::core::evidence::{Evidence, ProfileLookup};
 use crate::core::guard::{self, Approval, Decision, History, Mode, Touched};
 use crate::core::ids::{BreakerScope, ScopeKind};
@@ -198,6 +198,7 @@ impl<W: Accounts> Pipeline<W> {
             if self.stopping.is_cancelled() {
                 return Err(PipelineError::ShuttingDown);
             }
+            let mut only_restore = false;
             if !earlier_failure && let Some(done) = unfinished.applied(step) {
                 info!(fix = %step.fix, "applied before the run was interrupted; not applied again");
                 self.record_resumed(
@@ -226,6 +227,7 @@ impl<W: Accounts> Pipeline<W> {
                         applied.push((position, result));
                         continue;
                     }
+                    Interrupted::RestoreOnly => only_restore = true,
                     Interrupted::Unknown(reason) => {
                         let decision = Decision::Hold {
                             reason,
@@ -240,6 +242,7 @@ impl<W: Accounts> Pipeline<W> {
                             None,
                             key,
                             &resource,
+                            false,
                         )
                         .await?;
                         run.awaiting_approval = true;
@@ -285,21 +288,15 @@ impl<W: Accounts> Pipeline<W> {
             );
             // Only what dry-run holds is checked: a step the guard refuses is never sent, not
             // even with DryRun.
-            let permission = if policy.mode == Mode::DryRun
-                && matches!(decision, Decision::Hold { .. })
-            {
-                let permission = act::check_permission(actuator, step).await;
-                if permission == act::Permission::Performed {
-                    warn!(fix = %step.fix, "the endpoint ignored DryRun and performed the call");
-                    run.escalations.push(format!(
-                        "{}: the endpoint ignored DryRun and performed the call; check what changed",
-                        step.fix
-                    ));
-                }
-                Some(permission)
-            } else {
-                None
-            };
+            let permission =
+                if policy.mode == Mode::DryRun && matches!(decision, Decision::Hold { .. }) {
+                    Some(
+                        self.check_permission(actuator, incident_id, key, position, step, &mut run)
+                            .await?,
+                    )
+                } else {
+                    None
+                };
             let (decision, reservation) = self
                 .record_decision(
                     incident_id,
@@ -309,6 +306,7 @@ impl<W: Accounts> Pipeline<W> {
                     permission,
                     key,
                     &resource,
+                    only_restore,
                 )
                 .instrument(info_span!("guard", fix = %step.fix))
                 .await?;
@@ -338,9 +336,16 @@ impl<W: Accounts> Pipeline<W> {
             info!(fix = %step.fix, "applying");
             // A long wait (a cycle waits for the nodegroup) is left when the process must stop;
             // the intent is recorded, so the next run resumes it.
+            let wait = act::WaitPolicy::from(&self.config.remediation);
+            let applying = async {
+                if only_restore {
+                    act::restore_cycle(actuator, step, wait).await
+                } else {
+                    act::apply(actuator, step, wait).await
+                }
+            };
             let result = tokio::select! {
-                result = act::apply(actuator, step, act::WaitPolicy::from(&self.config.remediation))
-                    .instrument(info_span!("fix_step", fix = %step.fix)) => result,
+                result = applying.instrument(info_span!("fix_step", fix = %step.fix)) => result,
                 _ = self.stopping.cancelled() => return Err(PipelineError::ShuttingDown),
             };
             crate::faults::crash_point("after_mutation", Some(step.fix.code()));
@@ -411,13 +416,7 @@ impl<W: Accounts> Pipeline<W> {
         let history = History {
             failed_fix: base.failed_fix.clone(),
             fix_did_not_hold: base.fix_did_not_hold.clone(),
-            kill_switch: kill_switch.map(|k| {
-                format!(
-                    "{} by {}",
-                    k.reason.unwrap_or_else(|| "no reason given".into()),
-                    k.set_by.unwrap_or_else(|| "an operator".into())
-                )
-            }),
+            kill_switch: kill_switch.map(describe_kill_switch),
             open_breakers,
             // The cooldown is between incidents: a run resuming its own interrupted step, or
             // re-applying within its own incident, is not held back by itself.
@@ -444,6 +443,7 @@ impl<W: Accounts> Pipeline<W> {
         permission: Option<act::Permission>,
         key: &NodegroupKey,
         resource: &str,
+        only_restore: bool,
     ) -> Result<(Decision, Option<i64>), PipelineError> {
         let limit = self.config.policy.max_mutations_per_hour;
         let hour_ago = Timestamp::window_start(Duration::from_secs(3600)).to_string();
@@ -451,7 +451,13 @@ impl<W: Accounts> Pipeline<W> {
             position,
             fix: step.fix,
             rollback: None,
-            calls: step.action.api_calls(),
+            dry_run: None,
+            // The calls that will be sent: a resumed cycle sends only its restore.
+            calls: if only_restore {
+                step.action.restore_calls()
+            } else {
+                step.action.api_calls()
+            },
             at: now(),
         });
         let permission = permission.map(|permission| {
@@ -466,6 +472,13 @@ impl<W: Accounts> Pipeline<W> {
             .write(|tx| {
                 let mut decision = decision.clone();
                 let mut reservation = None;
+                // Read again where the intent commits: a switch turned on since the guard
+                // decided stops the step here.
+                if decision.allows()
+                    && let Some(switch) = tx.kill_switch_at_commit()?
+                {
+                    decision = guard::kill_switch_turned_on(&describe_kill_switch(switch));
+                }
                 if decision.allows() {
                     reservation = tx.reserve_mutation(
                         &key.account,
@@ -578,5 +591,76 @@ impl<W: Accounts> Pipeline<W> {
             warn!(%scope, reason, "circuit breaker opened: observing only in this scope");
         }
         Ok(opened)
+    }
+}
+
+/// The kill switch as the guard's reasons quote it.
+fn describe_kill_switch(switch: KillSwitch) -> String {
+    format!(
+        "{} by {}",
+        switch.reason.unwrap_or_else(|| "no reason given".into()),
+        switch.set_by.unwrap_or_else(|| "an operator".into())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::evidence::Evidence;
+    use crate::core::plan::FixKind;
+    use crate::pipeline::test_bench::{Bench, lab_000_world};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_kill_switch_turned_on_after_the_guard_decided_stops_the_intent() {
+        let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+        let key = NodegroupKey {
+            account: "123456789012".into(),
+            region: "us-west-2".into(),
+            cluster: "c".into(),
+            nodegroup: "n".into(),
+        };
+        let step = Step {
+            fix: FixKind::AddNatRoute,
+            action: Action::CreateRoute {
+                route_table_id: "rtb-new".into(),
+                destination_cidr_block: "0.0.0.0/0".into(),
+                nat_gateway_id: "nat-a".into(),
+            },
+            reason: String::new(),
+            needs_review: None,
+        };
+        // The guard said apply; an operator turns the switch on before the intent commits.
+        bench
+            .store
+            .write_blocking(|tx| {
+                tx.open_incident("inc-k", &key, "subnet_no_egress_route", None, "auto", "")?;
+                tx.set_kill_switch(true, Some("alice"), Some("game day"))
+            })
+            .unwrap();
+        let (decision, reservation) = bench
+            .pipeline
+            .record_decision(
+                "inc-k",
+                0,
+                &step,
+                Decision::Apply { approved_by: None },
+                None,
+                &key,
+                "rtb-new",
+                false,
+            )
+            .await
+            .unwrap();
+        assert!(!decision.allows(), "{decision:?}");
+        assert!(format!("{decision:?}").contains("game day by alice"));
+        assert_eq!(reservation, None, "no mutation reserved");
+        let kinds: Vec<String> = bench
+            .store
+            .read_blocking(|c| c.records("inc-k"))
+            .unwrap()
+            .into_iter()
+            .map(|r| r.kind)
+            .collect();
+        assert_eq!(kinds, vec!["guard_decision"], "no intent was recorded");
     }
 }

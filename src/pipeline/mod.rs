@@ -3,6 +3,7 @@
 //! deleted only once [`Pipeline::handle`] returns [`Disposition::Delete`].
 
 mod approvals;
+mod dry_run;
 mod event;
 mod execute;
 #[cfg(test)]
@@ -37,6 +38,7 @@ use crate::core::journal::{self, Entry};
 use crate::core::time::timestamp;
 use crate::core::trigger::{JoinCheck, Trigger};
 use crate::intake::publish::{Publisher, nodemedic_event};
+use crate::intake::signing::EventKey;
 use crate::intake::{JOIN_CHECK, Parsed, parse_message};
 use crate::notify::Notifier;
 use crate::settings::{GuardSettings, RemediationSettings, Settings, VerifySettings};
@@ -94,6 +96,9 @@ pub struct Pipeline<W: Accounts = AwsAccounts> {
     /// Where nodemedic's own events (join checks) go; `None` disables them.
     publisher: Option<Publisher>,
     join_deadline: Duration,
+    /// Verifies nodemedic's own events (health, join checks); a fresh key, unless the daemon
+    /// gives the one its replicas share, refuses every such event it did not sign itself.
+    event_key: EventKey,
     notifier: Arc<Notifier>,
     metrics: Arc<Metrics>,
     /// Cancelled when in-flight work must stop (the shutdown grace period ran out).
@@ -120,6 +125,7 @@ impl<W: Accounts> Pipeline<W> {
             resolutions,
             publisher: None,
             join_deadline: Duration::ZERO,
+            event_key: EventKey::generate(),
             notifier: Notifier::disabled(),
             metrics: Arc::new(Metrics::new()),
             stopping: CancellationToken::new(),
@@ -144,6 +150,12 @@ impl<W: Accounts> Pipeline<W> {
 
     pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Self {
         self.notifier = notifier;
+        self
+    }
+
+    /// The key nodemedic's own events are signed with (the replicas' shared one).
+    pub fn with_event_key(mut self, key: EventKey) -> Self {
+        self.event_key = key;
         self
     }
 
@@ -202,6 +214,15 @@ impl<W: Accounts> Pipeline<W> {
                 Ok(Disposition::Delete)
             }
             Ok(Parsed::Trigger(trigger)) => {
+                if trigger.is_own_event()
+                    && let Err(forged) = self.event_key.verify(&message.body)
+                {
+                    warn!(event_id = %trigger.event_id, %forged, "refusing a nodemedic event it did not sign");
+                    let what = json!({"event_id": trigger.event_id, "trigger": trigger.describe()});
+                    self.record_ignored(&trigger.event_id, message, what, &forged.to_string())
+                        .await?;
+                    return Ok(Disposition::Delete);
+                }
                 let span = info_span!("event", event_id = %trigger.event_id, trigger = %trigger.describe());
                 self.handle_trigger(*trigger, message)
                     .instrument(span)
@@ -353,7 +374,12 @@ impl<W: Accounts> Pipeline<W> {
                 kind: KeepKind::AwsUnavailable,
             });
         };
-        let hop = remaining.min(crate::intake::publish::MAX_DELAY_SECS);
+        let (check, hop) = next_hop(
+            check,
+            remaining,
+            self.join_deadline,
+            OffsetDateTime::now_utc(),
+        );
         // Derived from this event's id, so a redelivery of this message republishes the same hop,
         // which the next handler then sees as a duplicate.
         let id = format!("{}>", trigger.event_id);
@@ -458,6 +484,27 @@ impl<W: Accounts> Pipeline<W> {
 }
 
 /// Seconds from now until `at`, when `at` is in the future.
+/// A join check that arrived early, as it is published again, and the delay before it comes
+/// back. It is never due further out than one deadline (at least one SQS delay) from now: a due
+/// time beyond that, from a deadline shortened since or a bad clock, would hop for ever.
+fn next_hop(
+    check: &JoinCheck,
+    remaining: i64,
+    deadline: Duration,
+    now: OffsetDateTime,
+) -> (JoinCheck, i64) {
+    let max_delay = crate::intake::publish::MAX_DELAY_SECS;
+    let cap = i64::try_from(deadline.as_secs())
+        .unwrap_or(i64::MAX)
+        .max(max_delay);
+    let remaining = remaining.clamp(0, cap);
+    let check = JoinCheck {
+        due_at: now.saturating_add(time::Duration::seconds(remaining)),
+        ..check.clone()
+    };
+    (check, remaining.min(max_delay))
+}
+
 fn seconds_until(at: OffsetDateTime) -> Option<i64> {
     let remaining = (at - OffsetDateTime::now_utc()).whole_seconds();
     (remaining > 0).then_some(remaining)
@@ -485,5 +532,37 @@ mod tests {
     fn excerpts_cut_on_character_boundaries() {
         assert_eq!(excerpt("héllo", 2), "hé…");
         assert_eq!(excerpt("short", 10), "short");
+    }
+
+    #[test]
+    fn a_join_check_is_never_due_further_than_one_deadline_out() {
+        let now = time::macros::datetime!(2026-12-01 00:00 UTC);
+        let check = JoinCheck {
+            cluster: "c".into(),
+            nodegroup: "n".into(),
+            asg_name: "g".into(),
+            instance_id: "i-1".into(),
+            subnet_id: None,
+            launched_at: now,
+            due_at: now + time::Duration::days(365),
+        };
+        let year = 365 * 86_400;
+        // Due in a year with a five-minute deadline: back within one SQS delay, due then.
+        let (next, hop) = next_hop(&check, year, Duration::from_secs(300), now);
+        assert_eq!(
+            (next.due_at, hop),
+            (now + time::Duration::seconds(900), 900)
+        );
+        // A one-hour deadline: due in an hour at most, reached in 15-minute hops.
+        let (next, hop) = next_hop(&check, year, Duration::from_secs(3600), now);
+        assert_eq!((next.due_at, hop), (now + time::Duration::hours(1), 900));
+        // Due soon: as it was.
+        let (next, hop) = next_hop(&check, 100, Duration::from_secs(300), now);
+        assert_eq!(
+            (next.due_at, hop),
+            (now + time::Duration::seconds(100), 100)
+        );
+        let (_, hop) = next_hop(&check, i64::MAX, Duration::MAX, now);
+        assert_eq!(hop, 900, "no overflow at the extremes");
     }
 }

@@ -154,6 +154,58 @@ async fn dry_run_checks_permissions_and_changes_nothing() {
         )
     );
     assert!(kinds(&records).contains(&"permission_check"));
-    assert!(!kinds(&records).contains(&"step_intent"));
+    let intents: Vec<Entry> = entries(&records)
+        .into_iter()
+        .filter(|e| matches!(e, Entry::StepIntent(_)))
+        .collect();
+    assert!(
+        intents
+            .iter()
+            .all(|e| matches!(e, Entry::StepIntent(i) if i.dry_run == Some(true))),
+        "only the DryRun call is announced: {intents:?}"
+    );
+    assert_eq!(
+        intents.len(),
+        1,
+        "the cycle has no dry run and sends nothing"
+    );
     assert!(bench.world().routes.lock().unwrap()["rtb-new"].is_empty());
+}
+
+#[tokio::test]
+async fn a_dry_run_the_endpoint_performed_was_announced_and_is_undone() {
+    let world = lab_000_world().ignoring_dry_run();
+    let bench = Bench::new(Mode::DryRun, world, Evidence::lab_000());
+    let records = run(&bench).await;
+    let kinds = kinds(&records);
+    let intent = kinds.iter().position(|k| *k == "step_intent");
+    let check = kinds.iter().position(|k| *k == "permission_check");
+    assert!(
+        intent.is_some() && intent < check,
+        "the DryRun call is announced before it is sent: {kinds:?}"
+    );
+    let entries = entries(&records);
+    assert!(entries.iter().any(|e| matches!(e,
+        Entry::StepIntent(i) if i.dry_run == Some(true))));
+    assert!(
+        entries.iter().any(|e| matches!(e,
+            Entry::StepIntent(i) if i.rollback == Some(true) && !i.calls.is_empty())),
+        "the undo has an intent of its own"
+    );
+    assert!(entries.iter().any(|e| matches!(e,
+        Entry::Rollback(r) if r.result.status == StepStatus::RolledBack)));
+    assert!(
+        bench.world().routes.lock().unwrap()["rtb-new"]
+            .iter()
+            .all(|r| r.destination != "0.0.0.0/0"),
+        "dry-run changed nothing in the end"
+    );
+    assert_eq!(
+        outcome(&records),
+        (
+            Outcome::Planned,
+            vec![StepStatus::Planned, StepStatus::Planned]
+        ),
+        "the steps stay planned"
+    );
 }

@@ -91,8 +91,10 @@ pub(super) fn unfinished(records: &[Record]) -> Unfinished {
             continue;
         }
         match entry_of(record) {
-            // Rollbacks have intents of their own; they are not steps of the plan.
-            Some(Entry::StepIntent(intent)) if intent.rollback != Some(true) => {
+            // Rollbacks and dry runs have intents of their own; they are not steps of the plan.
+            Some(Entry::StepIntent(intent))
+                if intent.rollback != Some(true) && intent.dry_run != Some(true) =>
+            {
                 let calls = serde_json::to_string(&intent.calls).unwrap_or_default();
                 pending.insert(intent.position, calls.clone());
                 calls_at.insert(intent.position, calls);
@@ -382,7 +384,9 @@ impl<W: Accounts> Pipeline<W> {
             }));
         }
         match actuator.nodegroup(&key.cluster, &key.nodegroup).await {
-            Ok(state) if state.scaling.desired == 0 && original.desired > 0 => None,
+            Ok(state) if state.scaling.desired == 0 && original.desired > 0 => {
+                Some(Interrupted::RestoreOnly)
+            }
             _ => Some(Interrupted::Unknown(
                 "cycle_nodegroup was interrupted before its result was recorded and the nodegroup is not healthy; \
                  whether it ran is unknown, so it is not run again on its own: approve this plan to cycle"
@@ -398,6 +402,9 @@ pub(super) enum Interrupted {
     InEffect(StepResult),
     /// Nobody can tell whether it ran; waits for a human.
     Unknown(String),
+    /// A cycle stopped at desired 0: only its restore is left to send, and only that is
+    /// announced in its intent.
+    RestoreOnly,
 }
 
 /// The whole checklist: verification needs the group, whatever the event was.
@@ -467,6 +474,7 @@ mod tests {
             position,
             fix: step.fix,
             rollback: None,
+            dry_run: None,
             calls: step.action.api_calls(),
             at: String::new(),
         }))
@@ -534,6 +542,7 @@ mod tests {
             position: 0,
             fix: step.fix,
             rollback: Some(true),
+            dry_run: None,
             calls: step.action.api_calls(),
             at: String::new(),
         }))];

@@ -10,7 +10,6 @@ use super::{Accounts, Pipeline, PipelineError};
 use crate::act::verify::{self, Nodegroup, Verification};
 use crate::act::{Actuator, StepResult, StepStatus, WaitPolicy};
 use crate::audit::NodegroupKey;
-use crate::audit::control;
 use crate::core::evidence::Evidence;
 use crate::core::guard;
 use crate::core::journal::{self, Entry};
@@ -101,71 +100,104 @@ impl<W: Accounts> Pipeline<W> {
     ) -> Result<(), PipelineError> {
         for (position, result) in applied.iter().rev() {
             let step = &plan.steps[*position];
-            let calls = verify::undo_calls(step, result);
-            let position = *position;
-            let intent = Entry::StepIntent(journal::StepIntent {
-                position,
-                fix: step.fix,
-                rollback: Some(true),
-                calls: calls.clone(),
-                at: now(),
-            });
-            let kill_switch = self
-                .store
-                .write(|tx| {
-                    let kill_switch = control::kill_switch(tx.connection())?;
-                    if kill_switch.is_none() && !calls.is_empty() {
-                        tx.record(Some(incident_id), None, &intent)?;
-                    }
-                    Ok(kill_switch)
-                })
+            let undo = self
+                .undo_step(actuator, incident_id, key, *position, step, result, true)
                 .await?;
-            let held = kill_switch.is_some();
-            let reason = kill_switch.map(|on| on.reason.unwrap_or_default());
-            let undone = match guard::may_roll_back(reason.as_deref()) {
-                Err(detail) => StepResult {
-                    status: StepStatus::Applied,
-                    changed: false,
-                    detail,
-                    before: result.after.clone(),
-                    after: result.after.clone(),
-                },
-                Ok(()) => {
-                    verify::rollback(actuator, step, result)
-                        .instrument(info_span!("rollback", fix = %step.fix))
-                        .await
-                }
-            };
-            let status = undone.status;
-            let detail = &undone.detail;
-            let resource = resource_of(step);
-            let entry = Entry::Rollback(journal::Rollback {
-                position,
-                fix: step.fix,
-                result: undone.clone(),
-            });
-            self.store
-                .write(|tx| {
-                    tx.record(Some(incident_id), None, &entry)?;
-                    if status == StepStatus::RolledBack {
-                        tx.set_step(incident_id, position, status.as_str(), detail)?;
-                        tx.record_mutation(&key.account, &resource, "rollback", incident_id)?;
-                    }
-                    Ok(())
-                })
-                .await?;
-            if status == StepStatus::RolledBack {
-                self.metrics.fix_step(step.fix.code(), "rolled_back");
-            }
-            match status {
-                StepStatus::RolledBack => run.statuses[position] = StepStatus::RolledBack,
+            let detail = &undo.result.detail;
+            match undo.result.status {
+                StepStatus::RolledBack => run.statuses[*position] = StepStatus::RolledBack,
                 StepStatus::Failed => run
                     .escalations
                     .push(format!("rollback of {} failed: {detail}", step.fix)),
-                _ if held => run.escalations.push(format!("{} {detail}", step.fix)),
+                _ if undo.held => run.escalations.push(format!("{} {detail}", step.fix)),
                 _ => {}
             }
         }
         Ok(())
     }
+
+    /// Undoes one step that changed AWS: the intent first (unless the kill switch holds the
+    /// undo), then the undo, then its record. `mark_step` sets the plan step rolled back; an
+    /// undo of what a dry run did by accident leaves the planned step as it is.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn undo_step<A: Actuator>(
+        &self,
+        actuator: &A,
+        incident_id: &str,
+        key: &NodegroupKey,
+        position: usize,
+        step: &Step,
+        applied: &StepResult,
+        mark_step: bool,
+    ) -> Result<Undo, PipelineError> {
+        let calls = verify::undo_calls(step, applied);
+        let intent = Entry::StepIntent(journal::StepIntent {
+            position,
+            fix: step.fix,
+            rollback: Some(true),
+            dry_run: None,
+            calls: calls.clone(),
+            at: now(),
+        });
+        let kill_switch = self
+            .store
+            .write(|tx| {
+                let kill_switch = tx.kill_switch_at_commit()?;
+                if kill_switch.is_none() && !calls.is_empty() {
+                    tx.record(Some(incident_id), None, &intent)?;
+                }
+                Ok(kill_switch)
+            })
+            .await?;
+        let held = kill_switch.is_some();
+        let reason = kill_switch.map(|on| on.reason.unwrap_or_default());
+        let undone = match guard::may_roll_back(reason.as_deref()) {
+            Err(detail) => StepResult {
+                status: StepStatus::Applied,
+                changed: false,
+                detail,
+                before: applied.after.clone(),
+                after: applied.after.clone(),
+            },
+            Ok(()) => {
+                verify::rollback(actuator, step, applied)
+                    .instrument(info_span!("rollback", fix = %step.fix))
+                    .await
+            }
+        };
+        let status = undone.status;
+        let detail = &undone.detail;
+        let resource = resource_of(step);
+        let entry = Entry::Rollback(journal::Rollback {
+            position,
+            fix: step.fix,
+            result: undone.clone(),
+        });
+        self.store
+            .write(|tx| {
+                tx.record(Some(incident_id), None, &entry)?;
+                if status == StepStatus::RolledBack {
+                    if mark_step {
+                        tx.set_step(incident_id, position, status.as_str(), detail)?;
+                    }
+                    tx.record_mutation(&key.account, &resource, "rollback", incident_id)?;
+                }
+                Ok(())
+            })
+            .await?;
+        if status == StepStatus::RolledBack {
+            self.metrics.fix_step(step.fix.code(), "rolled_back");
+        }
+        Ok(Undo {
+            result: undone,
+            held,
+        })
+    }
+}
+
+/// What became of one undo.
+pub(super) struct Undo {
+    pub result: StepResult,
+    /// The kill switch held it: nothing was sent.
+    pub held: bool,
 }

@@ -121,6 +121,11 @@ impl Settings {
                 .filter(|(key, _)| !key.starts_with(TEST_HOOK_PREFIX))
                 .collect()
         });
+        // Secrets are text as given: parsing `00001234567890123456` as a number would drop its
+        // zeros and lock its owner out.
+        let (secrets, env): (HashMap<String, String>, HashMap<String, String>) = env
+            .into_iter()
+            .partition(|(key, _)| is_secret_variable(key));
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("_")
@@ -140,6 +145,12 @@ impl Settings {
                 .with_list_parse_key("scope.deny_tags")
                 .with_list_parse_key("accounts.members")
                 .source(Some(env)),
+        );
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(secrets)),
         );
         let set = |builder: config::ConfigBuilder<config::builder::DefaultState>,
                    key: &str,
@@ -200,6 +211,20 @@ fn problem_from_load_error(text: &str) -> Problem {
 /// Settings whose values are secrets (approver tokens, webhook URLs): a load error names the
 /// key, never the value.
 const SECRET_SETTINGS: [&str; 2] = ["http.tokens", "notify.webhooks"];
+
+/// Whether an environment variable sets one of the [`SECRET_SETTINGS`].
+fn is_secret_variable(name: &str) -> bool {
+    let Some(key) = name
+        .strip_prefix(ENV_PREFIX)
+        .and_then(|k| k.strip_prefix('_'))
+    else {
+        return false;
+    };
+    let key = key.to_ascii_lowercase().replace("__", ".");
+    SECRET_SETTINGS
+        .iter()
+        .any(|secret| key == *secret || key.starts_with(&format!("{secret}.")))
+}
 
 /// `text` with every quoted value (in `"` or backquotes) but the key replaced.
 fn redacted(text: &str, key: &str) -> String {

@@ -232,6 +232,25 @@ fn short_tokens_and_bad_addresses_are_refused() {
 }
 
 #[test]
+fn tokens_are_text_as_given_even_when_they_look_like_numbers() {
+    let settings = load(
+        &[
+            ("NODEMEDIC_HTTP__TOKENS__ALICE", "00001234567890123456"),
+            ("NODEMEDIC_HTTP__TOKENS__BOB", "true-true-true-true-true"),
+            ("NODEMEDIC_HTTP__READY_WINDOW_SECS", "120"),
+        ],
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(settings.http.tokens["alice"], "00001234567890123456");
+    assert_eq!(settings.http.tokens["bob"], "true-true-true-true-true");
+    assert_eq!(
+        settings.http.ready_window_secs, 120,
+        "other settings are still parsed"
+    );
+}
+
+#[test]
 fn the_console_is_off_by_default_and_warns_when_nobody_can_use_it() {
     let console_warnings = |env: &[(&str, &str)]| {
         load(env, Overrides::default())

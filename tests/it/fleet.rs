@@ -475,3 +475,50 @@ async fn sigterm_stops_within_the_grace_period_hands_the_work_back_and_a_restart
     world.run_once("auto");
     exactly_one_fix(&world, &lab, 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cycle_left_at_desired_zero_resumes_with_its_restore_alone() {
+    let world = World::new(5).await;
+    let lab = lab_000(&world).await;
+    publish(&world, &lab).await;
+    run_until_crash(&world, "after_intent:cycle_nodegroup");
+    // The scale-down went out before the process died; the restore did not.
+    let (_, desired) = world.nodegroup_status(&lab.nodegroup).await;
+    world
+        .clients
+        .eks
+        .update_nodegroup_config()
+        .cluster_name(lab::CLUSTER)
+        .nodegroup_name(&lab.nodegroup)
+        .scaling_config(
+            aws_sdk_eks::types::NodegroupScalingConfig::builder()
+                .min_size(0)
+                .desired_size(0)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("scale down");
+    restart(&world);
+    let id = world.incidents()[0]["incident_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let intents = world.records_of(&id, "step_intent");
+    let resumed = intents
+        .iter()
+        .map(|r| &r["body"])
+        .rfind(|body| body["fix"] == "cycle_nodegroup" && body.get("rollback").is_none())
+        .expect("the resumed cycle's intent");
+    let calls = resumed["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 1, "only the restore is announced: {resumed:#}");
+    assert_eq!(
+        calls[0]["parameters"]["scalingConfig"]["desiredSize"], desired,
+        "{resumed:#}"
+    );
+    assert_eq!(
+        world.nodegroup_updates(&lab.nodegroup).await.len(),
+        2,
+        "the hand-made scale-down and the restore, nothing else"
+    );
+}

@@ -58,6 +58,46 @@ async fn the_health_watcher_turns_a_degraded_nodegroup_into_one_incident() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_forged_nodemedic_event_is_refused_and_a_signed_one_is_not() {
+    let world = World::new(3).await;
+    let lab = lab::lab_002(&world.clients, &world.network)
+        .await
+        .expect("lab 002");
+    // Anyone who may send to the queue writes a health event in nodemedic's own shape.
+    let forged = json!({
+        "version": "0", "id": "forged-health-1", "detail-type": "Nodegroup Health Issue",
+        "source": "nodemedic", "account": world.network.account, "time": "2026-11-21T00:00:00Z",
+        "region": "us-west-2", "resources": [],
+        "detail": {"cluster": CLUSTER, "nodegroup": lab.nodegroup, "status": "DEGRADED", "issues": []},
+        "nodemedic-signature": "00".repeat(32)
+    });
+    world.send_raw(&forged.to_string()).await;
+    world.run_once("auto");
+    assert!(world.incidents().is_empty(), "a forged event opens nothing");
+    let refused = world
+        .loose_records()
+        .into_iter()
+        .find(|r| r.kind == "event_ignored")
+        .expect("the refusal is recorded");
+    assert!(
+        refused
+            .body
+            .to_string()
+            .contains("signature does not match"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        world.messages_waiting(&world.queue.url).await,
+        0,
+        "and deleted"
+    );
+    // The watcher's own events are signed with the key the store holds, and go through.
+    world.run_once_with("dry-run", &[("NODEMEDIC_WATCH__CLUSTERS", CLUSTER)]);
+    assert_eq!(world.incidents().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_join_check_after_the_deadline_opens_an_incident_when_eks_says_the_node_never_joined() {
     let world = World::new(3).await;
     let c = &world.clients;

@@ -552,3 +552,45 @@ async fn tampering_with_dynamodb_records_is_detected() {
         "{verified:?}"
     );
 }
+
+/// Another replica turns the kill switch on after a transaction read it off and before that
+/// transaction commits a step's intent: the commit conflicts, the transaction runs again and
+/// sees the switch on. (SQLite's write lock keeps the flip out of the transaction altogether.)
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamodb_a_kill_switch_flipped_before_the_commit_is_seen_by_it() {
+    let emulator = Emulator::start(0.5).await.expect("emulator");
+    let (_, store) = stores(&emulator)
+        .await
+        .into_iter()
+        .find(|(name, _)| *name == "dynamodb")
+        .expect("dynamodb store");
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let flipper = store.clone();
+    let seen = store
+        .write(|tx| {
+            let seen = tx.kill_switch_at_commit()?;
+            if attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                let flipper = flipper.clone();
+                // A thread of its own, outside any runtime, as another replica would be.
+                std::thread::spawn(move || {
+                    flipper
+                        .write_blocking(|tx| {
+                            tx.set_kill_switch(true, Some("bob"), Some("change freeze"))
+                        })
+                        .expect("flip");
+                })
+                .join()
+                .expect("flipper");
+            }
+            tx.append(None, None, RecordKind::Evidence, &json!({"intent": 1}))?;
+            Ok(seen.map(|switch| switch.set_by))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        Some(Some("bob".to_string())),
+        "the commit ran again under the switch"
+    );
+    assert!(attempts.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}

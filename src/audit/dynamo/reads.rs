@@ -216,14 +216,9 @@ impl Reads for DynamoBackend {
     }
 
     fn kill_switch(&self) -> StoreResult<Option<KillSwitch>> {
-        Ok(self
-            .get_state(KILL_SWITCH, "CTRL")?
-            .filter(|item| text(item, "value").as_deref() == Some("on"))
-            .map(|item| KillSwitch {
-                set_by: text(&item, "set_by"),
-                at: text(&item, "at").unwrap_or_default(),
-                reason: text(&item, "reason"),
-            }))
+        Ok(kill_switch_of(
+            self.get_state(KILL_SWITCH, "CTRL")?.as_ref(),
+        ))
     }
 
     fn mutations_since(&self, account: &str, since: &str) -> StoreResult<u32> {
@@ -299,4 +294,14 @@ impl Reads for DynamoBackend {
                 expires_at_ms: number(&item, "expires_at_ms").unwrap_or(0),
             }))
     }
+}
+
+/// The kill switch its control item says, when it is on.
+pub(super) fn kill_switch_of(item: Option<&Item>) -> Option<KillSwitch> {
+    item.filter(|item| text(item, "value").as_deref() == Some("on"))
+        .map(|item| KillSwitch {
+            set_by: text(item, "set_by"),
+            at: text(item, "at").unwrap_or_default(),
+            reason: text(item, "reason"),
+        })
 }

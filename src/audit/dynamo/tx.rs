@@ -42,6 +42,8 @@ pub(super) enum Op {
         add: Vec<(String, i64)>,
     },
     Delete,
+    /// Writes nothing; the commit holds only while the condition does.
+    Check,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +109,8 @@ impl DynamoTx<'_> {
                     add.extend(more_add);
                     Op::Update { set, add }
                 }
+                // A check adds no write: the item's write stands, under the first condition.
+                (earlier, Op::Check) => earlier,
                 (_, later) => later,
             };
             if existing.condition.is_none() {
@@ -179,7 +183,7 @@ impl DynamoTx<'_> {
                 }
                 Ok(Some(item))
             }
-            None => self.backend.get_state(pk, sk),
+            Some(Op::Check) | None => self.backend.get_state(pk, sk),
         }
     }
 
@@ -289,6 +293,17 @@ pub(super) fn transact_item(buffered: &Buffered) -> Result<TransactWriteItem, Au
                 .build()
                 .map_err(backend_error)?;
             Ok(TransactWriteItem::builder().put(put).build())
+        }
+        Op::Check => {
+            let check = ConditionCheck::builder()
+                .table_name(&buffered.table)
+                .set_key(Some(buffered.key.clone()))
+                .set_condition_expression(expression)
+                .set_expression_attribute_names((!names.is_empty()).then_some(names))
+                .set_expression_attribute_values(optional(values))
+                .build()
+                .map_err(backend_error)?;
+            Ok(TransactWriteItem::builder().condition_check(check).build())
         }
         Op::Delete => {
             let delete = Delete::builder()

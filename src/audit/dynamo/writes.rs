@@ -344,6 +344,45 @@ impl Writes for DynamoTx<'_> {
         Ok(())
     }
 
+    fn ensure_control(&self, name: &str, value: &str) -> StoreResult<String> {
+        let pk = format!("CTRL#{name}");
+        if let Some(existing) = self
+            .current(&pk, "CTRL")?
+            .and_then(|item| text(&item, "value"))
+        {
+            return Ok(existing);
+        }
+        let mut item = key(&pk, "CTRL");
+        item.insert("value".into(), s(value));
+        item.insert("at".into(), s(now()));
+        // Another writer may set it first: the commit then conflicts and this runs again.
+        self.push(
+            self.state_table(),
+            key(&pk, "CTRL"),
+            Op::Put(item),
+            Some(Condition::absent()),
+        );
+        Ok(value.to_string())
+    }
+
+    fn kill_switch_at_commit(&self) -> StoreResult<Option<KillSwitch>> {
+        let found = self.backend.get_state(KILL_SWITCH, "CTRL")?;
+        // Every flip writes a new `at`: the commit holds only if the item is as read.
+        let unchanged = match found.as_ref().and_then(|item| text(item, "at")) {
+            Some(at) => Condition::new("#at = :at")
+                .name("#at", "at")
+                .value(":at", s(at)),
+            None => Condition::absent(),
+        };
+        self.push(
+            self.state_table(),
+            key(KILL_SWITCH, "CTRL"),
+            Op::Check,
+            Some(unchanged),
+        );
+        Ok(super::reads::kill_switch_of(found.as_ref()))
+    }
+
     fn lock_rate(&self, account: &str) -> StoreResult<()> {
         // A conditional bump of the account's rate item: of two replicas counting at once, the
         // second to commit conflicts and counts again.

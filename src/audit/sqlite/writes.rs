@@ -193,6 +193,18 @@ impl Writes for Transaction<'_> {
         Ok(())
     }
 
+    fn ensure_control(&self, name: &str, value: &str) -> StoreResult<String> {
+        self.execute(
+            "INSERT INTO controls (name, value, at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
+            params![name, value, now()],
+        )?;
+        Ok(self.query_row(
+            "SELECT value FROM controls WHERE name = ?1",
+            params![name],
+            |row| row.get(0),
+        )?)
+    }
+
     fn lock_rate(&self, _account: &str) -> StoreResult<()> {
         // The transaction already holds SQLite's one write lock.
         Ok(())

@@ -76,6 +76,12 @@ pub fn rate_limit_reached(limit: u32, account: &str) -> Decision {
     ))
 }
 
+/// The kill switch, found on as the step's intent was about to commit (it was turned on after
+/// the step was decided): the step is held as [`decide`](super::decide) would have held it.
+pub fn kill_switch_turned_on(switch: &str) -> Decision {
+    Decision::hold(format!("the kill switch is on ({switch})"))
+}
+
 /// A human's approval of this exact plan is how a failed fix, or one that did not hold, gets
 /// another try: with an approval, neither counts against the step.
 pub fn with_approval(mut history: History, approval: Option<&Approval>) -> History {

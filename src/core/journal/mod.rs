@@ -359,6 +359,10 @@ pub struct StepIntent {
     pub fix: FixKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<bool>,
+    /// The calls are sent with DryRun=true, for the permission check; an endpoint that ignores
+    /// DryRun performs them, so they are announced as any mutation is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
     pub calls: Vec<ApiCall>,
     pub at: String,
 }

@@ -196,6 +196,25 @@ pub enum Action {
 }
 
 impl Action {
+    /// The calls of a cycle resumed at desired 0: the restore alone. Other actions have none.
+    pub fn restore_calls(&self) -> Vec<ApiCall> {
+        match self {
+            Action::CycleNodegroup { .. } => {
+                self.api_calls().into_iter().last().into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the action's call takes EC2's `DryRun` flag, so its permission can be checked
+    /// without performing it.
+    pub fn takes_dry_run(&self) -> bool {
+        matches!(
+            self,
+            Action::CreateRoute { .. } | Action::ReplaceRoute { .. }
+        )
+    }
+
     /// The API calls this action makes, as an operator would type them.
     pub fn api_calls(&self) -> Vec<ApiCall> {
         match self {
