@@ -263,6 +263,9 @@ pub async fn run_with(
                     Some((sqs.clone(), queue_url.clone())),
                 ))
             }),
+            limits: crate::http::Limits::from(&settings.http),
+            gate: Default::default(),
+            controls_read: Default::default(),
         };
         start_http(address, state, &shutdown)
     });

@@ -210,6 +210,8 @@ pub trait Reads {
     fn plans(&self, status: Option<PlanStatus>) -> StoreResult<Vec<PlanRow>>;
     fn plan(&self, plan_id: &str) -> StoreResult<Option<PlanRow>>;
     fn kill_switch(&self) -> StoreResult<Option<KillSwitch>>;
+    /// The value of control `name`, when it has one.
+    fn control(&self, name: &str) -> StoreResult<Option<String>>;
     fn mutations_since(&self, account: &str, since: &str) -> StoreResult<u32>;
     /// When `fix` last changed `resource`: (time, incident id).
     fn last_mutation(&self, resource: &str, fix: &str) -> StoreResult<Option<(String, String)>>;
@@ -246,6 +248,8 @@ pub trait Writes {
     /// The value of control `name`, set to `value` first if it has none: of two writers, the
     /// first to commit wins and the other reads its value.
     fn ensure_control(&self, name: &str, value: &str) -> StoreResult<String>;
+    /// Sets control `name` to `value`, whatever it was.
+    fn set_control(&self, name: &str, value: &str, by: &str) -> StoreResult<()>;
     /// The kill switch as this transaction will commit under it: a switch flipped between this
     /// read and the commit makes the commit conflict, and the transaction runs again. SQLite's
     /// write lock already excludes the flip.

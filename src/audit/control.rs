@@ -161,6 +161,19 @@ pub fn kill_switch(reads: &dyn Reads) -> Result<Option<KillSwitch>, AuditError> 
     reads.kill_switch()
 }
 
+fn session_epoch_control(approver: &str) -> String {
+    format!("session_epoch:{approver}")
+}
+
+/// How many times `approver` signed out of the console: sessions are signed with it, so signing
+/// out ends every session of that approver, on every replica.
+pub fn session_epoch(reads: &dyn Reads, approver: &str) -> Result<u64, AuditError> {
+    Ok(reads
+        .control(&session_epoch_control(approver))?
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0))
+}
+
 pub fn mutations_since(reads: &dyn Reads, account: &str, since: &str) -> Result<u32, AuditError> {
     reads.mutations_since(account, since)
 }

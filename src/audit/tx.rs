@@ -198,6 +198,17 @@ impl<'a> Tx<'a> {
     /// Counts a mutation against the account's limit of mutations since `since`; the
     /// reservation, or `None` when the limit is reached. Concurrent reservations of one account
     /// are serialised, so that replicas counting at once cannot all pass the limit.
+    /// Ends every console session of `approver`: the epoch their sessions are signed with moves.
+    pub fn end_sessions(&self, approver: &str) -> StoreResult<u64> {
+        let next = super::control::session_epoch(self.connection(), approver)?.saturating_add(1);
+        self.inner.set_control(
+            &format!("session_epoch:{approver}"),
+            &next.to_string(),
+            approver,
+        )?;
+        Ok(next)
+    }
+
     /// The key nodemedic signs its own queue events with, shared by every replica: the stored
     /// one, or `fresh` when there is none yet.
     pub fn event_key(&self, fresh: &str) -> StoreResult<String> {

@@ -3,14 +3,20 @@
 //! configured, and records the token's name as the approver.
 
 pub mod console;
+mod gate;
+mod serve;
+
+pub use gate::FailureGate;
+pub use serve::{Limits, MAX_BODY_BYTES};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -41,7 +47,15 @@ pub struct HttpState {
     pub plan_ttl: Duration,
     /// The web console, when `http.console` is on.
     pub console: Option<Arc<ConsoleContext>>,
+    pub limits: Limits,
+    /// Peers that keep presenting wrong tokens, slowed down.
+    pub gate: Arc<FailureGate>,
+    /// When the store-backed gauges were last read: a scrape reads them at most this often.
+    pub controls_read: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
+
+/// How often a scrape may read the store for the gauges that mirror it.
+const CONTROLS_EVERY: Duration = Duration::from_secs(10);
 
 pub fn router(state: HttpState) -> Router {
     let console = if state.console.is_some() {
@@ -60,20 +74,65 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/kill-switch", get(kill_switch).put(set_kill_switch))
         .route("/v1/breakers", get(list_breakers))
         .merge(console)
+        // The last layer runs first: a request to the API is refused before its body is read.
+        .layer(from_fn_with_state(state.clone(), serve::bounded_body))
+        .layer(from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
 
-/// Serves until `shutdown`.
+/// Serves until `shutdown`, then drains for at most `http.drain_secs`.
 pub async fn serve(
     address: SocketAddr,
     state: HttpState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    tracing::info!(%address, "HTTP API listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let limits = state.limits;
+    serve::serve(address, router(state), limits, shutdown).await
+}
+
+/// The approvals API needs a token before anything else: a refused request is logged (without
+/// the token), counted, and a peer that keeps failing is turned away for a while.
+async fn require_token(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/v1/") {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    let now = Instant::now();
+    if let Some(Err(wait)) = peer.map(|peer| state.gate.check(peer, now)) {
+        state.metrics.refused("slowed_down");
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many refused tokens from this address; try again later",
+        );
+        if let Ok(seconds) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds);
+        }
+        return response;
+    }
+    match caller(&state.tokens, request.headers()) {
+        Ok(_) => {
+            if let Some(peer) = peer {
+                state.gate.succeeded(peer);
+            }
+            next.run(request).await
+        }
+        Err(refused) => {
+            let reason = refused.label();
+            tracing::warn!(peer = ?peer, path = %request.uri().path(), reason, "HTTP request refused");
+            state.metrics.refused(reason);
+            if let Some(peer) = peer
+                && refused != Refused::ApiOff
+            {
+                state.gate.failed(peer, now);
+            }
+            refused.into_response()
+        }
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -87,6 +146,17 @@ pub enum Refused {
     ApiOff,
     MissingToken,
     UnknownToken,
+}
+
+impl Refused {
+    /// The metric label and log field.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refused::ApiOff => "api_off",
+            Refused::MissingToken => "missing_token",
+            Refused::UnknownToken => "unknown_token",
+        }
+    }
 }
 
 impl IntoResponse for Refused {
@@ -242,18 +312,42 @@ async fn set_kill_switch(
     }
 }
 
-async fn ready(State(state): State<HttpState>) -> Response {
+/// Ready or not for anyone (an orchestrator's probe); why, with AWS's error text, only for a
+/// token holder.
+async fn ready(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     let report = state.readiness.report();
     let status = if report.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(report)).into_response()
+    if caller(&state.tokens, &headers).is_ok() {
+        (status, Json(report)).into_response()
+    } else {
+        (status, Json(json!({ "ready": report.ready }))).into_response()
+    }
 }
 
-/// The metrics, with the gauges that mirror the shared store read at scrape time.
+/// The metrics, with the gauges that mirror the shared store read at most every
+/// [`CONTROLS_EVERY`], however often (and by however many) it is scraped.
 async fn metrics(State(state): State<HttpState>) -> Response {
+    if let Ok(mut last) = state.controls_read.try_lock()
+        && last.is_none_or(|at| at.elapsed() >= CONTROLS_EVERY)
+    {
+        refresh_controls(&state).await;
+        *last = Some(Instant::now());
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn refresh_controls(state: &HttpState) {
     let controls = state
         .store
         .read(|c| {
@@ -274,14 +368,6 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         }
         Err(error) => tracing::warn!(%error, "metrics: the store could not be read"),
     }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-        .into_response()
 }
 
 async fn log_level(State(state): State<HttpState>, headers: HeaderMap) -> Response {
@@ -317,7 +403,13 @@ async fn set_log_level(
             "the log level is not adjustable in this process",
         );
     };
-    match level.set(&body.level) {
+    if let Err(refused) = crate::telemetry::level_directive_allowed(&body.level) {
+        return error(StatusCode::BAD_REQUEST, refused.to_string());
+    }
+    // Building a filter can be slow; it never runs on the runtime's threads.
+    let (level, directive) = (level.clone(), body.level.clone());
+    let set = tokio::task::spawn_blocking(move || level.set(&directive)).await;
+    match set.unwrap_or_else(|e| Err(crate::telemetry::TelemetryError::Reload(e.to_string()))) {
         Ok(()) => {
             tracing::info!(level = %body.level, %by, "log level changed");
             Json(json!({ "level": body.level })).into_response()

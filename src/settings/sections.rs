@@ -116,6 +116,15 @@ pub struct HttpSettings {
     pub tokens: BTreeMap<String, String>,
     pub ready_window_secs: u64,
     pub console: bool,
+    /// A connection that has not sent a whole request head within this is closed; idle
+    /// keep-alive connections too.
+    pub header_read_timeout_secs: u64,
+    /// A request body not received within this is answered 408.
+    pub body_read_timeout_secs: u64,
+    /// Connections served at once; more wait in the kernel's backlog, holding no descriptor.
+    pub max_connections: usize,
+    /// On shutdown, how long open connections may finish before they are dropped.
+    pub drain_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -121,6 +121,15 @@ fn spans(raw: &RawSettings, problems: &mut Problems) {
         ("guard.breaker_window_secs", raw.guard.breaker_window_secs),
         ("verify.timeout_secs", raw.verify.timeout_secs),
         ("http.ready_window_secs", raw.http.ready_window_secs),
+        (
+            "http.header_read_timeout_secs",
+            raw.http.header_read_timeout_secs,
+        ),
+        (
+            "http.body_read_timeout_secs",
+            raw.http.body_read_timeout_secs,
+        ),
+        ("http.drain_secs", raw.http.drain_secs),
         ("watch.interval_secs", raw.watch.interval_secs),
         ("join.deadline_secs", raw.join.deadline_secs),
         ("intake.shutdown_grace_secs", raw.intake.shutdown_grace_secs),
@@ -358,6 +367,21 @@ fn http(http: &HttpSettings, problems: &mut Problems) {
     }
     if http.ready_window_secs < 2 {
         problems.add("http.ready_window_secs", "must be at least 2".into());
+    }
+    for (key, value) in [
+        (
+            "http.header_read_timeout_secs",
+            http.header_read_timeout_secs,
+        ),
+        ("http.body_read_timeout_secs", http.body_read_timeout_secs),
+        ("http.drain_secs", http.drain_secs),
+    ] {
+        if value == 0 {
+            problems.add(key, "must be at least 1".into());
+        }
+    }
+    if !(1..=65_536).contains(&http.max_connections) {
+        problems.add("http.max_connections", "must be between 1 and 65536".into());
     }
 }
 

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub messages_deleted: Counter,
     /// Left for redelivery, by why.
     pub messages_kept: Family<ReasonLabel, Counter>,
+    /// HTTP requests refused before any work: no token, an unknown one, a peer slowed down.
+    pub http_refused: Family<ReasonLabel, Counter>,
     /// Kept on their last allowed receive: the queue's redrive policy moves them to the
     /// dead-letter queue.
     pub messages_dead_lettered: Counter,
@@ -112,6 +114,7 @@ impl Metrics {
             messages_received: Counter::default(),
             messages_deleted: Counter::default(),
             messages_kept: Family::default(),
+            http_refused: Family::default(),
             messages_dead_lettered: Counter::default(),
             receive_errors: Counter::default(),
             message_age_seconds: Histogram::new(seconds_buckets()),
@@ -137,6 +140,11 @@ impl Metrics {
             "messages_kept",
             "Messages left for redelivery, by reason",
             metrics.messages_kept.clone(),
+        );
+        registry.register(
+            "http_refused",
+            "HTTP requests refused before their body was read, by reason",
+            metrics.http_refused.clone(),
         );
         registry.register(
             "messages_dead_lettered",
@@ -192,6 +200,14 @@ impl Metrics {
             registry,
             ..metrics
         }
+    }
+
+    pub fn refused(&self, reason: &str) {
+        self.http_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     pub fn kept(&self, reason: &str) {

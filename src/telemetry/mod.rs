@@ -31,6 +31,41 @@ pub enum TelemetryError {
     Otlp(String),
 }
 
+/// The longest filter the API takes.
+const MAX_DIRECTIVE_BYTES: usize = 256;
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Whether a filter set through the API is only levels: `info` or `target=level` parts. Span and
+/// field filters (`[{...}]`) compile regular expressions that can take the process down, so only
+/// the configuration and `RUST_LOG` may use them.
+pub fn level_directive_allowed(directive: &str) -> Result<(), TelemetryError> {
+    let refuse = |why: &str| {
+        Err(TelemetryError::Level(
+            directive.chars().take(64).collect(),
+            why.to_string(),
+        ))
+    };
+    if directive.trim().is_empty() || directive.len() > MAX_DIRECTIVE_BYTES {
+        return refuse("a filter must be 1 to 256 bytes");
+    }
+    let parts: Vec<&str> = directive.split(',').map(str::trim).collect();
+    if parts.len() > 16 {
+        return refuse("at most 16 parts");
+    }
+    for part in parts {
+        let (target, level) = part.rsplit_once('=').unwrap_or(("", part));
+        let target_ok = target
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-'));
+        if !target_ok || !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return refuse(
+                "only `level` or `target=level` parts (trace, debug, info, warn, error, off); no span or field filters",
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Changes the log filter of the running process.
 #[derive(Clone)]
 pub struct LogLevel {

@@ -209,3 +209,95 @@ async fn the_console_is_off_unless_enabled_and_closed_without_tokens() {
     assert_eq!(http(port, "GET", "/console/login", None, None).0, 403);
     drop(daemon);
 }
+
+/// One raw HTTP/1.1 exchange: the status, the response head and its body.
+fn exchange(port: u16, request: &str) -> (u16, String, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+fn console_page(port: u16, cookie: &str) -> (u16, String) {
+    let (status, _, body) = exchange(
+        port,
+        &format!(
+            "GET /console/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_out_ends_the_session_on_every_replica() {
+    let world = World::new(3).await;
+    let (port_a, port_b) = (free_port(), free_port());
+    let (address_a, address_b) = (format!("127.0.0.1:{port_a}"), format!("127.0.0.1:{port_b}"));
+    let env = |address: &'static str| {
+        [
+            ("NODEMEDIC_HTTP__ADDRESS", address),
+            ("NODEMEDIC_HTTP__CONSOLE", "true"),
+            ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
+        ]
+    };
+    // Two replicas on one store.
+    let a = world.start_daemon("dry-run", &env(address_a.leak()));
+    let b = world.start_daemon("dry-run", &env(address_b.leak()));
+    for (port, daemon) in [(port_a, &a), (port_b, &b)] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a replica did not start: {}",
+                daemon.log_so_far()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    let form = format!("token={TOKEN}");
+    let (status, head, _) = exchange(
+        port_a,
+        &format!(
+            "POST /console/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    );
+    assert_eq!(status, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("set-cookie: ")
+                .or_else(|| line.strip_prefix("Set-Cookie: "))
+        })
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let (status, page) = console_page(port_b, &cookie);
+    assert_eq!(status, 200, "the other replica knows the session");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token on the page")
+        .to_string();
+    let form = format!("csrf={csrf}");
+    let (status, head, _) = exchange(
+        port_a,
+        &format!(
+            "POST /console/logout HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    );
+    assert_eq!(status, 303, "{head}");
+    // The browser that kept its cookie (or stole it) is refused on both replicas.
+    assert_ne!(console_page(port_a, &cookie).0, 200);
+    assert_ne!(console_page(port_b, &cookie).0, 200);
+}

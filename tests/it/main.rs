@@ -7,6 +7,7 @@ mod breakage;
 mod console;
 mod fleet;
 mod guard;
+mod http_limits;
 mod intake;
 mod labs;
 mod operations;

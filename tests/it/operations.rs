@@ -111,9 +111,11 @@ async fn metrics_follow_an_incident_and_the_log_level_changes_at_runtime() {
         "no resource id becomes a label"
     );
 
-    // Gauges mirror the shared store at scrape time.
+    // Gauges mirror the shared store, read at most every 10 s whatever the scrape rate.
     world.operate(&["kill-switch", "on", "--reason", "metrics test"]);
-    assert_eq!(sample(&scrape(port), "nodemedic_kill_switch"), 1.0);
+    wait_for("the kill-switch gauge", 15, || {
+        sample(&scrape(port), "nodemedic_kill_switch") == 1.0
+    });
 
     assert_eq!(
         http(
@@ -164,6 +166,7 @@ async fn readiness_follows_the_queue_and_the_credentials_and_recovers() {
         &[
             ("NODEMEDIC_HTTP__ADDRESS", &address),
             ("NODEMEDIC_HTTP__READY_WINDOW_SECS", "3"),
+            ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
         ],
     );
     wait_for_http(port, 60);
@@ -177,7 +180,7 @@ async fn readiness_follows_the_queue_and_the_credentials_and_recovers() {
     });
     let mut report = Value::Null;
     wait_for("both the queue and the credentials reported", 30, || {
-        report = http(port, "GET", "/readyz", None, None).1;
+        report = http(port, "GET", "/readyz", Some(TOKEN), None).1;
         let reasons = report["reasons"].to_string();
         reasons.contains("no successful receive") && reasons.contains("credentials")
     });

@@ -215,6 +215,12 @@ impl Reads for DynamoBackend {
             .transpose()
     }
 
+    fn control(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .get_state(&format!("CTRL#{name}"), "CTRL")?
+            .and_then(|item| text(&item, "value")))
+    }
+
     fn kill_switch(&self) -> StoreResult<Option<KillSwitch>> {
         Ok(kill_switch_of(
             self.get_state(KILL_SWITCH, "CTRL")?.as_ref(),

@@ -344,6 +344,15 @@ impl Writes for DynamoTx<'_> {
         Ok(())
     }
 
+    fn set_control(&self, name: &str, value: &str, by: &str) -> StoreResult<()> {
+        let mut item = key(&format!("CTRL#{name}"), "CTRL");
+        item.insert("value".into(), s(value));
+        item.insert("set_by".into(), s(by));
+        item.insert("at".into(), s(now()));
+        self.put(item, None);
+        Ok(())
+    }
+
     fn ensure_control(&self, name: &str, value: &str) -> StoreResult<String> {
         let pk = format!("CTRL#{name}");
         if let Some(existing) = self

@@ -223,6 +223,16 @@ impl Reads for Connection {
         .pop())
     }
 
+    fn control(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .query_row(
+                "SELECT value FROM controls WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
     fn kill_switch(&self) -> StoreResult<Option<KillSwitch>> {
         Ok(self
             .query_row(

@@ -193,6 +193,15 @@ impl Writes for Transaction<'_> {
         Ok(())
     }
 
+    fn set_control(&self, name: &str, value: &str, by: &str) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO controls (name, value, set_by, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, set_by = excluded.set_by, at = excluded.at",
+            params![name, value, by, now()],
+        )?;
+        Ok(())
+    }
+
     fn ensure_control(&self, name: &str, value: &str) -> StoreResult<String> {
         self.execute(
             "INSERT INTO controls (name, value, at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",

@@ -100,13 +100,24 @@ fn page(status: StatusCode, markup: Markup) -> Response {
         .into_response()
 }
 
-fn session_of(state: &HttpState, headers: &HeaderMap) -> Result<Session, SessionError> {
+/// The session a request's cookie proves, checked against the approver's sign-out epoch in the
+/// store (shared by replicas): a session signed out anywhere is over everywhere. A store that
+/// cannot be read proves nothing.
+async fn session_of(state: &HttpState, headers: &HeaderMap) -> Result<Session, SessionError> {
     let cookie = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| session::cookie_from_header(v, COOKIE));
-    session::verify(&state.tokens, cookie.as_deref(), now_unix())
+    let epoch = match cookie.as_deref().and_then(session::claimed_approver) {
+        Some(approver) => state
+            .store
+            .read(|c| control::session_epoch(c, approver))
+            .await
+            .map_err(|_| SessionError::Invalid)?,
+        None => 0,
+    };
+    session::verify(&state.tokens, cookie.as_deref(), epoch, now_unix())
 }
 
 fn viewer(state: &HttpState, session: &Session) -> Viewer {
@@ -162,7 +173,7 @@ async fn login_page(State(state): State<HttpState>, headers: HeaderMap) -> Respo
     if state.tokens.is_empty() {
         return refused_read(SessionError::NoTokens);
     }
-    if session_of(&state, &headers).is_ok() {
+    if session_of(&state, &headers).await.is_ok() {
         return Redirect::to("/console/").into_response();
     }
     page(StatusCode::OK, view::login(None))
@@ -184,8 +195,17 @@ async fn login(
     if foreign_origin(&headers) {
         return refused_write(SessionError::BadCsrf);
     }
-    let issued = session::approver_of(&state.tokens, form.token.trim())
-        .and_then(|approver| session::issue(&state.tokens, &approver, now_unix()));
+    let approver = session::approver_of(&state.tokens, form.token.trim());
+    let epoch = match &approver {
+        Some(approver) => state
+            .store
+            .read(|c| control::session_epoch(c, approver))
+            .await
+            .unwrap_or(0),
+        None => 0,
+    };
+    let issued =
+        approver.and_then(|approver| session::issue(&state.tokens, &approver, epoch, now_unix()));
     let Some(session) = issued else {
         tracing::warn!("console: sign-in with an unknown token");
         return page(
@@ -224,9 +244,20 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(error) = checked_post(&state, &headers, &form.csrf) {
-        return refused_write(error);
+    let session = match checked_post(&state, &headers, &form.csrf).await {
+        Ok(session) => session,
+        Err(error) => return refused_write(error),
+    };
+    // Server-side: every session of this approver ends, on every replica, not just the cookie.
+    if let Err(error) = state
+        .store
+        .write(|tx| tx.end_sessions(&session.approver))
+        .await
+    {
+        tracing::warn!(%error, "console: the sign-out could not be recorded");
+        return refused_write(SessionError::Invalid);
     }
+    tracing::info!(approver = %session.approver, "console: signed out");
     let mut response = Redirect::to("/console/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -238,12 +269,12 @@ async fn logout(
 }
 
 /// The session of a form post whose origin and CSRF token check out.
-fn checked_post(
+async fn checked_post(
     state: &HttpState,
     headers: &HeaderMap,
     csrf: &str,
 ) -> Result<Session, SessionError> {
-    let session = session_of(state, headers)?;
+    let session = session_of(state, headers).await?;
     if foreign_origin(headers) {
         return Err(SessionError::BadCsrf);
     }
@@ -416,7 +447,7 @@ async fn index(
     headers: HeaderMap,
     Query(filter): Query<FilterQuery>,
 ) -> Response {
-    let session = match session_of(&state, &headers) {
+    let session = match session_of(&state, &headers).await {
         Ok(session) => session,
         Err(error) => return refused_read(error),
     };
@@ -458,7 +489,7 @@ async fn index(
 }
 
 async fn plans(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    let session = match session_of(&state, &headers) {
+    let session = match session_of(&state, &headers).await {
         Ok(session) => session,
         Err(error) => return refused_read(error),
     };
@@ -495,7 +526,7 @@ async fn incident(
     Path(id): Path<String>,
     Query(query): Query<IncidentQuery>,
 ) -> Response {
-    let session = match session_of(&state, &headers) {
+    let session = match session_of(&state, &headers).await {
         Ok(session) => session,
         Err(error) => return refused_read(error),
     };
@@ -583,7 +614,7 @@ async fn decide(
     approve: bool,
     form: DecisionForm,
 ) -> Response {
-    let session = match checked_post(&state, &headers, &form.csrf) {
+    let session = match checked_post(&state, &headers, &form.csrf).await {
         Ok(session) => session,
         Err(error) => return refused_write(error),
     };

@@ -34,6 +34,8 @@ pub enum SessionError {
 pub struct Session {
     pub approver: String,
     pub expires: i64,
+    /// The approver's sign-out count the session was issued under; signing out moves it.
+    pub epoch: u64,
     /// The cookie value, to which CSRF tokens are bound.
     cookie: String,
 }
@@ -77,23 +79,41 @@ pub fn approver_of(tokens: &BTreeMap<String, String>, presented: &str) -> Option
         .map(|(name, _)| name.clone())
 }
 
-/// A new session for `approver`, valid until `now + SESSION_SECS`.
-pub fn issue(tokens: &BTreeMap<String, String>, approver: &str, now: i64) -> Option<Session> {
+/// A new session for `approver`, valid until `now + SESSION_SECS` or until the approver signs
+/// out (their `epoch` moves on).
+pub fn issue(
+    tokens: &BTreeMap<String, String>,
+    approver: &str,
+    epoch: u64,
+    now: i64,
+) -> Option<Session> {
     let token = tokens.get(approver)?;
-    let expires = now + SESSION_SECS;
+    let expires = now.saturating_add(SESSION_SECS);
     let signed = format!("{approver}.{expires}");
-    let signature = hex(&mac(token, &signed).finalize().into_bytes());
+    let signature = hex(&mac(token, &format!("{approver}.{epoch}.{expires}"))
+        .finalize()
+        .into_bytes());
     Some(Session {
         approver: approver.to_string(),
         expires,
+        epoch,
         cookie: format!("{signed}.{signature}"),
     })
+}
+
+/// The approver a cookie claims to be, before anything is verified: whose sign-out epoch to read.
+pub fn claimed_approver(cookie: &str) -> Option<&str> {
+    let mut parts = cookie.rsplitn(3, '.');
+    parts.next()?;
+    parts.next()?;
+    parts.next()
 }
 
 /// The session a cookie value proves at `now`.
 pub fn verify(
     tokens: &BTreeMap<String, String>,
     cookie: Option<&str>,
+    epoch: u64,
     now: i64,
 ) -> Result<Session, SessionError> {
     if tokens.is_empty() {
@@ -110,7 +130,7 @@ pub fn verify(
     let expires: i64 = expires.parse().map_err(|_| SessionError::Invalid)?;
     let token = tokens.get(approver).ok_or(SessionError::Invalid)?;
     let signature = unhex(signature).ok_or(SessionError::Invalid)?;
-    mac(token, &format!("{approver}.{expires}"))
+    mac(token, &format!("{approver}.{epoch}.{expires}"))
         .verify_slice(&signature)
         .map_err(|_| SessionError::Invalid)?;
     if expires <= now {
@@ -119,6 +139,7 @@ pub fn verify(
     Ok(Session {
         approver: approver.to_string(),
         expires,
+        epoch,
         cookie: cookie.to_string(),
     })
 }
@@ -174,17 +195,22 @@ mod tests {
     #[test]
     fn a_session_proves_its_approver_until_it_expires() {
         let tokens = tokens();
-        let session = issue(&tokens, "alice", 1000).unwrap();
-        let verified = verify(&tokens, Some(session.cookie_value()), 1001).unwrap();
+        let session = issue(&tokens, "alice", 0, 1000).unwrap();
+        let verified = verify(&tokens, Some(session.cookie_value()), 0, 1001).unwrap();
         assert_eq!(verified.approver, "alice");
         assert_eq!(
-            verify(&tokens, Some(session.cookie_value()), 1000 + SESSION_SECS),
+            verify(
+                &tokens,
+                Some(session.cookie_value()),
+                0,
+                1000 + SESSION_SECS
+            ),
             Err(SessionError::Invalid),
             "expired"
         );
-        let dotted = issue(&tokens, "bob.ops", 1000).unwrap();
+        let dotted = issue(&tokens, "bob.ops", 0, 1000).unwrap();
         assert_eq!(
-            verify(&tokens, Some(dotted.cookie_value()), 1001)
+            verify(&tokens, Some(dotted.cookie_value()), 0, 1001)
                 .unwrap()
                 .approver,
             "bob.ops"
@@ -194,7 +220,7 @@ mod tests {
     #[test]
     fn forged_altered_or_orphaned_sessions_are_refused() {
         let tokens = tokens();
-        let session = issue(&tokens, "alice", 1000).unwrap();
+        let session = issue(&tokens, "alice", 0, 1000).unwrap();
         let cookie = session.cookie_value();
         // Another approver's name, or a later expiry, under alice's signature.
         let signature = cookie.rsplit('.').next().unwrap();
@@ -206,7 +232,7 @@ mod tests {
             String::new(),
         ] {
             assert_eq!(
-                verify(&tokens, Some(&forged), 1001),
+                verify(&tokens, Some(&forged), 0, 1001),
                 Err(SessionError::Invalid),
                 "{forged}"
             );
@@ -214,30 +240,45 @@ mod tests {
         let mut without_alice = tokens.clone();
         without_alice.remove("alice");
         assert_eq!(
-            verify(&without_alice, Some(cookie), 1001),
+            verify(&without_alice, Some(cookie), 0, 1001),
             Err(SessionError::Invalid),
             "removing the token ends the session"
         );
         let mut rotated = tokens.clone();
         rotated.insert("alice".into(), "alice-new-token-0123456".into());
         assert_eq!(
-            verify(&rotated, Some(cookie), 1001),
+            verify(&rotated, Some(cookie), 0, 1001),
             Err(SessionError::Invalid),
             "rotating the token ends the session"
         );
-        assert_eq!(verify(&tokens, None, 1001), Err(SessionError::Missing));
+        assert_eq!(verify(&tokens, None, 0, 1001), Err(SessionError::Missing));
         assert_eq!(
-            verify(&BTreeMap::new(), Some(cookie), 1001),
+            verify(&BTreeMap::new(), Some(cookie), 0, 1001),
             Err(SessionError::NoTokens),
             "never open by default"
         );
     }
 
     #[test]
+    fn signing_out_moves_the_epoch_and_ends_the_session() {
+        let tokens = tokens();
+        let session = issue(&tokens, "alice", 0, 1000).unwrap();
+        assert_eq!(claimed_approver(session.cookie_value()), Some("alice"));
+        assert!(verify(&tokens, Some(session.cookie_value()), 0, 1001).is_ok());
+        assert_eq!(
+            verify(&tokens, Some(session.cookie_value()), 1, 1001),
+            Err(SessionError::Invalid),
+            "after a sign-out"
+        );
+        let next = issue(&tokens, "alice", 1, 1002).unwrap();
+        assert!(verify(&tokens, Some(next.cookie_value()), 1, 1003).is_ok());
+    }
+
+    #[test]
     fn csrf_tokens_belong_to_one_session() {
         let tokens = tokens();
-        let first = issue(&tokens, "alice", 1000).unwrap();
-        let second = issue(&tokens, "alice", 2000).unwrap();
+        let first = issue(&tokens, "alice", 0, 1000).unwrap();
+        let second = issue(&tokens, "alice", 0, 2000).unwrap();
         let csrf = first.csrf(&tokens);
         assert_eq!(first.check_csrf(&tokens, &csrf), Ok(()));
         assert_eq!(

@@ -9,6 +9,18 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// What the daemon logged so far.
+    pub fn log_so_far(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The descriptors the daemon holds open now (Linux).
+    pub fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    }
+
     /// Stops the daemon gracefully and returns what it logged.
     pub fn stop(mut self) -> String {
         self.terminate();
