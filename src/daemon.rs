@@ -12,6 +12,7 @@ use tracing::info;
 use crate::audit::{AuditError, AuditStore};
 use crate::aws::check_credentials;
 use crate::aws::{self, ClientPool, MemberAccess};
+use crate::core::mac_key::MacKey;
 use crate::http::HttpState;
 use crate::http::console::ConsoleContext;
 use crate::intake::publish::Publisher;
@@ -148,11 +149,23 @@ pub async fn open_store(
                 Duration::from_secs(settings.store.event_ttl_days * 86_400),
             )?)
         }
-        StoreBackend::Sqlite => Ok(AuditStore::open_with_journal(
-            &settings.audit.path,
-            settings.audit.journal_mode.as_str(),
-        )?),
+        StoreBackend::Sqlite => {
+            let store = AuditStore::open_with_journal(
+                &settings.audit.path,
+                settings.audit.journal_mode.as_str(),
+            )?;
+            if let Some(key) = anchor_key(settings) {
+                store.anchor_with(key);
+            }
+            Ok(store)
+        }
     }
+}
+
+/// The key the audit chain's head is signed with, when one is set.
+pub fn anchor_key(settings: &Settings) -> Option<MacKey> {
+    let key = settings.audit.anchor_key.as_bytes();
+    (!key.is_empty()).then(|| MacKey::new(key.to_vec()))
 }
 
 /// What the process set up before the daemon starts, for the HTTP API to control.

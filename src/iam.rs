@@ -221,10 +221,16 @@ fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
             ],
             vec![StateTable, StateTableIndexes],
         ));
-        // Records are only ever added: no update or delete, even for nodemedic itself.
+        // Records are only ever added: no update or delete, even for nodemedic itself. `audit
+        // verify` scans for chains whose head was deleted.
         out.push(Statement::read(
             "AuditTrail",
-            &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+            &[
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+                "dynamodb:Scan",
+            ],
             vec![AuditTable],
         ));
     }

@@ -26,6 +26,17 @@ pub struct ChainBreak {
     pub why: String,
 }
 
+/// A chain's head as the store keeps it: the newest record's sequence number and hash, when it
+/// was moved there, and its signature when the store has an anchor key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    pub chain: String,
+    pub seq: i64,
+    pub hash: String,
+    pub at: String,
+    pub mac: Option<String>,
+}
+
 /// Who holds a lease, until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -207,6 +218,8 @@ pub trait Reads {
     fn all_records(&self, after_seq: i64) -> StoreResult<Vec<Record>>;
     /// Walks every chain; the number of records, or the first broken link.
     fn verify_chain(&self) -> StoreResult<Result<u64, ChainBreak>>;
+    /// The chains' heads, for their signatures and age.
+    fn chain_heads(&self) -> StoreResult<Vec<ChainHead>>;
     fn plans(&self, status: Option<PlanStatus>) -> StoreResult<Vec<PlanRow>>;
     fn plan(&self, plan_id: &str) -> StoreResult<Option<PlanRow>>;
     fn kill_switch(&self) -> StoreResult<Option<KillSwitch>>;

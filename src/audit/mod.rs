@@ -11,7 +11,7 @@ mod tx;
 
 pub use backend::{ChainBreak, Lease, Reads, StoreResult, SubjectScope, Writes};
 pub use control::{PlanRow, PlanStatus};
-pub use store::AuditStore;
+pub use store::{Anchor, AnchorState, AuditStore};
 pub use tx::Tx;
 
 pub use crate::core::ids::NodegroupKey;

@@ -131,6 +131,21 @@ CREATE TABLE leases (
     expires_at_ms INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Records from here on hash their chain and sequence number too (version 2).
+ALTER TABLE records ADD COLUMN hash_version INTEGER NOT NULL DEFAULT 1;
+-- The chain's newest record as the last write left it, signed (mac) with audit.anchor_key when
+-- one is set: a file rewritten without the key cannot sign a shortened or recomputed chain.
+CREATE TABLE chain_heads (
+    chain TEXT PRIMARY KEY,
+    seq   INTEGER NOT NULL,
+    hash  TEXT NOT NULL,
+    at    TEXT NOT NULL,
+    mac   TEXT
+);
+INSERT INTO chain_heads (chain, seq, hash, at)
+    SELECT 'global', seq, hash, at FROM records ORDER BY seq DESC LIMIT 1;
+"#,
 ];
 
 /// Brings the schema up to date. Each step reads the version inside its own IMMEDIATE transaction,

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::core::mac_key::MacKey;
+
 use super::backend::{Reads, Writes};
 use super::dynamo::DynamoBackend;
 use super::sqlite::SqliteBackend;
@@ -20,7 +22,17 @@ const MAX_CONFLICT_RETRIES: u32 = 10;
 
 pub(super) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The hash of one record, over its predecessor's hash and its own content.
+/// SHA-256 over parts, each followed by a NUL so that parts cannot run together.
+fn hash_parts(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The hash of one record (version 1), over its predecessor's hash and its own content.
 pub(super) fn chain_hash(
     prev_hash: &str,
     at: &str,
@@ -29,19 +41,64 @@ pub(super) fn chain_hash(
     kind: &str,
     body: &str,
 ) -> String {
-    let mut hasher = Sha256::new();
-    for part in [
+    hash_parts(&[
         prev_hash,
         at,
         incident_id.unwrap_or(""),
         event_id.unwrap_or(""),
         kind,
         body,
-    ] {
-        hasher.update(part.as_bytes());
-        hasher.update([0u8]);
-    }
-    hex::encode(hasher.finalize())
+    ])
+}
+
+/// The hash of a record of version 2: also over its chain and its sequence number, so that a
+/// record cannot be moved or renumbered without breaking the chain.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn chain_hash_v2(
+    chain: &str,
+    seq: i64,
+    prev_hash: &str,
+    at: &str,
+    incident_id: Option<&str>,
+    event_id: Option<&str>,
+    kind: &str,
+    body: &str,
+) -> String {
+    hash_parts(&[
+        "nodemedic-record-v2",
+        chain,
+        &seq.to_string(),
+        prev_hash,
+        at,
+        incident_id.unwrap_or(""),
+        event_id.unwrap_or(""),
+        kind,
+        body,
+    ])
+}
+
+/// The signature of a chain's head: without the key, a rewritten file cannot carry one.
+pub(super) fn head_mac(key: &MacKey, chain: &str, seq: i64, hash: &str, at: &str) -> String {
+    key.sign(&["nodemedic-head-v1", chain, &seq.to_string(), hash, at])
+}
+
+/// A chain's head and what its signature says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub head: super::backend::ChainHead,
+    pub state: AnchorState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnchorState {
+    /// Signed with the key given.
+    Signed,
+    /// No signature: no key was set when the head last moved.
+    Unsigned,
+    /// Signed, but no key was given to check it.
+    NoKey,
+    /// The signature is not the key's: the head (and what it covers) was rewritten.
+    Mismatch,
 }
 
 enum Backend {
@@ -101,6 +158,38 @@ impl AuditStore {
                 runtime,
             ))),
         })
+    }
+
+    /// Signs the chain's head with `key` after every write (SQLite; DynamoDB's heads are items
+    /// only nodemedic's role may write, and are not signed).
+    pub fn anchor_with(&self, key: MacKey) {
+        if let Backend::Sqlite(sqlite) = self.backend.as_ref() {
+            sqlite.anchor_with(key);
+        }
+    }
+
+    /// What the chains' heads say against `key`: signed and by whom, how old.
+    pub async fn anchors(&self, key: Option<&MacKey>) -> Result<Vec<Anchor>, AuditError> {
+        let heads = self.read(|r| r.chain_heads()).await?;
+        Ok(heads
+            .into_iter()
+            .map(|head| {
+                let state = match (&head.mac, key) {
+                    (None, _) => AnchorState::Unsigned,
+                    (Some(_), None) => AnchorState::NoKey,
+                    (Some(mac), Some(key)) => {
+                        let expected = head_mac(key, &head.chain, head.seq, &head.hash, &head.at);
+                        // Compared as MACs are: through the key, in constant time.
+                        if key.verifies(&[mac.as_str()], &key.sign(&[expected.as_str()])) {
+                            AnchorState::Signed
+                        } else {
+                            AnchorState::Mismatch
+                        }
+                    }
+                };
+                Anchor { head, state }
+            })
+            .collect())
     }
 
     /// Where the store lives, for people.

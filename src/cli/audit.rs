@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use crate::audit::AnchorState;
+
 use super::*;
 
 pub(super) async fn audit(command: AuditCommand) -> Result<ExitCode, CliError> {
@@ -59,20 +61,60 @@ pub(super) async fn audit(command: AuditCommand) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify { settings } => {
+            let key = crate::daemon::anchor_key(&load_settings(&settings)?);
             let store = open_store(settings).await?;
-            match store.read(|r| r.verify_chain()).await? {
+            let mut intact = match store.read(|r| r.verify_chain()).await? {
                 Ok(count) => {
                     println!("audit chain intact: {count} records");
-                    Ok(ExitCode::SUCCESS)
+                    true
                 }
                 Err(broken) => {
                     println!(
                         "audit chain {} BROKEN at record {}: {}",
                         broken.chain, broken.seq, broken.why
                     );
-                    Ok(ExitCode::FAILURE)
+                    false
                 }
+            };
+            for anchor in store.anchors(key.as_ref()).await? {
+                let head = &anchor.head;
+                let age = crate::core::time::Timestamp::parse(&head.at)
+                    .map(|at| {
+                        format!(
+                            "{} s ago",
+                            crate::core::time::Timestamp::now().since(at).as_secs()
+                        )
+                    })
+                    .unwrap_or_else(|_| "at an unknown time".into());
+                let (verdict, holds) = match anchor.state {
+                    AnchorState::Signed => ("signed with audit.anchor_key", true),
+                    AnchorState::NoKey => (
+                        "signed, but no audit.anchor_key was given to check it",
+                        true,
+                    ),
+                    // With a key set, every write signs the head: an unsigned one was rewritten.
+                    AnchorState::Unsigned if key.is_some() => {
+                        ("NOT SIGNED although audit.anchor_key is set", false)
+                    }
+                    AnchorState::Unsigned => (
+                        "unsigned (no audit.anchor_key): a rewrite of the whole file would not show",
+                        true,
+                    ),
+                    AnchorState::Mismatch => {
+                        ("SIGNATURE DOES NOT MATCH: the head was rewritten", false)
+                    }
+                };
+                println!(
+                    "anchor of chain {} at record {}, moved {age}: {verdict}",
+                    head.chain, head.seq
+                );
+                intact &= holds;
             }
+            Ok(if intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod guard;
 pub mod ids;
 pub mod journal;
 pub mod key_policy;
+pub mod mac_key;
 pub mod plan;
 pub mod policy_document;
 pub mod step;

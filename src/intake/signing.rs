@@ -3,26 +3,16 @@
 //! cycle, or a join check due in a year that hops through the queue for ever. The key is shared
 //! by the replicas through the store, so a queue writer without the store cannot sign.
 
-use std::fmt;
-
-use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 
-type HmacSha256 = Hmac<Sha256>;
+use crate::core::mac_key::MacKey;
 
 /// The envelope field that carries the signature. EventBridge never sends it.
 pub const SIGNATURE_FIELD: &str = "nodemedic-signature";
 
 /// The key own events are signed with.
-#[derive(Clone, PartialEq, Eq)]
-pub struct EventKey(Vec<u8>);
-
-impl fmt::Debug for EventKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("EventKey(..)")
-    }
-}
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKey(MacKey);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
@@ -42,32 +32,30 @@ impl EventKey {
     pub fn generate() -> EventKey {
         let mut bytes = uuid::Uuid::new_v4().as_bytes().to_vec();
         bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-        EventKey(bytes)
+        EventKey(MacKey::new(bytes))
     }
 
     pub fn from_hex(text: &str) -> Result<EventKey, SignatureError> {
-        match hex::decode(text.trim()) {
-            Ok(bytes) if bytes.len() == 32 => Ok(EventKey(bytes)),
-            _ => Err(SignatureError::BadKey),
-        }
+        MacKey::from_hex(text)
+            .map(EventKey)
+            .ok_or(SignatureError::BadKey)
     }
 
     pub fn to_hex(&self) -> String {
-        hex::encode(&self.0)
+        self.0.to_hex()
     }
 
-    fn mac(&self, envelope: &Map<String, Value>) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+    /// What is signed: everything in the envelope but the signature, in canonical form.
+    fn signed_text(envelope: &Map<String, Value>) -> String {
         let mut unsigned = envelope.clone();
         unsigned.remove(SIGNATURE_FIELD);
-        mac.update(canonical(&Value::Object(unsigned)).as_bytes());
-        mac
+        canonical(&Value::Object(unsigned))
     }
 
     /// Adds the signature of everything else in the envelope.
     pub fn sign(&self, envelope: &mut Value) {
         if let Value::Object(fields) = envelope {
-            let signature = hex::encode(self.mac(fields).finalize().into_bytes());
+            let signature = self.0.sign(&[&Self::signed_text(fields)]);
             fields.insert(SIGNATURE_FIELD.into(), Value::String(signature));
         }
     }
@@ -80,10 +68,11 @@ impl EventKey {
         let Some(signature) = fields.get(SIGNATURE_FIELD).and_then(Value::as_str) else {
             return Err(SignatureError::Missing);
         };
-        let signature = hex::decode(signature).map_err(|_| SignatureError::Mismatch)?;
-        self.mac(&fields)
-            .verify_slice(&signature)
-            .map_err(|_| SignatureError::Mismatch)
+        if self.0.verifies(&[&Self::signed_text(&fields)], signature) {
+            Ok(())
+        } else {
+            Err(SignatureError::Mismatch)
+        }
     }
 }
 
@@ -164,7 +153,7 @@ mod tests {
     fn the_key_round_trips_as_hex_and_is_never_printed() {
         let key = EventKey::generate();
         assert_eq!(EventKey::from_hex(&key.to_hex()), Ok(key.clone()));
-        assert_eq!(format!("{key:?}"), "EventKey(..)");
+        assert_eq!(format!("{key:?}"), "EventKey(MacKey(..))");
         assert_eq!(EventKey::from_hex("abcd"), Err(SignatureError::BadKey));
     }
 }

@@ -179,6 +179,8 @@ pub struct StoreSettings {
 pub struct AuditSettings {
     pub path: PathBuf,
     pub journal_mode: JournalMode,
+    /// Signs the SQLite chain's head after every write; empty leaves it unsigned.
+    pub anchor_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -293,6 +295,7 @@ impl RawSection for LogSettings {
 pub(super) struct RawAudit {
     pub(super) path: PathBuf,
     pub(super) journal_mode: String,
+    pub(super) anchor_key: String,
 }
 
 impl RawSection for AuditSettings {

@@ -208,9 +208,16 @@ fn audit(raw: RawAudit, problems: &mut Problems) -> Option<AuditSettings> {
         &raw.journal_mode,
         "neither \"wal\" nor \"delete\"",
     )?;
+    if !raw.anchor_key.is_empty() && raw.anchor_key.len() < 32 {
+        problems.add(
+            "audit.anchor_key",
+            "an anchor key needs at least 32 characters".into(),
+        );
+    }
     Some(AuditSettings {
         path: raw.path,
         journal_mode,
+        anchor_key: raw.anchor_key,
     })
 }
 

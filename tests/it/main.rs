@@ -16,3 +16,4 @@ mod settings;
 mod sources;
 mod store;
 mod support;
+mod tamper;

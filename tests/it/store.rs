@@ -594,3 +594,49 @@ async fn dynamodb_a_kill_switch_flipped_before_the_commit_is_seen_by_it() {
     );
     assert!(attempts.load(std::sync::atomic::Ordering::SeqCst) >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamodb_a_deleted_head_is_a_broken_chain_and_its_records_still_export() {
+    let emulator = Emulator::start(0.5).await.expect("emulator");
+    let (_, store) = stores(&emulator).await.remove(1);
+    store
+        .write(|tx| {
+            tx.open_incident("inc-h", &key("ng-h"), "unknown", None, "auto", "s")?;
+            tx.append(Some("inc-h"), None, RecordKind::Evidence, &json!({"x": 1}))
+                .map(drop)
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.read(|r| r.verify_chain()).await.unwrap(), Ok(1));
+    let location = store.location();
+    let state_table = location
+        .trim_start_matches("dynamodb:")
+        .split(',')
+        .next()
+        .expect("dynamodb:state,audit")
+        .to_string();
+    aws_sdk_dynamodb::Client::new(&emulator.sdk_config())
+        .delete_item()
+        .table_name(&state_table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("CHAIN#inc-h".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("HEAD".into()),
+        )
+        .send()
+        .await
+        .expect("delete the head");
+    let verified = store.read(|r| r.verify_chain()).await.unwrap();
+    assert!(
+        matches!(&verified, Err(broken) if broken.chain == "inc-h" && broken.why.contains("no head")),
+        "{verified:?}"
+    );
+    let exported = store.read(|r| r.all_records(0)).await.unwrap();
+    assert!(
+        exported.iter().any(|r| r.chain == "inc-h"),
+        "the incident is still exported"
+    );
+}

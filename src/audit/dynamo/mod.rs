@@ -29,9 +29,9 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::backend::{
-    BreakerFailure, ChainBreak, EventMark, IncidentPlan, Lease, LeaseClaim, Member, MutationRow,
-    NewIncident, NewRecord, PlanSave, PlanStatusChange, PlanWrite, ReadWork, Reads, StepChange,
-    StoreResult, StoredPlan, SubjectScope, WriteWork, Writes,
+    BreakerFailure, ChainBreak, ChainHead, EventMark, IncidentPlan, Lease, LeaseClaim, Member,
+    MutationRow, NewIncident, NewRecord, PlanSave, PlanStatusChange, PlanWrite, ReadWork, Reads,
+    StepChange, StoreResult, StoredPlan, SubjectScope, WriteWork, Writes,
 };
 use super::control::{Breaker, KillSwitch, PlanRow, PlanStatus};
 use super::store::{GENESIS, chain_hash};
@@ -335,6 +335,42 @@ impl DynamoBackend {
             }
         }
         Ok(best)
+    }
+
+    /// Every chain that has records, read from the records themselves (a Scan of the audit
+    /// table, its `chain` attribute only): a chain whose HEAD item was deleted is still found.
+    pub(super) fn record_chains(&self) -> Result<std::collections::BTreeSet<String>, AuditError> {
+        let mut chains = std::collections::BTreeSet::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self.wait(
+                self.client
+                    .scan()
+                    .table_name(&self.audit)
+                    .projection_expression("#c")
+                    .expression_attribute_names("#c", "chain")
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start.take())
+                    .send(),
+            );
+            let page = page.map_err(sdk_error)?;
+            chains.extend(page.items().iter().filter_map(|item| text(item, "chain")));
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(chains),
+            }
+        }
+    }
+
+    /// The chains the heads list, and those only the records know.
+    pub(super) fn every_chain(&self) -> Result<std::collections::BTreeSet<String>, AuditError> {
+        let mut chains = self.record_chains()?;
+        chains.extend(
+            self.listed("CHAINS", None)?
+                .iter()
+                .filter_map(|item| text(item, "chain")),
+        );
+        Ok(chains)
     }
 
     pub(super) fn chain_records(

@@ -113,14 +113,8 @@ impl Reads for DynamoBackend {
     }
 
     fn all_records(&self, _after_seq: i64) -> StoreResult<Vec<Record>> {
-        let mut chains: Vec<String> = self
-            .listed("CHAINS", None)?
-            .iter()
-            .filter_map(|item| text(item, "chain"))
-            .collect();
-        chains.sort();
         let mut records = Vec::new();
-        for chain in chains {
+        for chain in self.every_chain()? {
             records.extend(self.chain_records(&chain, true, None)?);
         }
         Ok(records)
@@ -128,18 +122,21 @@ impl Reads for DynamoBackend {
 
     fn verify_chain(&self) -> StoreResult<Result<u64, ChainBreak>> {
         let mut count = 0;
-        for head in self.listed("CHAINS", None)? {
-            let Some(chain) = text(&head, "chain") else {
-                continue;
-            };
+        for chain in self.every_chain()? {
             let broken = |seq: i64, why: &str| ChainBreak {
                 chain: chain.clone(),
                 seq,
                 why: why.into(),
             };
-            // The head item is read again from the table: the index may lag.
+            // The head item is read from the table: the index may lag.
             let Some(head) = self.get_state(&format!("CHAIN#{chain}"), "HEAD")? else {
-                continue;
+                if self.chain_records(&chain, true, Some(1))?.is_empty() {
+                    continue;
+                }
+                return Ok(Err(broken(
+                    1,
+                    "the chain has no head: its HEAD item was deleted",
+                )));
             };
             let mut expected_prev = GENESIS.to_string();
             let mut expected_seq = 1;
@@ -186,6 +183,22 @@ impl Reads for DynamoBackend {
             }
         }
         Ok(Ok(count))
+    }
+
+    fn chain_heads(&self) -> StoreResult<Vec<ChainHead>> {
+        Ok(self
+            .listed("CHAINS", None)?
+            .iter()
+            .filter_map(|item| {
+                Some(ChainHead {
+                    chain: text(item, "chain")?,
+                    seq: number(item, "seq")?,
+                    hash: text(item, "hash")?,
+                    at: text(item, "at").unwrap_or_default(),
+                    mac: text(item, "mac"),
+                })
+            })
+            .collect())
     }
 
     fn plans(&self, status: Option<PlanStatus>) -> StoreResult<Vec<PlanRow>> {

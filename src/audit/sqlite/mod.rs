@@ -9,24 +9,29 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::Value;
 
 use super::backend::{
-    BreakerFailure, ChainBreak, EventMark, IncidentPlan, Lease, LeaseClaim, Member, MutationRow,
-    NewIncident, NewRecord, PlanSave, PlanStatusChange, PlanWrite, ReadWork, Reads, StepChange,
-    StoreResult, StoredPlan, SubjectScope, WriteWork, Writes,
+    BreakerFailure, ChainBreak, ChainHead, EventMark, IncidentPlan, Lease, LeaseClaim, Member,
+    MutationRow, NewIncident, NewRecord, PlanSave, PlanStatusChange, PlanWrite, ReadWork, Reads,
+    StepChange, StoreResult, StoredPlan, SubjectScope, WriteWork, Writes,
 };
 use super::control::{Breaker, KillSwitch, PlanRow, PlanStatus};
 use super::schema;
-use super::store::{GENESIS, chain_hash};
+use super::store::{GENESIS, chain_hash, chain_hash_v2, head_mac};
 use super::*;
+use crate::core::mac_key::MacKey;
 use crate::core::time::now;
 
 mod reads;
 mod writes;
 
 pub(super) const KILL_SWITCH: &str = "kill_switch";
+/// SQLite keeps one chain.
+pub(super) const GLOBAL_CHAIN: &str = "global";
 
 pub struct SqliteBackend {
     connection: Mutex<Connection>,
     path: PathBuf,
+    /// Signs the chain's head after every write (`audit.anchor_key`).
+    anchor: std::sync::OnceLock<MacKey>,
 }
 
 impl SqliteBackend {
@@ -49,7 +54,13 @@ impl SqliteBackend {
         Ok(Self {
             connection: Mutex::new(connection),
             path: path.to_path_buf(),
+            anchor: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Signs the chain's head with `key` from now on.
+    pub fn anchor_with(&self, key: MacKey) {
+        let _ = self.anchor.set(key);
     }
 
     pub fn path(&self) -> &Path {
@@ -69,6 +80,7 @@ impl SqliteBackend {
         let transaction =
             connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let value = work(&transaction)?;
+        move_head(&transaction, self.anchor.get())?;
         transaction.commit()?;
         Ok(value)
     }
@@ -77,6 +89,43 @@ impl SqliteBackend {
         let connection = self.lock();
         work(&*connection)
     }
+}
+
+/// Moves the chain's head to its newest record, signed when there is a key, in the transaction
+/// that appended: the head is what `verify` measures the chain's end against.
+fn move_head(transaction: &Transaction<'_>, key: Option<&MacKey>) -> StoreResult<()> {
+    let newest: Option<(i64, String)> = transaction
+        .query_row(
+            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let Some((seq, hash)) = newest else {
+        return Ok(());
+    };
+    let head: Option<(i64, Option<String>)> = transaction
+        .query_row(
+            "SELECT seq, mac FROM chain_heads WHERE chain = ?1",
+            params![GLOBAL_CHAIN],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    // Unchanged, and signed if it can be: nothing to write.
+    if head
+        .as_ref()
+        .is_some_and(|(at_seq, mac)| *at_seq == seq && (mac.is_some() || key.is_none()))
+    {
+        return Ok(());
+    }
+    let at = now();
+    let mac = key.map(|key| head_mac(key, GLOBAL_CHAIN, seq, &hash, &at));
+    transaction.execute(
+        "INSERT INTO chain_heads (chain, seq, hash, at, mac) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, at = excluded.at, mac = excluded.mac",
+        params![GLOBAL_CHAIN, seq, hash, at, mac],
+    )?;
+    Ok(())
 }
 
 /// An enum column (an outcome, a plan status): its text, parsed where it is read. A value this

@@ -151,13 +151,15 @@ impl Reads for Connection {
 
     fn verify_chain(&self) -> StoreResult<Result<u64, ChainBreak>> {
         let mut statement = self.prepare(
-            "SELECT seq, at, incident_id, event_id, kind, body, prev_hash, hash FROM records ORDER BY seq",
+            "SELECT seq, at, incident_id, event_id, kind, body, prev_hash, hash, hash_version FROM records ORDER BY seq",
         )?;
         let mut rows = statement.query([])?;
         let mut expected_prev = GENESIS.to_string();
+        let mut last_seq: i64 = 0;
+        let mut newest_version = 1;
         let mut count = 0;
         let broken = |seq: i64, why: &str| ChainBreak {
-            chain: "global".into(),
+            chain: GLOBAL_CHAIN.into(),
             seq,
             why: why.into(),
         };
@@ -170,27 +172,80 @@ impl Reads for Connection {
             let body: String = row.get(5)?;
             let prev: String = row.get(6)?;
             let hash: String = row.get(7)?;
+            let version: i64 = row.get(8)?;
+            if Some(seq) != last_seq.checked_add(1) {
+                return Ok(Err(broken(seq, "a record is missing before this one")));
+            }
             if prev != expected_prev {
                 return Ok(Err(broken(
                     seq,
                     "prev_hash does not match the previous record",
                 )));
             }
-            if chain_hash(
-                &prev,
-                &at,
-                incident.as_deref(),
-                event.as_deref(),
-                &kind,
-                &body,
-            ) != hash
-            {
+            if version < newest_version {
+                return Ok(Err(broken(seq, "the hash version goes back")));
+            }
+            let (incident, event) = (incident.as_deref(), event.as_deref());
+            let computed = match version {
+                1 => chain_hash(&prev, &at, incident, event, &kind, &body),
+                2 => chain_hash_v2(GLOBAL_CHAIN, seq, &prev, &at, incident, event, &kind, &body),
+                _ => return Ok(Err(broken(seq, "an unknown hash version"))),
+            };
+            if computed != hash {
                 return Ok(Err(broken(seq, "hash does not match the record's content")));
             }
+            newest_version = version;
             expected_prev = hash;
+            last_seq = seq;
             count += 1;
         }
+        // Deleting the newest records leaves a valid prefix: the head says how far it went.
+        let head: Option<(i64, String)> = self
+            .query_row(
+                "SELECT seq, hash FROM chain_heads WHERE chain = ?1",
+                params![GLOBAL_CHAIN],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        match head {
+            None if count > 0 => {
+                return Ok(Err(broken(
+                    last_seq,
+                    "the chain has no head: it was removed",
+                )));
+            }
+            Some((seq, hash)) if seq != last_seq || hash != expected_prev => {
+                return Ok(Err(broken(
+                    last_seq.saturating_add(1),
+                    "the chain ends before its head: records were removed or rewritten",
+                )));
+            }
+            _ => {}
+        }
+        if let Some(why) = controls_without_records(self)? {
+            return Ok(Err(ChainBreak {
+                chain: "controls".into(),
+                seq: 0,
+                why,
+            }));
+        }
         Ok(Ok(count))
+    }
+
+    fn chain_heads(&self) -> StoreResult<Vec<ChainHead>> {
+        let mut statement = self.prepare("SELECT chain, seq, hash, at, mac FROM chain_heads")?;
+        let heads = statement
+            .query_map([], |row| {
+                Ok(ChainHead {
+                    chain: row.get(0)?,
+                    seq: row.get(1)?,
+                    hash: row.get(2)?,
+                    at: row.get(3)?,
+                    mac: row.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(heads)
     }
 
     fn plans(&self, status: Option<PlanStatus>) -> StoreResult<Vec<PlanRow>> {
@@ -317,4 +372,50 @@ impl Reads for Connection {
             )
             .optional()?)
     }
+}
+
+/// The control rows that change what nodemedic does must agree with the records that set them:
+/// a kill switch turned off by deleting its row, or a plan marked approved by an UPDATE, is
+/// tampering the chain alone would not show.
+fn controls_without_records(connection: &Connection) -> StoreResult<Option<String>> {
+    let row_on = connection
+        .query_row(
+            "SELECT value FROM controls WHERE name = ?1",
+            params![KILL_SWITCH],
+            |row| row.get::<_, String>(0),
+        )
+        .optional()?
+        .is_some_and(|value| value == "on");
+    let record_on = connection
+        .query_row(
+            "SELECT json_extract(body, '$.on') FROM records WHERE kind = 'kill_switch' ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| row.get::<_, Option<bool>>(0),
+        )
+        .optional()?
+        .flatten()
+        .unwrap_or(false);
+    if row_on != record_on {
+        return Ok(Some(format!(
+            "the kill switch is {} but its last record says {}",
+            if row_on { "on" } else { "off" },
+            if record_on { "on" } else { "off" }
+        )));
+    }
+    let unrecorded: Option<String> = connection
+        .query_row(
+            "SELECT plan_id FROM plans p WHERE status = 'approved' AND NOT EXISTS (
+                 SELECT 1 FROM records r WHERE r.kind = 'approval_decision'
+                   AND json_extract(r.body, '$.plan_id') = p.plan_id
+                   AND json_extract(r.body, '$.decision') = 'approved'
+                   AND json_extract(r.body, '$.by') IS p.decided_by)
+             LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(
+        unrecorded
+            .map(|plan| format!("plan {plan} is approved but no record says who approved it")),
+    )
 }

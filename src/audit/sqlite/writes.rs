@@ -10,18 +10,23 @@ impl Writes for Transaction<'_> {
     }
 
     fn append(&self, record: NewRecord) -> StoreResult<i64> {
-        let prev_hash: String = self
+        let (last_seq, prev_hash): (i64, String) = self
             .query_row(
-                "SELECT hash FROM records ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
                 [],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?
-            .unwrap_or_else(|| GENESIS.to_string());
+            .unwrap_or_else(|| (0, GENESIS.to_string()));
+        let seq = last_seq
+            .checked_add(1)
+            .ok_or_else(|| AuditError::Backend("the record sequence is exhausted".into()))?;
         let at = now();
         let kind = record.kind.as_str();
         let body_text = serde_json::to_string(record.body)?;
-        let hash = chain_hash(
+        let hash = chain_hash_v2(
+            GLOBAL_CHAIN,
+            seq,
             &prev_hash,
             &at,
             record.incident_id,
@@ -30,10 +35,10 @@ impl Writes for Transaction<'_> {
             &body_text,
         );
         self.execute(
-            "INSERT INTO records (at, incident_id, event_id, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![at, record.incident_id, record.event_id, kind, body_text, prev_hash, hash],
+            "INSERT INTO records (seq, at, incident_id, event_id, kind, body, prev_hash, hash, hash_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 2)",
+            params![seq, at, record.incident_id, record.event_id, kind, body_text, prev_hash, hash],
         )?;
-        Ok(self.last_insert_rowid())
+        Ok(seq)
     }
 
     fn mark_event(&self, mark: EventMark) -> StoreResult<()> {
