@@ -79,6 +79,10 @@ pub struct PolicyInput {
     pub dynamodb: Option<(String, String)>,
     /// The roles assumed in member accounts (hub and spoke); empty in single-account mode.
     pub member_roles: Vec<String>,
+    /// The partition of every ARN of the JSON policy (`aws`, `aws-us-gov`, `aws-cn`).
+    pub partition: String,
+    /// Mutations only on resources tagged `nodemedic.io/managed=true` (JSON policy).
+    pub managed_tag: bool,
 }
 
 impl PolicyInput {
@@ -111,6 +115,8 @@ impl PolicyInput {
                         .collect()
                 })
                 .unwrap_or_default(),
+            partition: "aws".into(),
+            managed_tag: false,
         }
     }
 
@@ -467,18 +473,25 @@ pub fn member_trust_policy(hub_principal: &str, external_id: Option<&str>) -> Va
 }
 
 /// What `nodemedic iam-policy --member` prints: the role to create in every member account.
-pub fn member_role(settings: &Settings, hub: &str) -> Result<Value, MemberRoleError> {
+pub fn member_role(
+    settings: &Settings,
+    hub: &str,
+    narrowed: impl FnOnce(PolicyInput) -> PolicyInput,
+) -> Result<Value, MemberRoleError> {
     let accounts = &settings.accounts;
     if !accounts.hub_and_spoke() {
         return Err(MemberRoleError::NoRoleName);
     }
     let principal = hub_principal(hub)?;
     let external_id = Some(accounts.external_id.as_str()).filter(|id| !id.is_empty());
+    let input = narrowed(PolicyInput::from_settings(settings));
+    let mut trust = member_trust_policy(&principal, external_id);
+    narrowing::in_partition(&mut trust, &input.partition);
     Ok(json!({
         "RoleName": accounts.role_name,
         "MaxSessionDuration": accounts.session_duration_secs.max(3600),
-        "TrustPolicy": member_trust_policy(&principal, external_id),
-        "PermissionsPolicy": member_policy_json(&PolicyInput::from_settings(settings)),
+        "TrustPolicy": trust,
+        "PermissionsPolicy": member_policy_json(&input),
     }))
 }
 
@@ -517,10 +530,15 @@ fn document(input: &PolicyInput, statements: Vec<Statement>) -> Value {
             if let Some(condition) = &s.condition {
                 value["Condition"] = condition.clone();
             }
+            if s.mutates && s.allow {
+                narrowing::narrow_mutation(&mut value, input.managed_tag);
+            }
             value
         })
         .collect();
-    json!({ "Version": "2012-10-17", "Statement": statements })
+    let mut document = json!({ "Version": "2012-10-17", "Statement": statements });
+    narrowing::in_partition(&mut document, &input.partition);
+    document
 }
 
 /// The policy as the CloudFormation templates embed it: every statement a fix could need, the
@@ -608,19 +626,27 @@ fn push_item(out: &mut String, indent: usize, lines: &[String]) {
 }
 
 /// A JSON object of strings and string lists as YAML lines, `depth` levels in.
+/// A string of a condition, as the template writes it: an ARN in the stack's partition.
+fn yaml_text(text: &str) -> String {
+    match text.strip_prefix("arn:aws:") {
+        Some(rest) => format!("!Sub \"arn:${{AWS::Partition}}:{rest}\""),
+        None => format!("\"{text}\""),
+    }
+}
+
 fn yaml_lines(value: &Value, depth: usize) -> Vec<String> {
     let pad = "  ".repeat(depth);
     let mut lines = Vec::new();
     if let Value::Object(map) = value {
         for (key, value) in map {
             match value {
-                Value::String(text) => lines.push(format!("{pad}\"{key}\": \"{text}\"")),
+                Value::String(text) => lines.push(format!("{pad}\"{key}\": {}", yaml_text(text))),
                 Value::Array(items) => {
                     lines.push(format!("{pad}\"{key}\":"));
                     for item in items {
                         lines.push(format!(
-                            "{pad}  - \"{}\"",
-                            item.as_str().unwrap_or_default()
+                            "{pad}  - {}",
+                            yaml_text(item.as_str().unwrap_or_default())
                         ));
                     }
                 }
@@ -646,6 +672,9 @@ pub fn allowed_actions(input: &PolicyInput) -> Vec<&'static str> {
     actions.dedup();
     actions
 }
+
+mod narrowing;
+pub use narrowing::MANAGED_TAG;
 
 #[cfg(test)]
 mod tests;

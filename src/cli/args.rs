@@ -86,6 +86,14 @@ pub struct IamPolicyArgs {
     /// daemon's own role.
     #[arg(long, value_name = "ACCOUNT_OR_ARN", requires = "member")]
     pub hub_principal: Option<String>,
+    /// The partition of the JSON policy's ARNs: `aws`, `aws-us-gov` (GovCloud) or `aws-cn`.
+    /// (The CloudFormation block uses the stack's own partition.)
+    #[arg(long, default_value = "aws", value_parser = ["aws", "aws-us-gov", "aws-cn", "aws-iso", "aws-iso-b"])]
+    pub partition: String,
+    /// JSON policy: mutations only on resources tagged `nodemedic.io/managed=true`, for teams
+    /// that keep an allow list of what nodemedic may change.
+    #[arg(long)]
+    pub managed_tag: bool,
 }
 
 #[derive(Debug, Args)]

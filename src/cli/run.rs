@@ -56,14 +56,19 @@ pub(super) fn iam_policy(args: IamPolicyArgs) -> Result<ExitCode, CliError> {
         mode: args.mode,
         ..Overrides::default()
     })?;
+    let narrowed = |mut input: crate::iam::PolicyInput| {
+        input.partition = args.partition.clone();
+        input.managed_tag = args.managed_tag;
+        input
+    };
     if args.member {
         // clap refuses --member without --hub-principal; an empty one is refused below.
         let hub = args.hub_principal.as_deref().unwrap_or_default();
-        let role = crate::iam::member_role(&settings, hub)?;
+        let role = crate::iam::member_role(&settings, hub, narrowed)?;
         println!("{}", serde_json::to_string_pretty(&role)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let input = crate::iam::PolicyInput::from_settings(&settings);
+    let input = narrowed(crate::iam::PolicyInput::from_settings(&settings));
     if args.format == "cloudformation" {
         print!("{}", crate::iam::policy_cloudformation(&input));
     } else {

@@ -396,7 +396,12 @@ fn a_member_role_reads_and_fixes_like_the_hub_but_owns_no_queue() {
 
 #[test]
 fn the_member_role_trusts_the_hub_with_the_external_id() {
-    let role = member_role(&hub_and_spoke(Mode::Auto, "hub-7f3a"), "123456789012").unwrap();
+    let role = member_role(
+        &hub_and_spoke(Mode::Auto, "hub-7f3a"),
+        "123456789012",
+        |i| i,
+    )
+    .unwrap();
     assert_eq!(role["RoleName"], "nodemedic-member");
     let trust = &role["TrustPolicy"]["Statement"][0];
     assert_eq!(trust["Principal"]["AWS"], "arn:aws:iam::123456789012:root");
@@ -410,6 +415,7 @@ fn the_member_role_trusts_the_hub_with_the_external_id() {
     let role = member_role(
         &hub_and_spoke(Mode::Auto, ""),
         "arn:aws:iam::123456789012:role/nodemedic",
+        |i| i,
     )
     .unwrap();
     let trust = &role["TrustPolicy"]["Statement"][0];
@@ -423,12 +429,56 @@ fn the_member_role_trusts_the_hub_with_the_external_id() {
     );
 
     assert_eq!(
-        member_role(&hub_and_spoke(Mode::Auto, ""), "hub"),
+        member_role(&hub_and_spoke(Mode::Auto, ""), "hub", |i| i),
         Err(MemberRoleError::HubPrincipal("hub".into()))
     );
     let single = Settings::load_with_env(&Overrides::default(), Some(Default::default())).unwrap();
     assert_eq!(
-        member_role(&single, "123456789012"),
+        member_role(&single, "123456789012", |i| i),
         Err(MemberRoleError::NoRoleName)
+    );
+}
+
+#[test]
+fn the_json_policy_takes_the_partition_and_narrows_every_mutation() {
+    let mut gov = input(Mode::Auto);
+    gov.partition = "aws-us-gov".into();
+    let policy = policy_json(&gov);
+    assert!(!policy.to_string().contains("arn:aws:"), "{policy:#}");
+    let statements = policy["Statement"].as_array().unwrap();
+    for statement in statements.iter().filter(|s| s["Effect"] == "Allow") {
+        let mutates = statement["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| is_mutation(a.as_str().unwrap()));
+        if mutates {
+            assert_eq!(
+                statement["Condition"]["StringEquals"]["aws:ResourceAccount"],
+                "${aws:PrincipalAccount}",
+                "{statement:#}"
+            );
+        }
+    }
+    let entries = statements
+        .iter()
+        .find(|s| s["Sid"] == "FixAccessEntry")
+        .expect("the access-entry fix");
+    assert_eq!(
+        entries["Condition"]["StringEquals"]["eks:accessEntryType"],
+        "EC2_LINUX"
+    );
+    let mut tagged = input(Mode::Auto);
+    tagged.managed_tag = true;
+    assert!(
+        policy_json(&tagged)
+            .to_string()
+            .contains("aws:ResourceTag/nodemedic.io/managed")
+    );
+    // The template's conditions name policies in the stack's partition.
+    let template = policy_cloudformation(&input(Mode::Auto));
+    assert!(!template.contains("\"arn:aws:"), "{template}");
+    assert!(
+        template.contains("!Sub \"arn:${AWS::Partition}:iam::aws:policy/AmazonEKSClusterPolicy\"")
     );
 }

@@ -342,7 +342,9 @@ impl<W: Accounts> Pipeline<W> {
             instance_id: instance,
             subnet_id: launch.subnet_id.clone(),
             launched_at: trigger.time,
-            due_at: OffsetDateTime::now_utc() + self.join_deadline,
+            due_at: OffsetDateTime::now_utc().saturating_add(time::Duration::seconds(
+                i64::try_from(self.join_deadline.as_secs()).unwrap_or(i64::MAX),
+            )),
         };
         let delay = self.join_deadline.as_secs() as i64;
         let id = format!("join-check-{}", trigger.event_id);

@@ -150,10 +150,9 @@ pub fn init(log: &LogSettings, otlp: &OtlpSettings) -> Result<Telemetry, Telemet
             .with_ansi(std::io::stderr().is_terminal())
             .boxed()
     };
-    let (traces, tracer) = if otlp.endpoint.is_empty() {
-        (None, None)
-    } else {
-        let provider = tracer_provider(otlp)?;
+    let export = TraceExport::resolve(otlp, |name| std::env::var(name).ok());
+    let (traces, tracer) = if let Some(export) = export {
+        let provider = tracer_provider(&export)?;
         let tracer = provider.tracer("nodemedic");
         // The daemon's own spans, and the AWS SDK's one span per operation when it runs inside
         // one of them (not the SDK's internals, nor the queue's idle long polls).
@@ -171,6 +170,8 @@ pub fn init(log: &LogSettings, otlp: &OtlpSettings) -> Result<Telemetry, Telemet
             .with_tracer(tracer)
             .with_filter(wanted);
         (Some(layer), Some(provider))
+    } else {
+        (None, None)
     };
     // The log filter applies to the logs only, so that a quiet log level keeps the traces whole.
     let initialised = tracing_subscriber::registry()
@@ -212,7 +213,38 @@ impl opentelemetry_http::HttpClient for OnRuntime {
     }
 }
 
-fn tracer_provider(otlp: &OtlpSettings) -> Result<SdkTracerProvider, TelemetryError> {
+/// Where traces go and under which service name: the standard OpenTelemetry variables
+/// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`,
+/// `OTEL_SERVICE_NAME`) win over the settings, as every OpenTelemetry SDK does; either turns
+/// export on. `OTEL_RESOURCE_ATTRIBUTES` reaches the resource through the SDK's detector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TraceExport {
+    endpoint: String,
+    /// `None`: the SDK's own detector takes `OTEL_SERVICE_NAME`.
+    service_name: Option<String>,
+}
+
+impl TraceExport {
+    fn resolve(otlp: &OtlpSettings, env: impl Fn(&str) -> Option<String>) -> Option<TraceExport> {
+        let set = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        let endpoint = set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| {
+                set("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
+            })
+            .or_else(|| Some(otlp.endpoint.clone()).filter(|e| !e.is_empty()))?;
+        let service_name = match set("OTEL_SERVICE_NAME") {
+            Some(_) => None,
+            None => Some(otlp.service_name.clone()),
+        };
+        Some(TraceExport {
+            endpoint,
+            service_name,
+        })
+    }
+}
+
+fn tracer_provider(export: &TraceExport) -> Result<SdkTracerProvider, TelemetryError> {
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|e| TelemetryError::Otlp(format!("no async runtime: {e}")))?;
     let client = OnRuntime {
@@ -225,13 +257,15 @@ fn tracer_provider(otlp: &OtlpSettings) -> Result<SdkTracerProvider, TelemetryEr
     };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_endpoint(&otlp.endpoint)
+        .with_endpoint(&export.endpoint)
         .with_http_client(client)
         .build()
         .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(otlp.service_name.clone())
-        .build();
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if let Some(name) = &export.service_name {
+        resource = resource.with_service_name(name.clone());
+    }
+    let resource = resource.build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource)
@@ -246,4 +280,56 @@ pub fn current_trace_id() -> Option<String> {
     span_context
         .is_valid()
         .then(|| span_context.trace_id().to_string())
+}
+
+#[cfg(test)]
+mod export_tests {
+    use super::*;
+
+    fn settings(endpoint: &str) -> OtlpSettings {
+        OtlpSettings {
+            endpoint: endpoint.into(),
+            service_name: "nodemedic".into(),
+        }
+    }
+
+    fn with(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn the_standard_variables_turn_export_on_and_win() {
+        assert_eq!(TraceExport::resolve(&settings(""), with(&[])), None);
+        let base = TraceExport::resolve(
+            &settings(""),
+            with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]),
+        )
+        .unwrap();
+        assert_eq!(base.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(base.service_name.as_deref(), Some("nodemedic"));
+        let traces = TraceExport::resolve(
+            &settings("http://configured:4318/v1/traces"),
+            with(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "http://traces:4318/custom",
+                ),
+                ("OTEL_SERVICE_NAME", "nodemedic-prod"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(traces.endpoint, "http://traces:4318/custom");
+        assert_eq!(
+            traces.service_name, None,
+            "the SDK reads OTEL_SERVICE_NAME itself"
+        );
+        let configured =
+            TraceExport::resolve(&settings("http://configured:4318/v1/traces"), with(&[])).unwrap();
+        assert_eq!(configured.endpoint, "http://configured:4318/v1/traces");
+    }
 }

@@ -260,6 +260,31 @@ async fn traces_reach_an_otlp_endpoint_and_the_audit_keeps_the_trace_id() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_standard_opentelemetry_variables_turn_export_on() {
+    let world = World::new(3).await;
+    let lab = lab::lab_000(&world.clients, &world.network)
+        .await
+        .expect("lab 000");
+    let collector = WebhookSink::start();
+    lab::publish_launch_event(&world.clients, &world.network, &lab.group, &lab.subnet)
+        .await
+        .expect("event");
+    let base = collector.url.trim_end_matches('/').to_string();
+    let output = world.run_once_with(
+        "dry-run",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &base),
+            ("OTEL_SERVICE_NAME", "nodemedic-standard"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=staging"),
+        ],
+    );
+    let all: Vec<u8> = collector.received_bytes().concat();
+    let contains = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"nodemedic-standard"), "{}", stderr(&output));
+    assert!(contains(b"staging"), "the resource attributes are exported");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn config_check_explains_problems_and_iam_policy_prints_a_policy() {
     let world = World::new(3).await;
     // Every problem at once, each named by its key.

@@ -55,20 +55,6 @@ fn mac(token: &str, message: &str) -> HmacSha256 {
     mac
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// The approver whose token this is; tokens are compared by hash so that the time taken does not
 /// depend on how much of a guess was right.
 pub fn approver_of(tokens: &BTreeMap<String, String>, presented: &str) -> Option<String> {
@@ -90,9 +76,11 @@ pub fn issue(
     let token = tokens.get(approver)?;
     let expires = now.saturating_add(SESSION_SECS);
     let signed = format!("{approver}.{expires}");
-    let signature = hex(&mac(token, &format!("{approver}.{epoch}.{expires}"))
-        .finalize()
-        .into_bytes());
+    let signature = hex::encode(
+        mac(token, &format!("{approver}.{epoch}.{expires}"))
+            .finalize()
+            .into_bytes(),
+    );
     Some(Session {
         approver: approver.to_string(),
         expires,
@@ -129,7 +117,7 @@ pub fn verify(
     };
     let expires: i64 = expires.parse().map_err(|_| SessionError::Invalid)?;
     let token = tokens.get(approver).ok_or(SessionError::Invalid)?;
-    let signature = unhex(signature).ok_or(SessionError::Invalid)?;
+    let signature = hex::decode(signature).map_err(|_| SessionError::Invalid)?;
     mac(token, &format!("{approver}.{epoch}.{expires}"))
         .verify_slice(&signature)
         .map_err(|_| SessionError::Invalid)?;
@@ -152,9 +140,11 @@ impl Session {
     /// The token every form of this session carries.
     pub fn csrf(&self, tokens: &BTreeMap<String, String>) -> String {
         match tokens.get(&self.approver) {
-            Some(token) => hex(&mac(token, &format!("csrf.{}", self.cookie))
-                .finalize()
-                .into_bytes()),
+            Some(token) => hex::encode(
+                mac(token, &format!("csrf.{}", self.cookie))
+                    .finalize()
+                    .into_bytes(),
+            ),
             None => String::new(),
         }
     }
@@ -165,7 +155,7 @@ impl Session {
         presented: &str,
     ) -> Result<(), SessionError> {
         let token = tokens.get(&self.approver).ok_or(SessionError::Invalid)?;
-        let presented = unhex(presented).ok_or(SessionError::BadCsrf)?;
+        let presented = hex::decode(presented).map_err(|_| SessionError::BadCsrf)?;
         mac(token, &format!("csrf.{}", self.cookie))
             .verify_slice(&presented)
             .map_err(|_| SessionError::BadCsrf)
