@@ -4,25 +4,34 @@
   deploy_checks.py dockerignore Dockerfile .dockerignore
       Every path the Dockerfile copies from the build context, and every tracked file under
       it, survives .dockerignore.
-  deploy_checks.py resolve-policy-conditions DIR TEMPLATE...
-      Writes to DIR a copy of each template with the conditions of the generated IAM policy
-      block (CanMutate, HasNotificationTopic) taken as true. checkov cannot evaluate policy
-      statements under Fn::If and silently leaves its IAM checks out; on the copies it sees
-      the whole policy of approve and auto mode.
+  deploy_checks.py resolve-conditions DIR TEMPLATE...
+      Writes to DIR two copies of each template that has Conditions: one with every condition
+      true, one with every condition false, each Fn::If replaced by its branch and each
+      resource or output whose condition is false left out. checkov cannot evaluate a policy
+      whose statements sit under Fn::If and silently leaves its IAM checks out; together the
+      two copies show it every branch (the whole policy of approve and auto mode, the DynamoDB
+      tables, the member roles, the approver token secret, and the policy without them).
   deploy_checks.py ecs-service TEMPLATE
       The rules of the ECS service that no linter knows: one task, the old one stopped before
       the new one starts (single SQLite writer), rollback, no public IP, read-only root
       filesystem, the image's non-root user.
-  deploy_checks.py checkov-parsed RESULTS.json TEMPLATE...
-      checkov parsed every template (it skips a file it cannot parse without failing), and
-      lists the checks the templates skip, with their reasons.
+  deploy_checks.py checkov-results RESULTS.json TEMPLATE...
+      Reads checkov's JSON report (every result, not only the failures): prints the failed
+      checks and fails on any; checkov parsed every template (it skips a file it cannot parse
+      without failing); every AWS::IAM::Role of every resolved copy got a result (passed,
+      failed or skipped) from each of checkov's IAM checks of a role (checkov drops a check it
+      cannot evaluate without a word); lists the checks the templates skip, with their reasons.
   deploy_checks.py same-settings BASE.toml OTHER.toml KEY...
       The two settings files differ only in the lines that set KEY.
-  deploy_checks.py rendered RENDERED.yaml PREFIX DEFAULTS.toml
+  deploy_checks.py rendered RENDERED.yaml PREFIX DEFAULTS.toml [SERVICEMONITORS]
       For the output of `kubectl kustomize`: writes PREFIX.core.yaml (every object but the
       ServiceMonitor, for kubernetes-validate) and PREFIX.toml (the settings in the ConfigMap);
-      checks the ServiceMonitor and the references between the objects; checks that the
-      settings use only keys of DEFAULTS.toml.
+      checks that there are SERVICEMONITORS ServiceMonitors (default 0: an overlay applies
+      without the Prometheus Operator's CRDs) and checks them; checks the references between
+      the objects (Service, PodDisruptionBudget, NetworkPolicy, PriorityClass, volumes), the
+      placement (required node affinity to nodemedic.io/placement=system, and its toleration),
+      the NetworkPolicy's DNS and HTTPS egress, and that the settings use only keys of
+      DEFAULTS.toml.
 """
 
 import json
@@ -137,28 +146,65 @@ def _intrinsic(loader, suffix, node):
 
 
 CfnLoader.add_multi_constructor("!", _intrinsic)
-POLICY_CONDITIONS = {"CanMutate": True, "HasNotificationTopic": True}
+NO_VALUE = {"Ref": "AWS::NoValue"}
 
 
-def resolve(value):
+def resolve(value, conditions):
+    """`value` with each Fn::If replaced by its branch for `conditions` (name -> bool), and
+    each AWS::NoValue left out of its list or mapping."""
     if isinstance(value, dict):
         branch = value.get("Fn::If")
-        if len(value) == 1 and branch and branch[0] in POLICY_CONDITIONS:
-            return resolve(branch[1] if POLICY_CONDITIONS[branch[0]] else branch[2])
-        return {k: resolve(v) for k, v in value.items()}
+        if len(value) == 1 and isinstance(branch, list) and len(branch) == 3:
+            if branch[0] not in conditions:
+                fail(f"Fn::If names an undefined condition {branch[0]!r}")
+            return resolve(branch[1] if conditions[branch[0]] else branch[2], conditions)
+        resolved = {k: resolve(v, conditions) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v != NO_VALUE}
     if isinstance(value, list):
-        items = [resolve(v) for v in value]
-        return [v for v in items if v != {"Ref": "AWS::NoValue"}]
+        items = [resolve(v, conditions) for v in value]
+        return [v for v in items if v != NO_VALUE]
     return value
 
 
-def resolve_policy_conditions(out_dir, templates):
+def resolved_template(data, conditions):
+    """The template as deployed when each condition has the value in `conditions`: resources
+    and outputs whose condition is false left out, the rest without their Condition key."""
+    out = dict(data)
+    for section in ("Resources", "Outputs"):
+        if section not in data:
+            continue
+        kept = {}
+        for name, item in data[section].items():
+            condition = item.get("Condition") if isinstance(item, dict) else None
+            if condition is not None:
+                if condition not in conditions:
+                    fail(f"{name} names an undefined condition {condition!r}")
+                if not conditions[condition]:
+                    continue
+                item = {k: v for k, v in item.items() if k != "Condition"}
+            kept[name] = resolve(item, conditions)
+        out[section] = kept
+    return out
+
+
+def copy_name(template, value):
+    stem = os.path.basename(template).rsplit(".", 1)[0]
+    return f"{stem}.conditions-{'true' if value else 'false'}.yaml"
+
+
+def resolve_conditions(out_dir, templates):
     for template in templates:
         data = yaml.load(open(template), CfnLoader)
-        data["Resources"] = resolve(data["Resources"])
-        target = os.path.join(out_dir, "resolved-" + os.path.basename(template))
-        with open(target, "w") as f:
-            yaml.safe_dump(data, f, sort_keys=False)
+        names = list(data.get("Conditions", {}))
+        if not names:
+            continue
+        for value in (True, False):
+            resolved = resolved_template(data, {name: value for name in names})
+            unresolved = json.dumps(resolved.get("Resources", {})).count('"Fn::If"')
+            if unresolved:
+                fail(f"{template}: {unresolved} Fn::If left after resolving the conditions")
+            with open(os.path.join(out_dir, copy_name(template, value)), "w") as f:
+                yaml.safe_dump(resolved, f, sort_keys=False)
 
 
 def with_sqlite(value):
@@ -210,29 +256,88 @@ def check_ecs_service(template):
 # --- checkov -------------------------------------------------------------------------------
 
 
+# checkov's checks of an AWS::IAM::Role: who may assume it (always evaluated), and the
+# cloudsplaining analyses of its policies (evaluated with or without inline policies). Each
+# returns UNKNOWN, which checkov drops from its report, when it meets a policy it cannot read,
+# such as statements under Fn::If.
+ROLE_CHECKS = {"CKV_AWS_60", "CKV_AWS_61", "CKV_AWS_107", "CKV_AWS_108", "CKV_AWS_109",
+               "CKV_AWS_110", "CKV_AWS_111"}
+# ... and those that read inline policies only: a role with Policies must get them too.
+INLINE_POLICY_CHECKS = {"CKV_AWS_62", "CKV_AWS_63"}
+RESOLVED = re.compile(r"\.conditions-(true|false)\.yaml$")
+
+
 def check_checkov(results_path, templates):
     with open(results_path) as f:
         results = json.load(f)
     reports = results if isinstance(results, list) else [results]
     parsed = 0
+    checks = []
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
     for report in reports:
         summary = report.get("summary", {})
         if summary.get("parsing_errors"):
             fail(f"checkov could not parse {summary['parsing_errors']} file(s)")
         parsed += summary.get("resource_count", 0)
+        for kind in counts:
+            found = report.get("results", {}).get(f"{kind}_checks", [])
+            counts[kind] += len(found)
+            checks += [(kind, c) for c in found]
+    for kind, check in checks:
+        if kind == "failed":
+            lines = "-".join(str(n) for n in check.get("file_line_range", []))
+            print(
+                f"FAILED {check['check_id']} {check['resource']} "
+                f"({check['file_path'].lstrip('/')}:{lines}): {check.get('check_name', '')}"
+                + (f" ({check['guideline']})" if check.get("guideline") else ""),
+                file=sys.stderr,
+            )
+
     expected = 0
+    missing = []
     for template in templates:
         data = yaml.load(open(template), CfnLoader)
-        expected += len(data.get("Resources", {}))
+        resources = data.get("Resources", {})
+        expected += len(resources)
         if template.startswith("infra/"):
-            for name, resource in data["Resources"].items():
+            for name, resource in resources.items():
                 for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
                     reason = " ".join(str(skip.get("comment", "")).split())
                     if not reason:
                         fail(f"{template}: {name} skips {skip.get('id')} without a comment")
                     print(f"checkov skip {skip.get('id')} on {name} ({template}): {reason}")
+        copy = os.path.basename(template)
+        if not RESOLVED.search(copy) and data.get("Conditions"):
+            continue  # an original with conditions: its resolved copies are the ones checked
+        for name, resource in resources.items():
+            if resource.get("Type") != "AWS::IAM::Role":
+                continue
+            wanted = set(ROLE_CHECKS)
+            if resource.get("Properties", {}).get("Policies"):
+                wanted |= INLINE_POLICY_CHECKS
+            got = {
+                check["check_id"]
+                for _, check in checks
+                if check["resource"] == f"AWS::IAM::Role.{name}"
+                and os.path.basename(check["file_path"]) == copy
+            }
+            if wanted - got:
+                missing.append(f"{name} in {copy}: {', '.join(sorted(wanted - got))}")
+            else:
+                print(f"checkov IAM checks of {name} in {copy}: {len(got & wanted)} of {len(wanted)}")
+    print(
+        f"checkov: passed {counts['passed']}, failed {counts['failed']}, "
+        f"skipped {counts['skipped']} ({len(templates)} templates and resolved copies)"
+    )
+    if counts["failed"]:
+        fail(f"checkov: {counts['failed']} failed check(s), listed above")
     if parsed != expected:
         fail(f"checkov parsed {parsed} resources of {expected}: a template was not read")
+    if missing:
+        fail(
+            "checkov gave no result (it could not evaluate the policy) for these IAM checks: "
+            + "; ".join(missing)
+        )
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -380,7 +485,107 @@ def check_replicas(spec, names, backend):
         fail(f"unknown store.backend {backend!r} in the ConfigMap")
 
 
-def check_rendered(rendered, prefix, defaults_path):
+# Where the pod runs: only on nodes of a nodegroup nodemedic does not manage (README, Install on
+# EKS), so that no fix of nodemedic's replaces the node it runs on.
+PLACEMENT_KEY, PLACEMENT_VALUE = "nodemedic.io/placement", "system"
+# Kinds without a namespace: kustomize must not have given them one.
+CLUSTER_SCOPED = {"Namespace", "PriorityClass", "ClusterRole", "ClusterRoleBinding"}
+# The ceiling of a PriorityClass that is not one of the system-* classes.
+MAX_USER_PRIORITY = 1_000_000_000
+
+
+def check_placement(pod_spec):
+    """A required node affinity to the placement label in every node selector term (the
+    terms are alternatives), and a toleration of the placement taint."""
+    terms = (
+        pod_spec.get("affinity", {})
+        .get("nodeAffinity", {})
+        .get("requiredDuringSchedulingIgnoredDuringExecution", {})
+        .get("nodeSelectorTerms", [])
+    )
+    selector = pod_spec.get("nodeSelector", {})
+
+    def pins(term):
+        return any(
+            e.get("key") == PLACEMENT_KEY and e.get("operator") == "In" and e.get("values") == [PLACEMENT_VALUE]
+            for e in term.get("matchExpressions", [])
+        )
+
+    if selector.get(PLACEMENT_KEY) != PLACEMENT_VALUE and not (terms and all(pins(t) for t in terms)):
+        fail(f"the pod is not kept to nodes labelled {PLACEMENT_KEY}={PLACEMENT_VALUE} (required node affinity)")
+    tolerated = any(
+        t.get("key") == PLACEMENT_KEY
+        and t.get("effect") in ("NoSchedule", None)
+        and (t.get("operator") == "Exists" or t.get("value") == PLACEMENT_VALUE)
+        for t in pod_spec.get("tolerations", [])
+    )
+    if not tolerated:
+        fail(f"the pod does not tolerate the taint {PLACEMENT_KEY}={PLACEMENT_VALUE}:NoSchedule")
+
+
+def check_priority(pod_spec, by_kind):
+    name = pod_spec.get("priorityClassName")
+    if not name:
+        fail("the pod has no priorityClassName")
+    if name in ("system-cluster-critical", "system-node-critical"):
+        return
+    classes = {d["metadata"]["name"]: d for d in by_kind.get("PriorityClass", [])}
+    if name not in classes:
+        fail(f"priorityClassName {name}: no PriorityClass {name} in the output")
+    value = classes[name].get("value")
+    if not isinstance(value, int) or not 0 < value <= MAX_USER_PRIORITY:
+        fail(f"PriorityClass {name}: value {value!r} is not between 1 and {MAX_USER_PRIORITY}")
+    if classes[name].get("globalDefault"):
+        fail(f"PriorityClass {name} must not be the cluster's globalDefault")
+
+
+def check_network_policy(by_kind, pod_labels, pod_namespace, container_ports):
+    """One NetworkPolicy selects the pod and isolates both directions; ingress only on the
+    container's ports; egress keeps DNS (UDP and TCP 53) to kube-dns and TCP 443."""
+    policies = [
+        p
+        for p in by_kind.get("NetworkPolicy", [])
+        if p["metadata"].get("namespace") == pod_namespace
+        and labels_match(p["spec"].get("podSelector", {}).get("matchLabels"), pod_labels)
+    ]
+    if len(policies) != 1:
+        fail(f"expected one NetworkPolicy selecting the nodemedic pod, found {len(policies)}")
+    spec = policies[0]["spec"]
+    if set(spec.get("policyTypes", [])) != {"Ingress", "Egress"}:
+        fail("the NetworkPolicy must isolate Ingress and Egress")
+    for rule in spec.get("ingress", []):
+        if not rule.get("ports"):
+            fail("a NetworkPolicy ingress rule without ports opens every port")
+        for port in rule["ports"]:
+            if port.get("port") not in container_ports:
+                fail(f"NetworkPolicy ingress port {port.get('port')!r} is no container port")
+    egress = spec.get("egress", [])
+
+    def allows(port, protocol, to_dns=False):
+        for rule in egress:
+            ports = rule.get("ports")
+            if ports and not any(
+                p.get("port") == port and p.get("protocol", "TCP") == protocol for p in ports
+            ):
+                continue
+            peers = rule.get("to")
+            if not peers:
+                return True
+            if to_dns and any(
+                peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "kube-system"
+                for peer in peers
+            ):
+                return True
+        return False
+
+    for protocol in ("UDP", "TCP"):
+        if not allows(53, protocol, to_dns=True):
+            fail(f"the NetworkPolicy does not let the pod reach DNS in kube-system on {protocol} 53")
+    if not allows(443, "TCP"):
+        fail("the NetworkPolicy does not let the pod reach HTTPS (TCP 443): AWS APIs")
+
+
+def check_rendered(rendered, prefix, defaults_path, service_monitors="0"):
     docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
     by_kind = {}
     for doc in docs:
@@ -388,11 +593,14 @@ def check_rendered(rendered, prefix, defaults_path):
     core = [d for d in docs if d["kind"] != "ServiceMonitor"]
     with open(f"{prefix}.core.yaml", "w") as f:
         yaml.safe_dump_all(core, f, sort_keys=False)
+    for doc in docs:
+        if doc["kind"] in CLUSTER_SCOPED and doc["metadata"].get("namespace"):
+            fail(f"{doc['kind']} {doc['metadata']['name']} is cluster-scoped but has a namespace")
 
     services = by_kind.get("Service", [])
     monitors = by_kind.get("ServiceMonitor", [])
-    if len(monitors) != 1:
-        fail(f"{rendered}: expected one ServiceMonitor, found {len(monitors)}")
+    if len(monitors) != int(service_monitors):
+        fail(f"{rendered}: expected {service_monitors} ServiceMonitor(s), found {len(monitors)}")
     for monitor in monitors:
         check_service_monitor(monitor, services)
 
@@ -435,6 +643,16 @@ def check_rendered(rendered, prefix, defaults_path):
     account = pod["spec"].get("serviceAccountName")
     if account not in names.get("ServiceAccount", set()):
         fail(f"the pod's service account {account} is not in the output")
+    check_placement(pod["spec"])
+    check_priority(pod["spec"], by_kind)
+    check_network_policy(
+        by_kind,
+        pod_labels,
+        deployment["metadata"].get("namespace"),
+        container_ports | {
+            p.get("containerPort") for c in pod["spec"]["containers"] for p in c.get("ports", [])
+        },
+    )
 
     # The settings file the Deployment passes with --config.
     settings = [
@@ -462,11 +680,11 @@ def main(argv):
     command, args = argv[1], argv[2:]
     if command == "dockerignore":
         check_dockerignore(*args)
-    elif command == "resolve-policy-conditions":
-        resolve_policy_conditions(args[0], args[1:])
+    elif command == "resolve-conditions":
+        resolve_conditions(args[0], args[1:])
     elif command == "ecs-service":
         check_ecs_service(*args)
-    elif command == "checkov-parsed":
+    elif command == "checkov-results":
         check_checkov(args[0], args[1:])
     elif command == "same-settings":
         check_same_settings(args[0], args[1], args[2:])

@@ -77,6 +77,7 @@ pub struct Metrics {
     pub messages_kept: Family<ReasonLabel, Counter>,
     /// HTTP requests refused before any work: no token, an unknown one, a peer slowed down.
     pub http_refused: Family<ReasonLabel, Counter>,
+    process: super::process::ProcessMetrics,
     /// Kept on their last allowed receive: the queue's redrive policy moves them to the
     /// dead-letter queue.
     pub messages_dead_lettered: Counter,
@@ -115,6 +116,7 @@ impl Metrics {
             messages_deleted: Counter::default(),
             messages_kept: Family::default(),
             http_refused: Family::default(),
+            process: Default::default(),
             messages_dead_lettered: Counter::default(),
             receive_errors: Counter::default(),
             message_age_seconds: Histogram::new(seconds_buckets()),
@@ -196,6 +198,7 @@ impl Metrics {
             "AWS API calls by service, operation and outcome",
             aws_calls().clone(),
         );
+        metrics.process.register(&mut registry);
         Metrics {
             registry,
             ..metrics
@@ -262,6 +265,7 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        self.process.observe();
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

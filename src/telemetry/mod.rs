@@ -5,6 +5,7 @@
 
 pub mod health;
 pub mod metrics;
+mod process;
 
 use std::io::IsTerminal;
 use std::sync::Arc;
