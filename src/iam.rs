@@ -26,6 +26,8 @@ enum Resource {
     AuditTable,
     /// The role nodemedic assumes in each member account.
     MemberRoles,
+    /// The customer managed key the DynamoDB tables are encrypted with.
+    TablesKey,
     /// A resource type: `service`, then the ARN's resource part (`route-table/*`). The account and
     /// region are left open in plain JSON (events come from every region) and bound to the stack's
     /// account in templates.
@@ -77,6 +79,8 @@ pub struct PolicyInput {
     pub ignore_tag: String,
     /// The DynamoDB tables (state, audit), when the store is DynamoDB.
     pub dynamodb: Option<(String, String)>,
+    /// Their customer managed key, when they have one.
+    pub tables_key: Option<String>,
     /// The roles assumed in member accounts (hub and spoke); empty in single-account mode.
     pub member_roles: Vec<String>,
     /// The partition of every ARN of the JSON policy (`aws`, `aws-us-gov`, `aws-cn`).
@@ -104,6 +108,8 @@ impl PolicyInput {
                     settings.store.audit_table.clone(),
                 )
             }),
+            tables_key: Some(settings.store.tables_key_arn.clone())
+                .filter(|key| settings.store.backend == StoreBackend::Dynamodb && !key.is_empty()),
             // IAM policies are printed offline, so the partition is the commercial one; other
             // partitions take the ARNs from the template's MemberRoleArns parameter.
             member_roles: MemberAccess::from_settings(&settings.accounts)
@@ -239,6 +245,17 @@ fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
             ],
             vec![AuditTable],
         ));
+    }
+    if input.tables_key.is_some() || every_fix {
+        // The tables' own key, and only through DynamoDB.
+        let mut key = Statement::read(
+            "TablesKey",
+            &["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"],
+            vec![TablesKey],
+        );
+        key.condition =
+            Some(json!({ "StringLike": { "kms:ViaService": "dynamodb.*.amazonaws.com" } }));
+        out.push(key);
     }
     if input.sns_topic.is_some() || every_fix {
         out.push(Statement::read("Notify", &["sns:Publish"], vec![Topic]));
@@ -502,6 +519,7 @@ fn document(input: &PolicyInput, statements: Vec<Statement>) -> Value {
             Resource::Queue => vec![queue_arn(&input.queue_url).unwrap_or_else(|| "*".into())],
             Resource::Topic => vec![input.sns_topic.clone().unwrap_or_else(|| "*".into())],
             Resource::MemberRoles => input.member_roles.clone(),
+            Resource::TablesKey => input.tables_key.iter().cloned().collect(),
             Resource::StateTable | Resource::StateTableIndexes | Resource::AuditTable => {
                 let (state, audit) = input.dynamodb.clone().unwrap_or_default();
                 vec![match resource {
@@ -558,6 +576,7 @@ pub fn policy_cloudformation(input: &PolicyInput) -> String {
             Resource::StateTableIndexes => "!Sub \"arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${StateTableName}/index/*\"".into(),
             Resource::AuditTable => "!Sub \"arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${AuditTableName}\"".into(),
             Resource::MemberRoles => "!Ref MemberRoleArns".into(),
+            Resource::TablesKey => "!Ref TablesKeyArn".into(),
             Resource::Typed(service, path) if *service == "iam" => {
                 format!("!Sub \"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:{path}\"")
             }
@@ -591,6 +610,8 @@ pub fn policy_cloudformation(input: &PolicyInput) -> String {
         }
         let gate = if statement.mutates {
             Some("CanMutate")
+        } else if statement.resources.contains(&Resource::TablesKey) {
+            Some("HasTablesKey")
         } else if statement.resources.contains(&Resource::Topic) {
             Some("HasNotificationTopic")
         } else if statement
@@ -617,50 +638,6 @@ pub fn policy_cloudformation(input: &PolicyInput) -> String {
     out
 }
 
-/// Appends `lines` as one YAML list item at `indent`.
-fn push_item(out: &mut String, indent: usize, lines: &[String]) {
-    for (n, line) in lines.iter().enumerate() {
-        let lead = if n == 0 { "- " } else { "  " };
-        out.push_str(&format!("{}{lead}{line}\n", " ".repeat(indent + 2)));
-    }
-}
-
-/// A JSON object of strings and string lists as YAML lines, `depth` levels in.
-/// A string of a condition, as the template writes it: an ARN in the stack's partition.
-fn yaml_text(text: &str) -> String {
-    match text.strip_prefix("arn:aws:") {
-        Some(rest) => format!("!Sub \"arn:${{AWS::Partition}}:{rest}\""),
-        None => format!("\"{text}\""),
-    }
-}
-
-fn yaml_lines(value: &Value, depth: usize) -> Vec<String> {
-    let pad = "  ".repeat(depth);
-    let mut lines = Vec::new();
-    if let Value::Object(map) = value {
-        for (key, value) in map {
-            match value {
-                Value::String(text) => lines.push(format!("{pad}\"{key}\": {}", yaml_text(text))),
-                Value::Array(items) => {
-                    lines.push(format!("{pad}\"{key}\":"));
-                    for item in items {
-                        lines.push(format!(
-                            "{pad}  - {}",
-                            yaml_text(item.as_str().unwrap_or_default())
-                        ));
-                    }
-                }
-                Value::Object(_) => {
-                    lines.push(format!("{pad}\"{key}\":"));
-                    lines.extend(yaml_lines(value, depth + 1));
-                }
-                other => lines.push(format!("{pad}{key}: {other}")),
-            }
-        }
-    }
-    lines
-}
-
 /// Every AWS action the policy for `input` allows.
 pub fn allowed_actions(input: &PolicyInput) -> Vec<&'static str> {
     let mut actions: Vec<&'static str> = statements(input, false)
@@ -674,7 +651,9 @@ pub fn allowed_actions(input: &PolicyInput) -> Vec<&'static str> {
 }
 
 mod narrowing;
+mod yaml;
 pub use narrowing::MANAGED_TAG;
+use yaml::{push_item, yaml_lines};
 
 #[cfg(test)]
 mod tests;

@@ -482,3 +482,31 @@ fn the_json_policy_takes_the_partition_and_narrows_every_mutation() {
         template.contains("!Sub \"arn:${AWS::Partition}:iam::aws:policy/AmazonEKSClusterPolicy\"")
     );
 }
+
+#[test]
+fn the_tables_customer_managed_key_is_usable_through_dynamodb_only() {
+    let mut settings = Settings::load_with_env(&Overrides::default(), Some(Default::default()))
+        .expect("the built-in defaults load");
+    settings.store.backend = StoreBackend::Dynamodb;
+    assert!(
+        !policy_json(&PolicyInput::from_settings(&settings))
+            .to_string()
+            .contains("TablesKey"),
+        "no key, no statement"
+    );
+    let key = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    settings.store.tables_key_arn = key.into();
+    let policy = policy_json(&PolicyInput::from_settings(&settings));
+    let statement = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "TablesKey")
+        .expect("the key statement");
+    assert_eq!(statement["Resource"], serde_json::json!([key]));
+    assert_eq!(
+        statement["Condition"]["StringLike"]["kms:ViaService"],
+        "dynamodb.*.amazonaws.com"
+    );
+    assert!(policy_cloudformation(&PolicyInput::from_settings(&settings)).contains("HasTablesKey"));
+}

@@ -172,6 +172,9 @@ pub struct StoreSettings {
     pub state_table: String,
     pub audit_table: String,
     pub event_ttl_days: u64,
+    /// The customer managed key the tables are encrypted with (nodemedic-tables.yaml's
+    /// `KeyArn`); empty when they use an AWS owned key.
+    pub tables_key_arn: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -310,6 +313,7 @@ pub(super) struct RawStore {
     pub(super) state_table: String,
     pub(super) audit_table: String,
     pub(super) event_ttl_days: u64,
+    pub(super) tables_key_arn: String,
 }
 
 impl RawSection for StoreSettings {

@@ -426,6 +426,7 @@ fn store(raw: RawStore, problems: &mut Problems) -> Option<StoreSettings> {
         state_table: raw.state_table,
         audit_table: raw.audit_table,
         event_ttl_days: raw.event_ttl_days,
+        tables_key_arn: raw.tables_key_arn,
     })
 }
 
