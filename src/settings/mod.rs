@@ -2,6 +2,7 @@
 //! environment variables, then command-line flags; validated once, with every problem named
 //! by its key.
 
+mod secret_files;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -166,10 +167,14 @@ impl Settings {
             "audit.path",
             overrides.audit_db.as_ref().map(|p| p.display().to_string()),
         )?;
-        let raw: RawSettings = builder
+        let mut raw: RawSettings = builder
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| ConfigError::Invalid(vec![problem_from_load_error(&e.to_string())]))?;
+        let unreadable = secret_files::read_secret_files(&mut raw);
+        if !unreadable.is_empty() {
+            return Err(ConfigError::Invalid(unreadable));
+        }
         Self::validate(raw)
     }
 

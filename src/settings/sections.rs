@@ -114,6 +114,9 @@ pub struct Webhook {
 pub struct HttpSettings {
     pub address: String,
     pub tokens: BTreeMap<String, String>,
+    /// A directory of one file per approver (a mounted Secret): its name is the approver, its
+    /// content the token. Added to `tokens`.
+    pub tokens_dir: String,
     pub ready_window_secs: u64,
     pub console: bool,
     /// A connection that has not sent a whole request head within this is closed; idle
@@ -330,7 +333,11 @@ pub(super) struct RawNotify {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWebhook {
+    #[serde(default)]
     pub(super) url: String,
+    /// A file holding the URL (a mounted secret), instead of `url`.
+    #[serde(default)]
+    pub(super) url_file: String,
     #[serde(default = "default_webhook_format")]
     pub(super) format: String,
     #[serde(default)]

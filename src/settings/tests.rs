@@ -465,3 +465,85 @@ fn a_load_error_names_a_secret_setting_but_never_shows_its_value() {
         );
     }
 }
+
+#[test]
+fn tokens_and_webhook_urls_come_from_mounted_secrets() {
+    let dir = std::env::temp_dir().join(format!("nodemedic-secrets-{}", uuid::Uuid::new_v4()));
+    // As Kubernetes mounts a Secret: the keys are links into a hidden, versioned directory.
+    let data = dir.join("..2026_12_01_00_00_00.1");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("alice"), "alice-token-from-a-file-0001\n").unwrap();
+    std::fs::write(data.join("bob"), "bob-token-from-a-file-000002").unwrap();
+    std::os::unix::fs::symlink(&data, dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink(dir.join("..data/alice"), dir.join("alice")).unwrap();
+    std::os::unix::fs::symlink(dir.join("..data/bob"), dir.join("bob")).unwrap();
+    let elsewhere = dir.with_extension("other");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let url_file = elsewhere.join("slack-url");
+    std::fs::write(
+        &url_file,
+        "https://hooks.slack.com/services/T000/B000/secretpart\n",
+    )
+    .unwrap();
+    let config = elsewhere.join("nodemedic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[notify]\nwebhooks = [{{ url_file = \"{}\", format = \"slack\" }}]\n",
+            url_file.display()
+        ),
+    )
+    .unwrap();
+    let overrides = Overrides {
+        config_file: Some(config.clone()),
+        ..Overrides::default()
+    };
+    let settings = load(
+        &[("NODEMEDIC_HTTP__TOKENS_DIR", dir.to_str().unwrap())],
+        overrides.clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        settings.http.tokens.len(),
+        2,
+        "{:?}",
+        settings.http.tokens.keys()
+    );
+    assert_eq!(
+        settings.http.tokens["alice"],
+        "alice-token-from-a-file-0001"
+    );
+    assert_eq!(
+        settings.notify.webhooks[0].url,
+        "https://hooks.slack.com/services/T000/B000/secretpart"
+    );
+    // A token given twice, and a file that is not there: named, never shown.
+    let error = load(
+        &[
+            ("NODEMEDIC_HTTP__TOKENS_DIR", dir.to_str().unwrap()),
+            (
+                "NODEMEDIC_HTTP__TOKENS__ALICE",
+                "alice-token-from-the-env-01",
+            ),
+        ],
+        overrides,
+    )
+    .unwrap_err();
+    let text = error.to_string();
+    assert!(keys(error).contains(&"http.tokens.alice".to_string()));
+    assert!(!text.contains("alice-token"), "{text}");
+    std::fs::remove_file(&url_file).unwrap();
+    let error = load(
+        &[],
+        Overrides {
+            config_file: Some(config),
+            ..Overrides::default()
+        },
+    )
+    .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("notify.webhooks[0].url_file"), "{text}");
+    assert!(!text.contains("secretpart"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(elsewhere).unwrap();
+}
