@@ -7,6 +7,8 @@ use nodemedic::cli::{CliError, EXIT_BAD_SETTINGS};
 
 fn main() -> ExitCode {
     let cli = nodemedic::cli::Cli::parse();
+    // The daemon's output goes to a log pipeline; the other commands are read by people.
+    let daemon = matches!(cli.command, nodemedic::cli::Command::Run(_));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -22,7 +24,16 @@ fn main() -> ExitCode {
         Err(error) => {
             let bad_settings = matches!(error, CliError::Settings(_));
             // anyhow prints the error with every source, as `outer: inner: …`.
-            eprintln!("nodemedic: {:#}", anyhow::Error::from(error));
+            let text = format!("{:#}", anyhow::Error::from(error));
+            if daemon {
+                let format = std::env::var("NODEMEDIC_LOG__FORMAT").ok();
+                eprintln!(
+                    "{}",
+                    nodemedic::telemetry::fatal_line(&text, format.as_deref())
+                );
+            } else {
+                eprintln!("nodemedic: {text}");
+            }
             if bad_settings {
                 ExitCode::from(EXIT_BAD_SETTINGS)
             } else {

@@ -223,7 +223,17 @@ impl<W: Accounts> Pipeline<W> {
                         .await?;
                     return Ok(Disposition::Delete);
                 }
-                let span = info_span!("event", event_id = %trigger.event_id, trigger = %trigger.describe());
+                let span = info_span!(
+                    "event",
+                    event_id = %trigger.event_id,
+                    trigger = %trigger.describe(),
+                    trace_id = tracing::field::Empty,
+                    span_id = tracing::field::Empty
+                );
+                if let Some((trace_id, span_id)) = crate::telemetry::trace_ids(&span) {
+                    span.record("trace_id", trace_id);
+                    span.record("span_id", span_id);
+                }
                 self.handle_trigger(*trigger, message)
                     .instrument(span)
                     .await

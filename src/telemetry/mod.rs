@@ -273,6 +273,41 @@ fn tracer_provider(export: &TraceExport) -> Result<SdkTracerProvider, TelemetryE
         .build())
 }
 
+/// The OpenTelemetry trace and span ids of `span`, when traces are exported: recorded on the
+/// span as fields, every log line inside it carries them, and logs and traces join.
+pub fn trace_ids(span: &tracing::Span) -> Option<(String, String)> {
+    let context = span.context();
+    let otel = context.span();
+    let span_context = otel.span_context();
+    span_context.is_valid().then(|| {
+        (
+            span_context.trace_id().to_string(),
+            span_context.span_id().to_string(),
+        )
+    })
+}
+
+/// The line a fatal error of the daemon ends with: JSON when its logs are JSON (the format
+/// `NODEMEDIC_LOG__FORMAT` names, or `auto` without a terminal), so that a log pipeline keeps it.
+pub fn fatal_line(error: &str, format_setting: Option<&str>) -> String {
+    let json = match format_setting.map(str::to_ascii_lowercase).as_deref() {
+        Some("json") => true,
+        Some("text") => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    if json {
+        serde_json::json!({
+            "timestamp": crate::core::time::now(),
+            "level": "ERROR",
+            "target": "nodemedic",
+            "message": format!("nodemedic: {error}"),
+        })
+        .to_string()
+    } else {
+        format!("nodemedic: {error}")
+    }
+}
+
 /// The OpenTelemetry trace id of the current span, when traces are exported.
 pub fn current_trace_id() -> Option<String> {
     let context = tracing::Span::current().context();
@@ -300,6 +335,15 @@ mod export_tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn a_fatal_error_is_a_json_line_when_logs_are_json() {
+        let line = fatal_line("cannot start: \"quoted\"", Some("json"));
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["level"], "ERROR");
+        assert_eq!(parsed["message"], "nodemedic: cannot start: \"quoted\"");
+        assert_eq!(fatal_line("x", Some("text")), "nodemedic: x");
     }
 
     #[test]

@@ -230,7 +230,14 @@ async fn traces_reach_an_otlp_endpoint_and_the_audit_keeps_the_trace_id() {
         .await
         .expect("event");
 
-    let output = world.run_once_with("dry-run", &[("NODEMEDIC_OTLP__ENDPOINT", &collector.url)]);
+    let output = world.run_once_with(
+        "dry-run",
+        &[
+            ("NODEMEDIC_OTLP__ENDPOINT", &collector.url),
+            ("NODEMEDIC_LOG__FORMAT", "json"),
+            ("NODEMEDIC_LOG__LEVEL", "info"),
+        ],
+    );
 
     let bodies = collector.received_bytes();
     assert!(!bodies.is_empty(), "{}", stderr(&output));
@@ -257,6 +264,41 @@ async fn traces_reach_an_otlp_endpoint_and_the_audit_keeps_the_trace_id() {
         .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).expect("hex"))
         .collect();
     assert!(contains(&raw), "the recorded trace id is the exported one");
+    // The log lines of the event carry the same trace id, and a span id, to join logs to traces.
+    let logged = stderr(&output);
+    let line = logged
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line.to_string().contains(trace_id))
+        .unwrap_or_else(|| panic!("no log line carries trace id {trace_id}: {logged}"));
+    assert!(line.to_string().contains("span_id"), "{line}");
+
+    // A daemon that cannot start says why in a JSON line when its logs are JSON.
+    let output = world
+        .command(
+            &["run"],
+            &[
+                ("NODEMEDIC_LOG__FORMAT", "json"),
+                ("NODEMEDIC_MODE", "yolo"),
+            ],
+        )
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let last = stderr(&output)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    let fatal: Value = serde_json::from_str(&last).unwrap_or_else(|_| panic!("not JSON: {last}"));
+    assert_eq!(fatal["level"], "ERROR");
+    assert!(
+        fatal["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("mode"),
+        "{fatal}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
