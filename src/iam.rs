@@ -428,20 +428,42 @@ pub fn policy_json(input: &PolicyInput) -> Value {
     document(input, statements(input, false))
 }
 
+/// What only the hub does: read its own identity, the queue, the topic, the store's tables and
+/// their key, and assume the member roles.
+fn hub_only(statement: &Statement) -> bool {
+    statement.sid == "Identity"
+        || statement.resources.iter().any(|r| {
+            matches!(
+                r,
+                Resource::Queue
+                    | Resource::Topic
+                    | Resource::MemberRoles
+                    | Resource::StateTable
+                    | Resource::StateTableIndexes
+                    | Resource::AuditTable
+                    | Resource::TablesKey
+            )
+        })
+}
+
 /// The permissions of the role nodemedic assumes in a member account: the same reads and fixes
-/// as the hub's, without the queue, the topic and the assuming of roles, which only the hub does.
+/// as the hub's, without what only the hub does.
 pub fn member_policy_json(input: &PolicyInput) -> Value {
-    let hub_only = |s: &Statement| {
-        s.sid == "Identity"
-            || s.resources
-                .iter()
-                .any(|r| matches!(r, Resource::Queue | Resource::Topic | Resource::MemberRoles))
-    };
     let member = statements(input, false)
         .into_iter()
         .filter(|s| !hub_only(s))
         .collect();
     document(input, member)
+}
+
+/// The member role's policy as nodemedic-member.yaml embeds it: the fixes under `CanMutate`.
+pub fn member_policy_cloudformation(input: &PolicyInput) -> String {
+    cloudformation_block(
+        statements(input, true)
+            .into_iter()
+            .filter(|s| !hub_only(s))
+            .collect(),
+    )
 }
 
 /// Why a member role's policies cannot be printed.
@@ -566,6 +588,10 @@ fn document(input: &PolicyInput, statements: Vec<Statement>) -> Value {
 /// `NotificationTopicArn`, `MemberRoleArns`, `StateTableName` and `AuditTableName`; other ARNs
 /// bound to the stack's partition and account.
 pub fn policy_cloudformation(input: &PolicyInput) -> String {
+    cloudformation_block(statements(input, true))
+}
+
+fn cloudformation_block(statements: Vec<Statement>) -> String {
     let mut out = String::from("PolicyDocument:\n  Version: \"2012-10-17\"\n  Statement:\n");
     let resource = |resource: &Resource| -> String {
         match resource {
@@ -585,7 +611,7 @@ pub fn policy_cloudformation(input: &PolicyInput) -> String {
             }
         }
     };
-    for statement in statements(input, true) {
+    for statement in statements {
         let mut body = vec![
             format!("Sid: {}", statement.sid),
             format!("Effect: {}", if statement.allow { "Allow" } else { "Deny" }),

@@ -75,8 +75,9 @@ pub struct IamPolicyArgs {
     /// The mode to build the policy for; the settings' mode when omitted.
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
-    /// `json` (an IAM policy document) or `cloudformation` (the block the templates embed).
-    #[arg(long, default_value = "json", value_parser = ["json", "cloudformation"])]
+    /// `json` (an IAM policy document), `cloudformation` (the block the templates embed) or
+    /// `cloudformation-member` (the member role's block of nodemedic-member.yaml).
+    #[arg(long, default_value = "json", value_parser = ["json", "cloudformation", "cloudformation-member"])]
     pub format: String,
     /// Print the role to create in each member account (hub and spoke) instead: its name, its
     /// trust policy (the hub, with `accounts.external_id`) and its permissions policy, as JSON.

@@ -71,6 +71,8 @@ pub(super) fn iam_policy(args: IamPolicyArgs) -> Result<ExitCode, CliError> {
     let input = narrowed(crate::iam::PolicyInput::from_settings(&settings));
     if args.format == "cloudformation" {
         print!("{}", crate::iam::policy_cloudformation(&input));
+    } else if args.format == "cloudformation-member" {
+        print!("{}", crate::iam::member_policy_cloudformation(&input));
     } else {
         println!(
             "{}",

@@ -210,13 +210,15 @@ fn the_cloudformation_block_gates_fixes_and_the_topic() {
 
 /// The blocks between `# BEGIN nodemedic iam-policy` and `# END nodemedic iam-policy` in a
 /// template, each dedented to the BEGIN line's indentation.
-fn embedded_blocks(template: &str) -> Vec<String> {
+/// The generated blocks of a template, each with whether its marker says `--member`.
+fn embedded_blocks(template: &str) -> Vec<(bool, String)> {
     let mut blocks = Vec::new();
     let mut lines = template.lines();
     while let Some(line) = lines.next() {
         let Some(pad) = line.find("# BEGIN nodemedic iam-policy") else {
             continue;
         };
+        let member = line.contains("--member");
         let mut block = String::new();
         for line in lines.by_ref() {
             if line.trim_start().starts_with("# END nodemedic iam-policy") {
@@ -225,7 +227,7 @@ fn embedded_blocks(template: &str) -> Vec<String> {
             block.push_str(line.get(pad..).unwrap_or(""));
             block.push('\n');
         }
-        blocks.push(block);
+        blocks.push((member, block));
     }
     blocks
 }
@@ -234,16 +236,19 @@ fn embedded_blocks(template: &str) -> Vec<String> {
 fn the_templates_embed_exactly_the_generated_policy() {
     let settings = Settings::load_with_env(&Overrides::default(), Some(Default::default()))
         .expect("the built-in defaults load");
-    let expected = policy_cloudformation(&PolicyInput::from_settings(&settings));
+    let input = PolicyInput::from_settings(&settings);
+    let expected = policy_cloudformation(&input);
+    let expected_member = member_policy_cloudformation(&input);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("infra/cloudformation");
     let mut found = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        for block in embedded_blocks(&text) {
+        for (member, block) in embedded_blocks(&text) {
             found += 1;
+            let expected = if member { &expected_member } else { &expected };
             assert!(
-                block == expected,
+                block == *expected,
                 "{} embeds an IAM policy that differs from `nodemedic iam-policy --format cloudformation`: run scripts/sync-iam-policy",
                 path.display()
             );
@@ -509,4 +514,27 @@ fn the_tables_customer_managed_key_is_usable_through_dynamodb_only() {
         "dynamodb.*.amazonaws.com"
     );
     assert!(policy_cloudformation(&PolicyInput::from_settings(&settings)).contains("HasTablesKey"));
+}
+
+#[test]
+fn the_member_template_gets_the_member_policy_and_nothing_only_the_hub_does() {
+    let mut settings = Settings::load_with_env(&Overrides::default(), Some(Default::default()))
+        .expect("the built-in defaults load");
+    settings.store.backend = StoreBackend::Dynamodb;
+    let block = member_policy_cloudformation(&PolicyInput::from_settings(&settings));
+    for hub_only in [
+        "EventQueueArn",
+        "NotificationTopicArn",
+        "MemberRoleArns",
+        "dynamodb:",
+        "TablesKeyArn",
+        "sts:GetCallerIdentity",
+    ] {
+        assert!(
+            !block.contains(hub_only),
+            "{hub_only} in the member policy:\n{block}"
+        );
+    }
+    assert!(block.contains("Sid: FixRoutes") && block.contains("CanMutate"));
+    assert!(block.contains("Sid: ReadEks"));
 }
