@@ -53,8 +53,13 @@ pub(super) fn read_secret_files(raw: &mut RawSettings) -> Vec<Problem> {
 type ApproverFile = (String, Result<String, String>);
 
 fn approver_files(dir: &Path) -> Result<Vec<ApproverFile>, String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("{} cannot be read: {e}", dir.display()))?;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // An optional Secret that does not exist: no approver, and the settings' warnings say
+        // that the API then refuses every request.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(format!("{} cannot be read: {error}", dir.display())),
+    };
     let mut files: Vec<ApproverFile> = entries
         .flatten()
         .filter_map(|entry| {

@@ -532,6 +532,16 @@ fn tokens_and_webhook_urls_come_from_mounted_secrets() {
     let text = error.to_string();
     assert!(keys(error).contains(&"http.tokens.alice".to_string()));
     assert!(!text.contains("alice-token"), "{text}");
+    // An optional Secret that is not there: no approver, not an error.
+    let none = load(
+        &[(
+            "NODEMEDIC_HTTP__TOKENS_DIR",
+            "/nonexistent/nodemedic/approvers",
+        )],
+        Overrides::default(),
+    )
+    .unwrap();
+    assert!(none.http.tokens.is_empty());
     std::fs::remove_file(&url_file).unwrap();
     let error = load(
         &[],
