@@ -378,7 +378,7 @@ pub(super) fn local() -> RouteFacts {
     }
 }
 
-pub(super) fn route_step() -> Step {
+pub(crate) fn route_step() -> Step {
     Step {
         fix: FixKind::AddNatRoute,
         action: Action::CreateRoute {

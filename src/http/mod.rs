@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -115,10 +115,13 @@ async fn require_token(State(state): State<HttpState>, request: Request, next: N
         return response;
     }
     match caller(&state.tokens, request.headers()) {
-        Ok(_) => {
+        Ok(approver) => {
             if let Some(peer) = peer {
                 state.gate.succeeded(peer);
             }
+            // The handlers read who it is from here: the token is checked once.
+            let mut request = request;
+            request.extensions_mut().insert(Approver(approver));
             next.run(request).await
         }
         Err(refused) => {
@@ -138,6 +141,10 @@ async fn require_token(State(state): State<HttpState>, request: Request, next: N
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
+
+/// The approver a request to the API was authenticated as, by [`require_token`].
+#[derive(Debug, Clone)]
+struct Approver(String);
 
 /// Why a request was refused before it reached a handler's work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,14 +198,7 @@ struct PlanFilter {
     status: Option<String>,
 }
 
-async fn list_plans(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    Query(filter): Query<PlanFilter>,
-) -> Response {
-    if let Err(refused) = caller(&state.tokens, &headers) {
-        return refused.into_response();
-    }
+async fn list_plans(State(state): State<HttpState>, Query(filter): Query<PlanFilter>) -> Response {
     let status = match filter.status.as_deref() {
         None => Some(PlanStatus::AwaitingApproval),
         Some("all") => None,
@@ -220,15 +220,11 @@ struct Decision {
 
 async fn decide(
     state: HttpState,
-    headers: HeaderMap,
+    by: String,
     id: String,
     approve: bool,
     body: Option<Json<Decision>>,
 ) -> Response {
-    let by = match caller(&state.tokens, &headers) {
-        Ok(by) => by,
-        Err(refused) => return refused.into_response(),
-    };
     let reason = body.and_then(|Json(d)| d.reason);
     let store = state.store.clone();
     let decided = tokio::task::spawn_blocking(move || {
@@ -255,26 +251,23 @@ async fn decide(
 
 async fn approve(
     State(state): State<HttpState>,
-    headers: HeaderMap,
+    Extension(Approver(by)): Extension<Approver>,
     Path(id): Path<String>,
     body: Option<Json<Decision>>,
 ) -> Response {
-    decide(state, headers, id, true, body).await
+    decide(state, by, id, true, body).await
 }
 
 async fn reject(
     State(state): State<HttpState>,
-    headers: HeaderMap,
+    Extension(Approver(by)): Extension<Approver>,
     Path(id): Path<String>,
     body: Option<Json<Decision>>,
 ) -> Response {
-    decide(state, headers, id, false, body).await
+    decide(state, by, id, false, body).await
 }
 
-async fn kill_switch(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = caller(&state.tokens, &headers) {
-        return refused.into_response();
-    }
+async fn kill_switch(State(state): State<HttpState>) -> Response {
     match state.store.read(control::kill_switch).await {
         Ok(Some(on)) => {
             Json(json!({ "on": true, "set_by": on.set_by, "at": on.at, "reason": on.reason }))
@@ -293,13 +286,9 @@ struct KillSwitch {
 
 async fn set_kill_switch(
     State(state): State<HttpState>,
-    headers: HeaderMap,
+    Extension(Approver(by)): Extension<Approver>,
     Json(body): Json<KillSwitch>,
 ) -> Response {
-    let by = match caller(&state.tokens, &headers) {
-        Ok(by) => by,
-        Err(refused) => return refused.into_response(),
-    };
     let store = state.store.clone();
     let result = tokio::task::spawn_blocking(move || {
         operate::set_kill_switch(&store, body.on, &by, body.reason.as_deref())
@@ -370,10 +359,7 @@ async fn refresh_controls(state: &HttpState) {
     }
 }
 
-async fn log_level(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = caller(&state.tokens, &headers) {
-        return refused.into_response();
-    }
+async fn log_level(State(state): State<HttpState>) -> Response {
     match &state.log_level {
         Some(level) => Json(json!({ "level": level.current() })).into_response(),
         None => error(
@@ -390,13 +376,9 @@ struct NewLevel {
 
 async fn set_log_level(
     State(state): State<HttpState>,
-    headers: HeaderMap,
+    Extension(Approver(by)): Extension<Approver>,
     Json(body): Json<NewLevel>,
 ) -> Response {
-    let by = match caller(&state.tokens, &headers) {
-        Ok(by) => by,
-        Err(refused) => return refused.into_response(),
-    };
     let Some(level) = &state.log_level else {
         return error(
             StatusCode::NOT_IMPLEMENTED,
@@ -418,10 +400,7 @@ async fn set_log_level(
     }
 }
 
-async fn list_breakers(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = caller(&state.tokens, &headers) {
-        return refused.into_response();
-    }
+async fn list_breakers(State(state): State<HttpState>) -> Response {
     match state.store.read(control::breakers).await {
         Ok(breakers) => Json(breakers).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -607,7 +607,6 @@ fn describe_kill_switch(switch: KillSwitch) -> String {
 mod tests {
     use super::*;
     use crate::core::evidence::Evidence;
-    use crate::core::plan::FixKind;
     use crate::pipeline::test_bench::{Bench, lab_000_world};
 
     #[tokio::test(flavor = "multi_thread")]
@@ -619,16 +618,7 @@ mod tests {
             cluster: "c".into(),
             nodegroup: "n".into(),
         };
-        let step = Step {
-            fix: FixKind::AddNatRoute,
-            action: Action::CreateRoute {
-                route_table_id: "rtb-new".into(),
-                destination_cidr_block: "0.0.0.0/0".into(),
-                nat_gateway_id: "nat-a".into(),
-            },
-            reason: String::new(),
-            needs_review: None,
-        };
+        let step = crate::act::fake::route_step();
         // The guard said apply; an operator turns the switch on before the intent commits.
         bench
             .store

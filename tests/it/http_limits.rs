@@ -6,9 +6,20 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::{World, free_port, http, wait_for, wait_for_http};
+use crate::support::{Daemon, World, free_port, http, wait_for, wait_for_http};
 
 const TOKEN: &str = "alice-token-0123456789";
+
+/// A dry-run daemon serving HTTP on a free port with `settings`: the daemon and its port.
+fn serving(world: &World, settings: &[(&str, &str)]) -> (Daemon, u16) {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let mut env = vec![("NODEMEDIC_HTTP__ADDRESS", address.as_str())];
+    env.extend_from_slice(settings);
+    let daemon = world.start_daemon("dry-run", &env);
+    wait_for_http(port, 60);
+    (daemon, port)
+}
 
 fn connect(port: u16) -> TcpStream {
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -51,16 +62,7 @@ fn closed_within(stream: &mut TcpStream, seconds: u64) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn half_sent_requests_are_cut_off_at_their_header_deadline() {
     let world = World::new(3).await;
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let _daemon = world.start_daemon(
-        "dry-run",
-        &[
-            ("NODEMEDIC_HTTP__ADDRESS", &address),
-            ("NODEMEDIC_HTTP__HEADER_READ_TIMEOUT_SECS", "2"),
-        ],
-    );
-    wait_for_http(port, 60);
+    let (_daemon, port) = serving(&world, &[("NODEMEDIC_HTTP__HEADER_READ_TIMEOUT_SECS", "2")]);
     let mut stuck: Vec<TcpStream> = (0..40)
         .map(|_| {
             let mut stream = connect(port);
@@ -84,17 +86,13 @@ async fn half_sent_requests_are_cut_off_at_their_header_deadline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_over_the_limit_wait_without_holding_descriptors() {
     let world = World::new(3).await;
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let daemon = world.start_daemon(
-        "dry-run",
+    let (daemon, port) = serving(
+        &world,
         &[
-            ("NODEMEDIC_HTTP__ADDRESS", &address),
             ("NODEMEDIC_HTTP__HEADER_READ_TIMEOUT_SECS", "3"),
             ("NODEMEDIC_HTTP__MAX_CONNECTIONS", "50"),
         ],
     );
-    wait_for_http(port, 60);
     let baseline = daemon.open_descriptors();
     // 300 clients that connect and say nothing, as a slow-loris would.
     let _idle: Vec<TcpStream> = (0..300).map(|_| connect(port)).collect();
@@ -115,17 +113,13 @@ async fn connections_over_the_limit_wait_without_holding_descriptors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_are_read_only_after_the_token_and_only_so_much_and_so_long() {
     let world = World::new(3).await;
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let _daemon = world.start_daemon(
-        "dry-run",
+    let (_daemon, port) = serving(
+        &world,
         &[
-            ("NODEMEDIC_HTTP__ADDRESS", &address),
             ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
             ("NODEMEDIC_HTTP__BODY_READ_TIMEOUT_SECS", "2"),
         ],
     );
-    wait_for_http(port, 60);
     // No token, a body announced and never sent: refused at once, not waited for.
     let mut stream = connect(port);
     stream
@@ -163,16 +157,7 @@ async fn bodies_are_read_only_after_the_token_and_only_so_much_and_so_long() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_tokens_are_counted_logged_without_the_token_and_slowed_down() {
     let world = World::new(3).await;
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let daemon = world.start_daemon(
-        "dry-run",
-        &[
-            ("NODEMEDIC_HTTP__ADDRESS", &address),
-            ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
-        ],
-    );
-    wait_for_http(port, 60);
+    let (daemon, port) = serving(&world, &[("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN)]);
     let guess = "guessed-token-9876543210";
     for _ in 0..5 {
         assert_eq!(http(port, "GET", "/v1/plans", Some(guess), None).0, 401);
@@ -214,16 +199,7 @@ fn raw_get(port: u16, path: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_field_filter_is_refused_and_the_server_stays_responsive() {
     let world = World::new(3).await;
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let _daemon = world.start_daemon(
-        "dry-run",
-        &[
-            ("NODEMEDIC_HTTP__ADDRESS", &address),
-            ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
-        ],
-    );
-    wait_for_http(port, 60);
+    let (_daemon, port) = serving(&world, &[("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN)]);
     // The filter that froze the runtime: a span field matched by a nested regular expression.
     let hostile = format!(
         r#"{{"level": "nodemedic[{{x=(((a+)+)+)+{}}}]=trace"}}"#,
@@ -253,18 +229,14 @@ async fn a_field_filter_is_refused_and_the_server_stays_responsive() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_ends_the_drain_after_a_few_seconds_whatever_the_clients_do() {
     let world = World::new(3).await;
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let daemon = world.start_daemon(
-        "dry-run",
+    let (daemon, port) = serving(
+        &world,
         &[
-            ("NODEMEDIC_HTTP__ADDRESS", &address),
             ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
             ("NODEMEDIC_HTTP__DRAIN_SECS", "2"),
             ("NODEMEDIC_HTTP__BODY_READ_TIMEOUT_SECS", "120"),
         ],
     );
-    wait_for_http(port, 60);
     // 50 requests whose bodies never finish.
     let _stuck: Vec<TcpStream> = (0..50)
         .map(|_| {
