@@ -217,11 +217,18 @@ pub async fn run_with(
     // own credentials) and its partition (for member role ARNs); the watcher reuses it.
     let hub = aws::caller_identity(&sts).await?;
     let sdk_for_notify = sdk.clone();
-    let clients = Arc::new(ClientPool::new(
-        sdk,
-        hub.clone(),
-        MemberAccess::from_settings(&settings.accounts),
-    ));
+    let clients = Arc::new(
+        ClientPool::new(
+            sdk,
+            hub.clone(),
+            MemberAccess::from_settings(&settings.accounts),
+        )
+        .with_cluster_api(crate::kubernetes::ClusterApiOptions {
+            enabled: settings.cluster_api.enabled,
+            timeout: Duration::from_secs(settings.cluster_api.timeout_secs),
+            join_deadline_secs: settings.join_deadline_secs(),
+        }),
+    );
     if settings.accounts.hub_and_spoke() {
         info!(hub = %hub.account, members = ?clients.members(), role = %settings.accounts.role_name,
             "hub and spoke: member accounts are served through their role");
@@ -241,10 +248,10 @@ pub async fn run_with(
     .with_metrics(metrics.clone())
     .with_event_key(event_key)
     .with_stopping(shutdown.overdue());
-    if settings.join.deadline_secs > 0 {
+    if settings.join_deadline_secs() > 0 {
         pipeline = pipeline.with_join_checks(
             publisher.clone(),
-            Duration::from_secs(settings.join.deadline_secs),
+            Duration::from_secs(settings.join_deadline_secs()),
         );
     }
     let pipeline = Arc::new(pipeline);

@@ -98,7 +98,7 @@ impl PolicyInput {
                 .into_iter()
                 .filter(|fix| policy.fix_policy(*fix) != FixPolicy::Never)
                 .collect(),
-            publishes: settings.join.deadline_secs > 0 || settings.watch.enabled(),
+            publishes: settings.join_deadline_secs() > 0 || settings.watch.enabled(),
             sns_topic: Some(settings.notify.sns_topic_arn.clone()).filter(|t| !t.is_empty()),
             queue_url: settings.queue_url.clone(),
             ignore_tag: settings.scope.ignore_tag.clone(),
@@ -205,6 +205,12 @@ fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
             "ReadInstanceProfiles",
             &["iam:GetInstanceProfile"],
             vec![Typed("iam", "instance-profile/*")],
+        ),
+        // The boot log of an instance that ran past the join deadline without a Node.
+        Statement::read(
+            "ReadConsoleOutput",
+            &["ec2:GetConsoleOutput"],
+            vec![Typed("ec2", "instance/*")],
         ),
         Statement::read("Identity", &["sts:GetCallerIdentity"], vec![Any]),
     ];

@@ -44,6 +44,7 @@ pub mod faults;
 pub mod http;
 pub mod iam;
 pub mod intake;
+pub mod kubernetes;
 #[cfg(feature = "demo")]
 pub mod lab;
 pub mod net;

@@ -29,11 +29,17 @@ pub struct AwsClients {
     pub eks: aws_sdk_eks::Client,
     pub iam: aws_sdk_iam::Client,
     pub kms: aws_sdk_kms::Client,
+    /// The account's credentials, which also sign the cluster's token.
+    pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+    /// Whether and how the cluster's own API is read.
+    pub cluster_api: crate::kubernetes::ClusterApiOptions,
 }
 
 impl AwsClients {
     pub fn new(config: &SdkConfig) -> Self {
         Self {
+            credentials: config.credentials_provider(),
+            cluster_api: crate::kubernetes::ClusterApiOptions::default(),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
             autoscaling: aws_sdk_autoscaling::Client::new(config),
             ec2: aws_sdk_ec2::Client::new(config),
@@ -127,6 +133,7 @@ pub struct ClientPool {
     /// Where member credentials are cached (and refreshed before they expire), shared by every
     /// client of the pool: without it each client would cache, and assume the role, on its own.
     member_identity_cache: SharedIdentityCache,
+    cluster_api: crate::kubernetes::ClusterApiOptions,
 }
 
 impl ClientPool {
@@ -149,7 +156,14 @@ impl ClientPool {
             by_account_region: Mutex::new(HashMap::new()),
             member_credentials: Mutex::new(HashMap::new()),
             member_identity_cache,
+            cluster_api: crate::kubernetes::ClusterApiOptions::default(),
         }
+    }
+
+    /// How every client of the pool reads clusters' own APIs.
+    pub fn with_cluster_api(mut self, options: crate::kubernetes::ClusterApiOptions) -> Self {
+        self.cluster_api = options;
+        self
     }
 
     pub fn base(&self) -> &SdkConfig {
@@ -253,7 +267,11 @@ impl ClientPool {
     ) -> Arc<AwsClients> {
         self.cache()
             .entry((account.to_string(), region.to_string()))
-            .or_insert_with(|| Arc::new(AwsClients::new(&config())))
+            .or_insert_with(|| {
+                let mut clients = AwsClients::new(&config());
+                clients.cluster_api = self.cluster_api.clone();
+                Arc::new(clients)
+            })
             .clone()
     }
 

@@ -195,6 +195,16 @@ pub struct DiagnoseArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Do not read the cluster's own API (Nodes, CSRs, aws-auth, aws-node): its checks are
+    /// then skipped.
+    #[arg(long)]
+    pub no_cluster_api: bool,
+    /// The bound on reading the cluster's API, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub cluster_api_timeout: u64,
+    /// How long an instance may run without a Node before it counts as not registered.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub join_deadline: u64,
 }
 
 #[derive(Debug, Args)]

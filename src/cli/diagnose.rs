@@ -13,7 +13,12 @@ pub(super) async fn diagnose(args: DiagnoseArgs) -> Result<ExitCode, CliError> {
         CliError::Refused("no AWS region: pass --region or set AWS_REGION".into())
     })?;
     let account = crate::aws::caller_account(&aws_sdk_sts::Client::new(&sdk)).await?;
-    let clients = crate::aws::AwsClients::new(&sdk);
+    let mut clients = crate::aws::AwsClients::new(&sdk);
+    clients.cluster_api = crate::kubernetes::ClusterApiOptions {
+        enabled: !args.no_cluster_api,
+        timeout: std::time::Duration::from_secs(args.cluster_api_timeout),
+        join_deadline_secs: args.join_deadline,
+    };
     let request = crate::diagnose::Request {
         account,
         region,

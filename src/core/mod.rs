@@ -2,6 +2,7 @@
 //! performs I/O or imports a module of the crate outside `core`; the edges (AWS, store, HTTP,
 //! telemetry) depend on it, never the reverse.
 
+pub mod boot_log;
 pub mod checks;
 pub mod evidence;
 pub mod guard;

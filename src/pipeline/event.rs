@@ -13,7 +13,7 @@ use crate::audit::NodegroupKey;
 use crate::aws::collect::{CollectError, Scope};
 use crate::aws::resolve::Resolution;
 use crate::core::checks::diagnose;
-use crate::core::evidence::{CallLog, Evidence, Target};
+use crate::core::evidence::{CallLog, ClusterView, Evidence, Target};
 use crate::core::ids::LockKey;
 use crate::core::journal;
 use crate::core::trigger::{LaunchEvent, LaunchOutcome, Trigger, TriggerKind};
@@ -225,7 +225,14 @@ impl<W: Accounts> Pipeline<W> {
             .instrument(info_span!("evidence"))
             .await
         {
-            Ok(evidence) => Ok(ControlFlow::Continue(evidence)),
+            Ok(evidence) => {
+                if let Some(ClusterView::Unreachable { kind, reason }) = &evidence.kubernetes {
+                    tracing::info!(cluster = %evidence.nodegroup.cluster, reason = kind.as_str(), detail = %reason,
+                        "the cluster's API was not read; its checks are skipped");
+                    self.metrics.cluster_api_skipped(kind.as_str());
+                }
+                Ok(ControlFlow::Continue(evidence))
+            }
             Err(CollectError::NodegroupGone { cluster, nodegroup }) => {
                 if let Some(launch) = trigger.launch() {
                     self.resolutions

@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn not_checked_names_every_reason_with_its_nj_ids() {
         let text = not_checked_text();
-        assert!(text.contains("NJ7"), "{text}");
+        assert!(text.contains("NJ35"), "{text}");
         assert!(text.contains("on the instance"), "{text}");
         assert!(text.contains("Kubernetes object"), "{text}");
     }

@@ -35,6 +35,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub watch: WatchSettings,
     pub join: JoinSettings,
+    pub cluster_api: ClusterApiSettings,
     pub fixes: BTreeMap<FixKind, FixPolicy>,
     pub scope: ScopeRules,
     pub guard: GuardSettings,
@@ -84,6 +85,11 @@ impl ConfigError {
 }
 
 impl Settings {
+    /// When a launched instance must have a Node (see [`JoinSettings::deadline_secs`]).
+    pub fn join_deadline_secs(&self) -> u64 {
+        self.join.deadline_secs(&self.cluster_api)
+    }
+
     /// The guard's policy from these settings.
     pub fn policy(&self) -> Policy {
         Policy {

@@ -154,7 +154,25 @@ impl WatchSettings {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JoinSettings {
-    pub deadline_secs: u64,
+    /// Unset: see [`JoinSettings::deadline_secs`].
+    #[serde(default)]
+    pub deadline_secs: Option<u64>,
+}
+
+impl JoinSettings {
+    /// When a launched instance must have a Node: as set, else 300 s when the cluster's API is
+    /// read and 900 s (when EKS reports NodeCreationFailure) when it is not.
+    pub fn deadline_secs(&self, cluster_api: &ClusterApiSettings) -> u64 {
+        self.deadline_secs
+            .unwrap_or(if cluster_api.enabled { 300 } else { 900 })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterApiSettings {
+    pub enabled: bool,
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -364,6 +382,7 @@ pub(super) struct RawSettings {
     pub(super) log: Raw<LogSettings>,
     pub(super) watch: WatchSettings,
     pub(super) join: JoinSettings,
+    pub(super) cluster_api: ClusterApiSettings,
     pub(super) fixes: BTreeMap<String, String>,
     pub(super) scope: ScopeRules,
     pub(super) guard: GuardSettings,

@@ -162,10 +162,31 @@ fn watched_clusters_come_as_a_comma_separated_list() {
         !load(&[], Overrides::default()).unwrap().watch.enabled(),
         "off by default"
     );
+    let defaults = load(&[], Overrides::default()).unwrap();
     assert_eq!(
-        load(&[], Overrides::default()).unwrap().join.deadline_secs,
-        900
+        defaults.join_deadline_secs(),
+        300,
+        "the cluster's API is read"
     );
+    let eks_only = load(
+        &[("NODEMEDIC_CLUSTER_API__ENABLED", "false")],
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        eks_only.join_deadline_secs(),
+        900,
+        "EKS reports NodeCreationFailure after 15 min"
+    );
+    let set = load(
+        &[
+            ("NODEMEDIC_JOIN__DEADLINE_SECS", "600"),
+            ("NODEMEDIC_CLUSTER_API__ENABLED", "false"),
+        ],
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(set.join_deadline_secs(), 600);
 }
 
 #[test]

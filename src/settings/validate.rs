@@ -71,6 +71,12 @@ impl Settings {
         guard(&raw.guard, &raw.verify, &mut problems);
         let notify = notify(raw.notify, &mut problems);
         http(&raw.http, &mut problems);
+        if !(1..=120).contains(&raw.cluster_api.timeout_secs) {
+            problems.add(
+                "cluster_api.timeout_secs",
+                format!("{} is outside 1-120", raw.cluster_api.timeout_secs),
+            );
+        }
         let store = store(raw.store, &mut problems);
         observability(&raw.otlp, &raw.watch, &mut problems);
         validate_accounts(&raw.accounts, &mut |key, text| problems.add(key, text));
@@ -91,6 +97,7 @@ impl Settings {
             log,
             watch: raw.watch,
             join: raw.join,
+            cluster_api: raw.cluster_api,
             fixes,
             scope: raw.scope,
             guard: raw.guard,
@@ -131,7 +138,7 @@ fn spans(raw: &RawSettings, problems: &mut Problems) {
         ),
         ("http.drain_secs", raw.http.drain_secs),
         ("watch.interval_secs", raw.watch.interval_secs),
-        ("join.deadline_secs", raw.join.deadline_secs),
+        ("join.deadline_secs", raw.join.deadline_secs.unwrap_or(0)),
         ("intake.shutdown_grace_secs", raw.intake.shutdown_grace_secs),
         ("store.lease_ttl_secs", raw.store.lease_ttl_secs),
         (

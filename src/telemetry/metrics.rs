@@ -77,6 +77,9 @@ pub struct Metrics {
     pub messages_kept: Family<ReasonLabel, Counter>,
     /// HTTP requests refused before any work: no token, an unknown one, a peer slowed down.
     pub http_refused: Family<ReasonLabel, Counter>,
+    /// Incidents whose cluster checks were skipped because the cluster's API was not read, by
+    /// why (no_endpoint, unreachable, unauthorized, forbidden, timeout, refused).
+    pub cluster_api_skipped: Family<ReasonLabel, Counter>,
     process: super::process::ProcessMetrics,
     /// Kept on their last allowed receive: the queue's redrive policy moves them to the
     /// dead-letter queue.
@@ -116,6 +119,7 @@ impl Metrics {
             messages_deleted: Counter::default(),
             messages_kept: Family::default(),
             http_refused: Family::default(),
+            cluster_api_skipped: Family::default(),
             process: Default::default(),
             messages_dead_lettered: Counter::default(),
             receive_errors: Counter::default(),
@@ -147,6 +151,11 @@ impl Metrics {
             "http_refused",
             "HTTP requests refused before their body was read, by reason",
             metrics.http_refused.clone(),
+        );
+        registry.register(
+            "cluster_api_skipped",
+            "Readings of a cluster's own API that did not happen, by reason; its checks were skipped",
+            metrics.cluster_api_skipped.clone(),
         );
         registry.register(
             "messages_dead_lettered",
@@ -203,6 +212,15 @@ impl Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// A cluster's API could not be read for an incident.
+    pub fn cluster_api_skipped(&self, reason: &str) {
+        self.cluster_api_skipped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     pub fn refused(&self, reason: &str) {

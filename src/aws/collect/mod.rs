@@ -3,6 +3,7 @@
 //! [`Scope`]: a failed launch needs the launch template, a launched instance the network, a
 //! nodegroup-wide check everything.
 
+mod cluster_view;
 mod launch;
 #[cfg(test)]
 mod mocked;
@@ -110,6 +111,8 @@ pub async fn collect(
         identity: None,
         cluster_role: None,
         instance: None,
+        kubernetes: None,
+        boot_logs: Vec::new(),
         calls: CallLog::default(),
     };
     if scope.launch {
@@ -135,6 +138,7 @@ pub async fn collect(
             }
         }
     }
+    let mut running = std::collections::BTreeMap::new();
     if scope.network
         && let Some((network, instances)) = network_facts(clients, &evidence, &mut calls).await?
     {
@@ -158,6 +162,7 @@ pub async fn collect(
             None => None,
         };
         evidence.network = Some(network);
+        running = instances;
     }
     // The node role is cheap to read: a failed launch the launch evidence does not explain reads
     // it too (an explained one, such as lab 002's key, keeps its few calls).
@@ -198,6 +203,9 @@ pub async fn collect(
         evidence.cluster_role = Some(role_lookup(clients, &role, &mut calls).await?);
     }
     evidence.group = group;
+    if scope.identity && scope.network {
+        cluster_view::cluster_view(clients, &mut evidence, &running, &mut calls).await?;
+    }
     evidence.calls = calls;
     Ok(evidence)
 }

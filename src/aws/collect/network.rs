@@ -530,6 +530,14 @@ pub(super) fn instance_facts(instance: &aws_sdk_ec2::types::Instance) -> Instanc
         launched_at: instance
             .launch_time()
             .and_then(|at| time::OffsetDateTime::from_unix_timestamp(at.secs()).ok()),
+        availability_zone: instance
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .map(str::to_string),
+        private_dns_name: instance
+            .private_dns_name()
+            .filter(|name| !name.is_empty())
+            .map(str::to_string),
     }
 }
 
@@ -566,6 +574,8 @@ pub(super) async fn describe_instance(
             public_ip: None,
             security_group_ids: vec![],
             launched_at: None,
+            availability_zone: None,
+            private_dns_name: None,
         }))
 }
 

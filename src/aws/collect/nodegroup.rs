@@ -83,6 +83,18 @@ pub fn nodegroup_facts(cluster: &str, nodegroup: &aws_sdk_eks::types::Nodegroup)
             .tags()
             .map(|t| t.clone().into_iter().collect())
             .unwrap_or_default(),
+        taints: nodegroup
+            .taints()
+            .iter()
+            .map(|taint| NodegroupTaint {
+                key: taint.key().unwrap_or_default().to_string(),
+                value: taint.value().map(str::to_string),
+                effect: taint
+                    .effect()
+                    .map(|e| e.as_str().to_string())
+                    .unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 
@@ -154,6 +166,11 @@ pub(super) async fn describe_cluster(
                 .map(|t| t.clone().into_iter().collect())
                 .unwrap_or_default(),
             updates_in_progress: None,
+            endpoint: cluster.endpoint().map(str::to_string),
+            certificate_authority: cluster
+                .certificate_authority()
+                .and_then(|ca| ca.data())
+                .map(str::to_string),
         }
     }))
 }
@@ -345,29 +362,7 @@ pub(super) async fn identity(
     // With API_AND_CONFIG_MAP the aws-auth ConfigMap may admit the role; only API relies on
     // access entries alone.
     let access_entry = if authentication_mode == Some("API") {
-        calls.record("eks:DescribeAccessEntry");
-        match clients
-            .eks
-            .describe_access_entry()
-            .cluster_name(cluster)
-            .principal_arn(role_arn)
-            .send()
-            .await
-            .op("eks:DescribeAccessEntry")
-        {
-            Ok(output) => AccessEntryLookup::Present {
-                kind: output
-                    .access_entry()
-                    .and_then(|e| e.r#type())
-                    .unwrap_or("STANDARD")
-                    .to_string(),
-            },
-            Err(error) if error.is_code("ResourceNotFoundException") => AccessEntryLookup::Absent,
-            Err(error) if !error.is_transient() => AccessEntryLookup::Unreadable {
-                reason: format!("{}: {}", error.code, error.message),
-            },
-            Err(error) => return Err(error),
-        }
+        access_entry(clients, cluster, role_arn, calls).await?
     } else {
         AccessEntryLookup::NotApplicable
     };
@@ -467,4 +462,38 @@ pub(super) async fn instance_profile(
         }),
         Err(error) => Err(error),
     }
+}
+
+/// The node role's access entry: DescribeAccessEntry.
+pub(super) async fn access_entry(
+    clients: &AwsClients,
+    cluster: &str,
+    role_arn: &str,
+    calls: &mut CallLog,
+) -> Result<AccessEntryLookup, AwsError> {
+    calls.record("eks:DescribeAccessEntry");
+    Ok(
+        match clients
+            .eks
+            .describe_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(role_arn)
+            .send()
+            .await
+            .op("eks:DescribeAccessEntry")
+        {
+            Ok(output) => AccessEntryLookup::Present {
+                kind: output
+                    .access_entry()
+                    .and_then(|e| e.r#type())
+                    .unwrap_or("STANDARD")
+                    .to_string(),
+            },
+            Err(error) if error.is_code("ResourceNotFoundException") => AccessEntryLookup::Absent,
+            Err(error) if !error.is_transient() => AccessEntryLookup::Unreadable {
+                reason: format!("{}: {}", error.code, error.message),
+            },
+            Err(error) => return Err(error),
+        },
+    )
 }

@@ -30,7 +30,7 @@ macro_rules! causes {
 /// What a cause code means and what fixes it.
 pub struct CauseDoc {
     pub cause: Cause,
-    /// network, identity, launch or nodegroup.
+    /// network, identity, launch, nodegroup, cluster (what its API shows) or instance (its console).
     pub area: &'static str,
     pub title: &'static str,
     pub evidence: &'static str,
@@ -302,6 +302,38 @@ causes! {
         "An instance refresh is running on the Auto Scaling group",
         "EKS health issue AutoScalingGroupInstanceRefreshActive.",
         "Wait for the refresh to finish or cancel it.";
+    AwsAuthMissingNodeRole => "aws_auth_missing_node_role", "cluster",
+        "The node role is neither in the aws-auth ConfigMap nor in an EC2_LINUX access entry",
+        "DescribeCluster accessConfig.authenticationMode is CONFIG_MAP or API_AND_CONFIG_MAP; DescribeAccessEntry finds no EC2_LINUX entry for the node role (API_AND_CONFIG_MAP); kube-system/aws-auth mapRoles has no entry for the role with the groups system:bootstrappers and system:nodes.",
+        "On API_AND_CONFIG_MAP: `create_access_entry` (needs approval): CreateAccessEntry of type EC2_LINUX for the node role. On CONFIG_MAP: add the role to mapRoles (`eksctl create iamidentitymapping --cluster <cluster> --arn <role arn> --group system:bootstrappers --group system:nodes --username 'system:node:{{EC2PrivateDNSName}}'`). nodemedic never writes aws-auth.";
+    AwsAuthRoleArnHasPath => "aws_auth_role_arn_has_path", "cluster",
+        "aws-auth maps the node role by an ARN with an IAM path, or by an instance-profile ARN",
+        "kube-system/aws-auth mapRoles: the rolearn naming the node role includes its path (role/path/Name) or is an instance-profile ARN; the authenticator compares the pathless role ARN and never matches either.",
+        "No automatic fix (nodemedic never writes aws-auth). Write the role ARN without its path: arn:<partition>:iam::<account>:role/<RoleName>.";
+    AwsAuthMalformed => "aws_auth_malformed", "cluster",
+        "The aws-auth ConfigMap's mapRoles is not valid YAML or not a list of mappings",
+        "kube-system/aws-auth data.mapRoles does not parse as a YAML list of mappings; the authenticator then keeps no role mapping at all, so every node is Unauthorized.",
+        "No automatic fix (nodemedic never writes aws-auth). `kubectl -n kube-system edit configmap aws-auth` and correct mapRoles (the parse error is in the finding).";
+    NodeCsrDenied => "node_csr_denied", "cluster",
+        "A kubelet certificate signing request of the nodegroup's nodes was denied or failed",
+        "certificates.k8s.io/v1 CertificateSigningRequests requested by system:node:<a node of the nodegroup> with a Denied or Failed condition.",
+        "No automatic fix. Read the condition's reason; `kubectl certificate approve <csr>` once the cause (a policy denying it, SANs EKS cannot verify) is fixed, or replace the node.";
+    AwsNodeTaintNotTolerated => "aws_node_taint_not_tolerated", "cluster",
+        "The nodegroup's taints are not tolerated by the aws-node DaemonSet, so the VPC CNI never starts",
+        "DescribeNodegroup taints with effect NO_SCHEDULE or NO_EXECUTE that no toleration of kube-system/aws-node's pod template tolerates.",
+        "No automatic fix. Add a toleration to aws-node (the add-on's configuration values `tolerations`), or remove the taint from the nodegroup.";
+    NodeBootError => "node_boot_error", "instance",
+        "The node's console output shows why it did not register",
+        "EC2 GetConsoleOutput of an instance that runs but has no Node: lines of bootstrap.sh, nodeadm or cloud-init with a timeout to the endpoint, a DNS failure, Unauthorized, an x509 error, a cluster not found, a nodeadm configuration error or a failed cloud-init module.",
+        "No automatic fix from the log itself; the quoted lines point at the cause (a line that confirms an AWS-side finding is attached to it).";
+    NodeNotReady => "node_not_ready", "cluster",
+        "The node registered but is not Ready",
+        "The Node of an instance of the nodegroup has condition Ready False or Unknown; its reason and message are quoted (for example the CNI not initialized).",
+        "No automatic fix. Read the condition's message: a CNI that did not start (aws-node), a kubelet that stopped posting status, a full disk.";
+    NodeNotRegistered => "node_not_registered", "cluster",
+        "An instance of the nodegroup ran past the join deadline without registering a Node",
+        "DescribeInstances: the instance is running and launched more than join.deadline_secs before the cluster's API was read; no Node carries its providerID aws:///<zone>/<instance-id>.",
+        "No automatic fix by itself: the other checks of the incident (identity, network, boot log) name the cause.";
     Unknown => "unknown", "nodegroup",
         "No rule matched",
         "The nodegroup failed and no rule explains it; the raw failure text and all evidence are recorded.",
@@ -329,6 +361,7 @@ impl Cause {
                 | Cause::PublicSubnetWithoutPublicIp
                 | Cause::NodeRoleMissingPolicy
                 | Cause::NodeRoleMissingAccessEntry
+                | Cause::AwsAuthMissingNodeRole
         );
         let position = Cause::ALL
             .iter()
@@ -336,6 +369,10 @@ impl Cause {
             .unwrap_or(usize::MAX);
         match self {
             Cause::Unknown | Cause::NodeCreationFailure => 10_000 + position,
+            // Symptoms: a node that did not register or is not Ready is explained by the
+            // other findings, and its boot log by the AWS-side ones it corroborates.
+            Cause::NodeNotRegistered | Cause::NodeNotReady => 5_000 + position,
+            Cause::NodeBootError => 4_000 + position,
             _ if fixable => 1_000 + position,
             _ => position,
         }

@@ -75,7 +75,10 @@ pub fn findings(evidence: &Evidence, identity: &IdentityFacts) -> Vec<Finding> {
         }
         RoleLookup::Unreadable { .. } => {}
     }
-    if identity.access_entry == AccessEntryLookup::Absent {
+    // With API_AND_CONFIG_MAP the role may be in aws-auth instead: `k8s.aws_auth` judges both.
+    if identity.access_entry == AccessEntryLookup::Absent
+        && super::kubernetes::authentication_mode(evidence) == "API"
+    {
         let cluster = &evidence.nodegroup.cluster;
         findings.push(Finding {
             cause: Cause::NodeRoleMissingAccessEntry,

@@ -1,6 +1,7 @@
 //! Diagnosis: pure rules from [`Evidence`] to findings with stable cause codes. No I/O, no clock.
 //! One module per area of the join checklist; [`diagnose`] runs them all over the evidence given.
 
+mod boot_log;
 mod bootstrap;
 mod catalog;
 mod checklist;
@@ -14,6 +15,7 @@ mod imds;
 mod instance_profile;
 pub mod ip;
 mod kms;
+mod kubernetes;
 mod launch;
 mod network;
 mod root_volume;
@@ -192,6 +194,7 @@ pub fn diagnose(evidence: &Evidence) -> Diagnosis {
         findings.extend(trust::findings(evidence, identity));
         findings.extend(instance_profile::findings(evidence, identity));
     }
+    findings.extend(kubernetes::findings(evidence));
     let explained: Vec<Cause> = findings
         .iter()
         .filter(|f| f.blocking)
@@ -199,6 +202,7 @@ pub fn diagnose(evidence: &Evidence) -> Diagnosis {
         .collect();
     findings.extend(health::findings(evidence, &explained));
     dedupe(&mut findings);
+    boot_log::corroborate(evidence, &mut findings);
     if !findings.iter().any(|f| f.blocking)
         && let Some(finding) =
             unexplained_failure(evidence).or_else(|| cluster::failed_nodegroup(evidence))

@@ -207,6 +207,7 @@ impl Evidence {
                 instance_types: vec!["t3.medium".into()],
                 group_names: vec![GROUP.into()],
                 tags: Tags::new(),
+                taints: vec![],
             },
             group: Some(GroupFacts {
                 name: GROUP.into(),
@@ -230,6 +231,8 @@ impl Evidence {
                 authentication_mode: Some("API_AND_CONFIG_MAP".into()),
                 tags: Tags::new(),
                 updates_in_progress: Some(vec![]),
+                endpoint: Some("https://0123456789ABCDEF.gr7.us-west-2.eks.amazonaws.com".into()),
+                certificate_authority: None,
             }),
             launch_template: None,
             image: None,
@@ -315,6 +318,8 @@ impl Evidence {
             }),
             cluster_role: None,
             instance: None,
+            kubernetes: None,
+            boot_logs: vec![],
             calls: CallLog::default(),
         }
     }

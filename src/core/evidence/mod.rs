@@ -3,6 +3,9 @@
 
 #[cfg(test)]
 pub mod fixtures;
+mod kubernetes;
+
+pub use kubernetes::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +46,12 @@ pub struct Evidence {
     pub cluster_role: Option<RoleLookup>,
     /// The instance a launch or join check is about.
     pub instance: Option<InstanceFacts>,
+    /// The cluster's own API, read with the whole checklist when nodemedic can reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<ClusterView>,
+    /// The console output of instances that run but have not registered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot_logs: Vec<BootLog>,
     /// AWS API calls made to collect this evidence, by `service:Operation`.
     pub calls: CallLog,
 }
@@ -102,6 +111,8 @@ pub struct NodegroupFacts {
     pub group_names: Vec<String>,
     #[serde(default)]
     pub tags: Tags,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<NodegroupTaint>,
 }
 
 /// A resource's tags.
@@ -177,6 +188,13 @@ pub struct ClusterFacts {
     /// were not read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updates_in_progress: Option<Vec<ClusterUpdate>>,
+    /// The API server's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `certificateAuthority.data`: base64 of the PEM bundle the API server's certificate chains
+    /// to. Used to reach the API, not recorded.
+    #[serde(skip)]
+    pub certificate_authority: Option<String>,
 }
 
 /// A control-plane update (a version, endpoint access, logging or other configuration change).
@@ -622,6 +640,10 @@ pub struct InstanceFacts {
         with = "time::serde::rfc3339::option"
     )]
     pub launched_at: Option<time::OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_dns_name: Option<String>,
 }
 
 /// Counts the AWS API calls one collection made.

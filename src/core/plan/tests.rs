@@ -463,16 +463,18 @@ fn vpc_dns_is_fixed_one_attribute_per_call() {
 
 #[test]
 fn identity_gaps_get_attach_and_access_entry_steps() {
-    let evidence = Evidence::healthy().identity(|i| {
-        i.access_entry = crate::core::evidence::AccessEntryLookup::Absent;
-        if let crate::core::evidence::RoleLookup::Found {
-            attached_policy_arns,
-            ..
-        } = &mut i.role
-        {
-            attached_policy_arns.clear();
-        }
-    });
+    let evidence = Evidence::healthy()
+        .cluster(|c| c.authentication_mode = Some("API".into()))
+        .identity(|i| {
+            i.access_entry = crate::core::evidence::AccessEntryLookup::Absent;
+            if let crate::core::evidence::RoleLookup::Found {
+                attached_policy_arns,
+                ..
+            } = &mut i.role
+            {
+                attached_policy_arns.clear();
+            }
+        });
     let plan = plan_for(&evidence);
     assert_eq!(
         kinds(&plan),

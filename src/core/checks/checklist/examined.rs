@@ -142,6 +142,11 @@ pub(super) fn examined(check: CheckId, evidence: &Evidence) -> Result<Vec<Fact>,
         }
         CheckId::NodeAccessEntry => {
             let identity = evidence.identity.as_ref().ok_or_else(identity_not_collected)?;
+            if crate::core::checks::kubernetes::authentication_mode(evidence) != "API" {
+                return Err(Skip::NotApplicable(
+                    "the cluster also admits nodes through the aws-auth ConfigMap (see k8s.aws_auth)".into(),
+                ));
+            }
             match &identity.access_entry {
                 AccessEntryLookup::Present { kind } => Ok(vec![Fact::new(
                     &identity.node_role_arn,
@@ -339,6 +344,12 @@ pub(super) fn examined(check: CheckId, evidence: &Evidence) -> Result<Vec<Fact>,
                 .map(|group| Fact::new(group, "node security group"))
                 .collect())
         }
+        CheckId::AwsAuth
+        | CheckId::AwsNodeTolerations
+        | CheckId::NodeCsr
+        | CheckId::NodeRegistered
+        | CheckId::NodeReady
+        | CheckId::BootLog => super::examined_cluster::examined(check, evidence),
         CheckId::NetworkAcls => {
             let network = network(evidence)?;
             Ok(network

@@ -4,6 +4,7 @@
 //! A check whose evidence could not be read (an API call denied) is skipped, never passed.
 
 mod examined;
+mod examined_cluster;
 mod not_checked;
 
 use examined::examined;
@@ -137,6 +138,24 @@ checks! {
     NetworkAcls => "net.network_acls", ["NJ15"],
         "Network ACLs allow 443, 10250 and the ephemeral ports",
         [NetworkAclBlocksTraffic];
+    AwsAuth => "k8s.aws_auth", ["NJ6", "NJ7"],
+        "aws-auth maps the node role by its pathless role ARN to system:bootstrappers and system:nodes, or an EC2_LINUX access entry admits it",
+        [AwsAuthMissingNodeRole, AwsAuthRoleArnHasPath, AwsAuthMalformed];
+    AwsNodeTolerations => "k8s.aws_node_tolerations", ["NJ28"],
+        "The aws-node DaemonSet tolerates the nodegroup's NoSchedule and NoExecute taints",
+        [AwsNodeTaintNotTolerated];
+    NodeCsr => "k8s.node_csr", ["NJ63"],
+        "No kubelet certificate signing request of the nodegroup's nodes is denied or failed",
+        [NodeCsrDenied];
+    NodeRegistered => "k8s.node_registered", [],
+        "Every instance running past the join deadline has a Node with its providerID",
+        [NodeNotRegistered];
+    NodeReady => "k8s.node_ready", [],
+        "The nodegroup's Nodes are Ready",
+        [NodeNotReady];
+    BootLog => "instance.boot_log", [],
+        "The console output of an instance that has not registered shows no bootstrap error",
+        [NodeBootError];
 }
 
 impl Serialize for CheckId {
@@ -206,6 +225,8 @@ pub enum Skip {
     NotApplicable(String),
     /// The API call it needs was denied.
     PermissionDenied(String),
+    /// The cluster's API could not be reached, refused nodemedic, or did not answer in time.
+    Unreachable(String),
 }
 
 impl std::fmt::Display for Skip {
@@ -214,6 +235,7 @@ impl std::fmt::Display for Skip {
             Skip::NotCollected(why) => write!(f, "not collected: {why}"),
             Skip::NotApplicable(why) => write!(f, "not applicable: {why}"),
             Skip::PermissionDenied(why) => write!(f, "permission denied: {why}"),
+            Skip::Unreachable(why) => write!(f, "cluster API unreachable: {why}"),
         }
     }
 }

@@ -26,7 +26,7 @@ impl Unseen {
     pub fn explain(self) -> &'static str {
         match self {
             Unseen::ClusterObjects => {
-                "a Kubernetes object inside the cluster; nodemedic reads AWS APIs only"
+                "a Kubernetes object nodemedic does not read: it reads Nodes, CSRs, aws-auth and aws-node only"
             }
             Unseen::OnTheNode => {
                 "on the instance (files, kernel, processes); nodemedic does not log in to nodes"
@@ -58,7 +58,6 @@ const fn unseen(nj: &'static str, title: &'static str, why: Unseen) -> NotChecke
 use Unseen::*;
 
 pub const NOT_CHECKED: &[NotChecked] = &[
-    unseen("NJ7", "aws-auth role ARNs carry no path", ClusterObjects),
     unseen("NJ23", "custom AMI has the node components", OnTheNode),
     unseen(
         "NJ24",
@@ -68,11 +67,6 @@ pub const NOT_CHECKED: &[NotChecked] = &[
     unseen("NJ25", "EC2NodeClass subnets", NotManagedNodegroups),
     unseen("NJ26", "EC2NodeClass security groups", NotManagedNodegroups),
     unseen("NJ27", "EC2NodeClass AMI", NotManagedNodegroups),
-    unseen(
-        "NJ28",
-        "aws-node tolerates the node's taints",
-        ClusterObjects,
-    ),
     unseen("NJ31", "containerd mirror configuration", OnTheNode),
     unseen("NJ32", "cgroup driver aligned", OnTheNode),
     unseen(
@@ -134,6 +128,5 @@ pub const NOT_CHECKED: &[NotChecked] = &[
         "kubernetes.io/cluster tag on the instance",
         NotManagedNodegroups,
     ),
-    unseen("NJ63", "node CSR not denied", Logs),
     unseen("NJ64", "node mapping not removed", Logs),
 ];

@@ -29,7 +29,10 @@ fn check_ids_are_unique_dotted_and_name_real_nj_checks() {
     for id in &ids {
         let (area, name) = id.split_once('.').expect("area.name");
         assert!(
-            ["eks", "iam", "kms", "launch", "net", "instance", "ami"].contains(&area),
+            [
+                "eks", "iam", "kms", "launch", "net", "instance", "ami", "k8s"
+            ]
+            .contains(&area),
             "{id}"
         );
         assert!(
@@ -112,17 +115,19 @@ fn what_a_trigger_did_not_collect_is_skipped_as_not_collected() {
 
 #[test]
 fn a_denied_call_skips_its_check_and_never_passes_it() {
-    let evidence = Evidence::healthy().identity(|identity| {
-        identity.role = RoleLookup::Unreadable {
-            reason: "AccessDenied: iam:GetRole".into(),
-        };
-        identity.access_entry = AccessEntryLookup::Unreadable {
-            reason: "AccessDenied: eks:DescribeAccessEntry".into(),
-        };
-        identity.instance_profile = Some(ProfileLookup::Unreadable {
-            reason: "iam:GetInstanceProfile eks-ng: AccessDenied".into(),
+    let evidence = Evidence::healthy()
+        .cluster(|c| c.authentication_mode = Some("API".into()))
+        .identity(|identity| {
+            identity.role = RoleLookup::Unreadable {
+                reason: "AccessDenied: iam:GetRole".into(),
+            };
+            identity.access_entry = AccessEntryLookup::Unreadable {
+                reason: "AccessDenied: eks:DescribeAccessEntry".into(),
+            };
+            identity.instance_profile = Some(ProfileLookup::Unreadable {
+                reason: "iam:GetInstanceProfile eks-ng: AccessDenied".into(),
+            });
         });
-    });
     for check in [
         CheckId::NodeRolePolicies,
         CheckId::NodeAccessEntry,

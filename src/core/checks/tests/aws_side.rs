@@ -382,6 +382,8 @@ fn an_instance_pending_past_five_minutes_is_stuck_and_a_young_one_is_not() {
             public_ip: None,
             security_group_ids: vec![],
             launched_at: Some(evidence.trigger.time - time::Duration::minutes(minutes)),
+            availability_zone: None,
+            private_dns_name: None,
         });
         evidence
     };

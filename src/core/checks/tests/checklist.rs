@@ -209,6 +209,8 @@ fn a_public_subnet_that_gives_no_public_ip_is_found_unless_the_instance_has_one(
         public_ip: Some("54.1.2.3".into()),
         security_group_ids: vec![],
         launched_at: None,
+        availability_zone: None,
+        private_dns_name: None,
     });
     assert!(diagnose(&with_ip).is_healthy());
     let mapped = public.network(|n| {
@@ -309,7 +311,12 @@ fn a_node_role_that_does_not_exist_or_lacks_policies_is_found() {
 
 #[test]
 fn a_missing_access_entry_matters_only_when_the_cluster_uses_access_entries_only() {
-    let absent = Evidence::healthy().identity(|i| i.access_entry = AccessEntryLookup::Absent);
+    let both = Evidence::healthy().identity(|i| i.access_entry = AccessEntryLookup::Absent);
+    assert!(
+        diagnose(&both).is_healthy(),
+        "API_AND_CONFIG_MAP: aws-auth may admit the role (k8s.aws_auth judges both)"
+    );
+    let absent = both.cluster(|c| c.authentication_mode = Some("API".into()));
     let finding = diagnose(&absent).primary().cloned().unwrap();
     assert_eq!(finding.cause, Cause::NodeRoleMissingAccessEntry);
     assert!(finding.remedy.unwrap().contains("--type EC2_LINUX"));

@@ -132,6 +132,8 @@ fn join_check(evidence: Evidence, instance: &str, state: &str) -> Evidence {
         public_ip: None,
         security_group_ids: vec![CLUSTER_SG.into()],
         launched_at: None,
+        availability_zone: None,
+        private_dns_name: None,
     });
     evidence
 }

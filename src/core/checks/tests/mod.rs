@@ -4,6 +4,7 @@ mod checklist;
 mod firewall;
 mod health;
 mod kms;
+mod kubernetes;
 
 use super::*;
 use crate::core::evidence::fixtures::*;
