@@ -163,3 +163,6 @@ async fn read(
         options.join_deadline_secs,
     ))
 }
+
+#[cfg(all(test, feature = "demo"))]
+mod tests;

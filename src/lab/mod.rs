@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::aws::{AwsError, AwsResultExt};
 
+pub mod apiserver;
 mod emulator;
 mod roles;
 pub use emulator::{Emulator, REGION};
