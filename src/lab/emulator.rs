@@ -14,7 +14,11 @@ use super::LabError;
 
 const LAUNCHER: &str = include_str!("../../tests/emulator/nodemedic_emulator.py");
 /// Imported by the launcher from its own folder.
-const LAUNCHER_MODULES: [(&str, &str); 5] = [
+const LAUNCHER_MODULES: [(&str, &str); 6] = [
+    (
+        "cluster_api.py",
+        include_str!("../../tests/emulator/cluster_api.py"),
+    ),
     (
         "eks_access_entries.py",
         include_str!("../../tests/emulator/eks_access_entries.py"),
@@ -245,6 +249,45 @@ impl Emulator {
     pub async fn deny(&self, actions: &[&str]) -> Result<(), LabError> {
         let body = serde_json::json!({ "actions": actions });
         self.request("POST", "/_emulator/deny", &body.to_string())
+            .await
+            .map(|_| ())
+    }
+
+    /// Points a cluster's endpoint and CA bundle at an API server (the stand-in of
+    /// [`crate::lab::apiserver`]): moto makes up a hostname and a random CA.
+    pub async fn point_cluster_at(
+        &self,
+        cluster: &str,
+        endpoint: &str,
+        certificate_authority: &str,
+    ) -> Result<(), LabError> {
+        let body = serde_json::json!({
+            "region": REGION, "cluster": cluster, "endpoint": endpoint,
+            "certificate_authority": certificate_authority,
+        });
+        self.request("POST", "/_emulator/cluster-endpoint", &body.to_string())
+            .await
+            .map(|_| ())
+    }
+
+    /// What GetConsoleOutput returns for an instance, any bytes: moto returns one canned kernel
+    /// log for every instance.
+    pub async fn set_console_output(&self, instance: &str, output: &[u8]) -> Result<(), LabError> {
+        use base64::Engine as _;
+        let body = serde_json::json!({
+            "region": REGION, "instance": instance,
+            "output_base64": base64::engine::general_purpose::STANDARD.encode(output),
+        });
+        self.request("POST", "/_emulator/console-output", &body.to_string())
+            .await
+            .map(|_| ())
+    }
+
+    /// Backdates a running instance's launch by `minutes_ago`: moto's instances launch when made.
+    pub async fn launched_ago(&self, instance: &str, minutes_ago: u32) -> Result<(), LabError> {
+        let body =
+            serde_json::json!({"region": REGION, "instance": instance, "minutes_ago": minutes_ago});
+        self.request("POST", "/_emulator/instance-launched", &body.to_string())
             .await
             .map(|_| ())
     }

@@ -70,6 +70,7 @@ from kms_gate import policy_grants_autoscaling
 from eks_access_entries import access_entries_endpoint, clear_access_entries
 from eks_launch_templates import eks_launch_template, profile_failure
 import eks_updates
+import cluster_api
 from eks_updates import _updates, _public_update
 from moto.eks.exceptions import InvalidParameterException, ResourceInUseException, ResourceNotFoundException
 
@@ -487,6 +488,20 @@ def _emulator_endpoint(request):
         with _lock:
             eks_models.eks_backends[account][region].clusters[body["cluster"]].status = body["status"]
         return Response("ok")
+    if request.path == "/_emulator/cluster-endpoint":
+        with _lock:
+            cluster_api.set_cluster_endpoint(eks_models.eks_backends, account, region, body)
+        return Response("ok")
+    if request.path == "/_emulator/instance-launched":
+        from moto.ec2.models import ec2_backends
+
+        with _lock:
+            cluster_api.set_launched(ec2_backends, account, region, body)
+        return Response("ok")
+    if request.path == "/_emulator/console-output":
+        with _lock:
+            cluster_api.set_console_output(account, region, body)
+        return Response("ok")
     if request.path == "/_emulator/cluster-update-seconds":
         eks_updates.set_cluster_update_seconds(float(body.get("seconds", 0)))
         return Response("ok")
@@ -567,6 +582,7 @@ def _reset_emulator_state():
         _updates.clear()
         eks_updates.set_cluster_update_seconds(0)
         clear_access_entries()
+        cluster_api.clear_cluster_api()
         _forced_failures.clear()
         _denied_actions.clear()
 

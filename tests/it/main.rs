@@ -4,6 +4,7 @@
 mod accounts;
 mod approvals;
 mod breakage;
+mod cluster_view;
 mod console;
 mod fleet;
 mod guard;
