@@ -42,7 +42,7 @@ fn heading(text: &str) {
 /// What the demo breaks and where it keeps its audit database.
 #[derive(Debug, Clone, Default)]
 pub struct DemoOptions {
-    /// `000`, `002` or `both`.
+    /// `000`, `002`, `auth` or `both` (all three).
     pub lab: String,
     /// A temporary directory's database when not set.
     pub audit_db: Option<PathBuf>,
@@ -64,12 +64,12 @@ pub async fn run(args: &DemoOptions) -> Result<(), DemoError> {
 
     heading("Building the eks-workshop cluster and breaking nodegroups like the seed labs");
     let network = lab::workshop(&c).await?;
-    let lab_000 = if args.lab != "002" {
+    let lab_000 = if args.lab == "000" || args.lab == "both" {
         Some(lab::lab_000(&c, &network).await?)
     } else {
         None
     };
-    let lab_002 = if args.lab != "000" {
+    let lab_002 = if args.lab == "002" || args.lab == "both" {
         Some(lab::lab_002(&c, &network).await?)
     } else {
         None
@@ -218,6 +218,10 @@ pub async fn run(args: &DemoOptions) -> Result<(), DemoError> {
         "every nodegroup is healthy after the fixes",
     )?;
 
+    if args.lab == "both" || args.lab == "auth" {
+        lab_auth(&c, &network, &emulator).await?;
+    }
+
     heading("nodemedic audit list");
     let incidents = store.read(|c| c.list(100)).await?;
     print!("{}", report::list_text(&incidents));
@@ -302,6 +306,63 @@ async fn print_incidents(store: &AuditStore) -> Result<(), DemoError> {
         println!();
         print!("{}", report::show_text(incident, &records));
     }
+    Ok(())
+}
+
+/// The third lab: a node role missing from aws-auth, found from the cluster's own API (a local
+/// stand-in here) and explained; aws-auth is never written, so nodemedic only reports it.
+async fn lab_auth(
+    c: &LabClients,
+    network: &lab::Network,
+    emulator: &Emulator,
+) -> Result<(), DemoError> {
+    heading("4. lab auth: a nodegroup whose role is missing from the aws-auth ConfigMap");
+    let lab = lab::lab_auth(c, network, emulator).await?;
+    println!(
+        "cluster {} authenticates through aws-auth only (CONFIG_MAP); its API is a local stand-in at {}",
+        lab.cluster, lab.api.endpoint
+    );
+    println!(
+        "nodegroup {}: instance {} has run for 12 minutes and never registered a Node; aws-auth maps only platform-admins",
+        lab.nodegroup, lab.instance
+    );
+    println!(
+        "nodemedic diagnose --cluster {} --nodegroup {}",
+        lab.cluster, lab.nodegroup
+    );
+    let request = crate::diagnose::Request {
+        account: network.account.clone(),
+        region: lab::REGION.into(),
+        cluster: lab.cluster.clone(),
+        nodegroup: Some(lab.nodegroup.clone()),
+        instance: None,
+    };
+    let reports = crate::diagnose::run(
+        &crate::aws::AwsClients::new(&emulator.sdk_config()),
+        &request,
+    )
+    .await
+    .map_err(|e| DemoError::Check(e.to_string()))?;
+    print!("{}", report::diagnose_text(&reports));
+    let primary = reports
+        .first()
+        .and_then(|r| r.diagnosis.primary())
+        .map(|f| f.cause.code());
+    check(
+        primary == Some("aws_auth_missing_node_role"),
+        "lab auth must be diagnosed as aws_auth_missing_node_role",
+    )?;
+    let writes = lab
+        .api
+        .state()
+        .requests
+        .iter()
+        .filter(|(method, _, _)| method != "GET")
+        .count();
+    check(writes == 0, "nodemedic only reads the cluster's API")?;
+    println!(
+        "found and explained; nodemedic read the cluster's API with GETs only and wrote nothing to aws-auth."
+    );
     Ok(())
 }
 

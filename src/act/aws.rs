@@ -24,6 +24,45 @@ impl AwsActuator {
 }
 
 impl Actuator for AwsActuator {
+    async fn nodegroup_nodes(&self, cluster: &str, nodegroup: &str) -> super::NodesSeen {
+        use aws_credential_types::provider::ProvideCredentials;
+        if !self.clients.cluster_api.enabled {
+            return super::NodesSeen::NotRead("cluster_api.enabled is off".into());
+        }
+        let described = match self
+            .clients
+            .eks
+            .describe_cluster()
+            .name(cluster)
+            .send()
+            .await
+            .op("eks:DescribeCluster")
+        {
+            Ok(described) => described,
+            Err(error) => return super::NodesSeen::NotRead(error.to_string()),
+        };
+        let found = described.cluster();
+        let credentials = match &self.clients.credentials {
+            Some(provider) => provider.provide_credentials().await.ok(),
+            None => None,
+        };
+        let reference = crate::kubernetes::ClusterRef {
+            name: cluster,
+            region: &self.clients.region,
+            endpoint: found.and_then(|c| c.endpoint()),
+            certificate_authority: found
+                .and_then(|c| c.certificate_authority())
+                .and_then(|ca| ca.data()),
+            nodegroup,
+        };
+        match crate::kubernetes::nodegroup_nodes(&reference, credentials, &self.clients.cluster_api)
+            .await
+        {
+            Ok(nodes) => super::NodesSeen::Read(nodes),
+            Err(reason) => super::NodesSeen::NotRead(reason),
+        }
+    }
+
     async fn routes(&self, route_table_id: &str) -> Result<Vec<RouteFacts>, AwsError> {
         let output = self
             .clients

@@ -24,6 +24,8 @@ pub(crate) struct FakeWorld {
     /// Instance profile name → the names of the roles in it.
     pub(crate) profiles: Mutex<HashMap<String, Vec<String>>>,
     pub(super) access_entries: Mutex<HashMap<String, String>>,
+    /// The cluster's Nodes (instance id, Ready); `None`: the fake has no cluster API.
+    pub(crate) nodes: Mutex<Option<Vec<(String, bool)>>>,
     pub(crate) in_service: Mutex<usize>,
     pub(super) denied: Mutex<Option<String>>,
     /// Behaves as an endpoint that is not EC2-compatible: DryRun=true calls are performed.
@@ -339,6 +341,13 @@ impl Actuator for FakeWorld {
             .or_default()
             .push(arn.into());
         Ok(())
+    }
+
+    async fn nodegroup_nodes(&self, _cluster: &str, _nodegroup: &str) -> super::NodesSeen {
+        match self.nodes.lock().unwrap().clone() {
+            Some(nodes) => super::NodesSeen::Read(nodes),
+            None => super::NodesSeen::NotRead("the fake world has no cluster API".into()),
+        }
     }
 
     async fn access_entry(

@@ -142,6 +142,19 @@ pub trait Actuator: Send + Sync {
         principal_arn: &str,
         entry_type: &str,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// The nodegroup's Nodes as the cluster's API shows them, or why it was not read.
+    fn nodegroup_nodes(
+        &self,
+        cluster: &str,
+        nodegroup: &str,
+    ) -> impl Future<Output = NodesSeen> + Send;
+}
+
+/// The Nodes of a nodegroup (instance id, Ready), or why the cluster's API was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodesSeen {
+    Read(Vec<(String, bool)>),
+    NotRead(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

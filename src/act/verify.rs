@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Actuator, StepResult, StepStatus, WaitPolicy, same_policy};
+use super::{Actuator, NodesSeen, StepResult, StepStatus, WaitPolicy, same_policy};
 use crate::core::plan::{Action, ApiCall, Step};
 
 pub use crate::core::step::{Check, Verification};
@@ -14,6 +14,9 @@ pub struct Nodegroup<'a> {
     pub cluster: &'a str,
     pub name: &'a str,
     pub group: Option<&'a str>,
+    /// The instances the nodegroup had before the fix: a Node of one of them proves nothing
+    /// about the relaunch.
+    pub instances_before: &'a [String],
 }
 
 /// Re-reads every applied fix and, when the nodegroup was cycled, waits until it is ACTIVE with
@@ -153,8 +156,45 @@ async fn check<A: Actuator>(actuator: &A, step: &Step, nodegroup: &Nodegroup<'_>
             }
         }
         Action::CycleNodegroup { original, .. } => {
+            let fallback = match actuator
+                .nodegroup_nodes(nodegroup.cluster, nodegroup.name)
+                .await
+            {
+                NodesSeen::Read(nodes) => {
+                    let what = format!(
+                        "a Node of a new instance of nodegroup {} is registered and Ready (read from the cluster's API)",
+                        nodegroup.name
+                    );
+                    let new: Vec<&(String, bool)> = nodes
+                        .iter()
+                        .filter(|(id, _)| !nodegroup.instances_before.contains(id))
+                        .collect();
+                    let ready: Vec<&str> = new
+                        .iter()
+                        .filter(|(_, r)| *r)
+                        .map(|(id, _)| id.as_str())
+                        .collect();
+                    let waiting: Vec<&str> = new
+                        .iter()
+                        .filter(|(_, r)| !*r)
+                        .map(|(id, _)| id.as_str())
+                        .collect();
+                    return result(
+                        what,
+                        !ready.is_empty(),
+                        format!(
+                            "Ready: [{}]; registered, not Ready: [{}]; {} Node(s) of earlier instances",
+                            ready.join(", "),
+                            waiting.join(", "),
+                            nodes.len() - new.len()
+                        ),
+                    );
+                }
+                NodesSeen::NotRead(reason) => reason,
+            };
             let what = format!(
-                "nodegroup {} is ACTIVE with no health issue and {} instance(s) in service",
+                "nodegroup {} is ACTIVE with no health issue and {} instance(s) in service \
+                 (the cluster's API was not read: {fallback})",
                 nodegroup.name,
                 original.desired.min(1)
             );

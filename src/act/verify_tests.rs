@@ -8,6 +8,7 @@ const NODEGROUP: Nodegroup<'static> = Nodegroup {
     cluster: "eks-workshop",
     name: "ng",
     group: Some("eks-ng-1"),
+    instances_before: &[],
 };
 
 #[tokio::test]
@@ -55,7 +56,45 @@ async fn a_cycled_nodegroup_passes_only_when_active_healthy_and_in_service() {
         .unwrap()
         .issues
         .clear();
-    assert!(verify(&world, &[&step], &NODEGROUP, WAIT).await.passed);
+    let verdict = verify(&world, &[&step], &NODEGROUP, WAIT).await;
+    assert!(verdict.passed);
+    assert!(
+        verdict.checks[0]
+            .what
+            .contains("the cluster's API was not read"),
+        "the record says which check was used: {verdict:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_the_clusters_api_a_cycle_holds_only_when_a_new_instances_node_is_ready() {
+    // In service and ACTIVE, which the EKS-only check would accept.
+    let world = FakeWorld::default().with_nodegroup("ACTIVE", 0, 1, 1);
+    *world.in_service.lock().unwrap() = 1;
+    let step = cycle_step(0, 1);
+    let before = ["i-old".to_string()];
+    let nodegroup = Nodegroup {
+        instances_before: &before,
+        ..NODEGROUP
+    };
+    *world.nodes.lock().unwrap() = Some(vec![("i-old".into(), true), ("i-new".into(), false)]);
+    let verdict = verify(&world, &[&step], &nodegroup, WAIT).await;
+    assert!(
+        !verdict.passed,
+        "the old node proves nothing, the new one is not Ready"
+    );
+    assert!(
+        verdict.checks[0]
+            .what
+            .contains("read from the cluster's API")
+    );
+    assert!(
+        verdict.checks[0]
+            .detail
+            .contains("registered, not Ready: [i-new]")
+    );
+    *world.nodes.lock().unwrap() = Some(vec![("i-old".into(), true), ("i-new".into(), true)]);
+    assert!(verify(&world, &[&step], &nodegroup, WAIT).await.passed);
 }
 
 #[tokio::test]

@@ -286,8 +286,9 @@ pub enum StoreCommand {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Which seed lab to break: 000 (subnet without a NAT route), 002 (KMS key policy), or both.
-    #[arg(long, default_value = "both", value_parser = ["000", "002", "both"])]
+    /// Which lab to break: 000 (subnet without a NAT route), 002 (KMS key policy), auth (a node
+    /// role missing from aws-auth), or both (all three).
+    #[arg(long, default_value = "both", value_parser = ["000", "002", "auth", "both"])]
     pub lab: String,
     /// Keep the demo's audit database here instead of a temporary directory.
     #[arg(long, value_name = "PATH")]

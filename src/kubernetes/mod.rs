@@ -95,6 +95,27 @@ pub async fn read_view(
     }
 }
 
+/// The nodegroup's Nodes: the instance id of each and whether it is Ready; the reason when the
+/// API could not be read. For verification after a cycle.
+pub async fn nodegroup_nodes(
+    cluster: &ClusterRef<'_>,
+    credentials: Option<Credentials>,
+    options: &ClusterApiOptions,
+) -> Result<Vec<(String, bool)>, String> {
+    let endpoint = cluster.endpoint.ok_or("DescribeCluster gave no endpoint")?;
+    let credentials = credentials.ok_or("no AWS credentials to sign a cluster token with")?;
+    let client = client(cluster, endpoint, &credentials, options)?;
+    let nodes: Api<Node> = Api::all(client);
+    match tokio::time::timeout(options.timeout, nodes.list(&ListParams::default())).await {
+        Ok(Ok(list)) => Ok(objects::nodegroup_nodes(cluster.nodegroup, list.items)),
+        Ok(Err(error)) => Err(objects::classify(&error, endpoint).1),
+        Err(_) => Err(format!(
+            "{endpoint} did not answer within {} s",
+            options.timeout.as_secs()
+        )),
+    }
+}
+
 fn client(
     cluster: &ClusterRef<'_>,
     endpoint: &str,

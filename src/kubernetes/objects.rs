@@ -63,6 +63,16 @@ pub(super) fn cluster_objects(
     }
 }
 
+/// The Nodes labelled as `nodegroup`'s: their instance id and whether they are Ready.
+pub(super) fn nodegroup_nodes(nodegroup: &str, nodes: Vec<Node>) -> Vec<(String, bool)> {
+    nodes
+        .into_iter()
+        .map(node_facts)
+        .filter(|(_, labelled)| labelled.as_deref() == Some(nodegroup))
+        .filter_map(|(node, _)| Some((node.instance_id()?.to_string(), node.is_ready())))
+        .collect()
+}
+
 fn node_facts(node: Node) -> (NodeFacts, Option<String>) {
     let labelled = node
         .metadata

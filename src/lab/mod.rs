@@ -16,8 +16,10 @@ use serde_json::json;
 use crate::aws::{AwsError, AwsResultExt};
 
 pub mod apiserver;
+mod auth;
 mod emulator;
 mod roles;
+pub use auth::{AUTH_CLUSTER, AUTH_NODEGROUP, LabAuth, lab_auth};
 pub use emulator::{Emulator, REGION};
 pub use roles::{CLUSTER_POLICIES, NODE_POLICIES, cluster_role, node_role, role};
 

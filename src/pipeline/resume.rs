@@ -357,10 +357,16 @@ impl<W: Accounts> Pipeline<W> {
             return None;
         };
         let group = evidence.group.as_ref().map(|g| g.name.clone());
+        let instances_before: Vec<String> = evidence
+            .group
+            .iter()
+            .flat_map(|g| g.instances.iter().map(|i| i.id.clone()))
+            .collect();
         let nodegroup = Nodegroup {
             cluster: &key.cluster,
             name: &key.nodegroup,
             group: group.as_deref(),
+            instances_before: &instances_before,
         };
         let once = WaitPolicy {
             poll: Duration::from_millis(1),

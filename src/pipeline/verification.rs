@@ -33,10 +33,16 @@ impl<W: Accounts> Pipeline<W> {
             .map(|(position, _)| &plan.steps[*position])
             .collect();
         let group = evidence.group.as_ref().map(|g| g.name.clone());
+        let instances_before: Vec<String> = evidence
+            .group
+            .iter()
+            .flat_map(|g| g.instances.iter().map(|i| i.id.clone()))
+            .collect();
         let nodegroup = Nodegroup {
             cluster: &key.cluster,
             name: &key.nodegroup,
             group: group.as_deref(),
+            instances_before: &instances_before,
         };
         let wait = WaitPolicy {
             poll: Duration::from_secs_f64(self.config.verify.poll_secs),

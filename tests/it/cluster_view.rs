@@ -458,3 +458,80 @@ async fn a_hostile_console_output_yields_a_bounded_escaped_finding() {
         "the table prints no escape sequence"
     );
 }
+
+/// A healthy nodegroup in the private subnet whose launch nodemedic sees; returns its instance.
+async fn launched(world: &World, name: &str) -> String {
+    let c = &world.clients;
+    let group = lab::nodegroup(
+        c,
+        &world.network,
+        name,
+        &world.network.private_subnet,
+        (0, 1, 1),
+        None,
+    )
+    .await
+    .expect("nodegroup");
+    lab::publish_launch_event(c, &world.network, &group, &world.network.private_subnet)
+        .await
+        .expect("event");
+    instances(world, name).await.remove(0).id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_join_check_asks_the_cluster_and_opens_an_incident_for_an_instance_without_a_node() {
+    let world = World::new(3).await;
+    let _server = served(&world, CLUSTER).await;
+    let instance = launched(&world, "late").await;
+    // Before any EKS health issue: EKS reports NodeCreationFailure only after 15 minutes.
+    let deadline = [("NODEMEDIC_JOIN__DEADLINE_SECS", "2")];
+    world.run_once_with("dry-run", &deadline);
+    assert!(
+        world.incidents().is_empty(),
+        "the launch itself looks healthy"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    world.run_once_with("dry-run", &deadline);
+    let incidents = world.incidents();
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0]["cause"], "node_not_registered");
+    let shown = world.show(incidents[0]["incident_id"].as_str().unwrap());
+    let text = shown.to_string();
+    assert!(
+        text.contains(&format!("no Node has providerID aws:///{}", lab::ZONE)),
+        "{text}"
+    );
+    assert!(text.contains(&instance));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusing_cluster_api_is_counted_and_the_daemon_carries_on() {
+    use crate::operations::{sample, scrape};
+    let world = World::new(3).await;
+    let server = served(&world, CLUSTER).await;
+    server.state().forbid = true;
+    launched(&world, "counted").await;
+    let port = crate::support::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let daemon = world.start_daemon(
+        "dry-run",
+        &[
+            ("NODEMEDIC_HTTP__ADDRESS", &address),
+            ("NODEMEDIC_JOIN__DEADLINE_SECS", "1"),
+        ],
+    );
+    crate::support::wait_for_http(port, 60);
+    crate::support::wait_for("the skipped reading is counted", 60, || {
+        sample(
+            &scrape(port),
+            "nodemedic_cluster_api_skipped_total{reason=\"forbidden\"}",
+        ) >= 1.0
+    });
+    let log = daemon.stop();
+    assert!(log.contains("its checks are skipped"), "{log}");
+    assert!(
+        world.incidents().is_empty(),
+        "a refusal blames nothing: {:#?}",
+        world.incidents()
+    );
+}

@@ -11,7 +11,7 @@ use crate::support::{
 };
 
 /// The value of one sample line of the exposition (`name{labels} value`), 0 when absent.
-fn sample(metrics: &str, line_start: &str) -> f64 {
+pub(crate) fn sample(metrics: &str, line_start: &str) -> f64 {
     metrics
         .lines()
         .find(|l| l.starts_with(line_start))
@@ -20,7 +20,7 @@ fn sample(metrics: &str, line_start: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn scrape(port: u16) -> String {
+pub(crate) fn scrape(port: u16) -> String {
     let mut stream =
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
     use std::io::{Read, Write};

@@ -43,6 +43,12 @@ pub(super) fn record_view(record: &Record, region: &str) -> Markup {
                                 @if finding.blocking { " " span.bad { "blocking" } } @else { " " span { "warning" } } }
                             p.summary { strong { (finding.summary) } }
                             p.why { (finding.explanation) }
+                            @let console: Vec<&crate::core::checks::Fact> = finding.evidence.iter().filter(|f| f.resource.starts_with("console of ")).collect();
+                            @if !console.is_empty() {
+                                // Console output is untrusted: cleaned and bounded when collected, escaped here.
+                                details.console open { summary { "What the node printed (console output, quoted)" }
+                                    pre.console { @for line in &console { (line.resource) ": " (line.observed) "\n" } } }
+                            }
                             details { summary { "Proof" } (json_view(&serde_json::to_value(&finding.evidence).unwrap_or_default(), region)) }
                             @if let Some(remedy) = &finding.remedy {
                                 details { summary { "Remedy" } pre { (remedy) } }

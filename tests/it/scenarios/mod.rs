@@ -156,7 +156,7 @@ async fn a_healthy_workshop_has_no_cause_and_exits_zero() {
         "{text}"
     );
     assert!(
-        text.contains("not checked") && text.contains("NJ7"),
+        text.contains("not checked") && text.contains("NJ35"),
         "{text}"
     );
 }
