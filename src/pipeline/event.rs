@@ -265,6 +265,19 @@ impl<W: Accounts> Pipeline<W> {
                 .await?;
             return Ok(Disposition::Delete);
         }
+        // A join check that could not ask the cluster proves nothing yet: it waits for the
+        // moment EKS reports NodeCreationFailure, as it did before the cluster could be read.
+        if let TriggerKind::JoinCheck(check) = &trigger.kind
+            && matches!(evidence.kubernetes, Some(ClusterView::Unreachable { .. }))
+            && let Some(eks_reports_at) = check
+                .launched_at
+                .checked_add(time::Duration::seconds(EKS_REPORTS_AFTER_SECS))
+            && let Some(remaining) = seconds_until(eks_reports_at)
+        {
+            tracing::info!(instance = %check.instance_id, remaining_secs = remaining,
+                "the cluster's API was not read; the join check waits for EKS's own signal");
+            return self.publish_join_check(&trigger, check, remaining).await;
+        }
         let launched = launched(&trigger).is_some();
         if launched && let Some(network) = &evidence.network {
             for subnet in &network.subnet_ids {
@@ -292,6 +305,9 @@ impl<W: Accounts> Pipeline<W> {
         Ok(Disposition::Delete)
     }
 }
+
+/// When EKS reports an instance that did not join as NodeCreationFailure, after its launch.
+const EKS_REPORTS_AFTER_SECS: i64 = 900;
 
 /// The launch of an instance that came up (and may yet fail to join).
 fn launched(trigger: &Trigger) -> Option<&LaunchEvent> {

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use crate::support::World;
 
 /// One instance of a nodegroup, as EC2 describes it.
-struct Instance {
-    id: String,
+pub(crate) struct Instance {
+    pub(crate) id: String,
     zone: String,
     dns: String,
 }
@@ -23,7 +23,7 @@ struct Instance {
 /// The world's workshop cluster served by a stand-in API server that knows the `default`
 /// nodegroup's node: registered, Ready, mapped in aws-auth as EKS maps it, aws-node tolerating
 /// every taint (the EKS add-on's default).
-async fn served(world: &World, cluster: &str) -> StandInApiServer {
+pub(crate) async fn served(world: &World, cluster: &str) -> StandInApiServer {
     let server = StandInApiServer::start(cluster, lab::REGION)
         .await
         .expect("stand-in");
@@ -42,7 +42,7 @@ async fn served(world: &World, cluster: &str) -> StandInApiServer {
     server
 }
 
-async fn instances(world: &World, nodegroup: &str) -> Vec<Instance> {
+pub(crate) async fn instances(world: &World, nodegroup: &str) -> Vec<Instance> {
     let described = world
         .clients
         .ec2
@@ -72,7 +72,7 @@ async fn instances(world: &World, nodegroup: &str) -> Vec<Instance> {
         .collect()
 }
 
-fn register(
+pub(crate) fn register(
     server: &StandInApiServer,
     instance: &Instance,
     nodegroup: &str,

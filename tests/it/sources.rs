@@ -185,6 +185,17 @@ async fn a_join_check_for_a_node_that_joined_is_quiet() {
     lab::publish_launch_event(c, &world.network, &group, &world.network.private_subnet)
         .await
         .unwrap();
+    // The cluster's API (a stand-in) shows the instance's Node, Ready.
+    let server = crate::cluster_view::served(&world, CLUSTER).await;
+    let instance = crate::cluster_view::instances(&world, "fine")
+        .await
+        .remove(0);
+    crate::cluster_view::register(
+        &server,
+        &instance,
+        "fine",
+        nodemedic::lab::apiserver::objects::Ready::True,
+    );
     let deadline = [("NODEMEDIC_JOIN__DEADLINE_SECS", "1")];
     world.run_once_with("dry-run", &deadline);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -196,6 +207,53 @@ async fn a_join_check_for_a_node_that_joined_is_quiet() {
         .filter(|r| r.kind == "event_healthy" && r.body["trigger"]["kind"]["type"] == "join_check")
         .count();
     assert_eq!(checks, 1, "the join check ran and found nothing wrong");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_join_check_that_cannot_ask_the_cluster_waits_for_the_eks_signal() {
+    let world = World::new(3).await;
+    let c = &world.clients;
+    let group = lab::nodegroup(
+        c,
+        &world.network,
+        "unseen",
+        &world.network.private_subnet,
+        (0, 1, 1),
+        None,
+    )
+    .await
+    .unwrap();
+    lab::publish_launch_event(c, &world.network, &group, &world.network.private_subnet)
+        .await
+        .unwrap();
+    // The workshop cluster's API is not reachable: the emulator's CA data is no certificate.
+    let deadline = [("NODEMEDIC_JOIN__DEADLINE_SECS", "1")];
+    world.run_once_with("dry-run", &deadline);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let second = world.run_once_with("dry-run", &deadline);
+    assert!(world.incidents().is_empty());
+    let healthy = world
+        .loose_records()
+        .into_iter()
+        .filter(|r| r.kind == "event_healthy" && r.body["trigger"]["kind"]["type"] == "join_check")
+        .count();
+    assert_eq!(healthy, 0, "an unanswered question is not a healthy answer");
+    let log = crate::support::stderr(&second);
+    let line = log
+        .lines()
+        .find(|l| l.contains("the join check waits for EKS's own signal"))
+        .unwrap_or_else(|| panic!("the join check is delayed to EKS's signal: {log}"));
+    let remaining: i64 = line
+        .split("remaining_secs")
+        .nth(1)
+        .and_then(|rest| {
+            rest.trim_start_matches(['=', '"', ':', ' '])
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!((880..=900).contains(&remaining), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

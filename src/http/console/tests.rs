@@ -125,3 +125,35 @@ fn a_form_posted_from_another_site_is_foreign() {
     );
     assert!(foreign_origin(&headers));
 }
+
+#[test]
+fn what_a_node_printed_is_quoted_and_escaped() {
+    use crate::core::evidence::{BootLog, BootLogLookup, Evidence};
+    use crate::core::journal::Entry;
+    let mut evidence = Evidence::lab_000();
+    evidence.boot_logs = vec![BootLog {
+        instance_id: "i-1".into(),
+        lookup: BootLogLookup::Read(crate::core::boot_log::digest(
+            b"\x1b[31mdial tcp 10.0.0.1:443: i/o timeout <script>alert(1)</script>\x1b[0m\n",
+        )),
+    }];
+    let entry = Entry::Diagnosis(Box::new(crate::core::checks::diagnose(&evidence)));
+    let record = crate::audit::Record {
+        seq: 1,
+        at: "2026-12-01T00:00:00.000Z".into(),
+        incident_id: Some("inc".into()),
+        event_id: None,
+        kind: entry.kind().as_str().into(),
+        body: entry.body().unwrap(),
+        prev_hash: String::new(),
+        hash: String::new(),
+        chain: String::new(),
+    };
+    let page = super::records::record_view(&record, "us-west-2").into_string();
+    assert!(page.contains("What the node printed"), "{page}");
+    assert!(
+        page.contains("i/o timeout &lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>") && !page.contains('\u{1b}'));
+}
