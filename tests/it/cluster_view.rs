@@ -535,3 +535,126 @@ async fn a_refusing_cluster_api_is_counted_and_the_daemon_carries_on() {
         world.incidents()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unparseable_aws_auth_is_malformed() {
+    let world = World::new(3).await;
+    let server = served(&world, CLUSTER).await;
+    server.state().aws_auth = Some(objects::aws_auth(
+        "- rolearn: [arn:aws:iam::123456789012:role/eks-workshop-node\n  groups: system:nodes\n",
+    ));
+    assert_eq!(world.blocking_causes("default"), vec!["aws_auth_malformed"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_lab_000_is_fixed_the_cycle_holds_when_a_new_instances_node_is_ready() {
+    let world = World::new(3).await;
+    let lab = lab::lab_000(&world.clients, &world.network)
+        .await
+        .expect("lab 000");
+    let server = std::sync::Arc::new(served(&world, CLUSTER).await);
+    let before: Vec<String> = instances(&world, &lab.nodegroup)
+        .await
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    // A stand-in for kubelet: an instance registers its Node once its subnet routes to the NAT.
+    let kubelet = {
+        let (server, clients, table, nodegroup) = (
+            server.clone(),
+            world.clients.clone(),
+            lab.route_table.clone(),
+            lab.nodegroup.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let routed = clients
+                    .ec2
+                    .describe_route_tables()
+                    .route_table_ids(&table)
+                    .send()
+                    .await
+                    .ok()
+                    .is_some_and(|o| {
+                        o.route_tables()
+                            .iter()
+                            .flat_map(|t| t.routes())
+                            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+                    });
+                if routed {
+                    let described = clients.ec2.describe_instances().send().await.ok();
+                    for instance in described
+                        .iter()
+                        .flat_map(|d| d.reservations())
+                        .flat_map(|r| r.instances())
+                    {
+                        let tagged = instance.tags().iter().any(|t| {
+                            t.key() == Some("eks:nodegroup-name") && t.value() == Some(&nodegroup)
+                        });
+                        let id = instance.instance_id().unwrap_or_default();
+                        let running = instance.state().and_then(|s| s.name()).map(|n| n.as_str())
+                            == Some("running");
+                        let known = server.state().nodes.iter().any(|n| {
+                            n["spec"]["providerID"]
+                                .as_str()
+                                .is_some_and(|p| p.ends_with(id))
+                        });
+                        if tagged && running && !known {
+                            let zone = instance
+                                .placement()
+                                .and_then(|p| p.availability_zone())
+                                .unwrap_or_default();
+                            let dns = instance.private_dns_name().unwrap_or_default();
+                            server.state().nodes.push(objects::node(
+                                dns,
+                                zone,
+                                id,
+                                &nodegroup,
+                                objects::Ready::True,
+                            ));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    lab::publish_launch_event(&world.clients, &world.network, &lab.group, &lab.subnet)
+        .await
+        .expect("event");
+    tokio::task::block_in_place(|| world.run_once("auto"));
+    kubelet.abort();
+    let incidents = world.incidents();
+    assert_eq!(incidents[0]["outcome"], "fixed", "{incidents:#?}");
+    let verification = world.records_of(
+        incidents[0]["incident_id"].as_str().unwrap(),
+        "verification",
+    );
+    let cycle = verification[0]["body"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["what"]
+                .as_str()
+                .unwrap()
+                .contains("Node of a new instance")
+        })
+        .unwrap_or_else(|| panic!("verified by Node: {verification:#?}"));
+    assert_eq!(cycle["passed"], true, "{cycle:#}");
+    assert!(
+        cycle["what"]
+            .as_str()
+            .unwrap()
+            .contains("read from the cluster's API")
+    );
+    let ready = cycle["detail"].as_str().unwrap();
+    assert!(
+        before.iter().all(|old| !ready
+            .split("; ")
+            .next()
+            .unwrap_or_default()
+            .contains(old.as_str())),
+        "{ready}"
+    );
+}
