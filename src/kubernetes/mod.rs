@@ -184,6 +184,3 @@ async fn read(
         options.join_deadline_secs,
     ))
 }
-
-#[cfg(all(test, feature = "demo"))]
-mod tests;

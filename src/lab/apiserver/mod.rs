@@ -8,6 +8,8 @@
 
 pub mod authenticator;
 pub mod objects;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -1,12 +1,12 @@
-//! kube-rs against the stand-in API server (`lab::apiserver`, not a real kube-apiserver: none
+//! nodemedic's kube-rs reading against this stand-in (not a real kube-apiserver: none
 //! installs here), over HTTPS with its CA, with the token the stand-in checks as EKS would.
 
 use std::time::{Duration, Instant};
 
 use aws_credential_types::Credentials;
 
-use super::*;
 use crate::core::evidence::{ApiProblem, ClusterView, NodeInstance};
+use crate::kubernetes::{ClusterApiOptions, ClusterRef, read_view};
 use crate::lab::apiserver::{StandInApiServer, objects};
 
 fn credentials() -> Credentials {
