@@ -460,7 +460,7 @@ async fn a_hostile_console_output_yields_a_bounded_escaped_finding() {
 }
 
 /// A healthy nodegroup in the private subnet whose launch nodemedic sees; returns its instance.
-async fn launched(world: &World, name: &str) -> String {
+pub(crate) async fn launched(world: &World, name: &str) -> Instance {
     let c = &world.clients;
     let group = lab::nodegroup(
         c,
@@ -475,14 +475,14 @@ async fn launched(world: &World, name: &str) -> String {
     lab::publish_launch_event(c, &world.network, &group, &world.network.private_subnet)
         .await
         .expect("event");
-    instances(world, name).await.remove(0).id
+    instances(world, name).await.remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_join_check_asks_the_cluster_and_opens_an_incident_for_an_instance_without_a_node() {
     let world = World::new(3).await;
     let _server = served(&world, CLUSTER).await;
-    let instance = launched(&world, "late").await;
+    let instance = launched(&world, "late").await.id;
     // Before any EKS health issue: EKS reports NodeCreationFailure only after 15 minutes.
     let deadline = [("NODEMEDIC_JOIN__DEADLINE_SECS", "2")];
     world.run_once_with("dry-run", &deadline);

@@ -171,28 +171,12 @@ async fn a_join_check_after_the_deadline_opens_an_incident_when_eks_says_the_nod
 #[tokio::test(flavor = "multi_thread")]
 async fn a_join_check_for_a_node_that_joined_is_quiet() {
     let world = World::new(3).await;
-    let c = &world.clients;
-    let group = lab::nodegroup(
-        c,
-        &world.network,
-        "fine",
-        &world.network.private_subnet,
-        (0, 1, 1),
-        None,
-    )
-    .await
-    .unwrap();
-    lab::publish_launch_event(c, &world.network, &group, &world.network.private_subnet)
-        .await
-        .unwrap();
+    let launched = crate::cluster_view::launched(&world, "fine").await;
     // The cluster's API (a stand-in) shows the instance's Node, Ready.
     let server = crate::cluster_view::served(&world, CLUSTER).await;
-    let instance = crate::cluster_view::instances(&world, "fine")
-        .await
-        .remove(0);
     crate::cluster_view::register(
         &server,
-        &instance,
+        &launched,
         "fine",
         nodemedic::lab::apiserver::objects::Ready::True,
     );
@@ -212,20 +196,7 @@ async fn a_join_check_for_a_node_that_joined_is_quiet() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_join_check_that_cannot_ask_the_cluster_waits_for_the_eks_signal() {
     let world = World::new(3).await;
-    let c = &world.clients;
-    let group = lab::nodegroup(
-        c,
-        &world.network,
-        "unseen",
-        &world.network.private_subnet,
-        (0, 1, 1),
-        None,
-    )
-    .await
-    .unwrap();
-    lab::publish_launch_event(c, &world.network, &group, &world.network.private_subnet)
-        .await
-        .unwrap();
+    crate::cluster_view::launched(&world, "unseen").await;
     // The workshop cluster's API is not reachable: the emulator's CA data is no certificate.
     let deadline = [("NODEMEDIC_JOIN__DEADLINE_SECS", "1")];
     world.run_once_with("dry-run", &deadline);
