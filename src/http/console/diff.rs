@@ -22,47 +22,29 @@ pub fn policy_lines(text: &str) -> Vec<String> {
     }
 }
 
-/// The longest-common-subsequence diff of two line lists. Key policies are at most 32 KiB, so
-/// the quadratic table stays small; past `MAX_CELLS` the whole text counts as replaced.
+/// The line diff of two line lists (Myers, through `similar`), bounded in time: a diff that
+/// takes longer than [`DIFF_DEADLINE`] is coarser, never wrong.
 pub fn diff(before: &[String], after: &[String]) -> Vec<Line> {
-    const MAX_CELLS: usize = 4_000_000;
-    let (n, m) = (before.len(), after.len());
-    if n.saturating_mul(m) > MAX_CELLS {
-        return before
-            .iter()
-            .cloned()
-            .map(Line::Removed)
-            .chain(after.iter().cloned().map(Line::Added))
-            .collect();
-    }
-    // common[i][j]: length of the LCS of before[i..] and after[j..].
-    let mut common = vec![vec![0u32; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            common[i][j] = if before[i] == after[j] {
-                common[i + 1][j + 1] + 1
-            } else {
-                common[i + 1][j].max(common[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    let mut lines = Vec::with_capacity(n.max(m));
-    while i < n || j < m {
-        if i < n && j < m && before[i] == after[j] {
-            lines.push(Line::Same(before[i].clone()));
-            i += 1;
-            j += 1;
-        } else if j < m && (i == n || common[i][j + 1] >= common[i + 1][j]) {
-            lines.push(Line::Added(after[j].clone()));
-            j += 1;
-        } else {
-            lines.push(Line::Removed(before[i].clone()));
-            i += 1;
-        }
-    }
-    lines
+    let before: Vec<&str> = before.iter().map(String::as_str).collect();
+    let after: Vec<&str> = after.iter().map(String::as_str).collect();
+    similar::TextDiff::configure()
+        .algorithm(similar::Algorithm::Myers)
+        .timeout(DIFF_DEADLINE)
+        .diff_slices(&before, &after)
+        .iter_all_changes()
+        .map(|change| {
+            let text = change.value().to_string();
+            match change.tag() {
+                similar::ChangeTag::Equal => Line::Same(text),
+                similar::ChangeTag::Delete => Line::Removed(text),
+                similar::ChangeTag::Insert => Line::Added(text),
+            }
+        })
+        .collect()
 }
+
+/// How long a console diff may take.
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[cfg(test)]
 mod tests {

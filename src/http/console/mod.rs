@@ -216,16 +216,7 @@ async fn login(
         );
     };
     tracing::info!(approver = %session.approver, "console: signed in");
-    let cookie = format!(
-        "{COOKIE}={}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        session.cookie_value(),
-        session::SESSION_SECS,
-        if secure_cookie(&headers) {
-            "; Secure"
-        } else {
-            ""
-        }
-    );
+    let cookie = session::set_cookie(Some(session.cookie_value()), secure_cookie(&headers));
     let mut response = Redirect::to("/console/").into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -259,12 +250,9 @@ async fn logout(
     }
     tracing::info!(approver = %session.approver, "console: signed out");
     let mut response = Redirect::to("/console/login").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "nodemedic_session=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
-    );
+    if let Ok(value) = HeaderValue::from_str(&session::set_cookie(None, false)) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
     response
 }
 

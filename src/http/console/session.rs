@@ -164,10 +164,25 @@ impl Session {
 
 /// The value of cookie `name` in a Cookie header.
 pub fn cookie_from_header(header: &str, name: &str) -> Option<String> {
-    header.split(';').find_map(|pair| {
-        let (key, value) = pair.trim().split_once('=')?;
-        (key == name).then(|| value.to_string())
-    })
+    cookie::Cookie::split_parse(header)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
+}
+
+/// The Set-Cookie value of a session: only for the console's paths, never to scripts, never
+/// sent cross-site; `Secure` behind HTTPS. `None` ends the session in the browser.
+pub fn set_cookie(value: Option<&str>, secure: bool) -> String {
+    let builder = cookie::Cookie::build((COOKIE, value.unwrap_or_default().to_string()))
+        .path("/console")
+        .http_only(true)
+        .same_site(cookie::SameSite::Strict)
+        .secure(secure)
+        .max_age(cookie::time::Duration::seconds(match value {
+            Some(_) => SESSION_SECS,
+            None => 0,
+        }));
+    builder.build().to_string()
 }
 
 #[cfg(test)]
@@ -296,5 +311,28 @@ mod tests {
             Some("x.1.ab")
         );
         assert_eq!(cookie_from_header("a=1", COOKIE), None);
+    }
+
+    #[test]
+    fn the_session_cookie_is_http_only_strict_and_scoped_to_the_console() {
+        let set = set_cookie(Some("alice.1.sig"), true);
+        let parsed = cookie::Cookie::parse(set.clone()).unwrap();
+        assert_eq!(parsed.value(), "alice.1.sig");
+        assert_eq!(parsed.path(), Some("/console"));
+        assert_eq!(parsed.http_only(), Some(true));
+        assert_eq!(parsed.secure(), Some(true));
+        assert_eq!(parsed.same_site(), Some(cookie::SameSite::Strict));
+        assert_eq!(
+            parsed.max_age(),
+            Some(cookie::time::Duration::seconds(SESSION_SECS))
+        );
+        let ended = cookie::Cookie::parse(set_cookie(None, false)).unwrap();
+        assert_eq!(ended.max_age(), Some(cookie::time::Duration::ZERO));
+        assert_eq!(ended.secure(), None);
+        assert_eq!(
+            cookie_from_header("theme=dark; nodemedic_session=alice.1.sig; x=y", COOKIE).as_deref(),
+            Some("alice.1.sig")
+        );
+        assert_eq!(cookie_from_header("nodemedic_session_x=1", COOKIE), None);
     }
 }
