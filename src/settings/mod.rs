@@ -221,7 +221,12 @@ fn problem_from_load_error(text: &str) -> Problem {
 
 /// Settings whose values are secrets (approver tokens, webhook URLs): a load error names the
 /// key, never the value.
-const SECRET_SETTINGS: [&str; 3] = ["http.tokens", "notify.webhooks", "audit.anchor_key"];
+const SECRET_SETTINGS: [&str; 4] = [
+    "http.tokens",
+    "http.tokens_json",
+    "notify.webhooks",
+    "audit.anchor_key",
+];
 
 /// Whether an environment variable sets one of the [`SECRET_SETTINGS`].
 fn is_secret_variable(name: &str) -> bool {

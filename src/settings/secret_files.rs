@@ -1,6 +1,8 @@
 //! Secrets read from files, as Kubernetes Secrets and ECS secrets are mounted: approver tokens
 //! from a directory of one file per approver (`http.tokens_dir`), a webhook's URL from a file
-//! (`notify.webhooks[n].url_file`). A file's content never appears in an error.
+//! (`notify.webhooks[n].url_file`), and approver tokens from one JSON secret
+//! (`http.tokens_json`, a Secrets Manager key/value secret). A secret's content never appears in
+//! an error.
 
 use std::path::Path;
 
@@ -27,6 +29,31 @@ pub(super) fn read_secret_files(raw: &mut RawSettings) -> Vec<Problem> {
                 }
             }
             Err(why) => problem("http.tokens_dir".into(), why),
+        }
+    }
+    let json = std::mem::take(&mut raw.http.tokens_json);
+    if !json.trim().is_empty() {
+        match serde_json::from_str::<std::collections::BTreeMap<String, String>>(&json) {
+            Ok(tokens) => {
+                for (approver, token) in tokens {
+                    if raw.http.tokens.contains_key(&approver) {
+                        problem(
+                            format!("http.tokens.{approver}"),
+                            "set twice (http.tokens, http.tokens_dir or http.tokens_json)".into(),
+                        );
+                    } else {
+                        raw.http.tokens.insert(approver, token);
+                    }
+                }
+            }
+            Err(error) => problem(
+                "http.tokens_json".into(),
+                format!(
+                    "not a JSON object of approver names to tokens (line {}, column {})",
+                    error.line(),
+                    error.column()
+                ),
+            ),
         }
     }
     for (n, hook) in raw.notify.webhooks.iter_mut().enumerate() {

@@ -117,6 +117,10 @@ pub struct HttpSettings {
     /// A directory of one file per approver (a mounted Secret): its name is the approver, its
     /// content the token. Added to `tokens`.
     pub tokens_dir: String,
+    /// A JSON object of approver → token, as a Secrets Manager key/value secret holds it (ECS
+    /// injects it whole into `NODEMEDIC_HTTP__TOKENS_JSON`). Added to `tokens`, then emptied.
+    #[serde(default)]
+    pub tokens_json: String,
     pub ready_window_secs: u64,
     pub console: bool,
     /// A connection that has not sent a whole request head within this is closed; idle

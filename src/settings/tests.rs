@@ -578,3 +578,55 @@ fn tokens_and_webhook_urls_come_from_mounted_secrets() {
     std::fs::remove_dir_all(dir).unwrap();
     std::fs::remove_dir_all(elsewhere).unwrap();
 }
+
+#[test]
+fn tokens_come_from_one_json_secret_and_its_content_never_shows_in_an_error() {
+    let settings = load(
+        &[(
+            "NODEMEDIC_HTTP__TOKENS_JSON",
+            r#"{"alice": "00001234567890123456", "bob": "bob-token-from-json-0002"}"#,
+        )],
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        settings.http.tokens["alice"], "00001234567890123456",
+        "text as given"
+    );
+    assert_eq!(settings.http.tokens["bob"], "bob-token-from-json-0002");
+    assert!(
+        settings.http.tokens_json.is_empty(),
+        "merged, not kept twice"
+    );
+    let twice = load(
+        &[
+            (
+                "NODEMEDIC_HTTP__TOKENS__ALICE",
+                "alice-token-from-env-00001",
+            ),
+            (
+                "NODEMEDIC_HTTP__TOKENS_JSON",
+                r#"{"alice": "alice-token-from-json-0001"}"#,
+            ),
+        ],
+        Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(
+        twice
+            .problems()
+            .iter()
+            .any(|p| p.key == "http.tokens.alice")
+    );
+    let broken = load(
+        &[(
+            "NODEMEDIC_HTTP__TOKENS_JSON",
+            r#"{"alice": "secret-value-0123456789""#,
+        )],
+        Overrides::default(),
+    )
+    .unwrap_err();
+    let text = broken.to_string();
+    assert!(text.contains("http.tokens_json"), "{text}");
+    assert!(!text.contains("secret-value"), "{text}");
+}
