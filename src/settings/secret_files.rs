@@ -36,13 +36,15 @@ pub(super) fn read_secret_files(raw: &mut RawSettings) -> Vec<Problem> {
         match serde_json::from_str::<std::collections::BTreeMap<String, String>>(&json) {
             Ok(tokens) => {
                 for (approver, token) in tokens {
-                    if raw.http.tokens.contains_key(&approver) {
-                        problem(
-                            format!("http.tokens.{approver}"),
+                    let key = format!("http.tokens.{approver}");
+                    match raw.http.tokens.entry(approver) {
+                        std::collections::btree_map::Entry::Occupied(_) => problem(
+                            key,
                             "set twice (http.tokens, http.tokens_dir or http.tokens_json)".into(),
-                        );
-                    } else {
-                        raw.http.tokens.insert(approver, token);
+                        ),
+                        std::collections::btree_map::Entry::Vacant(slot) => {
+                            slot.insert(token);
+                        }
                     }
                 }
             }
