@@ -271,6 +271,20 @@ async fn signing_out_ends_the_session_on_every_replica() {
         ),
     );
     assert_eq!(status, 303, "{head}");
+    let lowered = head.to_ascii_lowercase();
+    for header in [
+        "content-security-policy: default-src 'none';",
+        "x-frame-options: deny",
+        "x-content-type-options: nosniff",
+        "referrer-policy: same-origin",
+        "cache-control: no-store",
+    ] {
+        assert!(lowered.contains(header), "{header} missing: {head}");
+    }
+    assert!(
+        lowered.contains("httponly") && lowered.contains("samesite=strict"),
+        "{head}"
+    );
     let cookie = head
         .lines()
         .find_map(|line| {

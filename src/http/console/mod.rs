@@ -64,27 +64,28 @@ pub fn router() -> Router<HttpState> {
         .route("/console/incidents/{id}", get(incident))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/static/console.js", get(script))
-        .layer(axum::middleware::map_response(security_headers))
-}
-
-async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (
+        .layer(security_header(
             header::CONTENT_SECURITY_POLICY,
             "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
              form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ))
+        .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         // same-origin, not no-referrer: under no-referrer browsers send `Origin: null` with forms,
         // and the origin check could not tell our own forms from a forged one.
-        (header::REFERRER_POLICY, "same-origin"),
-        (header::CACHE_CONTROL, "no-store"),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    response
+        .layer(security_header(header::REFERRER_POLICY, "same-origin"))
+        .layer(security_header(header::CACHE_CONTROL, "no-store"))
+}
+
+/// A header every console response carries, whatever the handler set.
+fn security_header(
+    name: header::HeaderName,
+    value: &'static str,
+) -> tower_http::set_header::SetResponseHeaderLayer<HeaderValue> {
+    tower_http::set_header::SetResponseHeaderLayer::overriding(
+        name,
+        HeaderValue::from_static(value),
+    )
 }
 
 fn now_unix() -> i64 {
