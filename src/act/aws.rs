@@ -25,7 +25,6 @@ impl AwsActuator {
 
 impl Actuator for AwsActuator {
     async fn nodegroup_nodes(&self, cluster: &str, nodegroup: &str) -> super::NodesSeen {
-        use aws_credential_types::provider::ProvideCredentials;
         if !self.clients.cluster_api.enabled {
             return super::NodesSeen::NotRead("cluster_api.enabled is off".into());
         }
@@ -42,10 +41,7 @@ impl Actuator for AwsActuator {
             Err(error) => return super::NodesSeen::NotRead(error.to_string()),
         };
         let found = described.cluster();
-        let credentials = match &self.clients.credentials {
-            Some(provider) => provider.provide_credentials().await.ok(),
-            None => None,
-        };
+        let credentials = self.clients.credentials.get().await;
         let reference = crate::kubernetes::ClusterRef {
             name: cluster,
             region: &self.clients.region,

@@ -3,6 +3,7 @@
 
 pub mod collect;
 pub mod resolve;
+pub mod signing;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,7 @@ pub struct AwsClients {
     pub iam: aws_sdk_iam::Client,
     pub kms: aws_sdk_kms::Client,
     /// The account's credentials, which also sign the cluster's token.
-    pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+    pub credentials: signing::SigningCredentials,
     /// Whether and how the cluster's own API is read.
     pub cluster_api: crate::kubernetes::ClusterApiOptions,
 }
@@ -38,7 +39,7 @@ pub struct AwsClients {
 impl AwsClients {
     pub fn new(config: &SdkConfig) -> Self {
         Self {
-            credentials: config.credentials_provider(),
+            credentials: signing::SigningCredentials::new(config.credentials_provider()),
             cluster_api: crate::kubernetes::ClusterApiOptions::default(),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
             autoscaling: aws_sdk_autoscaling::Client::new(config),

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_credential_types::provider::ProvideCredentials;
 use base64::Engine as _;
 
 use super::nodegroup::access_entry;
@@ -43,10 +42,7 @@ pub(super) async fn cluster_view(
             launched_at: instance.launched_at,
         })
         .collect();
-    let credentials = match &clients.credentials {
-        Some(provider) => provider.provide_credentials().await.ok(),
-        None => None,
-    };
+    let credentials = clients.credentials.get().await;
     let reference = ClusterRef {
         name: &cluster.name,
         region: &clients.region,

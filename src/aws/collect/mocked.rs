@@ -60,7 +60,7 @@ fn clients(eks: &[Rule], autoscaling: &[Rule], iam: &[Rule]) -> AwsClients {
         eks: mocked!(aws_sdk_eks, eks),
         iam: mocked!(aws_sdk_iam, iam),
         kms: mocked!(aws_sdk_kms, &[]),
-        credentials: None,
+        credentials: crate::aws::signing::SigningCredentials::new(None),
         // These units are about AWS calls; the cluster's API has its own tests.
         cluster_api: crate::kubernetes::ClusterApiOptions {
             enabled: false,
