@@ -85,39 +85,34 @@ async fn console_output(
     instance_id: &str,
     calls: &mut CallLog,
 ) -> Result<BootLogLookup, AwsError> {
-    calls.record("ec2:GetConsoleOutput");
-    let latest = clients
-        .ec2
-        .get_console_output()
-        .instance_id(instance_id)
-        .latest(true)
-        .send()
-        .await
-        .op("ec2:GetConsoleOutput");
-    let output = match latest {
-        Ok(output) => output,
-        Err(error) if error.is_transient() => return Err(error),
-        // Latest=true is for Nitro instances only; the others keep a buffered copy (a refusal
-        // is refused again, and then recorded).
-        Err(_) => {
-            calls.record("ec2:GetConsoleOutput");
-            match clients
-                .ec2
-                .get_console_output()
-                .instance_id(instance_id)
-                .send()
-                .await
-                .op("ec2:GetConsoleOutput")
-            {
-                Ok(output) => output,
-                Err(error) if !error.is_transient() => {
-                    return Ok(BootLogLookup::Unavailable {
-                        reason: format!("ec2:GetConsoleOutput: {}: {}", error.code, error.message),
-                    });
-                }
-                Err(error) => return Err(error),
+    // Latest=true is for Nitro instances only; the others keep a buffered copy. A refusal is
+    // refused again without Latest, and then recorded.
+    let mut refused = None;
+    let mut answer = None;
+    for latest in [true, false] {
+        calls.record("ec2:GetConsoleOutput");
+        match clients
+            .ec2
+            .get_console_output()
+            .instance_id(instance_id)
+            .set_latest(latest.then_some(true))
+            .send()
+            .await
+            .op("ec2:GetConsoleOutput")
+        {
+            Ok(output) => {
+                answer = Some(output);
+                break;
             }
+            Err(error) if error.is_transient() => return Err(error),
+            Err(error) => refused = Some(error),
         }
+    }
+    let Some(output) = answer else {
+        let reason = refused
+            .map(|e| format!("ec2:GetConsoleOutput: {}: {}", e.code, e.message))
+            .unwrap_or_default();
+        return Ok(BootLogLookup::Unavailable { reason });
     };
     let Some(encoded) = output.output().filter(|o| !o.is_empty()) else {
         return Ok(BootLogLookup::Unavailable {
