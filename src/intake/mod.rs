@@ -1,5 +1,6 @@
 //! Event intake: reading SQS messages into triggers, and the queue loop that feeds the pipeline.
 
+mod deletes;
 mod envelope;
 
 pub use envelope::{

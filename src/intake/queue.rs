@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{Disposition, Inbound, KeepKind, MessageHandler};
+use super::deletes::{DeleteQueue, Deletes};
+use super::{Disposition, Inbound, KeepKind, MessageHandler, deletes};
 use crate::aws::{AwsError, AwsResultExt};
 use crate::settings::IntakeSettings;
 use crate::shutdown::Shutdown;
@@ -113,6 +114,13 @@ impl QueueLoop {
     /// and nothing is in flight. In-flight messages always finish before this returns.
     pub async fn run(&self, once: bool) {
         let shutdown = self.shutdown.requested();
+        let deletes = Deletes::start(deletes::Target {
+            sqs: self.sqs.clone(),
+            queue_url: self.queue_url.clone(),
+            stats: self.stats.clone(),
+            metrics: self.metrics.clone(),
+            batch_wait: Duration::from_millis(self.settings.delete_batch_wait_ms),
+        });
         let slots = Arc::new(Semaphore::new(self.settings.max_in_flight));
         let tasks = TaskTracker::new();
         // A drain-once run should not sit in a 20 s long poll on an empty queue.
@@ -216,6 +224,7 @@ impl QueueLoop {
                     queue_url: self.queue_url.clone(),
                     visibility_timeout: self.settings.visibility_timeout_secs,
                     handler: self.handler.clone(),
+                    deletes: deletes.queue(),
                     stats: self.stats.clone(),
                     metrics: self.metrics.clone(),
                     max_receives: self.max_receives,
@@ -247,6 +256,7 @@ impl QueueLoop {
                 );
             }
         }
+        deletes.finish(Duration::from_secs(10)).await;
     }
 
     /// Makes a message visible again at once.
@@ -278,6 +288,7 @@ struct Worker {
     queue_url: String,
     visibility_timeout: i32,
     handler: Arc<dyn MessageHandler>,
+    deletes: DeleteQueue,
     stats: Arc<IntakeStats>,
     metrics: Arc<Metrics>,
     max_receives: Option<u32>,
@@ -322,7 +333,16 @@ impl Worker {
             match disposition {
                 Disposition::Delete => {
                     crate::faults::crash_point("before_delete", None);
-                    self.delete(&receipt).instrument(info_span!("delete")).await;
+                    // The outcome is durable: the delete itself is batched with others', and
+                    // this worker's slot is free for the next message meanwhile.
+                    if !self
+                        .deletes
+                        .hand_over(receipt)
+                        .instrument(info_span!("delete"))
+                        .await
+                    {
+                        warn!("the deleting task is gone; the message comes back as a duplicate");
+                    }
                     self.metrics
                         .handled("deleted", started.elapsed().as_secs_f64());
                 }
@@ -351,31 +371,6 @@ impl Worker {
         }
         .instrument(span)
         .await
-    }
-
-    async fn delete(&self, receipt: &str) {
-        for attempt in 1..=3 {
-            let deleted = self
-                .sqs
-                .delete_message()
-                .queue_url(&self.queue_url)
-                .receipt_handle(receipt)
-                .send()
-                .await
-                .op("sqs:DeleteMessage");
-            match deleted {
-                Ok(_) => {
-                    self.stats.deleted.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.messages_deleted.inc();
-                    return;
-                }
-                // A redelivery is harmless: the event id is recorded and will be seen as a duplicate.
-                Err(error) => {
-                    warn!(%error, attempt, "delete failed");
-                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                }
-            }
-        }
     }
 }
 

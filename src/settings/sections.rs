@@ -187,6 +187,8 @@ pub struct IntakeSettings {
     pub visibility_timeout_secs: i32,
     pub max_in_flight: usize,
     pub shutdown_grace_secs: u64,
+    /// How long the first handled message of a delete batch waits for others to join it.
+    pub delete_batch_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -204,6 +204,13 @@ fn intake(intake: &IntakeSettings, problems: &mut Problems) {
     if intake.max_in_flight == 0 {
         problems.add("intake.max_in_flight", "must be at least 1".into());
     }
+    // Well under the visibility timeout: a message waiting to be deleted is still hidden.
+    if intake.delete_batch_wait_ms > 1_000 {
+        problems.add(
+            "intake.delete_batch_wait_ms",
+            format!("{} is above 1000", intake.delete_batch_wait_ms),
+        );
+    }
 }
 
 fn audit(raw: RawAudit, problems: &mut Problems) -> Option<AuditSettings> {
