@@ -313,6 +313,12 @@ impl<W: Accounts> Pipeline<W> {
         trigger: &Trigger,
         message: &Inbound,
     ) -> Result<bool, PipelineError> {
+        // Most events are new: a read says so without a write transaction. A seen event is
+        // checked again inside the transaction that records the second delivery.
+        let event_id = trigger.event_id.as_str();
+        if self.store.read(|r| r.event_seen(event_id)).await?.is_none() {
+            return Ok(false);
+        }
         let duplicate = self
             .store
             .write(|tx| {
@@ -462,6 +468,15 @@ impl<W: Accounts> Pipeline<W> {
         message: &Inbound,
     ) -> Result<bool, PipelineError> {
         let event_time = timestamp(trigger.time);
+        // Most events follow no fix: a read says so without a write transaction.
+        let after_any_fix = self
+            .store
+            .read(|r| r.last_fix_applied(key))
+            .await?
+            .is_none_or(|(_, applied_at)| event_time >= applied_at);
+        if after_any_fix {
+            return Ok(false);
+        }
         let superseded = self
             .store
             .write(|tx| {
