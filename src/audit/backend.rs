@@ -211,6 +211,19 @@ pub trait Reads {
     fn last_fix_applied(&self, key: &NodegroupKey) -> StoreResult<Option<(String, String)>>;
     /// An incident's records, oldest first.
     fn records(&self, incident_id: &str) -> StoreResult<Vec<Record>>;
+    /// Whether the incident's last run died: it has a step intent or result after its last
+    /// outcome. Asked for every event of a nodegroup, so a backend answers it without reading
+    /// every record of an incident a storm keeps joining, where it can.
+    fn run_died(&self, incident_id: &str) -> StoreResult<bool> {
+        let records = self.records(incident_id)?;
+        let after_outcome = records
+            .iter()
+            .rposition(|r| r.kind == RecordKind::Outcome.as_str())
+            .map_or(0, |i| i + 1);
+        Ok(records[after_outcome..].iter().any(|r| {
+            r.kind == RecordKind::StepIntent.as_str() || r.kind == RecordKind::StepResult.as_str()
+        }))
+    }
     /// Records that belong to no incident, newest first.
     fn loose_records(&self, limit: usize) -> StoreResult<Vec<Record>>;
     /// Every record, in chain order, for exports: those after `after_seq` in SQLite's single

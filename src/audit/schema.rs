@@ -146,6 +146,11 @@ CREATE TABLE chain_heads (
 INSERT INTO chain_heads (chain, seq, hash, at)
     SELECT 'global', seq, hash, at FROM records ORDER BY seq DESC LIMIT 1;
 "#,
+    r#"
+-- Whether an incident's last run died is asked for every event of its nodegroup: the newest
+-- record of a kind, found without reading an incident that a storm of events keeps joining.
+CREATE INDEX records_by_incident_kind ON records (incident_id, kind, seq);
+"#,
 ];
 
 /// Brings the schema up to date. Each step reads the version inside its own IMMEDIATE transaction,

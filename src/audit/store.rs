@@ -326,6 +326,31 @@ mod tests {
     }
 
     #[test]
+    fn a_run_died_when_a_step_follows_the_last_outcome_whatever_came_between() {
+        let (store, dir) = store();
+        let died = |store: &AuditStore| store.read_blocking(|c| c.run_died("inc-1")).unwrap();
+        let append = |kind: RecordKind| {
+            store
+                .write_blocking(|tx| tx.append(Some("inc-1"), None, kind, &json!({})))
+                .unwrap()
+        };
+        assert!(!died(&store), "no records");
+        append(RecordKind::Plan);
+        append(RecordKind::StepIntent);
+        assert!(died(&store), "an intent and no outcome");
+        append(RecordKind::StepResult);
+        append(RecordKind::Outcome);
+        assert!(!died(&store), "concluded");
+        for _ in 0..50 {
+            append(RecordKind::EventSuperseded);
+        }
+        assert!(!died(&store), "events joining a concluded incident");
+        append(RecordKind::StepResult);
+        assert!(died(&store), "a result after the outcome");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn a_failed_write_leaves_nothing_behind() {
         let (store, dir) = store();
         let result: Result<(), AuditError> = store.write_blocking(|tx| {

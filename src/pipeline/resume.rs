@@ -182,6 +182,10 @@ impl<W: Accounts> Pipeline<W> {
             .store
             .read(|c| {
                 for incident in c.incidents_of_nodegroup(key, 3)? {
+                    // What `resumable` asks first, without reading every record.
+                    if !c.run_died(&incident.incident_id)? {
+                        continue;
+                    }
                     let records = c.records(&incident.incident_id)?;
                     if let Some(found) =
                         resumable(&incident.incident_id, incident.outcome, &records, false)

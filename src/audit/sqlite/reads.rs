@@ -133,6 +133,18 @@ impl Reads for Connection {
             .optional()?)
     }
 
+    fn run_died(&self, incident_id: &str) -> StoreResult<bool> {
+        // Two lookups in records_by_incident_kind, however many records the incident has.
+        Ok(self.query_row(
+            "SELECT EXISTS (SELECT 1 FROM records
+                 WHERE incident_id = ?1 AND kind IN ('step_intent', 'step_result')
+                 AND seq > COALESCE((SELECT MAX(seq) FROM records
+                                     WHERE incident_id = ?1 AND kind = 'outcome'), 0))",
+            params![incident_id],
+            |row| row.get(0),
+        )?)
+    }
+
     fn records(&self, incident_id: &str) -> StoreResult<Vec<Record>> {
         records_where(self, "WHERE incident_id = ?1 ORDER BY seq", &[&incident_id])
     }
