@@ -1,7 +1,9 @@
 //! Soak: thousands of events through the daemon against the emulator, next to a bare
 //! receive-and-delete loop over the same messages on the same emulator.
 //!
-//! Run: `cargo bench --bench soak --profile dev` (`NODEMEDIC_SOAK_EVENTS`, default 2000).
+//! Run: `cargo bench --bench soak --profile dev --features demo` (`NODEMEDIC_SOAK_EVENTS`,
+//! default 2000). `NODEMEDIC_SOAK_MODE=storm` sends 10,000 failures of one nodegroup to a daemon
+//! in auto mode instead, and `=idle` measures it polling an empty queue (`soak/storm.rs`).
 //! Without `--bench` (as `cargo test --all-targets` runs it) it is a 20-event smoke test.
 //! Either way it fails unless every event was handled and recorded and the queue is empty.
 //!
@@ -43,10 +45,13 @@ mod world;
 use world::*;
 #[path = "soak/stages.rs"]
 mod stages;
-use stages::{STAGES, StageTimer, Stages, cpu_time};
+#[path = "soak/storm.rs"]
+mod storm;
+use stages::{StageTimer, Stages, cpu_time};
 
 const DEFAULT_EVENTS: usize = 2000;
 const SMOKE_EVENTS: usize = 20;
+const STORM_EVENTS: usize = 10_000;
 /// Messages per SendMessageBatch.
 const WAVE: usize = 10;
 /// At most this many messages sent but not yet handled: moto drains a deep queue slowly
@@ -104,6 +109,7 @@ async fn feed(
     queue_url: &str,
     messages: &[Message],
     done: impl Fn() -> usize,
+    sent_so_far: &AtomicUsize,
 ) -> (HashMap<String, Kind>, Instant) {
     let started = Instant::now();
     let mut kinds = HashMap::new();
@@ -130,6 +136,7 @@ async fn feed(
             let position: usize = entry.id().parse().expect("our entry id");
             kinds.insert(entry.message_id().to_string(), wave[position].kind);
         }
+        sent_so_far.fetch_add(wave.len(), Ordering::SeqCst);
     }
     (kinds, started)
 }
@@ -234,7 +241,12 @@ where
 }
 
 fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_kib("self", field)
+}
+
+/// A `/proc/<process>/status` figure in KiB (`VmRSS:`, `VmHWM:`); 0 when unreadable.
+fn status_kib(process: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|status| {
             status
@@ -277,6 +289,43 @@ fn aws_calls() -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// The calls made since `before`, by `service:Operation (outcome)`.
+fn calls_made(before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    aws_calls()
+        .into_iter()
+        .map(|(key, after)| {
+            let made = after - before.get(&key).copied().unwrap_or(0);
+            (key, made)
+        })
+        .filter(|(_, made)| *made > 0)
+        .collect()
+}
+
+/// Calls per message: investigating apart from the queue's, then by operation.
+fn print_calls(calls: &BTreeMap<String, u64>, messages: usize) {
+    let per_message = |n: u64| n as f64 / messages as f64;
+    let total: u64 = calls.values().sum();
+    let queue_calls: u64 = calls
+        .iter()
+        .filter(|(key, _)| key.starts_with("sqs:"))
+        .map(|(_, made)| made)
+        .sum();
+    println!(
+        "AWS calls per message: {:.2} ({:.2} to investigate and fix, {:.2} SQS receive/delete/visibility)",
+        per_message(total),
+        per_message(total - queue_calls),
+        per_message(queue_calls)
+    );
+    let mut by_operation: Vec<(&String, &u64)> = calls.iter().collect();
+    by_operation.sort_by_key(|(_, made)| std::cmp::Reverse(**made));
+    for (operation, made) in by_operation {
+        println!(
+            "    {operation:<55} {made:>6}  ({:.3}/message)",
+            per_message(*made)
+        );
+    }
+}
+
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -290,9 +339,12 @@ fn ms(duration: Duration) -> f64 {
 }
 
 async fn messages_left(world: &World, queue_url: &str) -> u64 {
-    let attributes = world
-        .clients
-        .sqs
+    depth(&world.clients.sqs, queue_url).await
+}
+
+/// Messages in a queue: waiting, in flight and delayed (moto counts them exactly).
+async fn depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> u64 {
+    let attributes = sqs
         .get_queue_attributes()
         .queue_url(queue_url)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
@@ -347,14 +399,42 @@ fn recorded(audit_db: &std::path::Path) -> Recorded {
     }
 }
 
+/// The bare loop's time for `messages`, fed as the daemon is fed, on the baseline queue.
+async fn baseline(world: &World, messages: &[Message]) -> Duration {
+    let sqs = &world.clients.sqs;
+    let baseline_url = world.baseline_queue.url.clone();
+    let deleted = Arc::new(AtomicUsize::new(0));
+    let looping = tokio::spawn(bare_loop(
+        sqs.clone(),
+        baseline_url.clone(),
+        deleted.clone(),
+    ));
+    let done = || deleted.load(Ordering::SeqCst);
+    let (_, loop_started) = feed(sqs, &baseline_url, messages, done, &AtomicUsize::new(0)).await;
+    wait_until(done, messages.len()).await;
+    let loop_took = loop_started.elapsed();
+    looping.abort();
+    let _ = looping.await;
+    assert_eq!(
+        messages_left(world, &baseline_url).await,
+        0,
+        "the bare loop emptied its queue"
+    );
+    loop_took
+}
+
 #[tokio::main]
 async fn main() {
     let benchmarking = std::env::args().any(|arg| arg == "--bench");
+    let mode = storm::Mode::from_env();
     let count = if benchmarking {
         std::env::var("NODEMEDIC_SOAK_EVENTS")
             .ok()
             .and_then(|n| n.parse().ok())
-            .unwrap_or(DEFAULT_EVENTS)
+            .unwrap_or(match mode {
+                storm::Mode::Storm => STORM_EVENTS,
+                _ => DEFAULT_EVENTS,
+            })
     } else {
         SMOKE_EVENTS
     };
@@ -370,6 +450,11 @@ async fn main() {
         tracing_subscriber::registry().with(timer).with(stage_timer),
     )
     .expect("the only subscriber");
+    match mode {
+        storm::Mode::Storm => return storm::storm(count, &stage_times).await,
+        storm::Mode::Idle => return storm::idle().await,
+        storm::Mode::Mix => {}
+    }
 
     let setup = Instant::now();
     let world = build_world().await;
@@ -402,24 +487,7 @@ async fn main() {
     );
 
     // Baseline: the same messages, fed the same way, through a bare loop.
-    let baseline_url = world.baseline_queue.url.clone();
-    let deleted = Arc::new(AtomicUsize::new(0));
-    let looping = tokio::spawn(bare_loop(
-        sqs.clone(),
-        baseline_url.clone(),
-        deleted.clone(),
-    ));
-    let done = || deleted.load(Ordering::SeqCst);
-    let (_, loop_started) = feed(&sqs, &baseline_url, &messages, done).await;
-    wait_until(done, messages.len()).await;
-    let loop_took = loop_started.elapsed();
-    looping.abort();
-    let _ = looping.await;
-    assert_eq!(
-        messages_left(&world, &baseline_url).await,
-        0,
-        "the bare loop emptied its queue"
-    );
+    let loop_took = baseline(&world, &messages).await;
 
     // The daemon, with the production defaults except dry-run and no join checks.
     let dir =
@@ -464,7 +532,14 @@ async fn main() {
         Default::default(),
     ));
     let done = || handled.count.load(Ordering::SeqCst);
-    let (kinds, daemon_started) = feed(&sqs, &world.queue.url, &messages, done).await;
+    let (kinds, daemon_started) = feed(
+        &sqs,
+        &world.queue.url,
+        &messages,
+        done,
+        &AtomicUsize::new(0),
+    )
+    .await;
     wait_until(done, messages.len()).await;
     let daemon_took = daemon_started.elapsed();
     let rss_after = rss_kib("VmRSS:");
@@ -475,7 +550,6 @@ async fn main() {
         .expect("the daemon runs");
     sampling.cancel();
     let _ = sampler.await;
-    let calls_after = aws_calls();
     let cpu_took = cpu_time().saturating_sub(cpu_before);
 
     // Every event handled, recorded, and gone from the queue.
@@ -539,39 +613,8 @@ async fn main() {
         );
     }
 
-    let by_message = stage_times
-        .by_message
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
     println!();
-    println!(
-        "where the time goes, mean ms per message (wall time; store_write is inside the stages before it):"
-    );
-    print!("{:<22}", "kind");
-    for stage in STAGES {
-        print!(" {stage:>12}");
-    }
-    println!();
-    let mut kinds_seen: BTreeMap<Kind, (usize, BTreeMap<&str, Duration>)> = BTreeMap::new();
-    for (message_id, stages) in &by_message {
-        let Some(kind) = kinds.get(message_id) else {
-            continue;
-        };
-        let (count, sums) = kinds_seen.entry(*kind).or_default();
-        *count += 1;
-        for (stage, took) in stages {
-            *sums.entry(stage).or_default() += *took;
-        }
-    }
-    for (kind, (count, sums)) in &kinds_seen {
-        print!("{:<22}", kind.name());
-        for stage in STAGES {
-            let sum = sums.get(stage).copied().unwrap_or_default();
-            print!(" {:>12.2}", ms(sum) / *count as f64);
-        }
-        println!();
-    }
+    stages::print_breakdown(&stage_times, &kinds);
     println!(
         "CPU of this process (daemon, feeder, clients): {:.2} ms per message ({:.1} s for {})",
         ms(cpu_took) / messages.len() as f64,
@@ -587,33 +630,7 @@ async fn main() {
         mib(peak.load(Ordering::Relaxed).max(rss_after))
     );
 
-    let mut by_service: BTreeMap<String, u64> = BTreeMap::new();
-    let mut by_operation: Vec<(String, u64)> = Vec::new();
-    for (key, after) in &calls_after {
-        let made = after - calls_before.get(key).copied().unwrap_or(0);
-        if made == 0 {
-            continue;
-        }
-        let service = key.split(':').next().unwrap_or("?").to_string();
-        *by_service.entry(service).or_default() += made;
-        by_operation.push((key.clone(), made));
-    }
-    let per_message = |n: u64| n as f64 / messages.len() as f64;
-    let total: u64 = by_service.values().sum();
-    let queue_calls = by_service.get("sqs").copied().unwrap_or(0);
-    println!(
-        "AWS calls per message: {:.2} ({:.2} to investigate, {:.2} SQS receive/delete/visibility)",
-        per_message(total),
-        per_message(total - queue_calls),
-        per_message(queue_calls)
-    );
-    by_operation.sort_by_key(|(_, made)| std::cmp::Reverse(*made));
-    for (operation, made) in &by_operation {
-        println!(
-            "    {operation:<55} {made:>6}  ({:.3}/message)",
-            per_message(*made)
-        );
-    }
+    print_calls(&calls_made(&calls_before), messages.len());
 
     println!();
     println!(

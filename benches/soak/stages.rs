@@ -11,6 +11,8 @@ use tracing::span::{Attributes, Id};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::{Kind, ms};
+
 /// In handling order; `store_write` is time spent inside the stages before it, not after them.
 pub const STAGES: [&str; 8] = [
     "admit",
@@ -104,7 +106,12 @@ where
 /// User plus system CPU time of this process so far (`/proc/self/stat`, at the usual 100 ticks
 /// per second).
 pub fn cpu_time() -> Duration {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
+    cpu_time_of("self")
+}
+
+/// The same of another process (`process` is a pid, or `self`).
+pub fn cpu_time_of(process: &str) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{process}/stat"))
         .ok()
         .and_then(|stat| {
             // Fields after the command name, which is in parentheses and may hold spaces.
@@ -116,4 +123,40 @@ pub fn cpu_time() -> Duration {
         })
         .unwrap_or(0);
     Duration::from_millis(ticks * 10)
+}
+
+/// Prints the mean wall time per stage of each kind of message (SQS message id to kind).
+pub fn print_breakdown(stages: &Stages, kinds: &HashMap<String, Kind>) {
+    let by_message = stages
+        .by_message
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    println!(
+        "where the time goes, mean ms per message (wall time; store_write is inside the stages before it):"
+    );
+    print!("{:<22}", "kind");
+    for stage in STAGES {
+        print!(" {stage:>12}");
+    }
+    println!();
+    let mut kinds_seen: BTreeMap<Kind, (usize, BTreeMap<&str, Duration>)> = BTreeMap::new();
+    for (message_id, stages) in &by_message {
+        let Some(kind) = kinds.get(message_id) else {
+            continue;
+        };
+        let (count, sums) = kinds_seen.entry(*kind).or_default();
+        *count += 1;
+        for (stage, took) in stages {
+            *sums.entry(stage).or_default() += *took;
+        }
+    }
+    for (kind, (count, sums)) in &kinds_seen {
+        print!("{:<22}", kind.name());
+        for stage in STAGES {
+            let sum = sums.get(stage).copied().unwrap_or_default();
+            print!(" {:>12.2}", ms(sum) / *count as f64);
+        }
+        println!();
+    }
 }

@@ -18,7 +18,7 @@ pub(super) struct World {
     lab_000_instance: String,
     pub(super) not_eks_group: String,
     lab_000: lab::Lab000,
-    lab_002: lab::Lab002,
+    pub(super) lab_002: lab::Lab002,
 }
 
 pub(super) async fn build_world() -> World {
@@ -138,6 +138,31 @@ pub(super) async fn self_managed_group(c: &LabClients, network: &Network) -> Str
     name.to_string()
 }
 
+/// Lab 002's launch failure: the Auto Scaling role may not use the volumes' KMS key.
+pub(super) fn kms_failure(world: &World, event_id: &str, at: time::OffsetDateTime) -> String {
+    let mut body: serde_json::Value = serde_json::from_str(&envelope(
+        world,
+        event_id,
+        nodemedic::intake::LAUNCH_UNSUCCESSFUL,
+        &world.lab_002.group,
+        json!({
+            "StatusCode": "Failed",
+            "ActivityId": uuid::Uuid::new_v4().to_string(),
+            "Details": { "Availability Zone": lab::ZONE, "Subnet ID": world.network.private_subnet },
+            "StatusMessage": "Instance became unhealthy while waiting for instance to be in InService state. Termination Reason: Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state",
+            "Description": "Launching a new EC2 instance. Status Reason: Client.InvalidKMSKey.InvalidState",
+            "EC2InstanceId": "",
+            "Cause": "At 2026-01-01T00:00:00Z an instance was started",
+        }),
+    ))
+    .expect("our own envelope");
+    body["time"] = json!(
+        at.format(&time::format_description::well_known::Rfc3339)
+            .expect("a time formats")
+    );
+    body.to_string()
+}
+
 /// The body EventBridge delivers to SQS for an Auto Scaling event.
 pub(super) fn envelope(
     world: &World,
@@ -226,21 +251,7 @@ pub(super) fn messages(world: &World, count: usize) -> Vec<Message> {
                 });
                 continue;
             }
-            Kind::FailingKms => envelope(
-                world,
-                &event_id,
-                nodemedic::intake::LAUNCH_UNSUCCESSFUL,
-                &world.lab_002.group,
-                json!({
-                    "StatusCode": "Failed",
-                    "ActivityId": uuid::Uuid::new_v4().to_string(),
-                    "Details": { "Availability Zone": lab::ZONE, "Subnet ID": world.network.private_subnet },
-                    "StatusMessage": "Instance became unhealthy while waiting for instance to be in InService state. Termination Reason: Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state",
-                    "Description": "Launching a new EC2 instance. Status Reason: Client.InvalidKMSKey.InvalidState",
-                    "EC2InstanceId": "",
-                    "Cause": "At 2026-01-01T00:00:00Z an instance was started",
-                }),
-            ),
+            Kind::FailingKms => kms_failure(world, &event_id, time::OffsetDateTime::now_utc()),
             Kind::FailingRoute => envelope(
                 world,
                 &event_id,
