@@ -142,7 +142,8 @@ async fn delete_batch(target: &Target, mut receipts: Vec<String>) {
             .set_entries(Some(entries))
             .send()
             .await
-            .op("sqs:DeleteMessageBatch");
+            // Labels are IAM actions: a batch is authorised, and counted, as sqs:DeleteMessage.
+            .op("sqs:DeleteMessage");
         match answered {
             Ok(output) => {
                 let deleted = output.successful().len() as u64;
