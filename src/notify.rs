@@ -7,14 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use tracing::{debug, warn};
 
-use crate::net::{Https, TlsError, https_connector};
+use crate::net::{TlsError, tls_client_config};
 use crate::settings::{NotifySettings, Webhook, WebhookFormat};
 
 /// What happened, for people.
@@ -37,13 +33,15 @@ pub struct Notice {
 pub enum NotifyError {
     #[error("cannot set up TLS for webhooks: {0}")]
     Tls(#[from] TlsError),
+    #[error("cannot build the webhook client: {0}")]
+    Client(#[source] reqwest::Error),
 }
 
 #[derive(Clone)]
 pub struct Notifier {
     webhooks: Vec<Webhook>,
     sns: Option<(aws_sdk_sns::Client, String)>,
-    http: Option<Client<Https, Full<Bytes>>>,
+    http: Option<reqwest::Client>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -130,32 +128,38 @@ impl Notifier {
         url: &str,
         content_type: &str,
         body: String,
-    ) -> Result<hyper::StatusCode, String> {
+    ) -> Result<reqwest::StatusCode, String> {
         let Some(http) = &self.http else {
             return Err("no HTTP client".into());
         };
-        let request = hyper::Request::post(url)
-            .header(hyper::header::CONTENT_TYPE, content_type)
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("nodemedic/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let response = tokio::time::timeout(Duration::from_secs(10), http.request(request))
+        let response = http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
             .await
-            .map_err(|_| "timed out after 10s".to_string())?
-            .map_err(|e| e.to_string())?;
+            // Without the URL: it may carry the webhook's secret.
+            .map_err(|e| e.without_url().to_string())?;
         let status = response.status();
         // Read the body so the connection can be reused.
-        let _ = response.into_body().collect().await;
+        let _ = response.bytes().await;
         Ok(status)
     }
 }
 
-fn https_client() -> Result<Client<Https, Full<Bytes>>, NotifyError> {
-    Ok(Client::builder(TokioExecutor::new()).build(https_connector()?))
+/// The webhook client: the proxy in `HTTPS_PROXY` / `HTTP_PROXY` (except `NO_PROXY` hosts), as
+/// VPCs without a NAT route need, and the TLS set-up of every outbound call.
+fn https_client() -> Result<reqwest::Client, NotifyError> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_client_config()?)
+        .user_agent(concat!("nodemedic/", env!("CARGO_PKG_VERSION")))
+        .timeout(WEBHOOK_TIMEOUT)
+        .build()
+        .map_err(NotifyError::Client)
 }
+
+/// A webhook that does not answer within this is given up: notifications are best effort.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Webhook URLs often carry their secret in the path, the query or the user part: logs get the
 /// scheme and host only.

@@ -18,3 +18,4 @@ mod sources;
 mod store;
 mod support;
 mod tamper;
+mod webhook_proxy;

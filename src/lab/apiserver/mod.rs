@@ -77,7 +77,7 @@ pub enum StandInError {
 impl StandInApiServer {
     /// Serves `cluster` of `region` on 127.0.0.1 and a free port.
     pub async fn start(cluster: &str, region: &str) -> Result<Self, StandInError> {
-        let (ca_pem, server_config) = certificates()?;
+        let (ca_pem, server_config) = stand_in_certificates(&["127.0.0.1", "localhost"])?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("https://{}", listener.local_addr()?);
         let shared = Arc::new(Shared {
@@ -117,8 +117,11 @@ impl StandInApiServer {
     }
 }
 
-/// A CA, and a server configuration whose certificate (for 127.0.0.1 and localhost) it signed.
-fn certificates() -> Result<(String, rustls::ServerConfig), StandInError> {
+/// A fresh CA (as PEM) and a server configuration whose certificate, for `hosts`, it signed:
+/// what a stand-in peer needs to be trusted only by clients told about that CA.
+pub fn stand_in_certificates(
+    hosts: &[&str],
+) -> Result<(String, rustls::ServerConfig), StandInError> {
     let ca_key = rcgen::KeyPair::generate()?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -133,7 +136,7 @@ fn certificates() -> Result<(String, rustls::ServerConfig), StandInError> {
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let server_key = rcgen::KeyPair::generate()?;
     let mut server_params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+        rcgen::CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())?;
     server_params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "kube-apiserver");

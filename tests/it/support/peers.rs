@@ -148,8 +148,11 @@ impl WebhookSink {
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = received.clone();
         std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                if let Some(body) = read_request(stream)
+            for mut stream in listener.incoming().flatten() {
+                if stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .is_ok()
+                    && let Some(body) = read_request(&mut stream)
                     && let Ok(mut bodies) = sink.lock()
                 {
                     bodies.push(body);
@@ -180,9 +183,9 @@ impl WebhookSink {
     }
 }
 
-/// Reads one request (headers, then Content-Length bytes of body) and answers 200.
-fn read_request(mut stream: TcpStream) -> Option<Vec<u8>> {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+/// Reads one request (headers, then Content-Length bytes of body), answers 200 and closes; the
+/// body as sent.
+pub fn read_request(stream: &mut (impl Read + Write)) -> Option<Vec<u8>> {
     let mut data = Vec::new();
     let mut buffer = [0u8; 4096];
     let header_end = loop {
@@ -209,5 +212,6 @@ fn read_request(mut stream: TcpStream) -> Option<Vec<u8>> {
         data.extend_from_slice(&buffer[..read]);
     }
     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = stream.flush();
     Some(data[header_end..].to_vec())
 }
