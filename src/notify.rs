@@ -10,7 +10,7 @@ use aws_config::SdkConfig;
 use serde::Serialize;
 use tracing::{debug, warn};
 
-use crate::net::{TlsError, tls_client_config};
+use crate::net::{NetError, http_client};
 use crate::settings::{NotifySettings, Webhook, WebhookFormat};
 
 /// What happened, for people.
@@ -27,14 +27,6 @@ pub struct Notice {
     pub plan_id: Option<String>,
     /// Extra context: the steps waiting, or why it escalated.
     pub detail: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
-    #[error("cannot set up TLS for webhooks: {0}")]
-    Tls(#[from] TlsError),
-    #[error("cannot build the webhook client: {0}")]
-    Client(#[source] reqwest::Error),
 }
 
 #[derive(Clone)]
@@ -63,11 +55,11 @@ impl Notifier {
         })
     }
 
-    pub fn new(settings: &NotifySettings, sdk: &SdkConfig) -> Result<Arc<Notifier>, NotifyError> {
+    pub fn new(settings: &NotifySettings, sdk: &SdkConfig) -> Result<Arc<Notifier>, NetError> {
         let http = if settings.webhooks.is_empty() {
             None
         } else {
-            Some(https_client()?)
+            Some(http_client(WEBHOOK_TIMEOUT)?)
         };
         let sns = (!settings.sns_topic_arn.is_empty()).then(|| {
             (
@@ -145,17 +137,6 @@ impl Notifier {
         let _ = response.bytes().await;
         Ok(status)
     }
-}
-
-/// The webhook client: the proxy in `HTTPS_PROXY` / `HTTP_PROXY` (except `NO_PROXY` hosts), as
-/// VPCs without a NAT route need, and the TLS set-up of every outbound call.
-fn https_client() -> Result<reqwest::Client, NotifyError> {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls_client_config()?)
-        .user_agent(concat!("nodemedic/", env!("CARGO_PKG_VERSION")))
-        .timeout(WEBHOOK_TIMEOUT)
-        .build()
-        .map_err(NotifyError::Client)
 }
 
 /// A webhook that does not answer within this is given up: notifications are best effort.

@@ -190,10 +190,10 @@ pub fn init(log: &LogSettings, otlp: &OtlpSettings) -> Result<Telemetry, Telemet
 }
 
 /// The exporter's HTTP client, run on the daemon's Tokio runtime: the SDK's batch processor
-/// exports from a thread of its own, where hyper finds no reactor.
+/// exports from a thread of its own, where reqwest finds no reactor.
 #[derive(Debug)]
 struct OnRuntime {
-    inner: Arc<opentelemetry_http::hyper::HyperClient<crate::net::Https>>,
+    inner: reqwest::Client,
     runtime: tokio::runtime::Handle,
 }
 
@@ -249,11 +249,8 @@ fn tracer_provider(export: &TraceExport) -> Result<SdkTracerProvider, TelemetryE
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|e| TelemetryError::Otlp(format!("no async runtime: {e}")))?;
     let client = OnRuntime {
-        inner: Arc::new(opentelemetry_http::hyper::HyperClient::new(
-            crate::net::https_connector().map_err(|e| TelemetryError::Otlp(e.to_string()))?,
-            Duration::from_secs(10),
-            None,
-        )),
+        inner: crate::net::http_client(Duration::from_secs(10))
+            .map_err(|e| TelemetryError::Otlp(e.to_string()))?,
         runtime,
     };
     let exporter = opentelemetry_otlp::SpanExporter::builder()

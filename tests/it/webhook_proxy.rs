@@ -1,8 +1,8 @@
-//! A webhook reached only through the proxy in `HTTPS_PROXY`, as in a VPC whose egress goes
-//! through a corporate proxy. Both peers are stand-ins on loopback: an HTTP CONNECT proxy that
-//! records what it was asked to reach and tunnels to a TLS webhook receiver. The webhook's host
-//! name does not resolve, so a notification can only arrive by the proxy, and the receiver's
-//! certificate is trusted through `SSL_CERT_FILE`, as a re-signing proxy's would be.
+//! A webhook and an OTLP collector reached only through the proxy in `HTTPS_PROXY`, as in a VPC
+//! whose egress goes through a corporate proxy. Both peers are stand-ins on loopback: an HTTP
+//! CONNECT proxy that records what it was asked to reach and tunnels to one TLS receiver. Neither
+//! host name resolves, so a notification or a trace can only arrive by the proxy, and the
+//! receiver's certificate is trusted through `SSL_CERT_FILE`, as a re-signing proxy's would be.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,9 +15,10 @@ use crate::breakage::publish_lab_002;
 use crate::support::{World, read_request};
 
 const WEBHOOK_HOST: &str = "hooks.nodemedic-proxy-test.invalid";
+const COLLECTOR_HOST: &str = "otel.nodemedic-proxy-test.invalid";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_webhook_is_posted_through_the_proxy_named_by_https_proxy() {
+async fn webhooks_and_traces_go_out_through_the_proxy_named_by_https_proxy() {
     let world = World::new(3).await;
     let lab = lab::lab_002(&world.clients, &world.network)
         .await
@@ -35,6 +36,11 @@ async fn a_webhook_is_posted_through_the_proxy_named_by_https_proxy() {
         &[
             ("HTTPS_PROXY", &proxy.url),
             ("SSL_CERT_FILE", receiver.ca_file.as_str()),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                &format!("https://{COLLECTOR_HOST}/v1/traces"),
+            ),
+            ("OTEL_SERVICE_NAME", "nodemedic-behind-a-proxy"),
         ],
     );
 
@@ -46,12 +52,18 @@ async fn a_webhook_is_posted_through_the_proxy_named_by_https_proxy() {
             .any(|body| body.contains("Plan waiting for approval")),
         "{bodies:#?}\n{logs}"
     );
-    // The receiver closes each connection after one request, so every notice is a new tunnel.
-    assert_eq!(
-        proxy.asked(),
-        vec![format!("{WEBHOOK_HOST}:443"); bodies.len()],
-        "every notice went through the proxy"
+    assert!(
+        bodies
+            .iter()
+            .any(|body| body.contains("nodemedic-behind-a-proxy")),
+        "the traces arrived: {logs}"
     );
+    // The receiver closes each connection after one request, so every post is a tunnel of its own.
+    let asked = proxy.asked();
+    assert_eq!(asked.len(), bodies.len(), "{asked:?}");
+    for host in [WEBHOOK_HOST, COLLECTOR_HOST] {
+        assert!(asked.contains(&format!("{host}:443")), "{host}: {asked:?}");
+    }
     assert!(
         !logs.contains("webhook notification failed") && !logs.contains("secret-part"),
         "{logs}"
@@ -121,7 +133,7 @@ fn tunnel(client: TcpStream, receiver_port: u16, asked: &Mutex<Vec<String>>) -> 
     Some(())
 }
 
-/// An HTTPS receiver with a certificate for the webhook's host, made by a CA written to
+/// An HTTPS receiver with a certificate for both hosts, made by a CA written to
 /// `ca_file`; it answers 200 to every request and keeps the bodies.
 struct TlsReceiver {
     port: u16,
@@ -132,7 +144,8 @@ struct TlsReceiver {
 impl TlsReceiver {
     fn start(ca_file: &std::path::Path) -> TlsReceiver {
         let (ca_pem, config) =
-            lab::apiserver::stand_in_certificates(&[WEBHOOK_HOST]).expect("certificates");
+            lab::apiserver::stand_in_certificates(&[WEBHOOK_HOST, COLLECTOR_HOST])
+                .expect("certificates");
         std::fs::write(ca_file, ca_pem).expect("write the CA");
         let config = Arc::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
