@@ -213,6 +213,12 @@ fn statements(input: &PolicyInput, every_fix: bool) -> Vec<Statement> {
             vec![Typed("ec2", "instance/*")],
         ),
         Statement::read("Identity", &["sts:GetCallerIdentity"], vec![Any]),
+        // A second opinion on a key policy before it is written; reads nothing of the account.
+        Statement::read(
+            "ReviewPolicies",
+            &["access-analyzer:ValidatePolicy"],
+            vec![Any],
+        ),
     ];
     // GetQueueAttributes reads the redrive policy once, for the dead-letter metric.
     let mut queue = vec![

@@ -30,6 +30,10 @@ pub(crate) struct FakeWorld {
     pub(super) denied: Mutex<Option<String>>,
     /// Behaves as an endpoint that is not EC2-compatible: DryRun=true calls are performed.
     pub(super) ignores_dry_run: Mutex<bool>,
+    /// What Access Analyzer says of any policy; `None`: the world has no Access Analyzer.
+    pub(crate) review: Mutex<Option<PolicyReview>>,
+    /// The policies sent for review.
+    pub(crate) reviewed: Mutex<Vec<String>>,
 }
 
 pub(super) fn error(operation: &'static str, code: &str) -> AwsError {
@@ -52,6 +56,11 @@ impl FakeWorld {
             Some(code) => Err(error(operation, code)),
             None => Ok(()),
         }
+    }
+
+    pub(crate) fn reviewing(self, review: PolicyReview) -> Self {
+        *self.review.lock().unwrap() = Some(review);
+        self
     }
 
     pub(crate) fn ignoring_dry_run(self) -> Self {
@@ -219,6 +228,17 @@ impl Actuator for FakeWorld {
     async fn in_service(&self, _group: &str) -> Result<usize, AwsError> {
         self.check("in_service")?;
         Ok(*self.in_service.lock().unwrap())
+    }
+
+    async fn review_policy(&self, policy: &str) -> PolicyReview {
+        self.reviewed.lock().unwrap().push(policy.to_string());
+        self.review
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(PolicyReview::Skipped {
+                reason: "this world has no IAM Access Analyzer".into(),
+            })
     }
 
     async fn dry_run(&self, action: &Action) -> Permission {

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::aws::AwsError;
 use crate::core::evidence::{RouteFacts, Scaling};
 use crate::core::plan::{Action, ScalingUpdate, Step};
-pub use crate::core::step::{Permission, StepResult, StepStatus};
+pub use crate::core::step::{Permission, PolicyReview, StepResult, StepStatus};
 use crate::settings::RemediationSettings;
 
 /// The AWS operations fixes need: the one seam between the pure core and AWS mutations.
@@ -80,6 +80,9 @@ pub trait Actuator: Send + Sync {
     fn in_service(&self, group: &str) -> impl Future<Output = Result<usize, AwsError>> + Send;
     /// Asks AWS whether the caller may perform the action, without performing it (EC2 DryRun).
     fn dry_run(&self, action: &Action) -> impl Future<Output = Permission> + Send;
+    /// IAM Access Analyzer's ValidatePolicy on a resource policy a step would write. Never an
+    /// error: a call that cannot be made is a review skipped, with its reason.
+    fn review_policy(&self, policy: &str) -> impl Future<Output = PolicyReview> + Send;
     fn vpc_attribute(
         &self,
         vpc_id: &str,
@@ -344,6 +347,8 @@ pub async fn apply<A: Actuator>(actuator: &A, step: &Step, wait: WaitPolicy) -> 
 
 #[cfg(test)]
 pub(crate) mod fake;
+#[cfg(test)]
+mod review_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -25,6 +25,7 @@ use crate::settings::AccountsSettings;
 #[derive(Clone, Debug)]
 pub struct AwsClients {
     pub region: String,
+    pub accessanalyzer: aws_sdk_accessanalyzer::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub eks: aws_sdk_eks::Client,
@@ -42,6 +43,7 @@ impl AwsClients {
             credentials: signing::SigningCredentials::new(config.credentials_provider()),
             cluster_api: crate::kubernetes::ClusterApiOptions::default(),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+            accessanalyzer: aws_sdk_accessanalyzer::Client::new(config),
             autoscaling: aws_sdk_autoscaling::Client::new(config),
             ec2: aws_sdk_ec2::Client::new(config),
             eks: aws_sdk_eks::Client::new(config),

@@ -8,6 +8,7 @@ use crate::core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::core::plan::{FixKind, Step};
+use crate::core::step::{FindingKind, PolicyReview, describe_findings};
 
 /// How much nodemedic may do on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +188,9 @@ pub struct History {
     pub mutations_last_hour: u32,
     /// The approval of this exact plan, when there is one.
     pub approval: Option<Approval>,
+    /// IAM Access Analyzer's review of the policy document the step would write, for steps that
+    /// write one.
+    pub policy_review: Option<PolicyReview>,
 }
 
 /// Where a step applies: the nodegroup and every resource the step changes.
@@ -267,6 +271,22 @@ pub fn decide(
             "circuit breaker {breaker} is open: nodemedic only observes in that scope until it is reset"
         ));
     }
+    // A document Access Analyzer calls invalid is never written, approved or not: nodemedic's own
+    // evaluator and AWS disagree, and that is for a human to untangle by hand.
+    let review = history.policy_review.as_ref();
+    let errors = review
+        .map(|r| r.findings(FindingKind::Error))
+        .unwrap_or_default();
+    if !errors.is_empty() {
+        return Decision::skip(format!(
+            "IAM Access Analyzer finds the policy {} would write invalid: {}; it is not written",
+            step.fix,
+            describe_findings(&errors)
+        ));
+    }
+    let warnings = review
+        .map(|r| r.findings(FindingKind::SecurityWarning))
+        .unwrap_or_default();
     // A human's approval of this exact plan is deliberate; the cooldown only stops automation
     // from flapping. A fix that failed or did not hold waits for such an approval anyway.
     let needs_a_human = history.failed_fix.is_some() || history.fix_did_not_hold.is_some();
@@ -315,6 +335,12 @@ pub fn decide(
         Some(format!(
             "the same cause came back after incident {incident} was fixed; nodemedic does not repeat a fix \
              that did not help on its own: approve this plan to try again"
+        ))
+    } else if !warnings.is_empty() {
+        Some(format!(
+            "IAM Access Analyzer warns about the policy {} would write: {}; approve this plan to write it",
+            step.fix,
+            describe_findings(&warnings)
         ))
     } else if let Some(why) = &step.needs_review {
         Some(format!("{} waits for approval: {why}", step.fix))

@@ -101,3 +101,65 @@ pub struct Verification {
     pub passed: bool,
     pub checks: Vec<Check>,
 }
+
+/// How serious IAM Access Analyzer says a finding is (its `findingType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// The policy is invalid: AWS would reject it or it would not work as written.
+    Error,
+    /// The policy grants more than is usually intended.
+    SecurityWarning,
+    Warning,
+    Suggestion,
+}
+
+/// One finding of IAM Access Analyzer on a policy a step would write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFinding {
+    pub kind: FindingKind,
+    pub issue_code: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for PolicyFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.issue_code, self.detail)
+    }
+}
+
+/// IAM Access Analyzer's ValidatePolicy on the document a step would write: a second opinion
+/// beside nodemedic's own key-policy evaluator, which stays the one that plans the patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum PolicyReview {
+    Reviewed {
+        findings: Vec<PolicyFinding>,
+    },
+    /// The API could not be asked (not reachable, not allowed, not offered by the endpoint):
+    /// the step is judged on nodemedic's own evaluation alone, and the reason is recorded.
+    Skipped {
+        reason: String,
+    },
+}
+
+impl PolicyReview {
+    /// The findings of one kind.
+    pub fn findings(&self, kind: FindingKind) -> Vec<&PolicyFinding> {
+        match self {
+            PolicyReview::Reviewed { findings } => {
+                findings.iter().filter(|f| f.kind == kind).collect()
+            }
+            PolicyReview::Skipped { .. } => Vec::new(),
+        }
+    }
+}
+
+/// The findings as one line, for a guard's reason.
+pub fn describe_findings(findings: &[&PolicyFinding]) -> String {
+    findings
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

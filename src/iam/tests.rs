@@ -24,6 +24,7 @@ fn is_mutation(action: &str) -> bool {
                 | "sqs:ChangeMessageVisibility"
                 | "sqs:SendMessage"
                 | "sns:Publish"
+                | "access-analyzer:ValidatePolicy"
         ))
 }
 

@@ -14,7 +14,11 @@ use super::LabError;
 
 const LAUNCHER: &str = include_str!("../../tests/emulator/nodemedic_emulator.py");
 /// Imported by the launcher from its own folder.
-const LAUNCHER_MODULES: [(&str, &str); 6] = [
+const LAUNCHER_MODULES: [(&str, &str); 7] = [
+    (
+        "access_analyzer.py",
+        include_str!("../../tests/emulator/access_analyzer.py"),
+    ),
     (
         "cluster_api.py",
         include_str!("../../tests/emulator/cluster_api.py"),
@@ -249,6 +253,18 @@ impl Emulator {
     pub async fn deny(&self, actions: &[&str]) -> Result<(), LabError> {
         let body = serde_json::json!({ "actions": actions });
         self.request("POST", "/_emulator/deny", &body.to_string())
+            .await
+            .map(|_| ())
+    }
+
+    /// What IAM Access Analyzer's ValidatePolicy answers from now on (`findingType`,
+    /// `issueCode`, `findingDetails` each); moto has no Access Analyzer, the emulator stands in.
+    pub async fn set_policy_findings(
+        &self,
+        findings: &[serde_json::Value],
+    ) -> Result<(), LabError> {
+        let body = serde_json::json!({ "findings": findings });
+        self.request("POST", "/_emulator/policy-findings", &body.to_string())
             .await
             .map(|_| ())
     }

@@ -9,7 +9,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::remediation::Remediation;
 use super::resume::{self, Interrupted};
 use super::{Accounts, Pipeline, PipelineError};
-use crate::act::{self, Actuator, StepResult, StepStatus};
+use crate::act::{self, Actuator, PolicyReview, StepResult, StepStatus};
 use crate::audit::NodegroupKey;
 use crate::audit::control::{self, KillSwitch};
 use crate::core::evidence::{Evidence, ProfileLookup};
@@ -240,6 +240,7 @@ impl<W: Accounts> Pipeline<W> {
                             step,
                             decision,
                             None,
+                            None,
                             key,
                             &resource,
                             false,
@@ -255,7 +256,7 @@ impl<W: Accounts> Pipeline<W> {
             let touched = touched(step, evidence);
             let scopes = breaker_scopes(step, evidence, key);
             let resource = resource_of(step);
-            let history = self
+            let mut history = self
                 .history_for(
                     incident_id,
                     key,
@@ -266,6 +267,11 @@ impl<W: Accounts> Pipeline<W> {
                     approval.as_ref(),
                 )
                 .await?;
+            // A second opinion on a policy before the guard judges writing it: read-only, so
+            // asked in dry-run too, where the report then shows what AWS would say.
+            if let Action::PutKeyPolicy { policy, .. } = &step.action {
+                history.policy_review = Some(actuator.review_policy(policy).await);
+            }
             let target = guard::Site {
                 account: &key.account,
                 region: &key.region,
@@ -304,6 +310,7 @@ impl<W: Accounts> Pipeline<W> {
                     step,
                     decision,
                     permission,
+                    history.policy_review,
                     key,
                     &resource,
                     only_restore,
@@ -425,6 +432,7 @@ impl<W: Accounts> Pipeline<W> {
                 .and_then(|(at, _)| Timestamp::parse(&at).ok()),
             mutations_last_hour,
             approval: None,
+            policy_review: None,
         };
         Ok(guard::with_approval(history, approval))
     }
@@ -441,6 +449,7 @@ impl<W: Accounts> Pipeline<W> {
         step: &Step,
         decision: Decision,
         permission: Option<act::Permission>,
+        policy_review: Option<PolicyReview>,
         key: &NodegroupKey,
         resource: &str,
         only_restore: bool,
@@ -497,6 +506,7 @@ impl<W: Accounts> Pipeline<W> {
                     fix: step.fix,
                     decision: decision.clone(),
                     mode: self.config.policy.mode,
+                    policy_review: policy_review.clone(),
                 });
                 tx.record(Some(incident_id), None, &guard)?;
                 if let Some(permission) = &permission {
@@ -634,6 +644,7 @@ mod tests {
                 0,
                 &step,
                 Decision::Apply { approved_by: None },
+                None,
                 None,
                 &key,
                 "rtb-new",

@@ -5,12 +5,17 @@
 use serde_json::json;
 
 use super::test_bench::{Bench, Collected, lab_000_world};
+use crate::act::fake::FakeWorld;
 use crate::audit::Outcome;
 use crate::aws::collect::Scope;
 use crate::core::evidence::Evidence;
-use crate::core::evidence::fixtures::{GROUP, default_route};
-use crate::core::guard::Mode;
+use crate::core::evidence::fixtures::{
+    GROUP, KEY_ARN, KMS_MESSAGE, ROOT_ONLY_POLICY, default_route,
+};
+use crate::core::guard::{Decision, Mode};
 use crate::core::journal::Entry;
+use crate::core::plan::FixKind;
+use crate::core::step::{FindingKind, PolicyFinding, PolicyReview};
 use crate::intake::{Disposition, KeepKind};
 
 /// An EventBridge "EC2 Instance Launch Successful" event, as the queue delivers it.
@@ -311,4 +316,96 @@ async fn a_group_whose_nodegroup_is_gone_is_resolved_again() {
         .deliver(launch_event("launch-2", GROUP, EARLIER))
         .await;
     assert_eq!(bench.accounts.resolutions(), 2);
+}
+
+/// An EventBridge "EC2 Instance Launch Unsuccessful" event of lab 002: the volume key refuses
+/// the Auto Scaling role.
+fn kms_failure_event(event_id: &str) -> String {
+    json!({
+        "version": "0",
+        "id": event_id,
+        "detail-type": "EC2 Instance Launch Unsuccessful",
+        "source": "aws.autoscaling",
+        "account": "123456789012",
+        "time": EARLIER,
+        "region": "us-west-2",
+        "resources": [],
+        "detail": {
+            "StatusCode": "Cancelled",
+            "AutoScalingGroupName": GROUP,
+            "ActivityId": "a2",
+            "Details": { "Availability Zone": "us-west-2a", "Subnet ID": "subnet-node" },
+            "RequestId": "r2",
+            "StatusMessage": KMS_MESSAGE,
+            "EC2InstanceId": "",
+            "Description": "Launching a new EC2 instance.  Status Reason: ...",
+            "Cause": "At 2024-10-04T18:06:36Z an instance was started"
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_key_policy_access_analyzer_calls_invalid_is_not_written() {
+    let world = FakeWorld::default()
+        .with_nodegroup("DEGRADED", 0, 2, 1)
+        .reviewing(PolicyReview::Reviewed {
+            findings: vec![PolicyFinding {
+                kind: FindingKind::Error,
+                issue_code: "INVALID_SERVICE_PRINCIPAL_FORMAT".into(),
+                detail: "the principal is not valid".into(),
+            }],
+        });
+    world
+        .policies
+        .lock()
+        .unwrap()
+        .insert(KEY_ARN.into(), ROOT_ONLY_POLICY.into());
+    let bench = Bench::new(Mode::Auto, world, Evidence::lab_002());
+    bench.deliver(kms_failure_event("kms-1")).await;
+
+    let reviewed = bench.world().reviewed.lock().unwrap().clone();
+    assert_eq!(reviewed.len(), 1, "the patched policy is reviewed once");
+    assert!(
+        reviewed[0].contains("AWSServiceRoleForAutoScaling"),
+        "what is reviewed is the policy the step would write: {}",
+        reviewed[0]
+    );
+    assert_eq!(
+        bench
+            .world()
+            .policies
+            .lock()
+            .unwrap()
+            .get(KEY_ARN)
+            .map(String::as_str),
+        Some(ROOT_ONLY_POLICY),
+        "the key policy is left as it was"
+    );
+    let guarded: Vec<_> = bench
+        .records()
+        .iter()
+        .filter_map(|r| match Entry::decode(&r.kind, &r.body) {
+            Ok(Entry::GuardDecision(guard)) => Some(guard),
+            _ => None,
+        })
+        .collect();
+    let patch = guarded
+        .iter()
+        .find(|g| g.fix == FixKind::PatchKmsKeyPolicy)
+        .expect("the patch was judged");
+    assert!(
+        matches!(&patch.decision, Decision::Skip { reason } if reason.contains("INVALID_SERVICE_PRINCIPAL_FORMAT")),
+        "{:?}",
+        patch.decision
+    );
+    assert!(
+        matches!(&patch.policy_review, Some(PolicyReview::Reviewed { findings }) if findings.len() == 1),
+        "the review is recorded with the decision: {:?}",
+        patch.policy_review
+    );
+    assert!(
+        guarded.iter().all(|g| !g.decision.allows()),
+        "nothing after a refused patch is applied: {guarded:?}"
+    );
 }

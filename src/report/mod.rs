@@ -476,6 +476,7 @@ mod tests {
                         approved_by: Some("alice".into()),
                     },
                     mode: Mode::Approve,
+                    policy_review: None,
                 }),
                 "patch_kms_key_policy: allowed, approved by alice",
             ),

@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::audit::Record;
 use crate::core::journal::{ApprovalDecision, Entry, EventReceived, OutcomeEntry};
 use crate::core::key_policy;
-use crate::core::step::{Permission, StepResult, Verification};
+use crate::core::step::{Permission, PolicyReview, StepResult, Verification};
 use crate::core::trigger::TriggerKind;
 
 /// What a record says, in a line; empty for a record the journal cannot read.
@@ -59,20 +59,24 @@ pub(super) fn describe(record: &Record) -> String {
             .collect::<Vec<_>>()
             .join(", "),
         Entry::Plan(plan) => format!("{} ({} steps)", plan.id, plan.steps.len()),
-        Entry::GuardDecision(guard) => match guard.decision {
-            crate::core::guard::Decision::Apply {
-                approved_by: Some(by),
-            } => format!("{}: allowed, approved by {by}", guard.fix),
-            crate::core::guard::Decision::Apply { approved_by: None } => {
-                format!("{}: allowed", guard.fix)
-            }
-            crate::core::guard::Decision::Hold { reason, .. } => {
-                format!("{}: held: {reason}", guard.fix)
-            }
-            crate::core::guard::Decision::Skip { reason } => {
-                format!("{}: refused: {reason}", guard.fix)
-            }
-        },
+        Entry::GuardDecision(guard) => {
+            let review = review_note(guard.policy_review.as_ref());
+            let line = match guard.decision {
+                crate::core::guard::Decision::Apply {
+                    approved_by: Some(by),
+                } => format!("{}: allowed, approved by {by}", guard.fix),
+                crate::core::guard::Decision::Apply { approved_by: None } => {
+                    format!("{}: allowed", guard.fix)
+                }
+                crate::core::guard::Decision::Hold { reason, .. } => {
+                    format!("{}: held: {reason}", guard.fix)
+                }
+                crate::core::guard::Decision::Skip { reason } => {
+                    format!("{}: refused: {reason}", guard.fix)
+                }
+            };
+            format!("{line}{review}")
+        }
         Entry::StepIntent(intent) => format!(
             "{}: about to call {}",
             intent.fix,
@@ -158,4 +162,23 @@ fn approval(decision: &ApprovalDecision) -> String {
             .map(|r| format!(": {r}"))
             .unwrap_or_default()
     )
+}
+
+/// What IAM Access Analyzer said of the policy a step would write, as a suffix.
+fn review_note(review: Option<&PolicyReview>) -> String {
+    match review {
+        None => String::new(),
+        Some(PolicyReview::Skipped { reason }) => format!(" (second opinion skipped: {reason})"),
+        Some(PolicyReview::Reviewed { findings }) if findings.is_empty() => {
+            " (IAM Access Analyzer: no findings)".into()
+        }
+        Some(PolicyReview::Reviewed { findings }) => format!(
+            " (IAM Access Analyzer: {})",
+            findings
+                .iter()
+                .map(|f| f.issue_code.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }

@@ -37,6 +37,9 @@ Test-only endpoints (never part of AWS) under /_emulator/:
   POST /_emulator/scaling-activities {"region","asg","activities":[...]}
   POST /_emulator/launch-failure     {"region","asg","message"}  later launches of the group fail
                                      with that message; an empty message clears it
+  POST /_emulator/policy-findings    {"findings":[{"findingType","issueCode","findingDetails"}]}
+                                     what IAM Access Analyzer's ValidatePolicy answers from now on
+                                     (access_analyzer.py)
   POST /_emulator/deny               {"actions":["ec2:CreateRoute", "kms:ListResourceTags", ...]}
                                      those calls (dry run or not) are refused as for a role
                                      without them (EC2 Query and JSON protocols)
@@ -68,6 +71,9 @@ import moto.autoscaling.models as asg_models
 import moto.autoscaling.responses as asg_responses
 from kms_gate import policy_grants_autoscaling
 from eks_access_entries import access_entries_endpoint, clear_access_entries
+from access_analyzer import (
+    clear_policy_findings, is_validate_policy, set_policy_findings, validate_policy_endpoint,
+)
 from eks_launch_templates import eks_launch_template, profile_failure
 import eks_updates
 import cluster_api
@@ -526,6 +532,10 @@ def _emulator_endpoint(request):
             else:
                 _forced_failures.pop((account, region, body["asg"]), None)
         return Response("ok")
+    if request.path == "/_emulator/policy-findings":
+        with _lock:
+            set_policy_findings(body.get("findings", []))
+        return Response("ok")
     if request.path == "/_emulator/deny":
         with _lock:
             _denied_actions.clear()
@@ -585,6 +595,7 @@ def _reset_emulator_state():
         cluster_api.clear_cluster_api()
         _forced_failures.clear()
         _denied_actions.clear()
+        clear_policy_findings()
 
 
 class EmulatorApp:
@@ -607,6 +618,10 @@ class EmulatorApp:
         if denied:
             json_protocol = bool(environ.get("HTTP_X_AMZ_TARGET"))
             return _unauthorized(denied, json_protocol)(environ, start_response)
+        if is_validate_policy(environ):
+            with _lock:
+                response = validate_policy_endpoint(Request(environ))
+            return response(environ, start_response)
         if path == "/moto-api/reset":
             _reset_emulator_state()
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):

@@ -13,6 +13,7 @@ mod intake;
 mod labs;
 mod operations;
 mod scenarios;
+mod second_opinion;
 mod settings;
 mod sources;
 mod store;

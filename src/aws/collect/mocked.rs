@@ -53,8 +53,19 @@ macro_rules! mocked {
 
 /// Clients whose every call is answered by `rules`; a call no rule matches fails the test.
 fn clients(eks: &[Rule], autoscaling: &[Rule], iam: &[Rule]) -> AwsClients {
+    clients_with_review(eks, autoscaling, iam, &[])
+}
+
+/// [`clients`] whose IAM Access Analyzer calls are answered by `accessanalyzer`.
+pub(crate) fn clients_with_review(
+    eks: &[Rule],
+    autoscaling: &[Rule],
+    iam: &[Rule],
+    accessanalyzer: &[Rule],
+) -> AwsClients {
     AwsClients {
         region: "us-west-2".into(),
+        accessanalyzer: mocked!(aws_sdk_accessanalyzer, accessanalyzer),
         autoscaling: mocked!(aws_sdk_autoscaling, autoscaling),
         ec2: mocked!(aws_sdk_ec2, &[]),
         eks: mocked!(aws_sdk_eks, eks),

@@ -6,7 +6,7 @@
 mod cluster_view;
 mod launch;
 #[cfg(test)]
-mod mocked;
+pub(crate) mod mocked;
 mod network;
 mod nodegroup;
 

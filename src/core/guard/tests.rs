@@ -4,6 +4,7 @@ use time::macros::datetime;
 
 use super::*;
 use crate::core::plan::{Action, FixKind, Step};
+use crate::core::step::PolicyFinding;
 
 fn now() -> Timestamp {
     datetime!(2026-11-21 12:00 UTC).into()
@@ -342,4 +343,64 @@ fn a_resource_whose_tags_cannot_be_read_is_not_touched_while_tag_rules_exist() {
         case.decide().allows(),
         "without any tag rule, tags do not matter"
     );
+}
+
+fn reviewed(kinds: &[FindingKind]) -> PolicyReview {
+    PolicyReview::Reviewed {
+        findings: kinds
+            .iter()
+            .map(|kind| PolicyFinding {
+                kind: *kind,
+                issue_code: format!("{kind:?}_CODE").to_uppercase(),
+                detail: "from Access Analyzer".into(),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_policy_access_analyzer_calls_invalid_is_never_written() {
+    for mode in [Mode::DryRun, Mode::Approve, Mode::Auto] {
+        let mut case = Case::new(mode);
+        case.fix = FixKind::PatchKmsKeyPolicy;
+        case.history.policy_review = Some(reviewed(&[FindingKind::Warning, FindingKind::Error]));
+        case.history.approval = Some(approval());
+        let decision = case.decide();
+        assert!(matches!(decision, Decision::Skip { .. }), "{decision:?}");
+        assert!(reason(&decision).contains("ERROR_CODE"), "{decision:?}");
+        assert!(!reason(&decision).contains("WARNING_CODE"), "{decision:?}");
+    }
+}
+
+#[test]
+fn a_security_warning_waits_for_a_human_and_an_approval_lifts_it() {
+    let mut case = Case::new(Mode::Auto);
+    case.fix = FixKind::PatchKmsKeyPolicy;
+    case.history.policy_review = Some(reviewed(&[FindingKind::SecurityWarning]));
+    let decision = case.decide();
+    assert!(decision.awaits_approval(), "{decision:?}");
+    assert!(reason(&decision).contains("SECURITYWARNING_CODE"));
+    case.history.approval = Some(approval());
+    assert_eq!(
+        case.decide(),
+        Decision::Apply {
+            approved_by: Some("alice".into())
+        }
+    );
+}
+
+#[test]
+fn warnings_suggestions_and_a_skipped_review_leave_the_decision_to_the_rest() {
+    for review in [
+        reviewed(&[FindingKind::Warning, FindingKind::Suggestion]),
+        reviewed(&[]),
+        PolicyReview::Skipped {
+            reason: "AccessDeniedException".into(),
+        },
+    ] {
+        let mut case = Case::new(Mode::Auto);
+        case.fix = FixKind::PatchKmsKeyPolicy;
+        case.history.policy_review = Some(review);
+        assert_eq!(case.decide(), Decision::Apply { approved_by: None });
+    }
 }

@@ -14,7 +14,7 @@ use crate::core::checks::{Diagnosis, Finding};
 use crate::core::evidence::{CallLog, Evidence};
 use crate::core::guard::{Decision, Mode};
 use crate::core::plan::{ApiCall, FixKind, Note, Plan};
-use crate::core::step::{Permission, StepResult, StepStatus, Verification};
+use crate::core::step::{Permission, PolicyReview, StepResult, StepStatus, Verification};
 use crate::core::trigger::Trigger;
 
 /// What a record says happened. Stable names: they appear in `audit show` and exports.
@@ -350,6 +350,9 @@ pub struct GuardDecision {
     pub fix: FixKind,
     pub decision: Decision,
     pub mode: Mode,
+    /// IAM Access Analyzer's review of the policy the step would write, the guard's input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_review: Option<PolicyReview>,
 }
 
 /// Written before a mutation: the exact calls about to be sent (a rollback's undo included).

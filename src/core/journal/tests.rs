@@ -221,6 +221,7 @@ fn steps_keep_their_bodies() {
             fix,
             decision: decision.clone(),
             mode,
+            policy_review: None,
         }),
         json!({ "position": position, "fix": fix, "decision": decision, "mode": mode }),
     );
