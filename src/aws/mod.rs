@@ -16,6 +16,9 @@ use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentials
 use aws_sdk_sqs::config::SharedIdentityCache;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_async::time::SystemTimeSource;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{Connector, tls};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -317,11 +320,29 @@ impl ClientPool {
 /// itself down while a service throttles it, instead of failing the incident.
 pub async fn load_config(region: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client_honouring_proxy_env())
         .retry_config(aws_config::retry::RetryConfig::adaptive().with_max_attempts(5));
     if let Some(region) = region.filter(|r| !r.is_empty()) {
         loader = loader.region(Region::new(region.to_string()));
     }
     loader.load().await
+}
+
+/// The SDK's own HTTPS client (rustls with aws-lc, the system's roots), told to honour
+/// `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`: the SDK's default client ignores them, and a VPC
+/// whose egress goes through a proxy needs them. Without those variables it connects directly,
+/// as the default does. Connectors are cached per connector settings, as the default's are.
+fn https_client_honouring_proxy_env() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = Connector::builder().proxy_config(ProxyConfig::from_env());
+        connector.set_connector_settings(settings.cloned());
+        connector.set_sleep_impl(components.and_then(|c| c.sleep_impl()));
+        connector
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .build()
+    })
 }
 
 /// An SQS client whose timeouts outlast a long poll of `wait` (the SDK's defaults would cut

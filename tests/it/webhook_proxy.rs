@@ -1,4 +1,4 @@
-//! A webhook and an OTLP collector reached only through the proxy in `HTTPS_PROXY`, as in a VPC
+//! A webhook, an OTLP collector and the AWS APIs reached only through the proxy in `HTTPS_PROXY`, as in a VPC
 //! whose egress goes through a corporate proxy. Both peers are stand-ins on loopback: an HTTP
 //! CONNECT proxy that records what it was asked to reach and tunnels to one TLS receiver. Neither
 //! host name resolves, so a notification or a trace can only arrive by the proxy, and the
@@ -16,6 +16,7 @@ use crate::support::{World, read_request};
 
 const WEBHOOK_HOST: &str = "hooks.nodemedic-proxy-test.invalid";
 const COLLECTOR_HOST: &str = "otel.nodemedic-proxy-test.invalid";
+const AWS_HOST: &str = "aws.nodemedic-proxy-test.invalid";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_and_traces_go_out_through_the_proxy_named_by_https_proxy() {
@@ -67,6 +68,50 @@ async fn webhooks_and_traces_go_out_through_the_proxy_named_by_https_proxy() {
     assert!(
         !logs.contains("webhook notification failed") && !logs.contains("secret-part"),
         "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_calls_go_out_through_the_proxy_too() {
+    let world = World::new(3).await;
+    let receiver = TlsReceiver::start(&world.audit_db().with_file_name("aws-ca.pem"));
+    let proxy = ConnectProxy::start(receiver.port);
+
+    // The stand-in receiver is no AWS: the run fails once it reads the answer, which is after
+    // the call went through the proxy.
+    let audit = world.audit_db();
+    let output = world.nodemedic(
+        &[
+            "run",
+            "--once",
+            "--mode",
+            "dry-run",
+            "--queue-url",
+            &world.queue.url,
+            "--audit-db",
+            audit.to_str().expect("utf-8 path"),
+        ],
+        &[
+            ("HTTPS_PROXY", &proxy.url),
+            ("SSL_CERT_FILE", receiver.ca_file.as_str()),
+            ("AWS_ENDPOINT_URL", &format!("https://{AWS_HOST}")),
+        ],
+    );
+
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the stand-in is no AWS: {logs}");
+    assert!(
+        proxy.asked().contains(&format!("{AWS_HOST}:443")),
+        "the AWS SDK asked the proxy for the endpoint: {:?}\n{logs}",
+        proxy.asked()
+    );
+    assert!(
+        receiver
+            .bodies()
+            .iter()
+            .any(|body| body.contains("Action=GetCallerIdentity") || body.contains("QueueUrl")),
+        "a signed AWS request arrived through the tunnel: {:?}",
+        receiver.bodies()
     );
 }
 
@@ -133,7 +178,7 @@ fn tunnel(client: TcpStream, receiver_port: u16, asked: &Mutex<Vec<String>>) -> 
     Some(())
 }
 
-/// An HTTPS receiver with a certificate for both hosts, made by a CA written to
+/// An HTTPS receiver with a certificate for every host above, made by a CA written to
 /// `ca_file`; it answers 200 to every request and keeps the bodies.
 struct TlsReceiver {
     port: u16,
@@ -144,7 +189,7 @@ struct TlsReceiver {
 impl TlsReceiver {
     fn start(ca_file: &std::path::Path) -> TlsReceiver {
         let (ca_pem, config) =
-            lab::apiserver::stand_in_certificates(&[WEBHOOK_HOST, COLLECTOR_HOST])
+            lab::apiserver::stand_in_certificates(&[WEBHOOK_HOST, COLLECTOR_HOST, AWS_HOST])
                 .expect("certificates");
         std::fs::write(ca_file, ca_pem).expect("write the CA");
         let config = Arc::new(config);
