@@ -16,7 +16,7 @@ use crate::core::plan::ScalingUpdate;
 use crate::core::step::{FindingKind, PolicyFinding};
 
 /// How many pages of findings a policy review reads before it gives up.
-const REVIEW_PAGES: usize = 10;
+pub(super) const REVIEW_PAGES: usize = 10;
 
 pub struct AwsActuator {
     clients: Arc<AwsClients>,
@@ -581,6 +581,13 @@ impl Actuator for AwsActuator {
                 Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
                 _ => return PolicyReview::Reviewed { findings },
             }
+        }
+        // An unfinished review still holds what it found: an error already seen refuses the step.
+        let blocking = findings
+            .iter()
+            .any(|f| matches!(f.kind, FindingKind::Error | FindingKind::SecurityWarning));
+        if blocking {
+            return PolicyReview::Reviewed { findings };
         }
         PolicyReview::Skipped {
             reason: format!(

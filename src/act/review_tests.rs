@@ -111,3 +111,52 @@ async fn a_review_that_cannot_be_asked_is_skipped_with_the_reason() {
         other => panic!("skipped: {other:?}"),
     }
 }
+
+/// A page that always promises another, with one finding of `kind`.
+fn endless(kind: ValidatePolicyFindingType, code: &'static str) -> aws_smithy_mocks::Rule {
+    mock!(aws_sdk_accessanalyzer::Client::validate_policy)
+        .sequence()
+        .output(move || {
+            ValidatePolicyOutput::builder()
+                .findings(finding(kind.clone(), code))
+                .next_token("again")
+                .build()
+                .expect("an output")
+        })
+        .repeatedly()
+        .build()
+}
+
+#[tokio::test]
+async fn endless_paging_keeps_the_errors_it_saw_and_skips_otherwise() {
+    let erring = AwsActuator::new(Arc::new(clients_with_review(
+        &[],
+        &[],
+        &[],
+        &[endless(ValidatePolicyFindingType::Error, "MISSING_VERSION")],
+    )));
+    match erring.review_policy(POLICY).await {
+        PolicyReview::Reviewed { findings } => {
+            assert_eq!(
+                findings.len(),
+                super::aws::REVIEW_PAGES,
+                "one per page read"
+            );
+            assert!(findings.iter().all(|f| f.kind == FindingKind::Error));
+        }
+        other => panic!("the errors seen are kept: {other:?}"),
+    }
+    let suggesting = AwsActuator::new(Arc::new(clients_with_review(
+        &[],
+        &[],
+        &[],
+        &[endless(
+            ValidatePolicyFindingType::Suggestion,
+            "EMPTY_ARRAY_ACTION",
+        )],
+    )));
+    match suggesting.review_policy(POLICY).await {
+        PolicyReview::Skipped { reason } => assert!(reason.contains("kept paging"), "{reason}"),
+        other => panic!("an unfinished review without errors is skipped: {other:?}"),
+    }
+}

@@ -79,18 +79,9 @@ async fn aws_calls_go_out_through_the_proxy_too() {
 
     // The stand-in receiver is no AWS: the run fails once it reads the answer, which is after
     // the call went through the proxy.
-    let audit = world.audit_db();
-    let output = world.nodemedic(
-        &[
-            "run",
-            "--once",
-            "--mode",
-            "dry-run",
-            "--queue-url",
-            &world.queue.url,
-            "--audit-db",
-            audit.to_str().expect("utf-8 path"),
-        ],
+    let output = world.run_once_output(
+        "dry-run",
+        &[],
         &[
             ("HTTPS_PROXY", &proxy.url),
             ("SSL_CERT_FILE", receiver.ca_file.as_str()),

@@ -138,8 +138,25 @@ impl World {
         self.run_once_full(mode, &[], extra_env)
     }
 
-    /// `run --once` with more arguments (`--config FILE`) and environment.
+    /// `run --once` with more arguments (`--config FILE`) and environment; asserts it exits 0.
     pub fn run_once_full(
+        &self,
+        mode: &str,
+        extra_args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Output {
+        let output = self.run_once_output(mode, extra_args, extra_env);
+        assert!(
+            output.status.success(),
+            "nodemedic run failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// `run --once` whatever its exit status, for runs that are meant to fail.
+    pub fn run_once_output(
         &self,
         mode: &str,
         extra_args: &[&str],
@@ -157,14 +174,7 @@ impl World {
             audit.to_str().expect("utf-8 path"),
         ];
         args.extend_from_slice(extra_args);
-        let output = self.nodemedic(&args, extra_env);
-        assert!(
-            output.status.success(),
-            "nodemedic run failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        self.nodemedic(&args, extra_env)
     }
 
     /// `nodemedic audit list --json`, one object per incident.
