@@ -53,6 +53,9 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
+    // The bound address, not the configured one: with port 0 the kernel picks the port, and
+    // whoever reads the log (an operator, the integration tests) needs the real one.
+    let address = listener.local_addr()?;
     tracing::info!(%address, max_connections = limits.max_connections, "HTTP API listening");
     // Taken before a connection is accepted: clients over the limit wait in the kernel's
     // backlog and hold none of the process's descriptors, which its AWS calls need.

@@ -6,7 +6,7 @@ use nodemedic::lab;
 use serde_json::{Value, json};
 
 use crate::breakage::{TOKEN, grants_autoscaling, policy_text, publish_lab_002};
-use crate::support::{Daemon, WebhookSink, World, free_port, http, stderr, wait_for_http};
+use crate::support::{Daemon, WebhookSink, World, http, stderr};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_approved_plan_is_applied_exactly_once_through_the_cli() {
@@ -118,8 +118,7 @@ async fn the_http_api_needs_a_token_and_an_approval_wakes_the_running_daemon() {
     let lab = lab::lab_002(&world.clients, &world.network)
         .await
         .expect("lab 002");
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
+    let address = "127.0.0.1:0".to_string();
     // A poll interval far beyond the test: only the API's wake-up can make the daemon act.
     let daemon: Daemon = world.start_daemon(
         "approve",
@@ -129,7 +128,7 @@ async fn the_http_api_needs_a_token_and_an_approval_wakes_the_running_daemon() {
             ("NODEMEDIC_GUARD__APPROVAL_POLL_SECS", "3600"),
         ],
     );
-    wait_for_http(port, 60);
+    let port = daemon.http_port(60);
     publish_lab_002(&world, &lab).await;
     world.wait_until("a plan awaiting approval", 60, |incidents| {
         incidents.iter().any(|i| i["outcome"] == "planned")

@@ -511,8 +511,7 @@ async fn a_refusing_cluster_api_is_counted_and_the_daemon_carries_on() {
     let server = served(&world, CLUSTER).await;
     server.state().forbid = true;
     launched(&world, "counted").await;
-    let port = crate::support::free_port();
-    let address = format!("127.0.0.1:{port}");
+    let address = "127.0.0.1:0".to_string();
     let daemon = world.start_daemon(
         "dry-run",
         &[
@@ -520,7 +519,7 @@ async fn a_refusing_cluster_api_is_counted_and_the_daemon_carries_on() {
             ("NODEMEDIC_JOIN__DEADLINE_SECS", "1"),
         ],
     );
-    crate::support::wait_for_http(port, 60);
+    let port = daemon.http_port(60);
     crate::support::wait_for("the skipped reading is counted", 60, || {
         sample(
             &scrape(port),

@@ -12,7 +12,7 @@ use nodemedic::lab;
 use serde_json::Value;
 
 use crate::breakage::{TOKEN, publish_lab_002};
-use crate::support::{World, free_port, http, wait_for_http};
+use crate::support::{World, http};
 
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
@@ -36,8 +36,7 @@ async fn the_console_reviews_and_approves_lab_002_and_refuses_a_stale_plan() {
     let lab_000 = lab::lab_000(&world.clients, &world.network)
         .await
         .expect("lab 000");
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
+    let address = "127.0.0.1:0".to_string();
     let daemon = world.start_daemon(
         "approve",
         &[
@@ -47,7 +46,7 @@ async fn the_console_reviews_and_approves_lab_002_and_refuses_a_stale_plan() {
             ("NODEMEDIC_GUARD__APPROVAL_POLL_SECS", "1"),
         ],
     );
-    wait_for_http(port, 60);
+    let port = daemon.http_port(60);
     publish_lab_002(&world, &lab_002).await;
     lab::publish_launch_event(
         &world.clients,
@@ -73,7 +72,7 @@ async fn the_console_reviews_and_approves_lab_002_and_refuses_a_stale_plan() {
     let mut script = Command::new("node")
         .arg(browser_dir().join("console.mjs"))
         .current_dir(browser_dir())
-        .env("CONSOLE_URL", format!("http://{address}"))
+        .env("CONSOLE_URL", format!("http://127.0.0.1:{port}"))
         .env("CONSOLE_TOKEN", TOKEN)
         .env("SCREENSHOTS", screenshots())
         .env("NODEGROUP_002", &lab_002.nodegroup)
@@ -180,10 +179,9 @@ async fn the_console_reviews_and_approves_lab_002_and_refuses_a_stale_plan() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_is_off_unless_enabled_and_closed_without_tokens() {
     let world = World::new(3).await;
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
+    let address = "127.0.0.1:0".to_string();
     let daemon = world.start_daemon("dry-run", &[("NODEMEDIC_HTTP__ADDRESS", &address)]);
-    wait_for_http(port, 60);
+    let port = daemon.http_port(60);
     assert_eq!(
         http(port, "GET", "/console/", None, None).0,
         404,
@@ -191,8 +189,7 @@ async fn the_console_is_off_unless_enabled_and_closed_without_tokens() {
     );
     drop(daemon);
 
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
+    let address = "127.0.0.1:0".to_string();
     let daemon = world.start_daemon(
         "dry-run",
         &[
@@ -200,7 +197,7 @@ async fn the_console_is_off_unless_enabled_and_closed_without_tokens() {
             ("NODEMEDIC_HTTP__CONSOLE", "true"),
         ],
     );
-    wait_for_http(port, 60);
+    let port = daemon.http_port(60);
     assert_eq!(
         http(port, "GET", "/console/", None, None).0,
         403,
@@ -239,29 +236,15 @@ fn console_page(port: u16, cookie: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn signing_out_ends_the_session_on_every_replica() {
     let world = World::new(3).await;
-    let (port_a, port_b) = (free_port(), free_port());
-    let (address_a, address_b) = (format!("127.0.0.1:{port_a}"), format!("127.0.0.1:{port_b}"));
-    let env = |address: &'static str| {
-        [
-            ("NODEMEDIC_HTTP__ADDRESS", address),
-            ("NODEMEDIC_HTTP__CONSOLE", "true"),
-            ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
-        ]
-    };
-    // Two replicas on one store.
-    let a = world.start_daemon("dry-run", &env(address_a.leak()));
-    let b = world.start_daemon("dry-run", &env(address_b.leak()));
-    for (port, daemon) in [(port_a, &a), (port_b, &b)] {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "a replica did not start: {}",
-                daemon.log_so_far()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
+    let env = [
+        ("NODEMEDIC_HTTP__ADDRESS", "127.0.0.1:0"),
+        ("NODEMEDIC_HTTP__CONSOLE", "true"),
+        ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
+    ];
+    // Two replicas on one store, started together.
+    let a = world.start_daemon("dry-run", &env);
+    let b = world.start_daemon("dry-run", &env);
+    let (port_a, port_b) = (a.http_port(60), b.http_port(60));
     let form = format!("token={TOKEN}");
     let (status, head, _) = exchange(
         port_a,

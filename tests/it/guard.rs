@@ -11,9 +11,7 @@ use crate::breakage::{
     TOKEN, broken_nodegroup, decisions, only_local, policy_text, publish, publish_lab_002,
     the_incident,
 };
-use crate::support::{
-    WebhookSink, World, actions, free_port, http, incident_of, pairs, stderr, wait_for_http,
-};
+use crate::support::{WebhookSink, World, actions, http, incident_of, pairs, stderr};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_kill_switch_stops_a_storm_mid_way_without_a_restart() {
@@ -21,8 +19,7 @@ async fn the_kill_switch_stops_a_storm_mid_way_without_a_restart() {
     let first = broken_nodegroup(&world, "storm-a", "10.42.128.0/24").await;
     let second = broken_nodegroup(&world, "storm-b", "10.42.129.0/24").await;
     let third = broken_nodegroup(&world, "storm-c", "10.42.130.0/24").await;
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
+    let address = "127.0.0.1:0".to_string();
     let daemon = world.start_daemon(
         "auto",
         &[
@@ -30,7 +27,7 @@ async fn the_kill_switch_stops_a_storm_mid_way_without_a_restart() {
             ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
         ],
     );
-    wait_for_http(port, 60);
+    let port = daemon.http_port(60);
 
     publish(&world, &first).await;
     world.wait_until("the first fix", 60, |incidents| {

@@ -6,18 +6,17 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::{Daemon, World, free_port, http, wait_for, wait_for_http};
+use crate::support::{Daemon, World, http, wait_for};
 
 const TOKEN: &str = "alice-token-0123456789";
 
 /// A dry-run daemon serving HTTP on a free port with `settings`: the daemon and its port.
 fn serving(world: &World, settings: &[(&str, &str)]) -> (Daemon, u16) {
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
+    let address = "127.0.0.1:0".to_string();
     let mut env = vec![("NODEMEDIC_HTTP__ADDRESS", address.as_str())];
     env.extend_from_slice(settings);
     let daemon = world.start_daemon("dry-run", &env);
-    wait_for_http(port, 60);
+    let port = daemon.http_port(60);
     (daemon, port)
 }
 

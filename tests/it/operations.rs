@@ -6,9 +6,7 @@ use nodemedic::lab;
 use serde_json::Value;
 
 use crate::breakage::TOKEN;
-use crate::support::{
-    WebhookSink, World, free_port, http, incident_of, stderr, wait_for, wait_for_http,
-};
+use crate::support::{WebhookSink, World, http, incident_of, stderr, wait_for};
 
 /// The value of one sample line of the exposition (`name{labels} value`), 0 when absent.
 pub(crate) fn sample(metrics: &str, line_start: &str) -> f64 {
@@ -43,8 +41,7 @@ async fn metrics_follow_an_incident_and_the_log_level_changes_at_runtime() {
     let lab = lab::lab_000(&world.clients, &world.network)
         .await
         .expect("lab 000");
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
+    let address = "127.0.0.1:0".to_string();
     let daemon = world.start_daemon(
         "auto",
         &[
@@ -52,7 +49,7 @@ async fn metrics_follow_an_incident_and_the_log_level_changes_at_runtime() {
             ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
         ],
     );
-    wait_for_http(port, 60);
+    let port = daemon.http_port(60);
     let before = scrape(port);
     assert_eq!(
         sample(
@@ -159,8 +156,7 @@ async fn metrics_follow_an_incident_and_the_log_level_changes_at_runtime() {
 #[tokio::test(flavor = "multi_thread")]
 async fn readiness_follows_the_queue_and_the_credentials_and_recovers() {
     let mut world = World::new(3).await;
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
+    let address = "127.0.0.1:0".to_string();
     let daemon = world.start_daemon(
         "dry-run",
         &[
@@ -169,7 +165,7 @@ async fn readiness_follows_the_queue_and_the_credentials_and_recovers() {
             ("NODEMEDIC_HTTP__TOKENS__ALICE", TOKEN),
         ],
     );
-    wait_for_http(port, 60);
+    let port = daemon.http_port(60);
     wait_for("ready", 30, || {
         http(port, "GET", "/readyz", None, None).0 == 200
     });

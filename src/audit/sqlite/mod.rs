@@ -42,15 +42,22 @@ impl SqliteBackend {
         };
         let mut connection = Connection::open(path).map_err(open_error)?;
         connection
-            .pragma_update(None, "journal_mode", journal_mode)
-            .map_err(open_error)?;
-        connection
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(open_error)?;
-        connection
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_error)?;
-        schema::migrate(&mut connection).map_err(open_error)?;
+        // Replicas starting together on a new file race to switch it to WAL and migrate it; the
+        // loser can get "database is locked" without SQLite's busy handler ever waiting (the
+        // switch takes an exclusive lock, and a read upgrading to a write is refused), so the
+        // opening is retried for a bounded time instead of the daemon exiting.
+        let deadline = std::time::Instant::now() + OPEN_BUSY_PATIENCE;
+        loop {
+            match prepare(&mut connection, journal_mode) {
+                Ok(()) => break,
+                Err(error) if is_busy(&error) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                Err(error) => return Err(open_error(error)),
+            }
+        }
         Ok(Self {
             connection: Mutex::new(connection),
             path: path.to_path_buf(),
@@ -89,6 +96,22 @@ impl SqliteBackend {
         let connection = self.lock();
         work(&*connection)
     }
+}
+
+/// How long a replica keeps trying to open a file another replica is setting up.
+const OPEN_BUSY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn prepare(connection: &mut Connection, journal_mode: &str) -> rusqlite::Result<()> {
+    connection.pragma_update(None, "journal_mode", journal_mode)?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    schema::migrate(connection)
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Moves the chain's head to its newest record, signed when there is a key, in the transaction
@@ -303,6 +326,45 @@ mod tests {
         let delete = connection.execute("DELETE FROM records", []);
         assert!(delete.unwrap_err().to_string().contains("append-only"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_replica_opening_while_another_holds_the_new_file_waits_for_it() {
+        let dir = std::env::temp_dir().join(format!("nodemedic-sqlite-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = path_of(&dir);
+        // Another process holding the fresh file (as a replica switching it to WAL does).
+        let holder = Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            holder.execute_batch("COMMIT").unwrap();
+        });
+        let opened = SqliteBackend::open(&path, "wal");
+        release.join().unwrap();
+        assert!(opened.is_ok(), "{:?}", opened.err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn replicas_starting_together_on_a_new_file_all_open_it() {
+        for _ in 0..20 {
+            let dir =
+                std::env::temp_dir().join(format!("nodemedic-sqlite-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = path_of(&dir);
+            let opened: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || SqliteBackend::open(&path, "wal").map(|_| ()))
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|opening| opening.join().unwrap())
+                .collect();
+            assert!(opened.iter().all(Result::is_ok), "{opened:?}");
+            std::fs::remove_dir_all(dir).unwrap();
+        }
     }
 
     #[test]

@@ -14,6 +14,35 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The port the daemon's HTTP API listens on, read from its "HTTP API listening" log line:
+    /// tests give it `127.0.0.1:0` and let the kernel pick, because a port picked by the test
+    /// and bound later by the daemon can be taken in between by another test's listener or
+    /// outgoing connection. Panics with the log when the line does not come within `seconds`.
+    pub fn http_port(&self, seconds: u64) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let log = self.log_so_far();
+            let listening = log
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .find(|line| line["message"] == "HTTP API listening")
+                .and_then(|line| {
+                    line["address"]
+                        .as_str()?
+                        .parse::<std::net::SocketAddr>()
+                        .ok()
+                });
+            if let Some(address) = listening {
+                return address.port();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the HTTP API did not start within {seconds}s: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The descriptors the daemon holds open now (Linux).
     pub fn open_descriptors(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
@@ -82,13 +111,6 @@ pub fn wait_for(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// One HTTP/1.1 request on loopback: the status code and the body as JSON (Null if not JSON).
 pub fn http(
     port: u16,
@@ -121,18 +143,6 @@ pub fn http(
         .unwrap_or(0);
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-/// Waits until the HTTP API answers on `port`.
-pub fn wait_for_http(port: u16, seconds: u64) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the HTTP API did not start on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A webhook receiver on loopback that keeps every body posted to it.
