@@ -8,14 +8,16 @@ use std::ops::ControlFlow;
 use serde_json::json;
 use tracing::{Instrument, info_span};
 
+use super::failure_evidence::Reusable;
 use super::{Account, Accounts, Pipeline, PipelineError, seconds_until};
-use crate::audit::NodegroupKey;
+use crate::audit::{NodegroupKey, SubjectScope};
 use crate::aws::collect::{CollectError, Scope};
 use crate::aws::resolve::Resolution;
 use crate::core::checks::diagnose;
-use crate::core::evidence::{CallLog, ClusterView, Evidence, Target};
+use crate::core::evidence::{CallLog, ClusterView, Evidence, ReusedEvidence, Target};
 use crate::core::ids::LockKey;
 use crate::core::journal;
+use crate::core::time::now;
 use crate::core::trigger::{LaunchEvent, LaunchOutcome, Trigger, TriggerKind};
 use crate::intake::{Disposition, IgnoredEvent, Inbound};
 
@@ -64,7 +66,7 @@ impl<W: Accounts> Pipeline<W> {
                 .await
         );
         let evidence = proceed!(
-            self.examine(&trigger, message, &account, target, calls)
+            self.examine(&trigger, message, &key, &account, target, calls)
                 .instrument(info_span!("examine"))
                 .await
         );
@@ -195,15 +197,23 @@ impl<W: Accounts> Pipeline<W> {
     }
 
     /// The evidence the trigger's scope asks for, unless a launch lands in a subnet whose route
-    /// was found healthy moments ago.
+    /// was found healthy moments ago, or a failed launch fails as one read moments ago did.
     async fn examine(
         &self,
         trigger: &Trigger,
         message: &Inbound,
+        key: &NodegroupKey,
         account: &W::Account,
         target: Target,
         calls: CallLog,
     ) -> Stage<Evidence> {
+        let failed = failed_launch(trigger);
+        if let Some(launch) = failed
+            && let Some(evidence) = self.reusable_evidence(trigger, key, launch).await?
+        {
+            return Ok(ControlFlow::Continue(evidence));
+        }
+        let (read_at, read_at_text) = (std::time::Instant::now(), now());
         if let Some(launch) = launched(trigger)
             && let Some(subnet) = &launch.subnet_id
             && let Some(table) = self.routes.healthy(subnet)
@@ -226,6 +236,15 @@ impl<W: Accounts> Pipeline<W> {
             .await
         {
             Ok(evidence) => {
+                if let Some(launch) = failed {
+                    let reusable = Reusable {
+                        subjects: subjects_of(&evidence),
+                        evidence: evidence.clone(),
+                        collected_at: read_at_text,
+                    };
+                    self.failure_evidence
+                        .remember(key, launch, reusable, read_at);
+                }
                 if let Some(ClusterView::Unreachable { kind, reason }) = &evidence.kubernetes {
                     tracing::info!(cluster = %evidence.nodegroup.cluster, reason = kind.as_str(), detail = %reason,
                         "the cluster's API was not read; its checks are skipped");
@@ -248,6 +267,49 @@ impl<W: Accounts> Pipeline<W> {
                 Ok(ControlFlow::Break(kept))
             }
         }
+    }
+
+    /// The evidence read for an earlier failure like this one, unless a fix was applied since
+    /// (by any replica) to the nodegroup or to a shared resource that evidence rests on.
+    async fn reusable_evidence(
+        &self,
+        trigger: &Trigger,
+        key: &NodegroupKey,
+        launch: &LaunchEvent,
+    ) -> Result<Option<Evidence>, PipelineError> {
+        let Some(kept) = self.failure_evidence.get(key, launch) else {
+            return Ok(None);
+        };
+        let fixed_since = |fix: Option<(String, String)>| {
+            fix.is_some_and(|(_, applied_at)| applied_at >= kept.collected_at)
+        };
+        let stale = self
+            .store
+            .read(|reads| {
+                if fixed_since(reads.last_fix_applied(key)?) {
+                    return Ok(true);
+                }
+                for subject in &kept.subjects {
+                    if fixed_since(reads.last_fix_on_subject(SubjectScope::near(key, subject))?) {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            })
+            .await?;
+        if stale {
+            self.failure_evidence.forget(key, launch);
+            return Ok(None);
+        }
+        let mut evidence = kept.evidence;
+        let reused = ReusedEvidence {
+            event_id: evidence.trigger.event_id.clone(),
+            collected_at: kept.collected_at,
+        };
+        evidence.trigger = trigger.clone();
+        evidence.calls = CallLog::default();
+        evidence.reused = Some(reused);
+        Ok(Some(evidence))
     }
 
     /// The checks' verdict: a healthy nodegroup is recorded (and a launch's route remembered and
@@ -308,6 +370,28 @@ impl<W: Accounts> Pipeline<W> {
 
 /// When EKS reports an instance that did not join as NodeCreationFailure, after its launch.
 const EKS_REPORTS_AFTER_SECS: i64 = 900;
+
+/// A launch that failed: its evidence is the nodegroup's, the same for every failure like it.
+fn failed_launch(trigger: &Trigger) -> Option<&LaunchEvent> {
+    trigger
+        .launch()
+        .filter(|launch| launch.outcome == LaunchOutcome::Unsuccessful)
+}
+
+/// The shared resources a failure's diagnosis rests on: its finding's, and those its launches
+/// depend on.
+fn subjects_of(evidence: &Evidence) -> Vec<String> {
+    let mut subjects = super::incident::related_subjects(evidence);
+    let diagnosis = diagnose(evidence);
+    if let Some(subject) = diagnosis
+        .primary()
+        .and_then(|finding| super::incident::storm_subject(&finding.subject))
+        && !subjects.contains(&subject)
+    {
+        subjects.push(subject);
+    }
+    subjects
+}
 
 /// The launch of an instance that came up (and may yet fail to join).
 fn launched(trigger: &Trigger) -> Option<&LaunchEvent> {

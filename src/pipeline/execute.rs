@@ -363,6 +363,9 @@ impl<W: Accounts> Pipeline<W> {
             {
                 self.routes.forget_table(route_table_id);
             }
+            // Whatever the step did (even a failed one may have changed something), a failure's
+            // evidence read before it no longer stands.
+            self.failure_evidence.forget_all();
             let status = result.status;
             self.record_result(incident_id, position, step, &result, reservation)
                 .await?;

@@ -321,13 +321,20 @@ async fn a_group_whose_nodegroup_is_gone_is_resolved_again() {
 /// An EventBridge "EC2 Instance Launch Unsuccessful" event of lab 002: the volume key refuses
 /// the Auto Scaling role.
 fn kms_failure_event(event_id: &str) -> String {
+    kms_failure_event_at(event_id, EARLIER)
+}
+
+/// After any fix a test applies.
+const LATER: &str = "2030-01-01T00:00:00Z";
+
+fn kms_failure_event_at(event_id: &str, time: &str) -> String {
     json!({
         "version": "0",
         "id": event_id,
         "detail-type": "EC2 Instance Launch Unsuccessful",
         "source": "aws.autoscaling",
         "account": "123456789012",
-        "time": EARLIER,
+        "time": time,
         "region": "us-west-2",
         "resources": [],
         "detail": {
@@ -408,4 +415,87 @@ async fn a_key_policy_access_analyzer_calls_invalid_is_not_written() {
         guarded.iter().all(|g| !g.decision.allows()),
         "nothing after a refused patch is applied: {guarded:?}"
     );
+}
+
+/// The evidence recorded for `event_id`.
+fn evidence_of(bench: &Bench, event_id: &str) -> Evidence {
+    bench
+        .records()
+        .iter()
+        .filter(|r| r.event_id.as_deref() == Some(event_id))
+        .find_map(|r| match Entry::decode(&r.kind, &r.body) {
+            Ok(Entry::Evidence(evidence)) => Some(*evidence),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no evidence recorded for {event_id}"))
+}
+
+#[tokio::test]
+async fn a_storm_of_one_failure_reads_the_nodegroup_once() {
+    let bench = Bench::new(Mode::DryRun, FakeWorld::default(), Evidence::lab_002());
+    for event in ["kms-1", "kms-2", "kms-3"] {
+        assert_eq!(
+            bench.deliver(kms_failure_event(event)).await,
+            Disposition::Delete
+        );
+    }
+    assert_eq!(bench.accounts.collections(), 1, "read for the first only");
+    let first = evidence_of(&bench, "kms-1");
+    assert_eq!(first.reused, None);
+    let third = evidence_of(&bench, "kms-3");
+    let reused = third.reused.as_ref().expect("the third reuses the first's");
+    assert_eq!(reused.event_id, "kms-1");
+    assert_eq!(third.calls.total(), 0, "no call was made for it");
+    assert_eq!(third.trigger.event_id, "kms-3", "it is about its own event");
+    let incidents: std::collections::BTreeSet<_> = bench
+        .records()
+        .iter()
+        .filter_map(|r| r.incident_id.clone())
+        .collect();
+    assert_eq!(incidents.len(), 1, "all three join one incident");
+}
+
+#[tokio::test]
+async fn a_fix_by_another_replica_makes_a_failures_evidence_stale() {
+    let bench = Bench::new(Mode::Approve, FakeWorld::default(), Evidence::lab_002());
+    bench.deliver(kms_failure_event("kms-0")).await;
+    assert_eq!(bench.accounts.collections(), 1);
+    let incident = bench
+        .records()
+        .iter()
+        .find_map(|r| r.incident_id.clone())
+        .expect("an incident");
+    // Another replica, on the same store, applies the plan's first step.
+    bench
+        .store
+        .write_blocking(|tx| tx.set_step(&incident, 0, "applied", "by another replica"))
+        .unwrap();
+    bench.deliver(kms_failure_event_at("kms-1", LATER)).await;
+    assert_eq!(bench.accounts.collections(), 2, "read again after the fix");
+    assert_eq!(evidence_of(&bench, "kms-1").reused, None);
+    bench.deliver(kms_failure_event_at("kms-2", LATER)).await;
+    assert_eq!(
+        bench.accounts.collections(),
+        2,
+        "the fresh reading is reused"
+    );
+    assert_eq!(
+        evidence_of(&bench, "kms-2")
+            .reused
+            .map(|r| r.event_id)
+            .as_deref(),
+        Some("kms-1")
+    );
+}
+
+#[tokio::test]
+async fn a_failure_with_another_status_is_read_for_itself() {
+    let bench = Bench::new(Mode::DryRun, FakeWorld::default(), Evidence::lab_002());
+    bench.deliver(kms_failure_event("kms-1")).await;
+    let other = kms_failure_event("capacity-1").replace(
+        KMS_MESSAGE,
+        "We currently do not have sufficient capacity in the Availability Zone you requested.",
+    );
+    bench.deliver(other).await;
+    assert_eq!(bench.accounts.collections(), 2);
 }

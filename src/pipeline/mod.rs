@@ -6,6 +6,7 @@ mod approvals;
 mod dry_run;
 mod event;
 mod execute;
+mod failure_evidence;
 #[cfg(test)]
 mod handle_tests;
 mod incident;
@@ -93,6 +94,7 @@ pub struct Pipeline<W: Accounts = AwsAccounts> {
     locks: Leases,
     routes: RouteVerdicts,
     resolutions: resolutions::Resolutions,
+    failure_evidence: failure_evidence::FailureEvidence,
     /// Where nodemedic's own events (join checks) go; `None` disables them.
     publisher: Option<Publisher>,
     join_deadline: Duration,
@@ -116,6 +118,9 @@ impl<W: Accounts> Pipeline<W> {
         let resolutions = resolutions::Resolutions::new(Duration::from_secs(
             config.remediation.resolution_ttl_secs,
         ));
+        let failure_evidence = failure_evidence::FailureEvidence::new(Duration::from_secs(
+            config.remediation.failure_evidence_ttl_secs,
+        ));
         Self {
             config,
             store,
@@ -123,6 +128,7 @@ impl<W: Accounts> Pipeline<W> {
             locks,
             routes,
             resolutions,
+            failure_evidence,
             publisher: None,
             join_deadline: Duration::ZERO,
             event_key: EventKey::generate(),

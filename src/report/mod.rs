@@ -119,12 +119,23 @@ pub fn show_text(incident: &IncidentSummary, records: &[Record]) -> String {
     if let Some(Entry::Evidence(evidence)) = last(RecordKind::Evidence) {
         let calls = &evidence.calls.by_operation;
         let list: Vec<String> = calls.iter().map(|(op, n)| format!("{op} x{n}")).collect();
-        let _ = writeln!(
-            out,
-            "  evidence: {} AWS calls ({})",
-            evidence.calls.total(),
-            list.join(", ")
-        );
+        match &evidence.reused {
+            Some(reused) => {
+                let _ = writeln!(
+                    out,
+                    "  evidence: read for event {} at {} and reused (no AWS call)",
+                    reused.event_id, reused.collected_at
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  evidence: {} AWS calls ({})",
+                    evidence.calls.total(),
+                    list.join(", ")
+                );
+            }
+        }
     }
     if let Some(Entry::Plan(plan)) = last(RecordKind::Plan) {
         let _ = writeln!(out, "\nPlan {}", plan.id);

@@ -51,7 +51,13 @@ pub(super) fn describe(record: &Record) -> String {
             "event from {} predates the fix at {}",
             superseded.event_time, superseded.fix_applied_at
         ),
-        Entry::Evidence(evidence) => format!("{} AWS calls", evidence.calls.total()),
+        Entry::Evidence(evidence) => match &evidence.reused {
+            Some(reused) => format!(
+                "evidence of {} (read {}) reused, no AWS call",
+                reused.event_id, reused.collected_at
+            ),
+            None => format!("{} AWS calls", evidence.calls.total()),
+        },
         Entry::Diagnosis(diagnosis) => diagnosis
             .findings
             .iter()

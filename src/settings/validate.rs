@@ -154,6 +154,10 @@ fn spans(raw: &RawSettings, problems: &mut Problems) {
             raw.remediation.resolution_ttl_secs,
         ),
         (
+            "remediation.failure_evidence_ttl_secs",
+            raw.remediation.failure_evidence_ttl_secs,
+        ),
+        (
             "remediation.incident_window_secs",
             raw.remediation.incident_window_secs,
         ),

@@ -114,6 +114,7 @@ pub async fn collect(
         kubernetes: None,
         boot_logs: Vec::new(),
         calls: CallLog::default(),
+        reused: None,
     };
     if scope.launch {
         if let Some(group) = &group {

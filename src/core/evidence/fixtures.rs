@@ -321,6 +321,7 @@ impl Evidence {
             kubernetes: None,
             boot_logs: vec![],
             calls: CallLog::default(),
+            reused: None,
         }
     }
 

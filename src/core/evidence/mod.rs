@@ -54,6 +54,17 @@ pub struct Evidence {
     pub boot_logs: Vec<BootLog>,
     /// AWS API calls made to collect this evidence, by `service:Operation`.
     pub calls: CallLog,
+    /// Set when this evidence was read for an earlier failure of the same nodegroup and reused
+    /// (then `calls` is empty: none were made for this event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused: Option<ReusedEvidence>,
+}
+
+/// Which event's collection a reused piece of evidence comes from, and when it was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReusedEvidence {
+    pub event_id: String,
+    pub collected_at: String,
 }
 
 impl Evidence {

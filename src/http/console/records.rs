@@ -32,7 +32,11 @@ pub(super) fn record_view(record: &Record, region: &str) -> Markup {
                 }
                 Some(Entry::Evidence(evidence)) => {
                     details {
-                        summary { "Evidence collected (" (evidence.calls.by_operation.len()) " kinds of AWS call)" }
+                        @if let Some(reused) = &evidence.reused {
+                            summary { "Evidence of event " code { (reused.event_id) } " (read " (reused.collected_at) "), reused" }
+                        } @else {
+                            summary { "Evidence collected (" (evidence.calls.by_operation.len()) " kinds of AWS call)" }
+                        }
                         (json_view(body, region))
                     }
                 }

@@ -1,0 +1,206 @@
+//! The evidence of a failed launch, reused for the next failures of the same nodegroup with the
+//! same status for a short while (`remediation.failure_evidence_ttl_secs`), so that a storm of
+//! launch failures reads the nodegroup's launch configuration once instead of once per event
+//! (eight to thirteen AWS calls each). A failed launch names no instance: its evidence is the
+//! nodegroup's, the same for every failure with the same status.
+//!
+//! Nothing is reused across a fix: this process drops every entry when it applies a step, and
+//! the pipeline asks the store, before reusing, whether any replica applied a fix to the
+//! nodegroup or to a shared resource the evidence rests on since it was read.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::audit::NodegroupKey;
+use crate::core::evidence::Evidence;
+use crate::core::trigger::LaunchEvent;
+
+/// Far more failing nodegroups and statuses than one storm has; evidence is a few kilobytes.
+const KEPT: usize = 128;
+
+/// A nodegroup and the status its launches failed with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FailureKey {
+    nodegroup: NodegroupKey,
+    group: String,
+    status_code: Option<String>,
+    status_message: Option<String>,
+}
+
+impl FailureKey {
+    fn of(nodegroup: &NodegroupKey, launch: &LaunchEvent) -> Self {
+        Self {
+            nodegroup: nodegroup.clone(),
+            group: launch.asg_name.clone(),
+            status_code: launch.status_code.clone(),
+            status_message: launch.status_message.clone(),
+        }
+    }
+}
+
+/// Evidence read for an earlier failure, with what reusing it depends on.
+#[derive(Debug, Clone)]
+pub struct Reusable {
+    pub evidence: Evidence,
+    /// When it was read (the stored timestamp text, taken before the first call).
+    pub collected_at: String,
+    /// The shared resources (storm subjects) its diagnosis rests on: a fix to any of them, by
+    /// any replica, makes it stale.
+    pub subjects: Vec<String>,
+}
+
+pub struct FailureEvidence {
+    ttl: Duration,
+    kept: Mutex<HashMap<FailureKey, (Reusable, Instant)>>,
+}
+
+impl FailureEvidence {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            kept: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The evidence of an earlier failure like `launch` of `nodegroup`, read within the ttl.
+    pub fn get(&self, nodegroup: &NodegroupKey, launch: &LaunchEvent) -> Option<Reusable> {
+        let key = FailureKey::of(nodegroup, launch);
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        match kept.get(&key) {
+            Some((reusable, at)) if at.elapsed() < self.ttl => Some(reusable.clone()),
+            Some(_) => {
+                kept.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Keeps `reusable` for the next failures like `launch`; `read_at` is when its reading began.
+    pub fn remember(
+        &self,
+        nodegroup: &NodegroupKey,
+        launch: &LaunchEvent,
+        reusable: Reusable,
+        read_at: Instant,
+    ) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= KEPT {
+            kept.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        }
+        if kept.len() >= KEPT
+            && let Some(oldest) = kept
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(key, _)| key.clone())
+        {
+            kept.remove(&oldest);
+        }
+        kept.insert(FailureKey::of(nodegroup, launch), (reusable, read_at));
+    }
+
+    /// Drops the evidence of failures like `launch` (a fix made it stale).
+    pub fn forget(&self, nodegroup: &NodegroupKey, launch: &LaunchEvent) {
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&FailureKey::of(nodegroup, launch));
+    }
+
+    /// Drops everything: this process just changed something in AWS.
+    pub fn forget_all(&self) {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::trigger::LaunchOutcome;
+
+    fn nodegroup(name: &str) -> NodegroupKey {
+        NodegroupKey {
+            account: "123456789012".into(),
+            region: "us-west-2".into(),
+            cluster: "eks-workshop".into(),
+            nodegroup: name.into(),
+        }
+    }
+
+    fn failure(message: &str) -> LaunchEvent {
+        LaunchEvent {
+            outcome: LaunchOutcome::Unsuccessful,
+            asg_name: "eks-ng-1".into(),
+            instance_id: None,
+            subnet_id: None,
+            availability_zone: None,
+            status_code: Some("Cancelled".into()),
+            status_message: Some(message.into()),
+            description: None,
+            cause: None,
+            activity_id: None,
+        }
+    }
+
+    fn reusable() -> Reusable {
+        Reusable {
+            evidence: Evidence::lab_002(),
+            collected_at: "2026-12-02T13:00:00.000000Z".into(),
+            subjects: vec![],
+        }
+    }
+
+    #[test]
+    fn the_same_failure_of_the_same_nodegroup_reuses_until_the_ttl_or_a_fix() {
+        let kept = FailureEvidence::new(Duration::from_secs(30));
+        let kms = failure("Client.InternalError: Client error on launch");
+        kept.remember(&nodegroup("a"), &kms, reusable(), Instant::now());
+        assert!(kept.get(&nodegroup("a"), &kms).is_some());
+        assert!(
+            kept.get(&nodegroup("b"), &kms).is_none(),
+            "another nodegroup reads its own"
+        );
+        assert!(
+            kept.get(&nodegroup("a"), &failure("InsufficientInstanceCapacity"))
+                .is_none(),
+            "another status is another failure"
+        );
+        kept.forget(&nodegroup("a"), &kms);
+        assert!(kept.get(&nodegroup("a"), &kms).is_none());
+        kept.remember(&nodegroup("a"), &kms, reusable(), Instant::now());
+        kept.forget_all();
+        assert!(kept.get(&nodegroup("a"), &kms).is_none(), "a fix drops all");
+
+        let expiring = FailureEvidence::new(Duration::from_millis(20));
+        expiring.remember(&nodegroup("a"), &kms, reusable(), Instant::now());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(expiring.get(&nodegroup("a"), &kms).is_none(), "expired");
+        let off = FailureEvidence::new(Duration::ZERO);
+        off.remember(&nodegroup("a"), &kms, reusable(), Instant::now());
+        assert!(off.get(&nodegroup("a"), &kms).is_none(), "0 turns it off");
+    }
+
+    #[test]
+    fn at_most_kept_failures_are_kept_the_oldest_dropped_first() {
+        let kept = FailureEvidence::new(Duration::from_secs(30));
+        let kms = failure("InvalidKMSKey");
+        let first = Instant::now();
+        kept.remember(&nodegroup("first"), &kms, reusable(), first);
+        for n in 1..KEPT {
+            kept.remember(
+                &nodegroup(&format!("ng-{n}")),
+                &kms,
+                reusable(),
+                first + Duration::from_millis(1),
+            );
+        }
+        kept.remember(&nodegroup("last"), &kms, reusable(), Instant::now());
+        assert!(kept.get(&nodegroup("first"), &kms).is_none());
+        assert!(kept.get(&nodegroup("last"), &kms).is_some());
+        assert!(kept.get(&nodegroup("ng-1"), &kms).is_some());
+    }
+}
