@@ -301,19 +301,25 @@ fn calls_made(before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Calls per message: investigating apart from the queue's, then by operation.
+/// Calls per message: reading the world to investigate, then the fix's own (mutations, dry-run
+/// permission checks, policy reviews), then the queue's; then by operation.
 fn print_calls(calls: &BTreeMap<String, u64>, messages: usize) {
     let per_message = |n: u64| n as f64 / messages as f64;
     let total: u64 = calls.values().sum();
-    let queue_calls: u64 = calls
-        .iter()
-        .filter(|(key, _)| key.starts_with("sqs:"))
-        .map(|(_, made)| made)
-        .sum();
+    let sum_where = |wanted: fn(&str) -> bool| -> u64 {
+        calls
+            .iter()
+            .filter(|(key, _)| wanted(key))
+            .map(|(_, made)| made)
+            .sum()
+    };
+    let queue_calls = sum_where(|key| key.starts_with("sqs:"));
+    let investigate_calls = sum_where(|key| !key.starts_with("sqs:") && reads_the_world(key));
     println!(
-        "AWS calls per message: {:.2} ({:.2} to investigate and fix, {:.2} SQS receive/delete/visibility)",
+        "AWS calls per message: {:.2} ({:.2} to investigate, {:.2} to fix or check a fix, {:.2} SQS receive/delete/visibility)",
         per_message(total),
-        per_message(total - queue_calls),
+        per_message(investigate_calls),
+        per_message(total - queue_calls - investigate_calls),
         per_message(queue_calls)
     );
     let mut by_operation: Vec<(&String, &u64)> = calls.iter().collect();
@@ -324,6 +330,15 @@ fn print_calls(calls: &BTreeMap<String, u64>, messages: usize) {
             per_message(*made)
         );
     }
+}
+
+/// A call that only reads (`service:Describe…`, `Get…`, `List…`); anything else is a fix's:
+/// a mutation, its dry run or a review of what it would write.
+fn reads_the_world(key: &str) -> bool {
+    let operation = key.split_once(':').map_or(key, |(_, operation)| operation);
+    ["Describe", "Get", "List"]
+        .iter()
+        .any(|verb| operation.starts_with(verb))
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {

@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use serde_json::json;
 use tracing::{Instrument, info_span};
 
-use super::failure_evidence::Reusable;
+use super::failure_evidence::{Reusable, Situation};
 use super::{Account, Accounts, Pipeline, PipelineError, seconds_until};
 use crate::audit::{NodegroupKey, SubjectScope};
 use crate::aws::collect::{CollectError, Scope};
@@ -197,7 +197,7 @@ impl<W: Accounts> Pipeline<W> {
     }
 
     /// The evidence the trigger's scope asks for, unless a launch lands in a subnet whose route
-    /// was found healthy moments ago, or a failed launch fails as one read moments ago did.
+    /// was found healthy moments ago, or a launch goes wrong as one read moments ago did.
     async fn examine(
         &self,
         trigger: &Trigger,
@@ -207,12 +207,6 @@ impl<W: Accounts> Pipeline<W> {
         target: Target,
         calls: CallLog,
     ) -> Stage<Evidence> {
-        let failed = failed_launch(trigger);
-        if let Some(launch) = failed
-            && let Some(evidence) = self.reusable_evidence(trigger, key, launch).await?
-        {
-            return Ok(ControlFlow::Continue(evidence));
-        }
         let (read_at, read_at_text) = (std::time::Instant::now(), now());
         if let Some(launch) = launched(trigger)
             && let Some(subnet) = &launch.subnet_id
@@ -229,6 +223,15 @@ impl<W: Accounts> Pipeline<W> {
             self.schedule_join_check(trigger, &target).await;
             return Ok(ControlFlow::Break(Disposition::Delete));
         }
+        let situation = Situation::of(trigger);
+        if let Some(situation) = &situation
+            && let Some(evidence) = self
+                .reusable_evidence(trigger, key, situation, account)
+                .instrument(info_span!("reuse"))
+                .await?
+        {
+            return Ok(ControlFlow::Continue(evidence));
+        }
         let scope = Scope::for_trigger(trigger);
         match account
             .collect(trigger, target, scope, calls)
@@ -236,14 +239,16 @@ impl<W: Accounts> Pipeline<W> {
             .await
         {
             Ok(evidence) => {
-                if let Some(launch) = failed {
+                if let Some(situation) = &situation
+                    && let Some(subjects) = unhealthy_subjects(&evidence)
+                {
                     let reusable = Reusable {
-                        subjects: subjects_of(&evidence),
+                        subjects,
                         evidence: evidence.clone(),
                         collected_at: read_at_text,
                     };
                     self.failure_evidence
-                        .remember(key, launch, reusable, read_at);
+                        .remember(key, situation, reusable, read_at);
                 }
                 if let Some(ClusterView::Unreachable { kind, reason }) = &evidence.kubernetes {
                     tracing::info!(cluster = %evidence.nodegroup.cluster, reason = kind.as_str(), detail = %reason,
@@ -269,15 +274,17 @@ impl<W: Accounts> Pipeline<W> {
         }
     }
 
-    /// The evidence read for an earlier failure like this one, unless a fix was applied since
-    /// (by any replica) to the nodegroup or to a shared resource that evidence rests on.
+    /// The evidence read for an earlier launch gone wrong like this one, unless a fix was
+    /// applied since (by any replica) to the nodegroup or to a shared resource that evidence
+    /// rests on. A landed instance is read afresh, and must sit where the first one did.
     async fn reusable_evidence(
         &self,
         trigger: &Trigger,
         key: &NodegroupKey,
-        launch: &LaunchEvent,
+        situation: &Situation,
+        account: &W::Account,
     ) -> Result<Option<Evidence>, PipelineError> {
-        let Some(kept) = self.failure_evidence.get(key, launch) else {
+        let Some(kept) = self.failure_evidence.get(key, situation) else {
             return Ok(None);
         };
         let fixed_since = |fix: Option<(String, String)>| {
@@ -298,16 +305,31 @@ impl<W: Accounts> Pipeline<W> {
             })
             .await?;
         if stale {
-            self.failure_evidence.forget(key, launch);
+            self.failure_evidence.forget(key, situation);
             return Ok(None);
         }
+        let mut calls = CallLog::default();
         let mut evidence = kept.evidence;
+        if let Situation::Landed { instance, .. } = situation {
+            // Any failure to read it is left to a whole collection, which reports it.
+            let Ok(fresh) = account.instance(instance, &mut calls).await else {
+                return Ok(None);
+            };
+            let placed_alike = evidence.instance.as_ref().is_some_and(|first| {
+                first.subnet_id == fresh.subnet_id
+                    && sorted(&first.security_group_ids) == sorted(&fresh.security_group_ids)
+            });
+            if !placed_alike {
+                return Ok(None);
+            }
+            evidence.instance = Some(fresh);
+        }
         let reused = ReusedEvidence {
             event_id: evidence.trigger.event_id.clone(),
             collected_at: kept.collected_at,
         };
         evidence.trigger = trigger.clone();
-        evidence.calls = CallLog::default();
+        evidence.calls = calls;
         evidence.reused = Some(reused);
         Ok(Some(evidence))
     }
@@ -371,18 +393,14 @@ impl<W: Accounts> Pipeline<W> {
 /// When EKS reports an instance that did not join as NodeCreationFailure, after its launch.
 const EKS_REPORTS_AFTER_SECS: i64 = 900;
 
-/// A launch that failed: its evidence is the nodegroup's, the same for every failure like it.
-fn failed_launch(trigger: &Trigger) -> Option<&LaunchEvent> {
-    trigger
-        .launch()
-        .filter(|launch| launch.outcome == LaunchOutcome::Unsuccessful)
-}
-
-/// The shared resources a failure's diagnosis rests on: its finding's, and those its launches
-/// depend on.
-fn subjects_of(evidence: &Evidence) -> Vec<String> {
-    let mut subjects = super::incident::related_subjects(evidence);
+/// When the evidence is judged unhealthy, the shared resources its diagnosis rests on: its
+/// finding's, and those its launches depend on. Healthy evidence is not kept for reuse.
+fn unhealthy_subjects(evidence: &Evidence) -> Option<Vec<String>> {
     let diagnosis = diagnose(evidence);
+    if diagnosis.is_healthy() {
+        return None;
+    }
+    let mut subjects = super::incident::related_subjects(evidence);
     if let Some(subject) = diagnosis
         .primary()
         .and_then(|finding| super::incident::storm_subject(&finding.subject))
@@ -390,7 +408,13 @@ fn subjects_of(evidence: &Evidence) -> Vec<String> {
     {
         subjects.push(subject);
     }
-    subjects
+    Some(subjects)
+}
+
+fn sorted(ids: &[String]) -> Vec<&String> {
+    let mut ids: Vec<&String> = ids.iter().collect();
+    ids.sort();
+    ids
 }
 
 /// The launch of an instance that came up (and may yet fail to join).

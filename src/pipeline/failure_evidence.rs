@@ -1,12 +1,17 @@
-//! The evidence of a failed launch, reused for the next failures of the same nodegroup with the
-//! same status for a short while (`remediation.failure_evidence_ttl_secs`), so that a storm of
-//! launch failures reads the nodegroup's launch configuration once instead of once per event
-//! (eight to thirteen AWS calls each). A failed launch names no instance: its evidence is the
-//! nodegroup's, the same for every failure with the same status.
+//! The evidence of a launch that went wrong, reused for the next launches of the same nodegroup
+//! in the same situation for a short while (`remediation.failure_evidence_ttl_secs`), so that a
+//! storm reads the nodegroup's configuration once instead of once per event (eight to thirteen
+//! AWS calls each). Two situations qualify:
+//! - a failed launch, by its status: it names no instance, so its evidence is the nodegroup's,
+//!   the same for every failure with the same status;
+//! - an instance launched into a subnet whose evidence was judged unhealthy: the subnet's network
+//!   is the same for the next instance there, and the pipeline reads that instance afresh and
+//!   reuses nothing when it differs from the first (subnet, security groups).
 //!
-//! Nothing is reused across a fix: this process drops every entry when it applies a step, and
-//! the pipeline asks the store, before reusing, whether any replica applied a fix to the
-//! nodegroup or to a shared resource the evidence rests on since it was read.
+//! Healthy launches are not kept here (a healthy route verdict covers them). Nothing is reused
+//! across a fix: this process drops every entry when it applies a step, and the pipeline asks
+//! the store, before reusing, whether any replica applied a fix to the nodegroup or to a shared
+//! resource the evidence rests on since it was read.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,29 +19,56 @@ use std::time::{Duration, Instant};
 
 use crate::audit::NodegroupKey;
 use crate::core::evidence::Evidence;
-use crate::core::trigger::LaunchEvent;
+use crate::core::trigger::{LaunchOutcome, Trigger};
 
-/// Far more failing nodegroups and statuses than one storm has; evidence is a few kilobytes.
+/// Far more failing nodegroups and situations than one storm has; evidence is a few kilobytes.
 const KEPT: usize = 128;
 
-/// A nodegroup and the status its launches failed with.
+/// What makes two launches of a nodegroup alike enough to share evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct FailureKey {
-    nodegroup: NodegroupKey,
-    group: String,
-    status_code: Option<String>,
-    status_message: Option<String>,
+pub enum Situation {
+    Failed {
+        group: String,
+        status_code: Option<String>,
+        status_message: Option<String>,
+    },
+    /// An instance (the trigger names it) came up in `subnet`.
+    Landed { subnet: String, instance: String },
 }
 
-impl FailureKey {
-    fn of(nodegroup: &NodegroupKey, launch: &LaunchEvent) -> Self {
-        Self {
-            nodegroup: nodegroup.clone(),
-            group: launch.asg_name.clone(),
-            status_code: launch.status_code.clone(),
-            status_message: launch.status_message.clone(),
+impl Situation {
+    /// The situation of a launch event; other events are not kept.
+    pub fn of(trigger: &Trigger) -> Option<Situation> {
+        let launch = trigger.launch()?;
+        match launch.outcome {
+            LaunchOutcome::Unsuccessful => Some(Situation::Failed {
+                group: launch.asg_name.clone(),
+                status_code: launch.status_code.clone(),
+                status_message: launch.status_message.clone(),
+            }),
+            LaunchOutcome::Successful => Some(Situation::Landed {
+                subnet: launch.subnet_id.clone()?,
+                instance: launch.instance_id.clone()?,
+            }),
         }
     }
+
+    /// What entries are keyed by: for a landing, the subnet, not the instance.
+    fn key(&self) -> Situation {
+        match self {
+            Situation::Landed { subnet, .. } => Situation::Landed {
+                subnet: subnet.clone(),
+                instance: String::new(),
+            },
+            failed => failed.clone(),
+        }
+    }
+}
+
+type FailureKey = (NodegroupKey, Situation);
+
+fn key(nodegroup: &NodegroupKey, situation: &Situation) -> FailureKey {
+    (nodegroup.clone(), situation.key())
 }
 
 /// Evidence read for an earlier failure, with what reusing it depends on.
@@ -63,9 +95,9 @@ impl FailureEvidence {
         }
     }
 
-    /// The evidence of an earlier failure like `launch` of `nodegroup`, read within the ttl.
-    pub fn get(&self, nodegroup: &NodegroupKey, launch: &LaunchEvent) -> Option<Reusable> {
-        let key = FailureKey::of(nodegroup, launch);
+    /// The evidence of an earlier launch of `nodegroup` in `situation`, read within the ttl.
+    pub fn get(&self, nodegroup: &NodegroupKey, situation: &Situation) -> Option<Reusable> {
+        let key = key(nodegroup, situation);
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         match kept.get(&key) {
             Some((reusable, at)) if at.elapsed() < self.ttl => Some(reusable.clone()),
@@ -77,11 +109,12 @@ impl FailureEvidence {
         }
     }
 
-    /// Keeps `reusable` for the next failures like `launch`; `read_at` is when its reading began.
+    /// Keeps `reusable` for the next launches in `situation`; `read_at` is when its reading
+    /// began.
     pub fn remember(
         &self,
         nodegroup: &NodegroupKey,
-        launch: &LaunchEvent,
+        situation: &Situation,
         reusable: Reusable,
         read_at: Instant,
     ) {
@@ -100,15 +133,15 @@ impl FailureEvidence {
         {
             kept.remove(&oldest);
         }
-        kept.insert(FailureKey::of(nodegroup, launch), (reusable, read_at));
+        kept.insert(key(nodegroup, situation), (reusable, read_at));
     }
 
-    /// Drops the evidence of failures like `launch` (a fix made it stale).
-    pub fn forget(&self, nodegroup: &NodegroupKey, launch: &LaunchEvent) {
+    /// Drops the evidence of launches in `situation` (a fix made it stale, or it did not fit).
+    pub fn forget(&self, nodegroup: &NodegroupKey, situation: &Situation) {
         self.kept
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&FailureKey::of(nodegroup, launch));
+            .remove(&key(nodegroup, situation));
     }
 
     /// Drops everything: this process just changed something in AWS.
@@ -120,7 +153,6 @@ impl FailureEvidence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::trigger::LaunchOutcome;
 
     fn nodegroup(name: &str) -> NodegroupKey {
         NodegroupKey {
@@ -131,18 +163,18 @@ mod tests {
         }
     }
 
-    fn failure(message: &str) -> LaunchEvent {
-        LaunchEvent {
-            outcome: LaunchOutcome::Unsuccessful,
-            asg_name: "eks-ng-1".into(),
-            instance_id: None,
-            subnet_id: None,
-            availability_zone: None,
+    fn failure(message: &str) -> Situation {
+        Situation::Failed {
+            group: "eks-ng-1".into(),
             status_code: Some("Cancelled".into()),
             status_message: Some(message.into()),
-            description: None,
-            cause: None,
-            activity_id: None,
+        }
+    }
+
+    fn landed(subnet: &str, instance: &str) -> Situation {
+        Situation::Landed {
+            subnet: subnet.into(),
+            instance: instance.into(),
         }
     }
 
@@ -179,6 +211,25 @@ mod tests {
         expiring.remember(&nodegroup("a"), &kms, reusable(), Instant::now());
         std::thread::sleep(Duration::from_millis(30));
         assert!(expiring.get(&nodegroup("a"), &kms).is_none(), "expired");
+        let landings = FailureEvidence::new(Duration::from_secs(30));
+        landings.remember(
+            &nodegroup("a"),
+            &landed("subnet-1", "i-1"),
+            reusable(),
+            Instant::now(),
+        );
+        assert!(
+            landings
+                .get(&nodegroup("a"), &landed("subnet-1", "i-2"))
+                .is_some(),
+            "the next instance in the subnet"
+        );
+        assert!(
+            landings
+                .get(&nodegroup("a"), &landed("subnet-2", "i-2"))
+                .is_none()
+        );
+
         let off = FailureEvidence::new(Duration::ZERO);
         off.remember(&nodegroup("a"), &kms, reusable(), Instant::now());
         assert!(off.get(&nodegroup("a"), &kms).is_none(), "0 turns it off");

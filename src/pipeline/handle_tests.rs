@@ -8,10 +8,10 @@ use super::test_bench::{Bench, Collected, lab_000_world};
 use crate::act::fake::FakeWorld;
 use crate::audit::Outcome;
 use crate::aws::collect::Scope;
-use crate::core::evidence::Evidence;
 use crate::core::evidence::fixtures::{
     GROUP, KEY_ARN, KMS_MESSAGE, ROOT_ONLY_POLICY, default_route,
 };
+use crate::core::evidence::{Evidence, InstanceFacts};
 use crate::core::guard::{Decision, Mode};
 use crate::core::journal::Entry;
 use crate::core::plan::FixKind;
@@ -498,4 +498,55 @@ async fn a_failure_with_another_status_is_read_for_itself() {
     );
     bench.deliver(other).await;
     assert_eq!(bench.accounts.collections(), 2);
+}
+
+/// Lab 000's evidence as collection gives it for instance `i-new` launched into `subnet-new`.
+fn lab_000_with_instance() -> Evidence {
+    let mut evidence = Evidence::lab_000();
+    evidence.instance = Some(InstanceFacts {
+        id: "i-new".into(),
+        state: "running".into(),
+        subnet_id: Some("subnet-new".into()),
+        public_ip: None,
+        security_group_ids: vec!["sg-node".into(), "sg-cluster".into()],
+        launched_at: None,
+        availability_zone: Some("us-west-2a".into()),
+        private_dns_name: None,
+    });
+    evidence
+}
+
+fn launch_of(event_id: &str, instance: &str) -> String {
+    launch_event(event_id, GROUP, EARLIER).replace("i-new", instance)
+}
+
+#[tokio::test]
+async fn launches_into_a_subnet_without_egress_read_its_network_once() {
+    let bench = Bench::new(Mode::DryRun, lab_000_world(), lab_000_with_instance());
+    for (event, instance) in [("l-1", "i-1"), ("l-2", "i-2"), ("l-3", "i-3")] {
+        assert_eq!(
+            bench.deliver(launch_of(event, instance)).await,
+            Disposition::Delete
+        );
+    }
+    assert_eq!(bench.accounts.collections(), 1, "the network is read once");
+    assert_eq!(
+        *bench.accounts.0.instances_read.lock().unwrap(),
+        ["i-2", "i-3"],
+        "each later instance is read afresh"
+    );
+    let third = evidence_of(&bench, "l-3");
+    assert_eq!(third.reused.map(|r| r.event_id).as_deref(), Some("l-1"));
+    assert_eq!(third.instance.map(|i| i.id).as_deref(), Some("i-3"));
+    assert_eq!(third.calls.total(), 1, "DescribeInstances only");
+}
+
+#[tokio::test]
+async fn an_instance_placed_otherwise_is_read_whole() {
+    let bench = Bench::new(Mode::DryRun, lab_000_world(), lab_000_with_instance());
+    bench.deliver(launch_of("l-1", "i-1")).await;
+    bench.accounts.instances_in_groups(&["sg-other"]);
+    bench.deliver(launch_of("l-2", "i-2")).await;
+    assert_eq!(bench.accounts.collections(), 2);
+    assert_eq!(evidence_of(&bench, "l-2").reused, None);
 }

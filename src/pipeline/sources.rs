@@ -6,10 +6,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::act::{Actuator, AwsActuator};
-use crate::aws::collect::{CollectError, Scope, collect};
+use crate::aws::collect::{CollectError, Scope, collect, describe_instance};
 use crate::aws::resolve::{Resolution, resolve};
 use crate::aws::{AccountRefused, AwsClients, AwsError, ClientPool};
-use crate::core::evidence::{CallLog, Evidence, Target};
+use crate::core::evidence::{CallLog, Evidence, InstanceFacts, Target};
 use crate::core::trigger::Trigger;
 
 /// The accounts the pipeline serves.
@@ -43,6 +43,13 @@ pub trait Account: Send + Sync {
         scope: Scope,
         calls: CallLog,
     ) -> impl Future<Output = Result<Evidence, CollectError>> + Send;
+
+    /// One instance, as EC2 describes it now (`missing` when EC2 does not know it).
+    fn instance(
+        &self,
+        instance_id: &str,
+        calls: &mut CallLog,
+    ) -> impl Future<Output = Result<InstanceFacts, AwsError>> + Send;
 
     fn actuator(&self) -> &Self::Actuator;
 }
@@ -85,6 +92,14 @@ impl Account for AwsAccount {
         calls: CallLog,
     ) -> Result<Evidence, CollectError> {
         collect(&self.clients, trigger, target, scope, calls).await
+    }
+
+    async fn instance(
+        &self,
+        instance_id: &str,
+        calls: &mut CallLog,
+    ) -> Result<InstanceFacts, AwsError> {
+        describe_instance(&self.clients, instance_id, calls).await
     }
 
     fn actuator(&self) -> &AwsActuator {

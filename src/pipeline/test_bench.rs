@@ -12,7 +12,7 @@ use crate::aws::collect::{CollectError, Scope};
 use crate::aws::resolve::Resolution;
 use crate::aws::{AccountRefused, AwsError, AwsFailure};
 use crate::core::evidence::fixtures::GROUP;
-use crate::core::evidence::{CallLog, Evidence, Target};
+use crate::core::evidence::{CallLog, Evidence, InstanceFacts, Target};
 use crate::core::guard::Mode;
 use crate::core::journal::{Entry, OutcomeEntry};
 use crate::core::trigger::Trigger;
@@ -37,6 +37,10 @@ pub(super) struct FakeSource {
     pub(super) scopes: Mutex<Vec<Scope>>,
     /// How many times a group was resolved (DescribeAutoScalingGroups).
     resolved: Mutex<usize>,
+    /// Every instance read alone, in order.
+    pub(super) instances_read: Mutex<Vec<String>>,
+    /// The security groups the next instances read alone have, when not the collected ones'.
+    instance_groups: Mutex<Option<Vec<String>>>,
 }
 
 #[derive(Clone)]
@@ -56,11 +60,19 @@ impl FakeAccounts {
             collected: Mutex::new(Collected::Evidence(Box::new(evidence))),
             scopes: Mutex::default(),
             resolved: Mutex::default(),
+            instances_read: Mutex::default(),
+            instance_groups: Mutex::default(),
         }))
     }
 
     pub(super) fn collect_next(&self, collected: Collected) {
         *self.0.collected.lock().unwrap() = collected;
+    }
+
+    /// Instances read from now on have `groups` as their security groups.
+    pub(super) fn instances_in_groups(&self, groups: &[&str]) {
+        *self.0.instance_groups.lock().unwrap() =
+            Some(groups.iter().map(|g| g.to_string()).collect());
     }
 
     pub(super) fn resolutions(&self) -> usize {
@@ -125,6 +137,38 @@ impl Account for FakeAccounts {
                 failure: AwsFailure::Service,
             })),
         }
+    }
+
+    async fn instance(
+        &self,
+        instance_id: &str,
+        calls: &mut CallLog,
+    ) -> Result<InstanceFacts, AwsError> {
+        calls.record("ec2:DescribeInstances");
+        self.0
+            .instances_read
+            .lock()
+            .unwrap()
+            .push(instance_id.to_string());
+        let collected = match &*self.0.collected.lock().unwrap() {
+            Collected::Evidence(evidence) => evidence.instance.clone(),
+            _ => None,
+        };
+        let mut instance = collected.unwrap_or_else(|| InstanceFacts {
+            id: String::new(),
+            state: "missing".into(),
+            subnet_id: None,
+            public_ip: None,
+            security_group_ids: Vec::new(),
+            launched_at: None,
+            availability_zone: None,
+            private_dns_name: None,
+        });
+        instance.id = instance_id.to_string();
+        if let Some(groups) = &*self.0.instance_groups.lock().unwrap() {
+            instance.security_group_ids = groups.clone();
+        }
+        Ok(instance)
     }
 
     fn actuator(&self) -> &FakeWorld {

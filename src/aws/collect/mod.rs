@@ -10,11 +10,11 @@ pub(crate) mod mocked;
 mod network;
 mod nodegroup;
 
-pub use network::route_table_facts;
+pub use network::{describe_instance, route_table_facts};
 pub use nodegroup::nodegroup_facts;
 
 use launch::{image, keys, launch_template};
-use network::{describe_instance, network_facts, security_groups};
+use network::{network_facts, security_groups};
 use nodegroup::{
     cluster_updates, describe_cluster, describe_group, describe_nodegroup, identity,
     instance_profile, role_lookup, scaling_activities,

@@ -541,7 +541,7 @@ pub(super) fn instance_facts(instance: &aws_sdk_ec2::types::Instance) -> Instanc
     }
 }
 
-pub(super) async fn describe_instance(
+pub async fn describe_instance(
     clients: &AwsClients,
     id: &str,
     calls: &mut CallLog,
