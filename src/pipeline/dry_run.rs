@@ -39,6 +39,7 @@ impl<W: Accounts> Pipeline<W> {
             .await?;
         let check = act::check_permission(actuator, step).await;
         if let Some(performed) = &check.performed {
+            self.failure_evidence.forget_all();
             warn!(fix = %step.fix, "the endpoint ignored DryRun and performed the call; undoing it");
             let undo = self
                 .undo_step(actuator, incident_id, key, position, step, performed, false)

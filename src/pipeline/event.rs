@@ -15,9 +15,11 @@ use crate::aws::collect::{CollectError, Scope};
 use crate::aws::resolve::Resolution;
 use crate::core::checks::diagnose;
 use crate::core::evidence::{CallLog, ClusterView, Evidence, ReusedEvidence, Target};
+use crate::core::guard::Mode;
 use crate::core::ids::LockKey;
 use crate::core::journal;
-use crate::core::time::now;
+use crate::core::plan::plan;
+use crate::core::time::Timestamp;
 use crate::core::trigger::{LaunchEvent, LaunchOutcome, Trigger, TriggerKind};
 use crate::intake::{Disposition, IgnoredEvent, Inbound};
 
@@ -205,9 +207,9 @@ impl<W: Accounts> Pipeline<W> {
         key: &NodegroupKey,
         account: &W::Account,
         target: Target,
-        calls: CallLog,
+        mut calls: CallLog,
     ) -> Stage<Evidence> {
-        let (read_at, read_at_text) = (std::time::Instant::now(), now());
+        let (read, read_at) = (self.failure_evidence.read_starts(), Timestamp::now());
         if let Some(launch) = launched(trigger)
             && let Some(subnet) = &launch.subnet_id
             && let Some(table) = self.routes.healthy(subnet)
@@ -226,7 +228,7 @@ impl<W: Accounts> Pipeline<W> {
         let situation = Situation::of(trigger);
         if let Some(situation) = &situation
             && let Some(evidence) = self
-                .reusable_evidence(trigger, key, situation, account)
+                .reusable_evidence(trigger, key, situation, account, &mut calls)
                 .instrument(info_span!("reuse"))
                 .await?
         {
@@ -245,10 +247,10 @@ impl<W: Accounts> Pipeline<W> {
                     let reusable = Reusable {
                         subjects,
                         evidence: evidence.clone(),
-                        collected_at: read_at_text,
+                        collected_at: read_at,
                     };
                     self.failure_evidence
-                        .remember(key, situation, reusable, read_at);
+                        .remember(key, situation, reusable, read);
                 }
                 if let Some(ClusterView::Unreachable { kind, reason }) = &evidence.kubernetes {
                     tracing::info!(cluster = %evidence.nodegroup.cluster, reason = kind.as_str(), detail = %reason,
@@ -276,19 +278,25 @@ impl<W: Accounts> Pipeline<W> {
 
     /// The evidence read for an earlier launch gone wrong like this one, unless a fix was
     /// applied since (by any replica) to the nodegroup or to a shared resource that evidence
-    /// rests on. A landed instance is read afresh, and must sit where the first one did.
+    /// rests on. A landed instance is read afresh, and must sit where the first one did. In
+    /// auto mode, evidence that plans a fix is never reused: what may be changed is decided on
+    /// a fresh reading. `calls` (those made so far for this event) go with the evidence.
     async fn reusable_evidence(
         &self,
         trigger: &Trigger,
         key: &NodegroupKey,
         situation: &Situation,
         account: &W::Account,
+        calls: &mut CallLog,
     ) -> Result<Option<Evidence>, PipelineError> {
         let Some(kept) = self.failure_evidence.get(key, situation) else {
             return Ok(None);
         };
+        // A fix whose time cannot be read is taken as made after the reading.
         let fixed_since = |fix: Option<(String, String)>| {
-            fix.is_some_and(|(_, applied_at)| applied_at >= kept.collected_at)
+            fix.is_some_and(|(_, applied_at)| {
+                Timestamp::parse(&applied_at).map_or(true, |applied| applied >= kept.collected_at)
+            })
         };
         let stale = self
             .store
@@ -308,11 +316,10 @@ impl<W: Accounts> Pipeline<W> {
             self.failure_evidence.forget(key, situation);
             return Ok(None);
         }
-        let mut calls = CallLog::default();
         let mut evidence = kept.evidence;
         if let Situation::Landed { instance, .. } = situation {
             // Any failure to read it is left to a whole collection, which reports it.
-            let Ok(fresh) = account.instance(instance, &mut calls).await else {
+            let Ok(fresh) = account.instance(instance, calls).await else {
                 return Ok(None);
             };
             let placed_alike = evidence.instance.as_ref().is_some_and(|first| {
@@ -329,7 +336,12 @@ impl<W: Accounts> Pipeline<W> {
             collected_at: kept.collected_at,
         };
         evidence.trigger = trigger.clone();
-        evidence.calls = calls;
+        if self.config.policy.mode == Mode::Auto
+            && !plan(&diagnose(&evidence), &evidence).steps.is_empty()
+        {
+            return Ok(None);
+        }
+        evidence.calls = std::mem::take(calls);
         evidence.reused = Some(reused);
         Ok(Some(evidence))
     }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::audit::NodegroupKey;
 use crate::core::evidence::Evidence;
+use crate::core::time::Timestamp;
 use crate::core::trigger::{LaunchOutcome, Trigger};
 
 /// Far more failing nodegroups and situations than one storm has; evidence is a few kilobytes.
@@ -75,8 +76,8 @@ fn key(nodegroup: &NodegroupKey, situation: &Situation) -> FailureKey {
 #[derive(Debug, Clone)]
 pub struct Reusable {
     pub evidence: Evidence,
-    /// When it was read (the stored timestamp text, taken before the first call).
-    pub collected_at: String,
+    /// When it was read (taken before the first call).
+    pub collected_at: Timestamp,
     /// The shared resources (storm subjects) its diagnosis rests on: a fix to any of them, by
     /// any replica, makes it stale.
     pub subjects: Vec<String>,
@@ -85,6 +86,16 @@ pub struct Reusable {
 pub struct FailureEvidence {
     ttl: Duration,
     kept: Mutex<HashMap<FailureKey, (Reusable, Instant)>>,
+    /// Moves on every `forget_all`, so that evidence whose reading began before a change is
+    /// not kept when it arrives after it.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// When a reading began: the moment, and the cache's generation then.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadStart {
+    at: Instant,
+    generation: u64,
 }
 
 impl FailureEvidence {
@@ -92,6 +103,15 @@ impl FailureEvidence {
         Self {
             ttl,
             kept: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Marks the start of a reading whose result may be kept.
+    pub fn read_starts(&self) -> ReadStart {
+        ReadStart {
+            at: Instant::now(),
+            generation: self.generation.load(std::sync::atomic::Ordering::SeqCst),
         }
     }
 
@@ -109,19 +129,22 @@ impl FailureEvidence {
         }
     }
 
-    /// Keeps `reusable` for the next launches in `situation`; `read_at` is when its reading
-    /// began.
+    /// Keeps `reusable` for the next launches in `situation`, unless this process changed
+    /// something since its reading began.
     pub fn remember(
         &self,
         nodegroup: &NodegroupKey,
         situation: &Situation,
         reusable: Reusable,
-        read_at: Instant,
+        read: ReadStart,
     ) {
         if self.ttl.is_zero() {
             return;
         }
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if read.generation != self.generation.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         if kept.len() >= KEPT {
             kept.retain(|_, (_, at)| at.elapsed() < self.ttl);
         }
@@ -133,7 +156,7 @@ impl FailureEvidence {
         {
             kept.remove(&oldest);
         }
-        kept.insert(key(nodegroup, situation), (reusable, read_at));
+        kept.insert(key(nodegroup, situation), (reusable, read.at));
     }
 
     /// Drops the evidence of launches in `situation` (a fix made it stale, or it did not fit).
@@ -146,7 +169,10 @@ impl FailureEvidence {
 
     /// Drops everything: this process just changed something in AWS.
     pub fn forget_all(&self) {
-        self.kept.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        kept.clear();
     }
 }
 
@@ -181,7 +207,7 @@ mod tests {
     fn reusable() -> Reusable {
         Reusable {
             evidence: Evidence::lab_002(),
-            collected_at: "2026-12-02T13:00:00.000000Z".into(),
+            collected_at: Timestamp::now(),
             subjects: vec![],
         }
     }
@@ -190,7 +216,7 @@ mod tests {
     fn the_same_failure_of_the_same_nodegroup_reuses_until_the_ttl_or_a_fix() {
         let kept = FailureEvidence::new(Duration::from_secs(30));
         let kms = failure("Client.InternalError: Client error on launch");
-        kept.remember(&nodegroup("a"), &kms, reusable(), Instant::now());
+        kept.remember(&nodegroup("a"), &kms, reusable(), kept.read_starts());
         assert!(kept.get(&nodegroup("a"), &kms).is_some());
         assert!(
             kept.get(&nodegroup("b"), &kms).is_none(),
@@ -203,12 +229,12 @@ mod tests {
         );
         kept.forget(&nodegroup("a"), &kms);
         assert!(kept.get(&nodegroup("a"), &kms).is_none());
-        kept.remember(&nodegroup("a"), &kms, reusable(), Instant::now());
+        kept.remember(&nodegroup("a"), &kms, reusable(), kept.read_starts());
         kept.forget_all();
         assert!(kept.get(&nodegroup("a"), &kms).is_none(), "a fix drops all");
 
         let expiring = FailureEvidence::new(Duration::from_millis(20));
-        expiring.remember(&nodegroup("a"), &kms, reusable(), Instant::now());
+        expiring.remember(&nodegroup("a"), &kms, reusable(), expiring.read_starts());
         std::thread::sleep(Duration::from_millis(30));
         assert!(expiring.get(&nodegroup("a"), &kms).is_none(), "expired");
         let landings = FailureEvidence::new(Duration::from_secs(30));
@@ -216,7 +242,7 @@ mod tests {
             &nodegroup("a"),
             &landed("subnet-1", "i-1"),
             reusable(),
-            Instant::now(),
+            landings.read_starts(),
         );
         assert!(
             landings
@@ -231,25 +257,36 @@ mod tests {
         );
 
         let off = FailureEvidence::new(Duration::ZERO);
-        off.remember(&nodegroup("a"), &kms, reusable(), Instant::now());
+        off.remember(&nodegroup("a"), &kms, reusable(), off.read_starts());
         assert!(off.get(&nodegroup("a"), &kms).is_none(), "0 turns it off");
+    }
+
+    #[test]
+    fn a_reading_begun_before_a_change_is_not_kept() {
+        let kept = FailureEvidence::new(Duration::from_secs(30));
+        let kms = failure("InvalidKMSKey");
+        let before = kept.read_starts();
+        kept.forget_all();
+        kept.remember(&nodegroup("a"), &kms, reusable(), before);
+        assert!(kept.get(&nodegroup("a"), &kms).is_none());
+        kept.remember(&nodegroup("a"), &kms, reusable(), kept.read_starts());
+        assert!(kept.get(&nodegroup("a"), &kms).is_some());
     }
 
     #[test]
     fn at_most_kept_failures_are_kept_the_oldest_dropped_first() {
         let kept = FailureEvidence::new(Duration::from_secs(30));
         let kms = failure("InvalidKMSKey");
-        let first = Instant::now();
+        let first = kept.read_starts();
         kept.remember(&nodegroup("first"), &kms, reusable(), first);
         for n in 1..KEPT {
-            kept.remember(
-                &nodegroup(&format!("ng-{n}")),
-                &kms,
-                reusable(),
-                first + Duration::from_millis(1),
-            );
+            let later = ReadStart {
+                at: first.at + Duration::from_millis(1),
+                ..first
+            };
+            kept.remember(&nodegroup(&format!("ng-{n}")), &kms, reusable(), later);
         }
-        kept.remember(&nodegroup("last"), &kms, reusable(), Instant::now());
+        kept.remember(&nodegroup("last"), &kms, reusable(), kept.read_starts());
         assert!(kept.get(&nodegroup("first"), &kms).is_none());
         assert!(kept.get(&nodegroup("last"), &kms).is_some());
         assert!(kept.get(&nodegroup("ng-1"), &kms).is_some());

@@ -550,3 +550,18 @@ async fn an_instance_placed_otherwise_is_read_whole() {
     assert_eq!(bench.accounts.collections(), 2);
     assert_eq!(evidence_of(&bench, "l-2").reused, None);
 }
+
+#[tokio::test]
+async fn in_auto_mode_evidence_that_plans_a_fix_is_read_afresh() {
+    let bench = Bench::new(Mode::Auto, FakeWorld::default(), Evidence::lab_002());
+    // Nothing is applied (the kill switch holds every step), so no fix drops the evidence:
+    // only the rule that what may be changed is decided on a fresh reading.
+    bench
+        .store
+        .write_blocking(|tx| tx.set_kill_switch(true, Some("test"), Some("hold everything")))
+        .unwrap();
+    bench.deliver(kms_failure_event("kms-1")).await;
+    bench.deliver(kms_failure_event("kms-2")).await;
+    assert_eq!(bench.accounts.collections(), 2);
+    assert_eq!(evidence_of(&bench, "kms-2").reused, None);
+}

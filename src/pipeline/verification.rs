@@ -171,6 +171,8 @@ impl<W: Accounts> Pipeline<W> {
                     .await
             }
         };
+        // Whatever the rollback did, evidence read before it no longer stands.
+        self.failure_evidence.forget_all();
         let status = undone.status;
         let detail = &undone.detail;
         let resource = resource_of(step);

@@ -123,8 +123,11 @@ pub fn show_text(incident: &IncidentSummary, records: &[Record]) -> String {
             Some(reused) => {
                 let _ = writeln!(
                     out,
-                    "  evidence: read for event {} at {} and reused (no AWS call)",
-                    reused.event_id, reused.collected_at
+                    "  evidence: read for event {} at {} and reused; {} AWS calls for this event ({})",
+                    reused.event_id,
+                    reused.collected_at,
+                    evidence.calls.total(),
+                    list.join(", ")
                 );
             }
             None => {

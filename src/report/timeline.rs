@@ -53,8 +53,10 @@ pub(super) fn describe(record: &Record) -> String {
         ),
         Entry::Evidence(evidence) => match &evidence.reused {
             Some(reused) => format!(
-                "evidence of {} (read {}) reused, no AWS call",
-                reused.event_id, reused.collected_at
+                "evidence of {} (read {}) reused, {} AWS calls",
+                reused.event_id,
+                reused.collected_at,
+                evidence.calls.total()
             ),
             None => format!("{} AWS calls", evidence.calls.total()),
         },

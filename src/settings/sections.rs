@@ -222,8 +222,8 @@ pub struct RemediationSettings {
     /// How long an Auto Scaling group's nodegroup (or "not ours") is taken as known; 0 resolves
     /// every launch event again.
     pub resolution_ttl_secs: u64,
-    /// How long a failed launch's evidence is reused for the next failures of the nodegroup
-    /// with the same status; 0 reads it for every failure.
+    /// How long evidence judged unhealthy is reused for the nodegroup's next launches in the
+    /// same situation (`pipeline::failure_evidence`); 0 reads it for every launch.
     pub failure_evidence_ttl_secs: u64,
     pub incident_window_secs: u64,
 }

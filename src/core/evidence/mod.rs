@@ -4,6 +4,8 @@
 #[cfg(test)]
 pub mod fixtures;
 mod kubernetes;
+#[cfg(test)]
+mod reused_tests;
 
 pub use kubernetes::*;
 
@@ -11,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::time::Timestamp;
 use crate::core::trigger::Trigger;
 
 /// The nodegroup an event concerns.
@@ -64,7 +67,7 @@ pub struct Evidence {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReusedEvidence {
     pub event_id: String,
-    pub collected_at: String,
+    pub collected_at: Timestamp,
 }
 
 impl Evidence {
