@@ -7,8 +7,9 @@
 //! Without `--bench` (as `cargo test --all-targets` runs it) it is a 20-event smoke test.
 //! Either way it fails unless every event was handled and recorded and the queue is empty.
 //!
-//! The daemon is `nodemedic::daemon::run_with` in this process, with the default settings but
-//! dry-run (which plans and mutates nothing, so every wave meets the same world) and no join
+//! The daemon is `nodemedic::daemon::run_with` in this process, with the default settings (and
+//! any `NODEMEDIC_*` daemon setting in the bench's environment, such as
+//! `NODEMEDIC_INTAKE__MAX_IN_FLIGHT=10`) but dry-run (which plans and mutates nothing, so every wave meets the same world) and no join
 //! checks (each would park a delayed message in the queue, and moto scans every stored message
 //! on each receive). It runs until every message is handled, then is shut down.
 //!
@@ -513,10 +514,9 @@ async fn main() {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    // The resolution cache can be turned off (`=0`) to measure what it saves.
-    if let Ok(ttl) = std::env::var("NODEMEDIC_REMEDIATION__RESOLUTION_TTL_SECS") {
-        env.insert("NODEMEDIC_REMEDIATION__RESOLUTION_TTL_SECS".into(), ttl);
-    }
+    // Any daemon setting given to the bench (a cache's ttl `=0` to measure what it saves,
+    // `NODEMEDIC_INTAKE__MAX_IN_FLIGHT`, ...) reaches the daemon.
+    env.extend(storm::daemon_settings_from_environment());
     let overrides = Overrides {
         queue_url: Some(world.queue.url.clone()),
         mode: Some("dry-run".into()),

@@ -56,6 +56,18 @@ enum Daemon {
     },
 }
 
+/// The daemon's settings given to the bench (`NODEMEDIC_INTAKE__MAX_IN_FLIGHT=10`, ...), so that
+/// a setting can be measured without editing the bench; the bench's own knobs are not passed.
+pub(crate) fn daemon_settings_from_environment() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(key, _)| {
+            key.starts_with("NODEMEDIC_")
+                && !key.starts_with("NODEMEDIC_SOAK_")
+                && !key.starts_with("NODEMEDIC_FOOTPRINT_")
+        })
+        .collect()
+}
+
 impl Daemon {
     async fn start(
         emulator: &Emulator,
@@ -81,6 +93,7 @@ impl Daemon {
                     .env_clear()
                     .envs(emulator.env())
                     .envs(env.iter().copied())
+                    .envs(daemon_settings_from_environment())
                     .stdout(Stdio::null())
                     .stderr(std::fs::File::create(&log).expect("daemon log"));
                 if let Ok(path) = std::env::var("PATH") {
@@ -96,7 +109,10 @@ impl Daemon {
                     audit_db: Some(audit_db.to_path_buf()),
                     config_file: None,
                 };
-                let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+                let env = env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .chain(daemon_settings_from_environment());
                 let settings =
                     Settings::load_with_env(&overrides, Some(env.collect())).expect("settings");
                 let shutdown = nodemedic::shutdown::Shutdown::new();
