@@ -565,3 +565,73 @@ async fn in_auto_mode_evidence_that_plans_a_fix_is_read_afresh() {
     assert_eq!(bench.accounts.collections(), 2);
     assert_eq!(evidence_of(&bench, "kms-2").reused, None);
 }
+
+fn lab_000_key() -> crate::audit::NodegroupKey {
+    let evidence = Evidence::lab_000();
+    crate::audit::NodegroupKey {
+        account: "123456789012".into(),
+        region: "us-west-2".into(),
+        cluster: evidence.nodegroup.cluster,
+        nodegroup: evidence.nodegroup.name,
+    }
+}
+
+#[tokio::test]
+async fn an_event_older_than_a_concluded_fix_is_settled_without_the_nodegroups_lock() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+    bench
+        .deliver(launch_event("launch-1", GROUP, EARLIER))
+        .await;
+    let key = lab_000_key();
+    let _held = bench
+        .pipeline
+        .locks
+        .lock(&crate::core::ids::LockKey::Nodegroup(&key))
+        .await;
+    let settled = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        bench.deliver(launch_event("launch-2", GROUP, EARLIER)),
+    )
+    .await;
+    assert_eq!(settled, Ok(Disposition::Delete), "it did not wait");
+    assert_eq!(bench.kinds_of_event("launch-2"), ["event_superseded"]);
+}
+
+#[tokio::test]
+async fn an_event_older_than_a_fix_waits_for_a_run_not_concluded() {
+    let bench = Bench::new(Mode::Auto, lab_000_world(), Evidence::lab_000());
+    bench
+        .deliver(launch_event("launch-1", GROUP, EARLIER))
+        .await;
+    let incident = bench
+        .records()
+        .iter()
+        .find_map(|r| r.incident_id.clone())
+        .expect("an incident");
+    // A run of the incident started again (or died) after its outcome: whoever holds the lock
+    // finishes it first.
+    let intent = Entry::StepIntent(crate::core::journal::StepIntent {
+        position: 0,
+        fix: FixKind::AddNatRoute,
+        rollback: None,
+        dry_run: None,
+        calls: Vec::new(),
+        at: crate::core::time::now(),
+    });
+    bench
+        .store
+        .write_blocking(|tx| tx.record(Some(&incident), None, &intent).map(drop))
+        .unwrap();
+    let key = lab_000_key();
+    let _held = bench
+        .pipeline
+        .locks
+        .lock(&crate::core::ids::LockKey::Nodegroup(&key))
+        .await;
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        bench.deliver(launch_event("launch-2", GROUP, EARLIER)),
+    )
+    .await;
+    assert!(waited.is_err(), "it queued for the lock");
+}

@@ -486,6 +486,16 @@ impl<W: Accounts> Pipeline<W> {
         let superseded = self
             .store
             .write(|tx| {
+                // Another delivery of the event may have been settled meanwhile (this runs
+                // outside the nodegroup's lock too): it is then a duplicate, as `admit` says.
+                if let Some(seen) = tx.connection().event_seen(&trigger.event_id)? {
+                    let entry = Entry::EventDuplicate(journal::EventDuplicate {
+                        message_id: message.message_id.clone(),
+                        first_disposition: seen.disposition.clone(),
+                    });
+                    tx.record(seen.incident_id.as_deref(), Some(&trigger.event_id), &entry)?;
+                    return Ok(Some(Settled::Duplicate));
+                }
                 let Some((incident, applied_at)) = tx.connection().last_fix_applied(key)? else {
                     return Ok(None);
                 };
@@ -506,14 +516,25 @@ impl<W: Accounts> Pipeline<W> {
                     "superseded",
                     Some(&incident),
                 )?;
-                Ok(Some(incident))
+                Ok(Some(Settled::Superseded(incident)))
             })
             .await?;
-        if let Some(incident) = &superseded {
-            info!(incident_id = %incident, "event predates a fix already applied; nothing to do");
+        match &superseded {
+            Some(Settled::Superseded(incident)) => {
+                info!(incident_id = %incident, "event predates a fix already applied; nothing to do");
+            }
+            Some(Settled::Duplicate) => info!("duplicate delivery; already handled"),
+            None => {}
         }
         Ok(superseded.is_some())
     }
+}
+
+/// How an event older than a fix was settled.
+enum Settled {
+    Superseded(String),
+    /// Another delivery of it was recorded first.
+    Duplicate,
 }
 
 /// Seconds from now until `at`, when `at` is in the future.

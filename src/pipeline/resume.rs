@@ -170,10 +170,14 @@ pub(super) fn resumable(
     })
 }
 
+/// How many of a nodegroup's latest incidents are looked at for an unconcluded run.
+pub(super) const UNCONCLUDED_LOOKBACK: usize = 3;
+
 impl<W: Accounts> Pipeline<W> {
     /// The nodegroup's incident whose last run never concluded, if any: it is resumed before
     /// anything else is decided for the nodegroup, because the world it sees now may be the
     /// half-done work of that run.
+    /// A nodegroup's run to finish: looked for among its latest incidents.
     pub(super) async fn resumable_for(
         &self,
         key: &NodegroupKey,
@@ -181,7 +185,7 @@ impl<W: Accounts> Pipeline<W> {
         Ok(self
             .store
             .read(|c| {
-                for incident in c.incidents_of_nodegroup(key, 3)? {
+                for incident in c.incidents_of_nodegroup(key, UNCONCLUDED_LOOKBACK)? {
                     // What `resumable` asks first, without reading every record.
                     if !c.run_died(&incident.incident_id)? {
                         continue;
