@@ -205,7 +205,7 @@ impl<W: Accounts> Pipeline<W> {
         if !settled {
             return Ok(false);
         }
-        self.superseded_by_fix(trigger, key, message).await
+        self.record_superseded(trigger, key, message).await
     }
 
     /// Under the nodegroup's lock, before anything is judged from the world: another handler

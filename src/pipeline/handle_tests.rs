@@ -566,14 +566,20 @@ async fn in_auto_mode_evidence_that_plans_a_fix_is_read_afresh() {
     assert_eq!(evidence_of(&bench, "kms-2").reused, None);
 }
 
-fn lab_000_key() -> crate::audit::NodegroupKey {
+/// Holds lab 000's nodegroup lock, as a handler working it would.
+async fn hold_lab_000_lock(bench: &Bench) -> super::LeaseGuard {
     let evidence = Evidence::lab_000();
-    crate::audit::NodegroupKey {
+    let key = crate::audit::NodegroupKey {
         account: "123456789012".into(),
         region: "us-west-2".into(),
         cluster: evidence.nodegroup.cluster,
         nodegroup: evidence.nodegroup.name,
-    }
+    };
+    bench
+        .pipeline
+        .locks
+        .lock(&crate::core::ids::LockKey::Nodegroup(&key))
+        .await
 }
 
 #[tokio::test]
@@ -582,12 +588,7 @@ async fn an_event_older_than_a_concluded_fix_is_settled_without_the_nodegroups_l
     bench
         .deliver(launch_event("launch-1", GROUP, EARLIER))
         .await;
-    let key = lab_000_key();
-    let _held = bench
-        .pipeline
-        .locks
-        .lock(&crate::core::ids::LockKey::Nodegroup(&key))
-        .await;
+    let _held = hold_lab_000_lock(&bench).await;
     let settled = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         bench.deliver(launch_event("launch-2", GROUP, EARLIER)),
@@ -622,12 +623,7 @@ async fn an_event_older_than_a_fix_waits_for_a_run_not_concluded() {
         .store
         .write_blocking(|tx| tx.record(Some(&incident), None, &intent).map(drop))
         .unwrap();
-    let key = lab_000_key();
-    let _held = bench
-        .pipeline
-        .locks
-        .lock(&crate::core::ids::LockKey::Nodegroup(&key))
-        .await;
+    let _held = hold_lab_000_lock(&bench).await;
     let waited = tokio::time::timeout(
         std::time::Duration::from_millis(300),
         bench.deliver(launch_event("launch-2", GROUP, EARLIER)),

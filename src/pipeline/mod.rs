@@ -483,6 +483,18 @@ impl<W: Accounts> Pipeline<W> {
         if after_any_fix {
             return Ok(false);
         }
+        self.record_superseded(trigger, key, message).await
+    }
+
+    /// Records the event as superseded by the nodegroup's latest fix, checked again in the
+    /// writing transaction (or as a duplicate, when another delivery was settled first).
+    async fn record_superseded(
+        &self,
+        trigger: &Trigger,
+        key: &NodegroupKey,
+        message: &Inbound,
+    ) -> Result<bool, PipelineError> {
+        let event_time = timestamp(trigger.time);
         let superseded = self
             .store
             .write(|tx| {
