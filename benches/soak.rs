@@ -630,6 +630,7 @@ async fn main() {
 
     println!();
     stages::print_breakdown(&stage_times, &kinds);
+    stages::print_slowest(&stage_times, &kinds, &samples, Kind::Healthy);
     println!(
         "CPU of this process (daemon, feeder, clients): {:.2} ms per message ({:.1} s for {})",
         ms(cpu_took) / messages.len() as f64,

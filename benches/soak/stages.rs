@@ -160,3 +160,46 @@ pub fn print_breakdown(stages: &Stages, kinds: &HashMap<String, Kind>) {
         println!();
     }
 }
+
+/// Prints the stages of the slowest messages of `kind` (its slowest 1%, at least three): where
+/// a tail comes from, which a mean per stage hides. "outside" is the message's time not spent in
+/// any stage span (receiving it into the pool, waiting for a worker, between stages).
+pub fn print_slowest(
+    stages: &Stages,
+    kinds: &HashMap<String, Kind>,
+    samples: &[(String, Duration)],
+    kind: Kind,
+) {
+    let by_message = stages.by_message.lock().unwrap_or_else(|p| p.into_inner());
+    let mut of_kind: Vec<&(String, Duration)> = samples
+        .iter()
+        .filter(|(message_id, _)| kinds.get(message_id) == Some(&kind))
+        .collect();
+    of_kind.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
+    let shown = (of_kind.len() / 100).max(3).min(of_kind.len());
+    println!(
+        "the slowest {shown} of {} ({}), ms:",
+        of_kind.len(),
+        kind.name()
+    );
+    print!("{:>10}", "total");
+    for stage in STAGES {
+        print!(" {stage:>12}");
+    }
+    println!(" {:>12}", "outside");
+    for (message_id, took) in of_kind.into_iter().take(shown) {
+        let empty = BTreeMap::new();
+        let its = by_message.get(message_id).unwrap_or(&empty);
+        print!("{:>10.1}", ms(*took));
+        for stage in STAGES {
+            print!(" {:>12.1}", ms(its.get(stage).copied().unwrap_or_default()));
+        }
+        // store_write is inside the other stages, so it is not subtracted again.
+        let staged: Duration = its
+            .iter()
+            .filter(|(stage, _)| **stage != "store_write")
+            .map(|(_, took)| *took)
+            .sum();
+        println!(" {:>12.1}", ms(took.saturating_sub(staged)));
+    }
+}

@@ -81,7 +81,7 @@ impl Leases {
             renewing.clone(),
         ));
         LeaseGuard {
-            _local: local,
+            local: Some(local),
             renewing,
             store: self.store.clone(),
             key: key.to_string(),
@@ -131,7 +131,10 @@ async fn renew(
 
 /// Held while a handler works; dropping it releases the lease.
 pub struct LeaseGuard {
-    _local: OwnedMutexGuard<()>,
+    /// Handed to the next in-process waiter only once the lease is released in the store: freed
+    /// earlier, that waiter finds the row still held, takes it for another replica's and waits
+    /// out a retry interval (100 ms) although nobody holds it.
+    local: Option<OwnedMutexGuard<()>>,
     renewing: CancellationToken,
     store: AuditStore,
     key: String,
@@ -141,16 +144,18 @@ pub struct LeaseGuard {
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
         self.renewing.cancel();
-        let (store, key, holder) = (
+        let (store, key, holder, local) = (
             self.store.clone(),
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.holder),
+            self.local.take(),
         );
         // Off the runtime's threads; if the process dies first, the lease simply expires.
         tokio::task::spawn_blocking(move || {
             if let Err(error) = store.write_blocking(|tx| tx.release_lease(&key, &holder)) {
                 warn!(%key, %error, "lease could not be released; it expires");
             }
+            drop(local);
         });
     }
 }
@@ -186,6 +191,36 @@ mod tests {
             .expect("acquired after the release")
             .unwrap();
         assert!(acquired >= released);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_next_holder_in_this_process_gets_in_only_once_the_lease_is_released() {
+        let dir = std::env::temp_dir().join(format!("nodemedic-leases-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.db");
+        let leases = Leases::new(AuditStore::open(&path).unwrap(), Duration::from_secs(5));
+        let key = KEY.to_string();
+        let held = leases.lock(&KEY).await;
+        // Another connection keeps the store's write lock, so the release has to wait for it.
+        let blocker = rusqlite::Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        drop(held);
+        assert!(
+            !leases.local.is_free(&key),
+            "the in-process lock is kept while the lease is still in the store"
+        );
+        blocker.execute_batch("COMMIT").unwrap();
+        let _next = tokio::time::timeout(Duration::from_secs(5), leases.lock(&KEY))
+            .await
+            .expect("taken once the release went through");
+        let someone_else = leases
+            .store
+            .write_blocking(|tx| {
+                tx.acquire_lease(&key, "another replica", now_ms(), now_ms() + 5000)
+            })
+            .unwrap();
+        assert!(!someone_else, "the lease is held again, by the next holder");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -23,6 +23,13 @@ impl KeyedLocks {
         };
         lock.lock_owned().await
     }
+
+    /// Whether nobody in this process holds `key` now.
+    #[cfg(test)]
+    pub fn is_free(&self, key: &str) -> bool {
+        let locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.get(key).is_none_or(|lock| lock.try_lock().is_ok())
+    }
 }
 
 /// Healthy verdicts for subnets, keyed by the route table that decided them, so that a burst of
