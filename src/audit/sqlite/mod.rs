@@ -29,6 +29,11 @@ pub(super) const GLOBAL_CHAIN: &str = "global";
 
 pub struct SqliteBackend {
     connection: Mutex<Connection>,
+    /// Reads go through a connection of their own when the file is in WAL mode, where a reader
+    /// sees the last commit without waiting: on the writer's they queued behind every commit's
+    /// fsync (`synchronous=FULL`). In rollback-journal mode readers and the writer block each
+    /// other anyway, so reads share the writer's connection.
+    reader: Option<Mutex<Connection>>,
     path: PathBuf,
     /// Signs the chain's head after every write (`audit.anchor_key`).
     anchor: std::sync::OnceLock<MacKey>,
@@ -58,8 +63,18 @@ impl SqliteBackend {
                 Err(error) => return Err(open_error(error)),
             }
         }
+        let in_wal_mode = connection
+            .pragma_query_value(None, "journal_mode", |row| row.get::<_, String>(0))
+            .map_err(open_error)?
+            .eq_ignore_ascii_case("wal");
+        let reader = if in_wal_mode {
+            Some(Mutex::new(open_reader(path).map_err(open_error)?))
+        } else {
+            None
+        };
         Ok(Self {
             connection: Mutex::new(connection),
+            reader,
             path: path.to_path_buf(),
             anchor: std::sync::OnceLock::new(),
         })
@@ -93,9 +108,25 @@ impl SqliteBackend {
     }
 
     pub fn read<T>(&self, work: ReadWork<'_, T>) -> StoreResult<T> {
-        let connection = self.lock();
-        work(&*connection)
+        match &self.reader {
+            Some(reader) => {
+                let connection = reader
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                work(&*connection)
+            }
+            None => work(&*self.lock()),
+        }
     }
+}
+
+/// A connection that only reads (`query_only`: a read that tried to write would fail, not
+/// write outside the writer's transactions).
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let reader = Connection::open(path)?;
+    reader.busy_timeout(std::time::Duration::from_secs(5))?;
+    reader.pragma_update(None, "query_only", true)?;
+    Ok(reader)
 }
 
 /// How long a replica keeps trying to open a file another replica is setting up.
@@ -312,6 +343,46 @@ mod tests {
 
     fn path_of(dir: &Path) -> PathBuf {
         dir.join("audit.db")
+    }
+
+    #[test]
+    fn a_read_does_not_wait_for_a_write_in_progress() {
+        let (store, dir) = store();
+        let (writing, write_started) = std::sync::mpsc::channel();
+        let (finish_write, may_finish) = std::sync::mpsc::channel::<()>();
+        let may_finish = Mutex::new(may_finish);
+        let writer = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store.write_blocking(|tx| {
+                    tx.append(None, None, RecordKind::EventIgnored, &json!({"x": 1}))?;
+                    let _ = writing.send(());
+                    let _ = may_finish.lock().unwrap().recv();
+                    Ok(())
+                })
+            })
+        };
+        write_started.recv().unwrap();
+        let (read_done, read_result) = std::sync::mpsc::channel();
+        let reader = store.clone();
+        std::thread::spawn(move || {
+            let _ = read_done.send(reader.read_blocking(|reads| reads.all_records(0)));
+        });
+        let read = read_result.recv_timeout(std::time::Duration::from_secs(10));
+        finish_write.send(()).unwrap();
+        writer.join().unwrap().unwrap();
+        let records = read
+            .expect("the read answered while the write was open")
+            .unwrap();
+        assert!(records.is_empty(), "a read sees only what is committed");
+        assert_eq!(
+            store
+                .read_blocking(|reads| reads.all_records(0))
+                .unwrap()
+                .len(),
+            1
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
