@@ -13,10 +13,10 @@
 //! the store, before reusing, whether any replica applied a fix to the nodegroup or to a shared
 //! resource the evidence rests on since it was read.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::expiring::Expiring;
 use crate::audit::NodegroupKey;
 use crate::core::evidence::Evidence;
 use crate::core::time::Timestamp;
@@ -84,11 +84,14 @@ pub struct Reusable {
 }
 
 pub struct FailureEvidence {
-    ttl: Duration,
-    kept: Mutex<HashMap<FailureKey, (Reusable, Instant)>>,
+    kept: Mutex<Kept>,
+}
+
+struct Kept {
+    entries: Expiring<FailureKey, Reusable>,
     /// Moves on every `forget_all`, so that evidence whose reading began before a change is
     /// not kept when it arrives after it.
-    generation: std::sync::atomic::AtomicU64,
+    generation: u64,
 }
 
 /// When a reading began: the moment, and the cache's generation then.
@@ -101,32 +104,28 @@ pub struct ReadStart {
 impl FailureEvidence {
     pub fn new(ttl: Duration) -> Self {
         Self {
-            ttl,
-            kept: Mutex::new(HashMap::new()),
-            generation: std::sync::atomic::AtomicU64::new(0),
+            kept: Mutex::new(Kept {
+                entries: Expiring::new(ttl, KEPT),
+                generation: 0,
+            }),
         }
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Marks the start of a reading whose result may be kept.
     pub fn read_starts(&self) -> ReadStart {
         ReadStart {
             at: Instant::now(),
-            generation: self.generation.load(std::sync::atomic::Ordering::SeqCst),
+            generation: self.kept().generation,
         }
     }
 
     /// The evidence of an earlier launch of `nodegroup` in `situation`, read within the ttl.
     pub fn get(&self, nodegroup: &NodegroupKey, situation: &Situation) -> Option<Reusable> {
-        let key = key(nodegroup, situation);
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        match kept.get(&key) {
-            Some((reusable, at)) if at.elapsed() < self.ttl => Some(reusable.clone()),
-            Some(_) => {
-                kept.remove(&key);
-                None
-            }
-            None => None,
-        }
+        self.kept().entries.get(&key(nodegroup, situation)).cloned()
     }
 
     /// Keeps `reusable` for the next launches in `situation`, unless this process changed
@@ -138,41 +137,23 @@ impl FailureEvidence {
         reusable: Reusable,
         read: ReadStart,
     ) {
-        if self.ttl.is_zero() {
-            return;
+        let mut kept = self.kept();
+        if read.generation == kept.generation {
+            kept.entries
+                .insert(key(nodegroup, situation), reusable, read.at);
         }
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        if read.generation != self.generation.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        if kept.len() >= KEPT {
-            kept.retain(|_, (_, at)| at.elapsed() < self.ttl);
-        }
-        if kept.len() >= KEPT
-            && let Some(oldest) = kept
-                .iter()
-                .min_by_key(|(_, (_, at))| *at)
-                .map(|(key, _)| key.clone())
-        {
-            kept.remove(&oldest);
-        }
-        kept.insert(key(nodegroup, situation), (reusable, read.at));
     }
 
     /// Drops the evidence of launches in `situation` (a fix made it stale, or it did not fit).
     pub fn forget(&self, nodegroup: &NodegroupKey, situation: &Situation) {
-        self.kept
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key(nodegroup, situation));
+        self.kept().entries.remove(&key(nodegroup, situation));
     }
 
     /// Drops everything: this process just changed something in AWS.
     pub fn forget_all(&self) {
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        kept.clear();
+        let mut kept = self.kept();
+        kept.generation = kept.generation.wrapping_add(1);
+        kept.entries.clear();
     }
 }
 

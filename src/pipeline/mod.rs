@@ -6,6 +6,7 @@ mod approvals;
 mod dry_run;
 mod event;
 mod execute;
+mod expiring;
 mod failure_evidence;
 #[cfg(test)]
 mod handle_tests;
@@ -16,6 +17,8 @@ mod remediation;
 mod remediation_tests;
 mod resolutions;
 mod resume;
+#[cfg(test)]
+mod reuse_tests;
 mod sources;
 mod state;
 #[cfg(test)]

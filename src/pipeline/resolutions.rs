@@ -5,10 +5,10 @@
 //! nodegroup a group belongs to is kept, never the group's instances: collection reads those
 //! fresh.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::expiring::Expiring;
 use crate::aws::resolve::Resolution;
 
 /// Far more groups than one account and region have.
@@ -17,8 +17,7 @@ const KEPT: usize = 4096;
 type GroupKey = (String, String, String);
 
 pub struct Resolutions {
-    ttl: Duration,
-    known: Mutex<HashMap<GroupKey, (Resolution, Instant)>>,
+    known: Mutex<Expiring<GroupKey, Resolution>>,
 }
 
 fn key(account: &str, region: &str, group: &str) -> GroupKey {
@@ -28,29 +27,20 @@ fn key(account: &str, region: &str, group: &str) -> GroupKey {
 impl Resolutions {
     pub fn new(ttl: Duration) -> Self {
         Self {
-            ttl,
-            known: Mutex::new(HashMap::new()),
+            known: Mutex::new(Expiring::new(ttl, KEPT)),
         }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Expiring<GroupKey, Resolution>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What `group` resolved to within the last `ttl`, if anything.
     pub fn get(&self, account: &str, region: &str, group: &str) -> Option<Resolution> {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let key = key(account, region, group);
-        match known.get(&key) {
-            Some((resolution, at)) if at.elapsed() < self.ttl => Some(resolution.clone()),
-            Some(_) => {
-                known.remove(&key);
-                None
-            }
-            None => None,
-        }
+        self.known().get(&key(account, region, group)).cloned()
     }
 
     pub fn remember(&self, account: &str, region: &str, group: &str, resolution: &Resolution) {
-        if self.ttl.is_zero() {
-            return;
-        }
         let kept = match resolution {
             Resolution::Nodegroup(target) => {
                 let mut target = target.clone();
@@ -59,27 +49,13 @@ impl Resolutions {
             }
             not_ours => not_ours.clone(),
         };
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        if known.len() >= KEPT {
-            known.retain(|_, (_, at)| at.elapsed() < self.ttl);
-        }
-        if known.len() >= KEPT
-            && let Some(oldest) = known
-                .iter()
-                .min_by_key(|(_, (_, at))| *at)
-                .map(|(key, _)| key.clone())
-        {
-            known.remove(&oldest);
-        }
-        known.insert(key(account, region, group), (kept, Instant::now()));
+        self.known()
+            .insert(key(account, region, group), kept, Instant::now());
     }
 
     /// Drops what `group` resolved to (its nodegroup is gone).
     pub fn forget(&self, account: &str, region: &str, group: &str) {
-        self.known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key(account, region, group));
+        self.known().remove(&key(account, region, group));
     }
 }
 
@@ -127,7 +103,7 @@ mod tests {
         for n in 0..KEPT + 10 {
             resolutions.remember("1", "r", &format!("web-{n}"), &not_ours);
         }
-        assert_eq!(resolutions.known.lock().unwrap().len(), KEPT);
+        assert_eq!(resolutions.known().len(), KEPT);
         assert!(
             resolutions
                 .get("1", "r", &format!("web-{}", KEPT + 9))

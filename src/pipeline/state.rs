@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedMutexGuard;
 
+use super::expiring::Expiring;
+
 #[derive(Default)]
 pub struct KeyedLocks {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -35,50 +37,37 @@ impl KeyedLocks {
 /// Healthy verdicts for subnets, keyed by the route table that decided them, so that a burst of
 /// launches into one subnet is checked once.
 pub struct RouteVerdicts {
-    ttl: Duration,
-    healthy: Mutex<HashMap<String, (String, Instant)>>,
+    /// Subnet id → the route table that decided it.
+    healthy: Mutex<Expiring<String, String>>,
 }
+
+/// Far more subnets than the nodegroups of one daemon launch into.
+const SUBNETS_KEPT: usize = 4096;
 
 impl RouteVerdicts {
     pub fn new(ttl: Duration) -> Self {
         Self {
-            ttl,
-            healthy: Mutex::new(HashMap::new()),
+            healthy: Mutex::new(Expiring::new(ttl, SUBNETS_KEPT)),
         }
+    }
+
+    fn verdicts(&self) -> std::sync::MutexGuard<'_, Expiring<String, String>> {
+        self.healthy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The route table whose healthy verdict still covers `subnet`, if any.
     pub fn healthy(&self, subnet: &str) -> Option<String> {
-        let mut healthy = self.healthy.lock().unwrap_or_else(|p| p.into_inner());
-        match healthy.get(subnet) {
-            Some((table, at)) if at.elapsed() < self.ttl => Some(table.clone()),
-            Some(_) => {
-                healthy.remove(subnet);
-                None
-            }
-            None => None,
-        }
+        self.verdicts().get(subnet).cloned()
     }
 
     pub fn remember_healthy(&self, subnet: &str, route_table: &str) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        self.healthy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                subnet.to_string(),
-                (route_table.to_string(), Instant::now()),
-            );
+        self.verdicts()
+            .insert(subnet.to_string(), route_table.to_string(), Instant::now());
     }
 
     /// Drops every verdict that rests on `route_table` (it was just changed).
     pub fn forget_table(&self, route_table: &str) {
-        self.healthy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (table, _)| table != route_table);
+        self.verdicts().retain(|_, table| table != route_table);
     }
 }
 
