@@ -186,10 +186,7 @@ impl<W: Accounts> Pipeline<W> {
         let settled = self
             .store
             .read(|reads| {
-                let Some((_, applied_at)) = reads.last_fix_applied(key)? else {
-                    return Ok(false);
-                };
-                if event_time >= applied_at {
+                if super::fix_after_event(reads, key, &event_time)?.is_none() {
                     return Ok(false);
                 }
                 for incident in

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::audit::{AuditError, AuditStore, NodegroupKey};
+use crate::audit::{AuditError, AuditStore, NodegroupKey, Reads};
 use crate::aws::AccountRefused;
 use crate::core::evidence::Target;
 use crate::core::guard::Policy;
@@ -478,12 +478,12 @@ impl<W: Accounts> Pipeline<W> {
     ) -> Result<bool, PipelineError> {
         let event_time = timestamp(trigger.time);
         // Most events follow no fix: a read says so without a write transaction.
-        let after_any_fix = self
+        let predates_a_fix = self
             .store
-            .read(|r| r.last_fix_applied(key))
+            .read(|reads| fix_after_event(reads, key, &event_time))
             .await?
-            .is_none_or(|(_, applied_at)| event_time >= applied_at);
-        if after_any_fix {
+            .is_some();
+        if !predates_a_fix {
             return Ok(false);
         }
         self.record_superseded(trigger, key, message).await
@@ -511,12 +511,11 @@ impl<W: Accounts> Pipeline<W> {
                     tx.record(seen.incident_id.as_deref(), Some(&trigger.event_id), &entry)?;
                     return Ok(Some(Settled::Duplicate));
                 }
-                let Some((incident, applied_at)) = tx.connection().last_fix_applied(key)? else {
+                let Some((incident, applied_at)) =
+                    fix_after_event(tx.connection(), key, &event_time)?
+                else {
                     return Ok(None);
                 };
-                if event_time >= applied_at {
-                    return Ok(None);
-                }
                 let entry = Entry::EventSuperseded(journal::EventSuperseded {
                     event_time: event_time.clone(),
                     fix_applied_at: applied_at,
@@ -543,6 +542,18 @@ impl<W: Accounts> Pipeline<W> {
         }
         Ok(superseded.is_some())
     }
+}
+
+/// The nodegroup's latest applied fix (its incident, when it was applied), when an event of
+/// `event_time` predates it.
+pub(super) fn fix_after_event(
+    reads: &dyn Reads,
+    key: &NodegroupKey,
+    event_time: &str,
+) -> Result<Option<(String, String)>, AuditError> {
+    Ok(reads
+        .last_fix_applied(key)?
+        .filter(|(_, applied_at)| event_time < applied_at.as_str()))
 }
 
 /// How an event older than a fix was settled.

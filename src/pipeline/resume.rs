@@ -176,8 +176,8 @@ pub(super) const UNCONCLUDED_LOOKBACK: usize = 3;
 impl<W: Accounts> Pipeline<W> {
     /// The nodegroup's incident whose last run never concluded, if any: it is resumed before
     /// anything else is decided for the nodegroup, because the world it sees now may be the
-    /// half-done work of that run.
-    /// A nodegroup's run to finish: looked for among its latest incidents.
+    /// half-done work of that run. It is looked for among the nodegroup's latest
+    /// [`UNCONCLUDED_LOOKBACK`] incidents.
     pub(super) async fn resumable_for(
         &self,
         key: &NodegroupKey,
