@@ -9,9 +9,10 @@
 //!
 //! The daemon is `nodemedic::daemon::run_with` in this process, with the default settings (and
 //! any `NODEMEDIC_*` daemon setting in the bench's environment, such as
-//! `NODEMEDIC_INTAKE__MAX_IN_FLIGHT=10`) but dry-run (which plans and mutates nothing, so every wave meets the same world) and no join
-//! checks (each would park a delayed message in the queue, and moto scans every stored message
-//! on each receive). It runs until every message is handled, then is shut down.
+//! `NODEMEDIC_INTAKE__MAX_IN_FLIGHT=10`) but dry-run (which plans and mutates nothing, so every
+//! wave meets the same world) and no join checks (each would park a delayed message in the
+//! queue, and moto scans every stored message on each receive). It runs until every message is
+//! handled, then is shut down.
 //!
 //! How each figure is measured:
 //! - events/s: messages sent divided by the time from the first send to the last message
