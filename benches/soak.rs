@@ -16,11 +16,16 @@
 //!
 //! How each figure is measured:
 //! - events/s: messages sent divided by the time from the first send to the last message
-//!   handled (the daemon) or deleted (the loop). Both are fed the same way, in waves.
+//!   handled (the daemon) or deleted (the loop), summed over turns of 100 messages the two take
+//!   on the one emulator (`soak/bare.rs`). Both are fed the same way, in waves.
+//! - who had the CPU in those turns: the emulator's and this process's CPU time per message,
+//!   and the machine's idle and stolen share (`soak/machine.rs`). The emulator, at about 70% of
+//!   a core throughout, is what sets either side's pace.
 //! - latency: from receipt to delete, per message, from the daemon's own `message` span (the
 //!   span its queue loop opens around each message), timed by a tracing layer of this bench.
-//!   It is what `nodemedic_message_handling_seconds` measures, unbucketed.
-//! - RSS: `/proc/self/status` of this process (daemon, feeder and SDK clients together).
+//!   It is what `nodemedic_message_handling_seconds` measures, unbucketed. Time in the queue
+//!   is from a message's SendMessageBatch to that span's start.
+//! - RSS: `/proc/self/status` of this process (daemon, feeder, bare loop and SDK clients).
 //! - AWS calls: the process-wide `nodemedic_aws_calls_total` family, before and after the
 //!   daemon ran; the feeder and the bare loop bypass it.
 
@@ -45,11 +50,16 @@ use tracing_subscriber::registry::LookupSpan;
 #[path = "soak/world.rs"]
 mod world;
 use world::*;
+#[path = "soak/bare.rs"]
+mod bare;
+#[path = "soak/machine.rs"]
+mod machine;
+use bare::{baseline, take_turns};
 #[path = "soak/stages.rs"]
 mod stages;
 #[path = "soak/storm.rs"]
 mod storm;
-use stages::{StageTimer, Stages, cpu_time};
+use stages::{StageTimer, Stages};
 
 const DEFAULT_EVENTS: usize = 2000;
 const SMOKE_EVENTS: usize = 20;
@@ -104,17 +114,24 @@ impl Kind {
     }
 }
 
+/// What [`feed`] sent: each SQS message id's kind and send time, and when the first wave went.
+#[derive(Default)]
+struct Fed {
+    kinds: HashMap<String, Kind>,
+    sent_at: HashMap<String, Instant>,
+}
+
 /// Sends `messages` in waves of [`WAVE`], never more than [`MAX_OUTSTANDING`] ahead of
-/// `done()`; returns each SQS message id's kind, and when the first wave went out.
+/// `done()`; returns what it sent, and when the first wave went out.
 async fn feed(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     messages: &[Message],
     done: impl Fn() -> usize,
     sent_so_far: &AtomicUsize,
-) -> (HashMap<String, Kind>, Instant) {
+) -> (Fed, Instant) {
     let started = Instant::now();
-    let mut kinds = HashMap::new();
+    let mut fed = Fed::default();
     let mut progress = (done(), Instant::now());
     for (wave_number, wave) in messages.chunks(WAVE).enumerate() {
         let sent = wave_number * WAVE;
@@ -132,15 +149,18 @@ async fn feed(
                     .expect("a batch entry"),
             );
         }
+        let sending = Instant::now();
         let output = batch.send().await.expect("SendMessageBatch");
         assert!(output.failed().is_empty(), "{:?}", output.failed());
         for entry in output.successful() {
             let position: usize = entry.id().parse().expect("our entry id");
-            kinds.insert(entry.message_id().to_string(), wave[position].kind);
+            let message_id = entry.message_id().to_string();
+            fed.kinds.insert(message_id.clone(), wave[position].kind);
+            fed.sent_at.insert(message_id, sending);
         }
         sent_so_far.fetch_add(wave.len(), Ordering::SeqCst);
     }
-    (kinds, started)
+    (fed, started)
 }
 
 /// Panics when `done` has not moved for [`STALL`].
@@ -163,35 +183,13 @@ async fn wait_until(done: impl Fn() -> usize, total: usize) {
     }
 }
 
-/// The floor the emulator sets: receive (long poll, up to 10) and delete each, one at a time.
-async fn bare_loop(sqs: aws_sdk_sqs::Client, queue_url: String, deleted: Arc<AtomicUsize>) {
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(20)
-            .visibility_timeout(120)
-            .send()
-            .await
-            .expect("ReceiveMessage");
-        for message in received.messages() {
-            sqs.delete_message()
-                .queue_url(&queue_url)
-                .receipt_handle(message.receipt_handle().expect("a receipt handle"))
-                .send()
-                .await
-                .expect("DeleteMessage");
-            deleted.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
 /// Times the daemon's `message` spans: receipt to delete (or keep) of each message.
 #[derive(Default)]
 struct Handled {
     count: AtomicUsize,
     samples: Mutex<Vec<(String, Duration)>>,
+    /// When each message's span opened: its receipt.
+    received_at: Mutex<HashMap<String, Instant>>,
 }
 
 struct HandlingTimer(Arc<Handled>);
@@ -232,6 +230,11 @@ where
         let Some(span) = ctx.span(&id) else { return };
         if let Some(started) = span.extensions().get::<Started>() {
             let sample = (started.message_id.clone(), started.at.elapsed());
+            self.0
+                .received_at
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(started.message_id.clone(), started.at);
             self.0
                 .samples
                 .lock()
@@ -416,30 +419,6 @@ fn recorded(audit_db: &std::path::Path) -> Recorded {
     }
 }
 
-/// The bare loop's time for `messages`, fed as the daemon is fed, on the baseline queue.
-async fn baseline(world: &World, messages: &[Message]) -> Duration {
-    let sqs = &world.clients.sqs;
-    let baseline_url = world.baseline_queue.url.clone();
-    let deleted = Arc::new(AtomicUsize::new(0));
-    let looping = tokio::spawn(bare_loop(
-        sqs.clone(),
-        baseline_url.clone(),
-        deleted.clone(),
-    ));
-    let done = || deleted.load(Ordering::SeqCst);
-    let (_, loop_started) = feed(sqs, &baseline_url, messages, done, &AtomicUsize::new(0)).await;
-    wait_until(done, messages.len()).await;
-    let loop_took = loop_started.elapsed();
-    looping.abort();
-    let _ = looping.await;
-    assert_eq!(
-        messages_left(world, &baseline_url).await,
-        0,
-        "the bare loop emptied its queue"
-    );
-    loop_took
-}
-
 #[tokio::main]
 async fn main() {
     let benchmarking = std::env::args().any(|arg| arg == "--bench");
@@ -476,7 +455,6 @@ async fn main() {
     let setup = Instant::now();
     let world = build_world().await;
     let messages = messages(&world, count);
-    let sqs = world.clients.sqs.clone();
     let unique: HashSet<&str> = messages.iter().map(|m| m.event_id.as_str()).collect();
     let mut by_kind: BTreeMap<Kind, usize> = BTreeMap::new();
     for message in &messages {
@@ -503,9 +481,6 @@ async fn main() {
             .join(", ")
     );
 
-    // Baseline: the same messages, fed the same way, through a bare loop.
-    let loop_took = baseline(&world, &messages).await;
-
     // The daemon, with the production defaults except dry-run and no join checks.
     let dir =
         std::env::temp_dir().join(format!("nodemedic-soak-{}", uuid::Uuid::new_v4().simple()));
@@ -526,7 +501,6 @@ async fn main() {
     };
     let settings = Settings::load_with_env(&overrides, Some(env)).expect("settings");
     let calls_before = aws_calls();
-    let cpu_before = cpu_time();
     let rss_before = rss_kib("VmRSS:");
     let peak = Arc::new(AtomicU64::new(rss_before));
     let sampling = CancellationToken::new();
@@ -547,17 +521,9 @@ async fn main() {
         shutdown.clone(),
         Default::default(),
     ));
-    let done = || handled.count.load(Ordering::SeqCst);
-    let (kinds, daemon_started) = feed(
-        &sqs,
-        &world.queue.url,
-        &messages,
-        done,
-        &AtomicUsize::new(0),
-    )
-    .await;
-    wait_until(done, messages.len()).await;
-    let daemon_took = daemon_started.elapsed();
+    // Turns with the bare loop: the same messages, fed the same way.
+    let turns = take_turns(&world, &messages, || handled.count.load(Ordering::SeqCst)).await;
+    let kinds = &turns.kinds;
     let rss_after = rss_kib("VmRSS:");
     shutdown.request();
     let summary = daemon
@@ -566,7 +532,6 @@ async fn main() {
         .expect("the daemon runs");
     sampling.cancel();
     let _ = sampler.await;
-    let cpu_took = cpu_time().saturating_sub(cpu_before);
 
     // Every event handled, recorded, and gone from the queue.
     let left = messages_left(&world, &world.queue.url).await;
@@ -578,27 +543,26 @@ async fn main() {
         .collect();
     let duplicates_sent = by_kind.get(&Kind::Duplicate).copied().unwrap_or(0) as i64;
 
-    let rate = |took: Duration| messages.len() as f64 / took.as_secs_f64();
     println!();
     println!(
         "{:<30} {:>9} {:>9} {:>9}",
         "throughput", "messages", "seconds", "msg/s"
     );
+    for phase in [&turns.bare_loop, &turns.daemon] {
+        println!(
+            "{:<30} {:>9} {:>9.2} {:>9.1}",
+            phase.name,
+            messages.len(),
+            phase.wall.as_secs_f64(),
+            phase.rate()
+        );
+    }
     println!(
-        "{:<30} {:>9} {:>9.2} {:>9.1}",
-        "bare receive+delete loop",
-        messages.len(),
-        loop_took.as_secs_f64(),
-        rate(loop_took)
+        "daemon: {:.2}x the loop (turns of {} messages each, who goes first alternating)",
+        turns.daemon.rate() / turns.bare_loop.rate(),
+        bare::SEGMENT
     );
-    println!(
-        "{:<30} {:>9} {:>9.2} {:>9.1}   ({:.2}x the loop)",
-        "nodemedic daemon (dry-run)",
-        messages.len(),
-        daemon_took.as_secs_f64(),
-        rate(daemon_took),
-        rate(daemon_took) / rate(loop_took)
-    );
+    machine::print(&[turns.bare_loop, turns.daemon]);
 
     let samples = handled
         .samples
@@ -628,16 +592,29 @@ async fn main() {
             ms(took.last().copied().unwrap_or_default())
         );
     }
+    // What the receive's wait for free handler slots (intake.receive_batch_wait_ms) costs.
+    let received_at = handled
+        .received_at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut in_queue: Vec<Duration> = received_at
+        .iter()
+        .filter_map(|(id, at)| Some(at.saturating_duration_since(*turns.sent_at.get(id)?)))
+        .collect();
+    in_queue.sort();
+    println!(
+        "{:<30} {:>7} {:>9.1} {:>9.1} {:>9.1}",
+        "in the queue (send to receipt)",
+        in_queue.len(),
+        ms(percentile(&in_queue, 0.50)),
+        ms(percentile(&in_queue, 0.99)),
+        ms(in_queue.last().copied().unwrap_or_default())
+    );
 
     println!();
-    stages::print_breakdown(&stage_times, &kinds);
-    stages::print_slowest(&stage_times, &kinds, &samples, Kind::Healthy);
-    println!(
-        "CPU of this process (daemon, feeder, clients): {:.2} ms per message ({:.1} s for {})",
-        ms(cpu_took) / messages.len() as f64,
-        cpu_took.as_secs_f64(),
-        messages.len()
-    );
+    stages::print_breakdown(&stage_times, kinds);
+    stages::print_slowest(&stage_times, kinds, &samples, Kind::Healthy);
 
     println!();
     println!(

@@ -103,13 +103,8 @@ where
     }
 }
 
-/// User plus system CPU time of this process so far (`/proc/self/stat`, at the usual 100 ticks
-/// per second).
-pub fn cpu_time() -> Duration {
-    cpu_time_of("self")
-}
-
-/// The same of another process (`process` is a pid, or `self`).
+/// User plus system CPU time so far of `process` (a pid, or `self`), from its
+/// `/proc/<process>/stat` at the usual 100 ticks per second; zero when unreadable.
 pub fn cpu_time_of(process: &str) -> Duration {
     let ticks = std::fs::read_to_string(format!("/proc/{process}/stat"))
         .ok()

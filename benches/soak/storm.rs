@@ -241,7 +241,7 @@ pub(super) async fn storm(count: usize, stage_times: &stages::Stages) {
     let (peak, sampling) = sample_peak(process.clone());
     let (drained, counting) = count_drained(&world, &world.queue.url);
     let done = || drained.done.load(Ordering::SeqCst);
-    let (kinds, started) = feed(
+    let (fed, started) = feed(
         &world.clients.sqs,
         &world.queue.url,
         &messages,
@@ -291,7 +291,7 @@ pub(super) async fn storm(count: usize, stage_times: &stages::Stages) {
         );
     }
     if process == "self" {
-        stages::print_breakdown(stage_times, &kinds);
+        stages::print_breakdown(stage_times, &fed.kinds);
     }
     print_calls(&calls, messages.len());
     println!(

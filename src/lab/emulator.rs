@@ -148,6 +148,12 @@ impl Emulator {
             .map(|_| ())
     }
 
+    /// The emulator process's id, for benches that read its CPU time from /proc; `None`
+    /// once it has exited.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
