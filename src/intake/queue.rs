@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -130,16 +130,12 @@ impl QueueLoop {
             self.settings.wait_time_secs
         };
         let mut backoff = Duration::from_millis(500);
+        let most = self.settings.max_messages.clamp(1, 10) as usize;
         loop {
-            let first_slot = tokio::select! {
-                slot = slots.clone().acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => break,
-                },
-                _ = shutdown.cancelled() => break,
+            let Some(mut free) = self.free_slots(&slots, most).await else {
+                break;
             };
-            let batch =
-                (1 + slots.available_permits()).min(self.settings.max_messages as usize) as i32;
+            let batch = free.len() as i32;
             let received = tokio::select! {
                 received = self.receive(batch, wait) => received,
                 _ = shutdown.cancelled() => break,
@@ -155,7 +151,7 @@ impl QueueLoop {
                     self.metrics.receive_errors.inc();
                     self.readiness.receive_failed(&error.to_string());
                     warn!(%error, retry_in_ms = backoff.as_millis() as u64, "receive failed");
-                    drop(first_slot);
+                    drop(free);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {},
                         _ = shutdown.cancelled() => break,
@@ -165,7 +161,7 @@ impl QueueLoop {
                 }
             };
             if messages.is_empty() {
-                drop(first_slot);
+                drop(free);
                 if once && tasks.is_empty() {
                     debug!("queue empty and nothing in flight");
                     break;
@@ -202,9 +198,10 @@ impl QueueLoop {
                 self.readiness
                     .message_age(Duration::from_millis(age_ms as u64));
             }
-            let mut first_slot = Some(first_slot);
             for message in messages {
-                let slot = match first_slot.take() {
+                // A slot was set aside for each message asked for; should SQS send more, the
+                // rest wait for one.
+                let slot = match free.pop() {
                     Some(slot) => slot,
                     None => tokio::select! {
                         biased;
@@ -257,6 +254,46 @@ impl QueueLoop {
             }
         }
         deletes.finish(Duration::from_secs(10)).await;
+    }
+
+    /// The slots the next receive fills, at most `most`; `None` once a stop is requested.
+    ///
+    /// A receive costs one call however many messages it brings, so when handlers free their
+    /// slots one at a time (a backlog worked at full concurrency) this waits up to
+    /// `intake.receive_batch_wait_ms` for three quarters of them rather than receiving a
+    /// message or two per call. An idle loop has every slot free and never waits; the wait is
+    /// spent in the queue, before receipt, by messages that had no free slot anyway.
+    async fn free_slots(
+        &self,
+        slots: &Arc<Semaphore>,
+        most: usize,
+    ) -> Option<Vec<OwnedSemaphorePermit>> {
+        let shutdown = self.shutdown.requested();
+        let acquire = || async {
+            tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.ok(),
+                _ = shutdown.cancelled() => None,
+            }
+        };
+        let mut free = vec![acquire().await?];
+        let wanted = (self.settings.max_in_flight.min(most) * 3).div_ceil(4);
+        let fill_wait = Duration::from_millis(self.settings.receive_batch_wait_ms);
+        if free.len() + slots.available_permits() < wanted && !fill_wait.is_zero() {
+            let deadline = tokio::time::Instant::now() + fill_wait;
+            while free.len() < wanted {
+                tokio::select! {
+                    slot = acquire() => free.push(slot?),
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
+        while free.len() < most {
+            match slots.clone().try_acquire_owned() {
+                Ok(slot) => free.push(slot),
+                Err(_) => break,
+            }
+        }
+        Some(free)
     }
 
     /// Makes a message visible again at once.
@@ -423,3 +460,7 @@ async fn hand_back(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipt: &str) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "queue_tests.rs"]
+mod tests;

@@ -189,6 +189,8 @@ pub struct IntakeSettings {
     pub shutdown_grace_secs: u64,
     /// How long the first handled message of a delete batch waits for others to join it.
     pub delete_batch_wait_ms: u64,
+    /// How long the next receive waits for three quarters of the handler slots to be free when fewer are.
+    pub receive_batch_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -110,6 +110,7 @@ fn every_problem_is_reported_at_once() {
         &[
             ("NODEMEDIC_INTAKE__MAX_MESSAGES", "50"),
             ("NODEMEDIC_INTAKE__WAIT_TIME_SECS", "21"),
+            ("NODEMEDIC_INTAKE__RECEIVE_BATCH_WAIT_MS", "5000"),
             ("NODEMEDIC_LOG__FORMAT", "xml"),
             ("NODEMEDIC_QUEUE_URL", "my-queue"),
         ],
@@ -122,6 +123,7 @@ fn every_problem_is_reported_at_once() {
         found,
         vec![
             "intake.max_messages",
+            "intake.receive_batch_wait_ms",
             "intake.wait_time_secs",
             "log.format",
             "queue_url"

@@ -215,6 +215,13 @@ fn intake(intake: &IntakeSettings, problems: &mut Problems) {
             format!("{} is above 1000", intake.delete_batch_wait_ms),
         );
     }
+    // It delays a receipt while handlers are busy: keep it well under a handling's time.
+    if intake.receive_batch_wait_ms > 1_000 {
+        problems.add(
+            "intake.receive_batch_wait_ms",
+            format!("{} is above 1000", intake.receive_batch_wait_ms),
+        );
+    }
 }
 
 fn audit(raw: RawAudit, problems: &mut Problems) -> Option<AuditSettings> {
